@@ -1,0 +1,3 @@
+from taskflowd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,361 @@
+"""Settings: one declarative table, read from TOML, then `TASKFLOW_*` env, then CLI flags.
+
+Each section is a frozen dataclass; each field's metadata carries its help text and an
+optional check. Unknown keys, wrong types and bad values raise `ConfigError`, whose
+message is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "TASKFLOW_"
+ROLES = ("api", "scheduler", "worker")
+DEFAULT_CONFIG_PATHS = (Path("taskflowd.toml"), Path("/etc/taskflowd/taskflowd.toml"))
+
+Check = Callable[[Any], str | None]
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has a bad value; `str()` is one line naming the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    """Declare one setting: its default, one line of help, and an optional value check."""
+    if isinstance(default, list | dict):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        if not low <= value <= high:
+            return f"must be between {low:g} and {high:g}, got {value!r}"
+        return None
+
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}; got {value!r}"
+
+    return check
+
+
+def _database_url(value: Any) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite":
+        if not value.startswith("sqlite:///") or value in ("sqlite:///", "sqlite:////"):
+            return "a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        return None
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.path.strip("/") and not parts.hostname:
+            return "a PostgreSQL URL needs a host or a database name"
+        return None
+    return f"unsupported scheme {parts.scheme or '(none)'!r}: use sqlite:/// or postgresql://"
+
+
+def _queue_url(value: Any) -> str | None:
+    if value == "database":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return None
+    return f'must be "database" or a redis:// URL, got {value!r}'
+
+
+def _roles(value: Any) -> str | None:
+    unknown = [r for r in value if r not in ROLES]
+    if unknown or not value:
+        return f"roles are a non-empty list of {', '.join(ROLES)}; got {list(value)!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = setting("127.0.0.1", "Address the HTTP API and dashboard listen on.")
+    port: int = setting(8080, "TCP port of the HTTP API and dashboard.", _between(0, 65535))
+    max_body_bytes: int = setting(
+        1_048_576, "Largest request body accepted (413 beyond).", _between(1024, 64 * 2**20)
+    )
+    tls_cert: str = setting("", "PEM certificate file; with tls_key, serve HTTPS.")
+    tls_key: str = setting("", "PEM private key file for tls_cert.")
+    cors_origins: tuple[str, ...] = setting((), "Origins allowed by CORS (never a wildcard).")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    jwt_secret: str = setting(
+        "", "HS256 secret (>= 32 bytes); empty: generated once and kept in the database."
+    )
+    issuer: str = setting("taskflowd", "JWT `iss` claim.")
+    audience: str = setting("taskflowd-api", "JWT `aud` claim.")
+    access_token_ttl_s: int = setting(900, "Access token lifetime.", _between(30, 86400))
+    refresh_token_ttl_s: int = setting(604_800, "Refresh token lifetime.", _between(60, 90 * 86400))
+    bcrypt_rounds: int = setting(12, "bcrypt cost factor.", _between(4, 16))
+    bcrypt_threads: int = setting(
+        2, "Threads hashing passwords off the event loop.", _between(1, 64)
+    )
+    allow_registration: bool = setting(True, "Whether POST /api/v1/auth/register is open.")
+    login_limit_per_min: int = setting(
+        10, "Login attempts per client address and email per minute.", _between(1, 100_000)
+    )
+    api_limit_per_min: int = setting(
+        1200, "API requests per user per minute.", _between(1, 10_000_000)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = setting(32, "Jobs run at once on this node.", _between(1, 10_000))
+    batch_size: int = setting(64, "Jobs claimed per round trip.", _between(1, 10_000))
+    lease_s: float = setting(
+        30.0, "Lease on a claimed job; renewed while it runs.", _between(2, 3600)
+    )
+    shutdown_grace_s: float = setting(
+        30.0, "On SIGTERM, how long running jobs may finish.", _between(0, 86400)
+    )
+    max_rescues: int = setting(
+        3, "Lease expiries a job survives before it is dead-lettered.", _between(0, 100)
+    )
+    backoff_cap_ms: int = setting(
+        3_600_000, "Upper bound of one retry delay.", _between(0, 7 * 86_400_000)
+    )
+    safety_poll_s: float = setting(
+        5.0, "Slow sweep for due work in case a wake-up was missed.", _between(0.1, 3600)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    lookahead_ms: int = setting(
+        1000,
+        "How far ahead cron ticks are enqueued (they still start on time).",
+        _between(0, 60_000),
+    )
+    misfire_grace_s: float = setting(
+        1.0, "A tick later than this counts as missed (SKIP policy).", _between(0, 86400)
+    )
+    run_all_limit: int = setting(
+        100, "Most missed ticks one task replays under RUN_ALL.", _between(1, 100_000)
+    )
+    sweep_interval_s: float = setting(
+        30.0, "Safety sweep interval of the timer.", _between(0.5, 3600)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSettings:
+    shell_enabled: bool = setting(False, "Enable the `shell` handler (admin-only).")
+    http_allow_private: bool = setting(
+        False, "Let the `http` handler reach private, loopback and link-local addresses."
+    )
+    http_allowed_networks: tuple[str, ...] = setting(
+        (), "CIDRs the `http` handler may reach even though they are private."
+    )
+    http_timeout_s: float = setting(30.0, "Total timeout of one http request.", _between(0.1, 3600))
+    http_max_response_bytes: int = setting(
+        1_048_576, "Largest http response body kept.", _between(1, 64 * 2**20)
+    )
+    shell_max_output_bytes: int = setting(
+        65_536, "Output kept per stream of a shell job.", _between(1, 64 * 2**20)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = setting("INFO", "Log level.", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    format: str = setting(
+        "json", "json: one object per line; text: for a terminal.", _one_of("json", "text")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    token: str = setting("", "If set, /metrics requires `Authorization: Bearer <token>`.")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    heartbeat_s: float = setting(5.0, "Node heartbeat interval.", _between(0.5, 600))
+    node_ttl_s: float = setting(
+        30.0, "A node silent this long is considered dead.", _between(2, 3600)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: str = setting(
+        "sqlite:///taskflowd.db", "Database URL: sqlite:///path or postgresql://…", _database_url
+    )
+    queue: str = setting("database", 'Job queue: "database" or redis://host:port/db.', _queue_url)
+    roles: tuple[str, ...] = setting(ROLES, "Components this node runs.", _roles)
+    admin_email: str = setting("", "Email of the admin created on first start with no users.")
+    admin_password: str = setting("", "Its password; empty: generated and printed once.")
+    http: HttpSettings = field(default_factory=HttpSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    handlers: HandlerSettings = field(default_factory=HandlerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp)
+
+
+def _kind(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
+
+
+def _parse_text(tp: Any, value: str) -> Any:
+    """Parse env or flag text into `tp`; returns the text unchanged when it does not parse."""
+    if get_origin(tp) is tuple:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if tp is bool:
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return value
+    if tp is int or tp is float:
+        try:
+            return tp(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _coerce(key: str, tp: Any, value: Any, *, from_text: bool) -> Any:
+    """Check `value` against the declared type; text from env or flags is parsed first."""
+    if from_text and isinstance(value, str):
+        value = _parse_text(tp, value)
+    if get_origin(tp) is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not tp:
+        raise ConfigError(key, f"expected {_kind(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type[Any], prefix: str, layers: list[tuple[dict[str, Any], bool]]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if _is_section(tp):
+            kwargs[f.name] = _build(tp, f"{key}.", layers)
+            continue
+        value: Any = f.default
+        for values, from_text in layers:
+            if key in values:
+                value = _coerce(key, tp, values[key], from_text=from_text)
+        check: Check | None = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(key, problem)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def known_keys(cls: type[Any] = Settings, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:
+    """Every setting's dotted key mapped to its declaration, in declaration order."""
+    hints = get_type_hints(cls)
+    keys: dict[str, dataclasses.Field[Any]] = {}
+    for f in dataclasses.fields(cls):
+        if _is_section(hints[f.name]):
+            keys.update(known_keys(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            keys[f"{prefix}{f.name}"] = f
+    return keys
+
+
+def _flatten_toml(
+    data: Mapping[str, Any], known: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if key in known:
+            flat[key] = value
+        elif isinstance(value, dict) and any(k.startswith(f"{key}.") for k in known):
+            flat.update(_flatten_toml(value, known, f"{key}."))
+        else:
+            raise ConfigError(key, "unknown setting")
+    return flat
+
+
+def _from_env(env: Mapping[str, str], known: Mapping[str, Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        if key not in known:
+            raise ConfigError(name, "unknown setting in the environment")
+        values[key] = value
+    return values
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """The file to read: --config, else $TASKFLOW_CONFIG, else the first default that exists."""
+    if explicit:
+        return Path(explicit)
+    if env.get(f"{ENV_PREFIX}CONFIG"):
+        return Path(env[f"{ENV_PREFIX}CONFIG"])
+    return next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+
+
+def load_settings(
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults < TOML file < environment < `overrides` (CLI flags).
+
+    Raises ConfigError for an unreadable file, unknown keys, wrong types and bad values.
+    """
+    env = os.environ if env is None else env
+    known = known_keys()
+    layers: list[tuple[dict[str, Any], bool]] = []
+    path = find_config_file(config_file, env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+        layers.append((_flatten_toml(data, known), False))
+    layers.append((_from_env(env, known), True))
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in flags:
+        if key not in known:
+            raise ConfigError(key, "unknown setting")
+    layers.append((flags, True))
+    settings: Settings = _build(Settings, "", layers)
+    if bool(settings.http.tls_cert) != bool(settings.http.tls_key):
+        raise ConfigError("http.tls_key", "tls_cert and tls_key must be set together")
+    return settings

@@ -1,0 +1,65 @@
+"""The handler contract: an async callable from (payload, context) to a JSON result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from taskflowd.domain.entities import JSON
+from taskflowd.domain.errors import FieldError
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler knows about the attempt it runs.
+
+    `delivery_id` is stable for one attempt of one execution, so handlers and webhook
+    receivers can use it to stay idempotent under at-least-once delivery.
+    """
+
+    execution_id: str
+    task_id: str
+    attempt: int
+    delivery_id: str
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+class JobError(Exception):
+    """A handler's failure that it classified itself.
+
+    `error_type` is a short machine string stored with the attempt; `retryable=False`
+    sends the job straight to the dead-letter queue; `retry_after_s` asks for a later
+    retry than the backoff policy would choose.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "error",
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+HandlerFn = Callable[[JSON, JobContext], Awaitable[JSON]]
+
+
+class PayloadValidator(Protocol):
+    def __call__(self, payload: JSON) -> list[FieldError]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A registered handler: `admin_only` ones may be created or changed by admins only."""
+
+    name: str
+    run: HandlerFn
+    validate: PayloadValidator
+    admin_only: bool = False

@@ -1,0 +1,141 @@
+"""The `Store` protocol: durable records of taskflowd, independent of the database.
+
+Every method raises `StoreUnavailable` when the database cannot be reached and
+`StoreError` on other storage failures. Lists are newest first with an opaque cursor.
+`owner_id=None` means "any owner" (an admin's view); a string restricts to that user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from taskflowd.domain.entities import (
+    DeadLetterJob,
+    Execution,
+    Node,
+    RefreshToken,
+    RetryRecord,
+    Task,
+    User,
+)
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    owner_id: str | None = None
+    status: TaskStatus | None = None
+    type: TaskType | None = None
+    handler: str | None = None
+    name_contains: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    owner_id: str | None = None
+    task_id: str | None = None
+    status: ExecutionStatus | None = None
+    statuses: tuple[ExecutionStatus, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResponse:
+    fingerprint: str
+    status: int
+    body: str
+    created_at: datetime
+
+
+class Store(Protocol):
+    # --- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def stop(self) -> None: ...
+    async def ping(self) -> None:
+        """Round-trip to the database; raises StoreUnavailable when it does not answer."""
+
+    # --- users -----------------------------------------------------------------
+    async def create_user(self, user: User) -> User:
+        """Insert a user; raises DuplicateKey when a live user has that email."""
+
+    async def get_user(self, user_id: str) -> User | None:
+        """A live (not soft-deleted) user."""
+
+    async def get_user_by_email(self, email: str) -> User | None: ...
+    async def update_user(self, user: User) -> User | None:
+        """Write all mutable fields of a live user; None when it is gone."""
+
+    async def delete_user(self, user_id: str, at: datetime) -> bool:
+        """Soft-delete; returns False when no live user had that id."""
+
+    async def list_users(self, limit: int, cursor: str | None = None) -> Page[User]: ...
+    async def count_users(self) -> int: ...
+
+    # --- tasks -----------------------------------------------------------------
+    async def create_task(self, task: Task, first_run: Execution | None = None) -> Task:
+        """Insert a task and, atomically with it, its first execution when given."""
+
+    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None: ...
+    async def update_task(self, task: Task) -> Task | None:
+        """Write all mutable fields of a live task; None when it is gone."""
+
+    async def delete_task(self, task_id: str, owner_id: str | None, at: datetime) -> bool:
+        """Soft-delete and cancel its queued executions; False when not found."""
+
+    async def list_tasks(
+        self, filters: TaskFilter, limit: int, cursor: str | None = None
+    ) -> Page[Task]: ...
+
+    # --- executions ------------------------------------------------------------
+    async def get_execution(
+        self, execution_id: str, owner_id: str | None = None
+    ) -> Execution | None: ...
+    async def list_executions(
+        self, filters: ExecutionFilter, limit: int, cursor: str | None = None
+    ) -> Page[Execution]: ...
+    async def retry_history(self, execution_id: str) -> list[RetryRecord]: ...
+
+    # --- dead letter -----------------------------------------------------------
+    async def get_dead_letter(
+        self, dead_letter_id: str, owner_id: str | None = None
+    ) -> DeadLetterJob | None: ...
+    async def list_dead_letter(
+        self, owner_id: str | None, limit: int, cursor: str | None = None
+    ) -> Page[DeadLetterJob]: ...
+    async def delete_dead_letter(self, dead_letter_id: str, owner_id: str | None) -> bool: ...
+
+    # --- refresh tokens --------------------------------------------------------
+    async def add_refresh_token(self, token: RefreshToken) -> None: ...
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+    async def spend_refresh_token(self, token_id: str, at: datetime) -> bool:
+        """Mark a live token used; False when it was already used or revoked (a replay)."""
+
+    async def revoke_token_family(self, family_id: str, at: datetime) -> None: ...
+    async def revoke_user_tokens(self, user_id: str, at: datetime) -> None: ...
+
+    # --- settings, nodes, idempotency -----------------------------------------
+    async def get_setting(self, key: str) -> str | None: ...
+    async def put_setting_if_absent(self, key: str, value: str) -> str:
+        """Store `value` unless the key exists; returns the value now stored."""
+
+    async def upsert_node(self, node: Node) -> None: ...
+    async def delete_node(self, node_id: str) -> None: ...
+    async def list_nodes(self, alive_since: datetime | None = None) -> list[Node]: ...
+    async def expire_nodes(self, before: datetime) -> int: ...
+
+    async def get_idempotent(self, user_id: str, key: str) -> IdempotentResponse | None: ...
+    async def put_idempotent(self, user_id: str, key: str, response: IdempotentResponse) -> bool:
+        """Record the first response for a key; False when one was recorded already."""
+
+    async def purge_idempotent(self, before: datetime) -> int: ...

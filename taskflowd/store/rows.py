@@ -1,0 +1,254 @@
+"""Mapping between database rows and domain entities, shared by every SQL dialect."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from taskflowd.domain.entities import (
+    JSON,
+    DeadLetterJob,
+    Execution,
+    Node,
+    RefreshToken,
+    RetryRecord,
+    Task,
+    User,
+)
+from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.errors import FieldError, ValidationFailed
+from taskflowd.store.db import Row
+
+TimeDecoder = Callable[[Any], datetime]
+
+
+def dump_json(value: JSON) -> str:
+    return orjson.dumps(value).decode()
+
+
+def load_json(text: str | None) -> JSON:
+    return None if text is None else orjson.loads(text)
+
+
+def _opt(decode: TimeDecoder, value: Any) -> datetime | None:
+    return None if value is None else decode(value)
+
+
+def user_from_row(row: Row, t: TimeDecoder) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        role=Role(row["role"]),
+        is_active=bool(row["is_active"]),
+        token_version=row["token_version"],
+        created_at=t(row["created_at"]),
+        updated_at=t(row["updated_at"]),
+        deleted_at=_opt(t, row["deleted_at"]),
+    )
+
+
+def task_from_row(row: Row, t: TimeDecoder) -> Task:
+    return Task(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        type=TaskType(row["type"]),
+        status=TaskStatus(row["status"]),
+        handler=row["handler"],
+        payload=load_json(row["payload"]),
+        cron_expression=row["cron_expression"],
+        timezone=row["timezone"],
+        scheduled_at=_opt(t, row["scheduled_at"]),
+        delay_ms=row["delay_ms"],
+        priority=row["priority"],
+        max_retries=row["max_retries"],
+        backoff_ms=row["backoff_ms"],
+        timeout_ms=row["timeout_ms"],
+        rate_limit=row["rate_limit"],
+        concurrency=row["concurrency"],
+        misfire_policy=MisfirePolicy(row["misfire_policy"]),
+        created_by=row["created_by"],
+        created_at=t(row["created_at"]),
+        updated_at=t(row["updated_at"]),
+        last_run_at=_opt(t, row["last_run_at"]),
+        next_run_at=_opt(t, row["next_run_at"]),
+        deleted_at=_opt(t, row["deleted_at"]),
+    )
+
+
+def task_values(task: Task) -> tuple[Any, ...]:
+    """Column values in the order of `TASK_COLUMNS`."""
+    return (
+        task.id,
+        task.name,
+        task.description,
+        task.type.value,
+        task.status.value,
+        task.handler,
+        dump_json(task.payload),
+        task.cron_expression,
+        task.timezone,
+        task.scheduled_at,
+        task.delay_ms,
+        task.priority,
+        task.max_retries,
+        task.backoff_ms,
+        task.timeout_ms,
+        task.rate_limit,
+        task.concurrency,
+        task.misfire_policy.value,
+        task.created_by,
+        task.created_at,
+        task.updated_at,
+        task.last_run_at,
+        task.next_run_at,
+        task.deleted_at,
+    )
+
+
+TASK_COLUMNS = (
+    "id, name, description, type, status, handler, payload, cron_expression, timezone, "
+    "scheduled_at, delay_ms, priority, max_retries, backoff_ms, timeout_ms, rate_limit, "
+    "concurrency, misfire_policy, created_by, created_at, updated_at, last_run_at, "
+    "next_run_at, deleted_at"
+)
+
+
+def execution_from_row(row: Row, t: TimeDecoder) -> Execution:
+    return Execution(
+        id=row["id"],
+        task_id=row["task_id"],
+        job_id=row["job_id"],
+        owner_id=row["owner_id"],
+        status=ExecutionStatus(row["status"]),
+        scheduled_for=t(row["scheduled_for"]),
+        run_at=t(row["run_at"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        handler=row["handler"],
+        payload=load_json(row["payload"]),
+        max_retries=row["max_retries"],
+        backoff_ms=row["backoff_ms"],
+        timeout_ms=row["timeout_ms"],
+        started_at=_opt(t, row["started_at"]),
+        completed_at=_opt(t, row["completed_at"]),
+        duration_ms=row["duration_ms"],
+        result=load_json(row["result"]),
+        error=load_json(row["error"]),
+        request_id=row["request_id"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=_opt(t, row["lease_expires_at"]),
+        fence=row["fence"],
+        rescues=row["rescues"],
+        created_at=t(row["created_at"]),
+        updated_at=t(row["updated_at"]),
+    )
+
+
+EXECUTION_INSERT_COLUMNS = (
+    "id, task_id, job_id, owner_id, status, scheduled_for, run_at, tick_at, priority, "
+    "attempts, handler, payload, max_retries, backoff_ms, timeout_ms, request_id, "
+    "created_at, updated_at"
+)
+
+
+def execution_insert_values(e: Execution, tick_at: datetime | None) -> tuple[Any, ...]:
+    """Values for `EXECUTION_INSERT_COLUMNS` of a new, not yet claimed execution."""
+    return (
+        e.id,
+        e.task_id,
+        e.job_id,
+        e.owner_id,
+        e.status.value,
+        e.scheduled_for,
+        e.run_at,
+        tick_at,
+        e.priority,
+        e.attempts,
+        e.handler,
+        dump_json(e.payload),
+        e.max_retries,
+        e.backoff_ms,
+        e.timeout_ms,
+        e.request_id,
+        e.created_at,
+        e.updated_at,
+    )
+
+
+def retry_from_row(row: Row, t: TimeDecoder) -> RetryRecord:
+    return RetryRecord(
+        id=row["id"],
+        execution_id=row["execution_id"],
+        attempt=row["attempt"],
+        error=load_json(row["error"]),
+        failed_at=t(row["failed_at"]),
+        next_run_at=_opt(t, row["next_run_at"]),
+    )
+
+
+def dead_letter_from_row(row: Row, t: TimeDecoder) -> DeadLetterJob:
+    return DeadLetterJob(
+        id=row["id"],
+        execution_id=row["execution_id"],
+        task_id=row["task_id"],
+        job_id=row["job_id"],
+        owner_id=row["owner_id"],
+        payload=load_json(row["payload"]),
+        error=load_json(row["error"]),
+        attempts=row["attempts"],
+        created_at=t(row["created_at"]),
+    )
+
+
+def refresh_token_from_row(row: Row, t: TimeDecoder) -> RefreshToken:
+    return RefreshToken(
+        id=row["id"],
+        user_id=row["user_id"],
+        token_hash=row["token_hash"],
+        family_id=row["family_id"],
+        expires_at=t(row["expires_at"]),
+        created_at=t(row["created_at"]),
+        used_at=_opt(t, row["used_at"]),
+        revoked_at=_opt(t, row["revoked_at"]),
+    )
+
+
+def node_from_row(row: Row, t: TimeDecoder) -> Node:
+    return Node(
+        id=row["id"],
+        host=row["host"],
+        roles=tuple(r for r in row["roles"].split(",") if r),
+        version=row["version"],
+        started_at=t(row["started_at"]),
+        last_heartbeat=t(row["last_heartbeat"]),
+    )
+
+
+def _bad_cursor() -> ValidationFailed:
+    return ValidationFailed([FieldError("cursor", "the cursor is not one this server issued")])
+
+
+def encode_cursor(created_at: datetime, item_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{item_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, item_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(stamp)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _bad_cursor() from None
+    if created_at.tzinfo is None or not item_id:
+        raise _bad_cursor()
+    return created_at, item_id
