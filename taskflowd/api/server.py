@@ -1,0 +1,45 @@
+"""The HTTP server as a component: aiohttp's AppRunner and TCPSite, optional TLS."""
+
+from __future__ import annotations
+
+import ssl
+
+from aiohttp import web
+
+from taskflowd.config import HttpSettings
+
+
+class HttpServer:
+    def __init__(self, app: web.Application, settings: HttpSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.settings.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        return context
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            self.settings.host,
+            self.settings.port,
+            ssl_context=self._ssl_context(),
+            shutdown_timeout=5.0,
+        )
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,57 @@
+"""Named, supervised background tasks: a loop that crashes is logged and restarted with
+backoff, or, when it is marked critical, stops the daemon loudly. Nothing dies silently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("taskflowd.background")
+
+LoopFn = Callable[[], Awaitable[None]]
+
+
+class Supervisor:
+    def __init__(self, on_fatal: Callable[[str, BaseException], None]) -> None:
+        self._on_fatal = on_fatal
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def spawn(self, name: str, fn: LoopFn, *, restart: bool = True) -> None:
+        """Run `fn` as task `name`; if it raises, restart it (1 s, 2 s … 30 s) or, with
+        `restart=False`, report it as fatal. Returning normally ends the task quietly."""
+        if name in self._tasks:
+            raise RuntimeError(f"background task {name!r} already running")
+        self._tasks[name] = asyncio.create_task(self._guard(name, fn, restart), name=name)
+
+    async def _guard(self, name: str, fn: LoopFn, restart: bool) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not restart:
+                    log.critical("background task %s crashed", name, exc_info=True)
+                    self._on_fatal(name, exc)
+                    return
+                log.error(
+                    "background task %s crashed; restarting in %.0f s", name, delay, exc_info=True
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def cancel(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def cancel_all(self) -> None:
+        for name in list(self._tasks):
+            await self.cancel(name)
+
+    def running(self) -> list[str]:
+        return [name for name, task in self._tasks.items() if not task.done()]

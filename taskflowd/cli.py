@@ -1,0 +1,119 @@
+"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from taskflowd import __version__
+from taskflowd.config import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
+    parser.add_argument("--database", metavar="URL", help="sqlite:///path or postgresql://…")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskflowd", description="Task scheduler and job runner daemon."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the daemon (API, scheduler, workers)")
+    _config_args(serve)
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", help="listen port (default 8080)")
+    serve.add_argument("--queue", metavar="URL", help='"database" or redis://host:6379/0')
+    serve.add_argument("--role", metavar="LIST", help="comma list of api,scheduler,worker")
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    _config_args(migrate)
+
+    check = sub.add_parser("check-config", help="validate the configuration and print it")
+    _config_args(check)
+
+    sub.add_parser("version", help="print the version")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_sub.add_parser("create", help="create a user")
+    _config_args(create)
+    create.add_argument("email")
+    create.add_argument("--first-name", default="")
+    create.add_argument("--last-name", default="")
+    create.add_argument("--admin", action="store_true", help="give the ADMIN role")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    listing = user_sub.add_parser("list", help="list users")
+    _config_args(listing)
+    setpw = user_sub.add_parser("set-password", help="set a user's password")
+    _config_args(setpw)
+    setpw.add_argument("email")
+    setpw.add_argument("--password-stdin", action="store_true")
+    deactivate = user_sub.add_parser("deactivate", help="deactivate a user")
+    _config_args(deactivate)
+    deactivate.add_argument("email")
+
+    backup = sub.add_parser("backup", help="online copy of a SQLite database")
+    _config_args(backup)
+    backup.add_argument("file", help="destination file")
+
+    bench = sub.add_parser("bench", help="measure throughput and latency of a configuration")
+    _config_args(bench)
+    bench.add_argument("--queue", metavar="URL")
+    bench.add_argument("--jobs", type=int, default=20_000, help="no-op jobs to drain")
+    bench.add_argument("--delayed", type=int, default=10_000, help="jobs due in the same second")
+    bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
+    bench.add_argument("--concurrency", type=int, help="worker slots")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {"database": getattr(args, "database", None)}
+    for flag, key in (
+        ("host", "http.host"),
+        ("port", "http.port"),
+        ("queue", "queue"),
+        ("role", "roles"),
+        ("concurrency", "worker.concurrency"),
+    ):
+        value = getattr(args, flag, None)
+        overrides[key] = None if value is None else str(value)
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat: ") != first:
+        raise SystemExit("taskflowd: passwords differ")
+    return first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"taskflowd {__version__}")
+        return 0
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"taskflowd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from taskflowd import commands, logs
+
+    logs.configure(settings.log.level, settings.log.format)
+    handler = commands.COMMANDS[args.command]
+    try:
+        return handler(settings, args)
+    except commands.CommandError as exc:
+        print(f"taskflowd: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,187 @@
+"""What each CLI command does, given validated Settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from taskflowd.config import Settings, known_keys
+from taskflowd.domain.entities import User, utcnow
+from taskflowd.domain.enums import Role
+from taskflowd.store import SqlStore, open_store
+from taskflowd.store.errors import DuplicateKey, StoreError
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; printed as one line."""
+
+
+def _with_store(settings: Settings, work: Callable[[SqlStore], Awaitable[int]]) -> int:
+    async def main() -> int:
+        store = open_store(settings.database)
+        try:
+            await store.start()
+        except StoreError as exc:
+            raise CommandError(f"cannot open the database: {exc}") from exc
+        try:
+            return await work(store)
+        finally:
+            await store.stop()
+
+    return asyncio.run(main())
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.daemon import run_daemon
+
+    return run_daemon(settings)
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.store.migrate import current_version
+
+    async def work(store: SqlStore) -> int:
+        print(f"schema at version {await current_version(store.db)}")
+        return 0
+
+    return _with_store(settings, work)
+
+
+def check_config(settings: Settings, args: argparse.Namespace) -> int:
+    flat: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                flat[f"{prefix}{f.name}"] = value
+
+    walk(settings, "")
+    secret = re.compile(r"secret|password|token", re.IGNORECASE)
+    for key in known_keys():
+        value = flat[key]
+        shown = "(set)" if value and secret.search(key) else repr(value)
+        print(f"{key} = {shown}")
+    print("configuration OK")
+    return 0
+
+
+async def _hash(settings: Settings, password: str) -> str:
+    from taskflowd.auth.passwords import PasswordHasher, password_problems
+
+    problems = password_problems(password)
+    if problems:
+        raise CommandError(f"password {problems[0].message}")
+    hasher = PasswordHasher(settings.auth.bcrypt_rounds, 1)
+    try:
+        return await hasher.hash(password)
+    finally:
+        hasher.close()
+
+
+def _password(args: argparse.Namespace) -> str:
+    from taskflowd.cli import _read_password
+
+    return _read_password(args.password_stdin)
+
+
+def user(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.user_command
+    if action == "list":
+        return _with_store(settings, _list_users)
+    email = args.email.strip().lower()
+    if not EMAIL.match(email):
+        raise CommandError(f"{args.email!r} is not an email address")
+    if action == "create":
+        password = _password(args)
+
+        async def create(store: SqlStore) -> int:
+            now = utcnow()
+            new = User(
+                id=str(uuid.uuid4()),
+                email=email,
+                password_hash=await _hash(settings, password),
+                first_name=args.first_name,
+                last_name=args.last_name,
+                role=Role.ADMIN if args.admin else Role.USER,
+                is_active=True,
+                token_version=0,
+                created_at=now,
+                updated_at=now,
+            )
+            try:
+                await store.create_user(new)
+            except DuplicateKey:
+                raise CommandError(f"a user with email {email} exists already") from None
+            print(f"created {new.role.value} {email} ({new.id})")
+            return 0
+
+        return _with_store(settings, create)
+    password = _password(args) if action == "set-password" else ""
+
+    async def change(store: SqlStore) -> int:
+        found = await store.get_user_by_email(email)
+        if found is None:
+            raise CommandError(f"no user with email {email}")
+        if action == "set-password":
+            changed = dataclasses.replace(found, password_hash=await _hash(settings, password))
+        else:
+            changed = dataclasses.replace(found, is_active=False)
+        changed = dataclasses.replace(
+            changed, token_version=found.token_version + 1, updated_at=utcnow()
+        )
+        await store.update_user(changed)
+        await store.revoke_user_tokens(found.id, utcnow())
+        print(f"{action}: {email} done")
+        return 0
+
+    return _with_store(settings, change)
+
+
+async def _list_users(store: SqlStore) -> int:
+    cursor = None
+    print(f"{'EMAIL':40} {'ROLE':6} {'ACTIVE':6} ID")
+    while True:
+        page = await store.list_users(500, cursor)
+        for u in page.items:
+            print(f"{u.email:40} {u.role.value:6} {'yes' if u.is_active else 'no':6} {u.id}")
+        if page.next_cursor is None:
+            return 0
+        cursor = page.next_cursor
+
+
+def backup(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.backup import backup_sqlite
+
+    try:
+        pages = asyncio.run(backup_sqlite(settings.database, args.file))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"backed up {pages} pages to {args.file}", file=sys.stderr)
+    return 0
+
+
+def bench(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": serve,
+    "migrate": migrate,
+    "check-config": check_config,
+    "user": user,
+    "backup": backup,
+    "bench": bench,
+}

@@ -1,0 +1,236 @@
+"""The composition root: builds every component from Settings, starts them in order,
+stops them in reverse, and turns SIGTERM/SIGINT into a graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from taskflowd import __version__
+from taskflowd.background import Supervisor
+from taskflowd.config import Settings
+from taskflowd.domain.entities import Node, utcnow
+from taskflowd.events import EventBus
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.logs import node_id_var
+from taskflowd.queue import open_queue
+from taskflowd.queue.base import JobQueue
+from taskflowd.scheduler.timer import Timer
+from taskflowd.services.tasks import TaskService
+from taskflowd.store import SqlStore, open_store
+from taskflowd.worker.pool import WorkerPool
+
+log = logging.getLogger("taskflowd.daemon")
+
+
+@dataclass
+class _Component:
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Daemon:
+    """One taskflowd node. Build with `Daemon.build(settings)`, then `await run()` or
+    `start()`/`stop()` (tests)."""
+
+    settings: Settings
+    store: SqlStore
+    queue: JobQueue
+    handlers: HandlerRegistry
+    events: EventBus
+    supervisor: Supervisor
+    tasks: TaskService
+    node_id: str
+    worker: WorkerPool | None = None
+    timer: Timer | None = None
+    http: Any = None
+    jwt_secret: str = ""
+    _components: list[_Component] = field(default_factory=list)
+    _started: list[_Component] = field(default_factory=list)
+    _stop_requested: asyncio.Event | None = None
+    _fatal: str | None = None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, app_factory: Callable[[Daemon], web.Application] | None = None
+    ) -> Daemon:
+        node_id = uuid.uuid4().hex[:16]
+        store = open_store(settings.database)
+        queue = open_queue(settings, store)
+        h = settings.handlers
+        handlers = HandlerRegistry.build(
+            shell_enabled=h.shell_enabled,
+            http_allow_private=h.http_allow_private,
+            http_allowed_networks=h.http_allowed_networks,
+            http_timeout_s=h.http_timeout_s,
+            http_max_response_bytes=h.http_max_response_bytes,
+            shell_max_output_bytes=h.shell_max_output_bytes,
+        )
+        events = EventBus()
+        daemon = cls(
+            settings=settings,
+            store=store,
+            queue=queue,
+            handlers=handlers,
+            events=events,
+            supervisor=Supervisor(lambda name, exc: None),
+            tasks=TaskService(store, queue, handlers),
+            node_id=node_id,
+        )
+        daemon.supervisor = Supervisor(daemon._on_fatal)
+        if settings.has_role("worker"):
+            daemon.worker = WorkerPool(
+                queue, handlers, settings.worker, node_id, events, daemon.supervisor
+            )
+        if settings.has_role("scheduler"):
+            daemon.timer = Timer(queue, settings.scheduler, events, daemon.supervisor)
+        factory = app_factory or _default_app
+        from taskflowd.api.server import HttpServer
+
+        daemon.http = HttpServer(factory(daemon), settings.http)
+        daemon._components = daemon._plan()
+        return daemon
+
+    def _plan(self) -> list[_Component]:
+        parts = [
+            _Component("store", self.store.start, self.store.stop),
+            _Component("bootstrap", self._bootstrap, _nothing),
+            _Component("queue", self.queue.start, self.queue.stop),
+            _Component("node", self._register_node, self._unregister_node),
+        ]
+        if self.timer is not None:
+            parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
+        if self.worker is not None:
+            parts.append(_Component("worker", self.worker.start, self.worker.stop))
+        parts.append(_Component("http", self.http.start, self.http.stop))
+        return parts
+
+    def _on_fatal(self, name: str, exc: BaseException) -> None:
+        self._fatal = f"{name}: {exc}"
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def _bootstrap(self) -> None:
+        from taskflowd.services.bootstrap import bootstrap
+
+        await bootstrap(self)
+
+    async def _register_node(self) -> None:
+        node_id_var.set(self.node_id)
+        await self._heartbeat()
+        self.supervisor.spawn("cluster.heartbeat", self._heartbeat_loop)
+
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+        node = Node(
+            self.node_id,
+            socket.gethostname(),
+            self.settings.roles,
+            __version__,
+            self._started_at,
+            now,
+        )
+        await self.store.upsert_node(node)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cluster.heartbeat_s)
+            await self._heartbeat()
+
+    async def _unregister_node(self) -> None:
+        await self.supervisor.cancel("cluster.heartbeat")
+        with contextlib.suppress(Exception):
+            await self.store.delete_node(self.node_id)
+
+    async def start(self) -> None:
+        """Start every component in order; on failure, stop those started and re-raise."""
+        self._started_at = utcnow()
+        self._stop_requested = asyncio.Event()
+        for component in self._components:
+            try:
+                await component.start()
+            except BaseException:
+                log.error("could not start %s", component.name)
+                await self.stop()
+                raise
+            self._started.append(component)
+        log.info(
+            "taskflowd %s serving on %s:%s (node %s, roles %s)",
+            __version__,
+            self.settings.http.host,
+            self.http.port,
+            self.node_id,
+            ",".join(self.settings.roles),
+        )
+
+    async def stop(self) -> None:
+        """Stop started components in reverse order; errors are logged, not raised."""
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("error while stopping %s", component.name)
+        await self.supervisor.cancel_all()
+        await self.handlers.close()
+
+    def request_stop(self) -> None:
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        assert self._stop_requested is not None
+        await self._stop_requested.wait()
+        log.info("shutting down")
+        await self.stop()
+        if self._fatal:
+            log.critical("stopped because a critical task failed: %s", self._fatal)
+            return 1
+        return 0
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _default_app(daemon: Daemon) -> web.Application:
+    from taskflowd.api.assembly import build_daemon_app
+
+    return build_daemon_app(daemon)
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run a daemon in a fresh event loop (uvloop when installed)."""
+    try:
+        import uvloop
+
+        runner: Callable[[Any], int] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(_serve(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    daemon = Daemon.build(settings)
+    try:
+        return await daemon.run()
+    except Exception as exc:
+        print(f"taskflowd: cannot start: {exc}", file=sys.stderr)
+        return 1

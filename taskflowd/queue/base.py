@@ -1,0 +1,140 @@
+"""The `JobQueue` protocol: how executions become deliverable, are claimed and settled.
+
+An execution row in the store is the system of record for a job. A queue makes it
+deliverable, hands it to one worker at a time under a lease, and applies outcomes only
+when they carry the fencing token of the current claim, so a worker that lost its
+lease can never overwrite the outcome of the job's new owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from taskflowd.domain.entities import JSON, Execution, Task
+from taskflowd.domain.enums import ExecutionStatus
+
+
+class OutcomeKind(StrEnum):
+    COMPLETED = "COMPLETED"
+    RETRY = "RETRY"
+    DEAD = "DEAD"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt. `run_at` is the retry time for RETRY."""
+
+    execution_id: str
+    task_id: str
+    fence: int
+    kind: OutcomeKind
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    result: JSON = None
+    error: JSON = None
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    """What a renewal found: claims this worker lost, and running jobs asked to cancel."""
+
+    lost: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    rescued: list[str]
+    dead: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TickBatch:
+    """Executions of cron ticks, and the compare-and-set of the task's next run."""
+
+    task: Task
+    expected_next_run_at: datetime
+    next_run_at: datetime
+    executions: Sequence[Execution]
+
+
+class JobQueue(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    async def add(self, executions: Sequence[Execution]) -> None:
+        """Store new PENDING executions and make them deliverable at their `run_at`."""
+
+    async def announce(self, executions: Sequence[Execution]) -> None:
+        """Make executions the store has just inserted (with their task) deliverable."""
+
+    async def reschedule(self, task: Task, run_at: datetime | None) -> int:
+        """Copy a changed task's settings (and a new `run_at`, when given) onto its PENDING
+        executions; returns how many changed."""
+
+    async def due_tasks(self, horizon: datetime, limit: int) -> list[Task]:
+        """Active recurring tasks whose `next_run_at` is at or before `horizon`."""
+
+    async def next_tick_at(self) -> datetime | None:
+        """The earliest `next_run_at` of any active recurring task."""
+
+    async def schedule_changed(self) -> None:
+        """Tell every scheduler that tasks changed (created, resumed, rescheduled)."""
+
+    async def wait_for_schedule_change(self, timeout_s: float) -> None: ...
+
+    async def add_ticks(self, batch: TickBatch) -> bool:
+        """Atomically insert the ticks' executions (each (task, instant) at most once, ever)
+        and advance the task's `next_run_at` if it still equals `expected_next_run_at`.
+        Returns False, inserting nothing, when another scheduler advanced it first."""
+
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        """Claim up to `limit` due jobs, highest priority first, then earliest due; each
+        becomes PROCESSING with `attempts` + 1, a new fencing token and a lease. Jobs of
+        tasks at their concurrency or rate limit stay queued, deferred briefly."""
+
+    async def renew(
+        self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> LeaseStatus:
+        """Extend the leases of (execution id, fence) claims still held."""
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> set[str]:
+        """Apply outcomes in one commit; returns the execution ids applied. An outcome
+        whose fence is stale, or whose job is no longer PROCESSING, is ignored."""
+
+    async def release(self, claims: Sequence[tuple[str, int]]) -> int:
+        """Hand back claimed jobs unfinished (shutdown): queued again at once, the attempt
+        not counted."""
+
+    async def reap_expired(self, max_rescues: int) -> Reaped:
+        """Requeue jobs whose lease expired (the attempt counts); after `max_rescues`
+        rescues a job is dead-lettered instead."""
+
+    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
+        """Cancel a queued job at once, or ask its worker to stop a running one. None when
+        the execution does not exist (for this owner)."""
+
+    async def retry_dead_letter(
+        self, dead_letter_id: str, owner_id: str | None
+    ) -> Execution | None:
+        """Give a dead-lettered execution one more attempt; None when not found."""
+
+    async def depths(self) -> dict[ExecutionStatus, int]: ...
+
+    async def next_due(self) -> datetime | None:
+        """The earliest `run_at` among queued jobs, or None when none is queued."""
+
+    async def wait_for_work(self, timeout_s: float) -> None:
+        """Return when work may have become due (a local or remote wake-up) or after
+        `timeout_s`, whichever comes first."""
+
+    def wake(self) -> None:
+        """Wake local waiters (e.g. after a job finished and freed a concurrency slot)."""

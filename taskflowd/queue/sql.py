@@ -1,0 +1,593 @@
+"""The job queue in the database: executions rows are the jobs.
+
+SQLite serialises claims through its single writer. PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED`, serialises claims of rate- or concurrency-limited tasks by
+locking their task rows, and wakes idle workers on every node with LISTEN/NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskflowd.domain.entities import Execution, Task, utcnow
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
+from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
+from taskflowd.store import rows
+from taskflowd.store.db import Conn, Database, PostgresDatabase
+from taskflowd.store.errors import StoreError
+
+log = logging.getLogger("taskflowd.queue")
+
+CHANNEL = "taskflow_jobs"
+SCHEDULE_CHANNEL = "taskflow_schedule"
+_PENDING = ExecutionStatus.PENDING.value
+_RETRYING = ExecutionStatus.RETRYING.value
+_PROCESSING = ExecutionStatus.PROCESSING.value
+_INSERT = (
+    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) "
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
+)
+_CONCURRENCY_RETRY_S = 0.2
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    if timeout_s > 0 and not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
+    event.clear()
+
+
+def _marks(count: int, start: int = 1) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+class SqlQueue:
+    """`JobQueue` over the store's own database (see `taskflowd.queue.base`)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._t = db.decode_time
+        self._wake = asyncio.Event()
+        self._schedule = asyncio.Event()
+        self._listener: Any = None
+        self._pg = db.dialect == "postgresql"
+
+    # --- lifecycle and wake-ups ------------------------------------------------
+    async def start(self) -> None:
+        if isinstance(self.db, PostgresDatabase):
+            try:
+                self._listener = await self.db.pool.acquire()
+                await self._listener.add_listener(CHANNEL, self._on_notify)
+                await self._listener.add_listener(SCHEDULE_CHANNEL, self._on_schedule)
+            except Exception as exc:
+                raise StoreError(f"cannot LISTEN for queue wake-ups: {exc}") from exc
+
+    async def stop(self) -> None:
+        if self._listener is not None and isinstance(self.db, PostgresDatabase):
+            listener, self._listener = self._listener, None
+            try:
+                await listener.remove_listener(CHANNEL, self._on_notify)
+                await listener.remove_listener(SCHEDULE_CHANNEL, self._on_schedule)
+            finally:
+                await self.db.pool.release(listener)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_schedule(self, *_: object) -> None:
+        self._schedule.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_for_work(self, timeout_s: float) -> None:
+        await _wait(self._wake, timeout_s)
+
+    async def schedule_changed(self) -> None:
+        if self._pg:
+            await self.db.execute(f"NOTIFY {SCHEDULE_CHANNEL}")
+        self._schedule.set()
+
+    async def wait_for_schedule_change(self, timeout_s: float) -> None:
+        await _wait(self._schedule, timeout_s)
+
+    async def _notify(self, conn: Conn) -> None:
+        if self._pg:
+            await conn.execute(f"NOTIFY {CHANNEL}")
+
+    # --- adding work -------------------------------------------------------------
+    async def add(self, executions: Sequence[Execution]) -> None:
+        if not executions:
+            return
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                _INSERT, [rows.execution_insert_values(e, None) for e in executions]
+            )
+            await self._notify(conn)
+        self._wake.set()
+
+    async def announce(self, executions: Sequence[Execution]) -> None:
+        if executions:
+            if self._pg:
+                await self.db.execute(f"NOTIFY {CHANNEL}")
+            self._wake.set()
+
+    async def reschedule(self, task: Task, run_at: datetime | None) -> int:
+        now = utcnow()
+        changed = await self.db.execute(
+            "UPDATE job_executions SET handler = $1, payload = $2, priority = $3, "
+            "max_retries = $4, backoff_ms = $5, timeout_ms = $6, updated_at = $7, "
+            "run_at = COALESCE($8, run_at), scheduled_for = COALESCE($8, scheduled_for) "
+            "WHERE task_id = $9 AND status = $10",
+            task.handler,
+            rows.dump_json(task.payload),
+            task.priority,
+            task.max_retries,
+            task.backoff_ms,
+            task.timeout_ms,
+            now,
+            run_at,
+            task.id,
+            _PENDING,
+        )
+        if changed:
+            await self.announce([])
+            self._wake.set()
+        return changed
+
+    async def due_tasks(self, horizon: datetime, limit: int) -> list[Task]:
+        found = await self.db.fetch(
+            f"SELECT {rows.TASK_COLUMNS} FROM tasks WHERE deleted_at IS NULL AND status = $1 "
+            "AND type = $2 AND next_run_at <= $3 ORDER BY next_run_at LIMIT $4",
+            TaskStatus.ACTIVE.value,
+            TaskType.RECURRING.value,
+            horizon,
+            limit,
+        )
+        return [rows.task_from_row(r, self._t) for r in found]
+
+    async def next_tick_at(self) -> datetime | None:
+        row = await self.db.fetchrow(
+            "SELECT MIN(next_run_at) AS due FROM tasks WHERE deleted_at IS NULL "
+            "AND status = $1 AND type = $2",
+            TaskStatus.ACTIVE.value,
+            TaskType.RECURRING.value,
+        )
+        return self._t(row["due"]) if row and row["due"] is not None else None
+
+    async def add_ticks(self, batch: TickBatch) -> bool:
+        async with self.db.transaction() as conn:
+            advanced = await conn.execute(
+                "UPDATE tasks SET next_run_at = $1 WHERE id = $2 AND next_run_at = $3 "
+                "AND deleted_at IS NULL AND status = $4",
+                batch.next_run_at,
+                batch.task.id,
+                batch.expected_next_run_at,
+                TaskStatus.ACTIVE.value,
+            )
+            if not advanced:
+                return False
+            for execution in batch.executions:
+                await conn.execute(
+                    _INSERT + " ON CONFLICT DO NOTHING",
+                    *rows.execution_insert_values(execution, execution.scheduled_for),
+                )
+            if batch.executions:
+                await self._notify(conn)
+        self._wake.set()
+        return True
+
+    # --- claiming ----------------------------------------------------------------
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        now = utcnow()
+        lock = " FOR UPDATE OF e SKIP LOCKED" if self._pg else ""
+        async with self.db.transaction() as conn:
+            candidates = await conn.fetch(
+                "SELECT e.id, e.task_id, t.concurrency, t.rate_limit FROM job_executions e "
+                "JOIN tasks t ON t.id = e.task_id "
+                "WHERE e.status IN ($1, $2) AND e.run_at <= $3 AND t.status <> 'PAUSED' "
+                f"ORDER BY e.priority DESC, e.run_at, e.id LIMIT $4{lock}",
+                _PENDING,
+                _RETRYING,
+                now,
+                limit,
+            )
+            if not candidates:
+                return []
+            admitted = await self._admit(conn, candidates, now)
+            if not admitted:
+                return []
+            claimed = await conn.fetch(
+                "UPDATE job_executions SET status = $1, attempts = attempts + 1, "
+                "fence = fence + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, "
+                "completed_at = NULL, updated_at = $4 "
+                f"WHERE id IN ({_marks(len(admitted), 5)}) RETURNING *",
+                _PROCESSING,
+                owner,
+                now + timedelta(seconds=lease_s),
+                now,
+                *admitted,
+            )
+        found = [rows.execution_from_row(r, self._t) for r in claimed]
+        found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
+        return found
+
+    async def _admit(self, conn: Conn, candidates: Sequence[Any], now: datetime) -> list[str]:
+        """Ids among `candidates` that the concurrency and rate limits of their tasks allow;
+        the rest are deferred a little so they do not block the head of the queue."""
+        limited = {c["task_id"] for c in candidates if c["concurrency"] or c["rate_limit"]}
+        if not limited:
+            return [c["id"] for c in candidates]
+        task_ids = sorted(limited)
+        if self._pg:
+            marks = _marks(len(task_ids))
+            await conn.fetch(
+                f"SELECT id FROM tasks WHERE id IN ({marks}) ORDER BY id FOR UPDATE", *task_ids
+            )
+        window_start = now - timedelta(minutes=1)
+        usage = await conn.fetch(
+            "SELECT task_id, "
+            f"SUM(CASE WHEN status = '{_PROCESSING}' THEN 1 ELSE 0 END) AS running, "
+            "SUM(CASE WHEN started_at >= $1 THEN 1 ELSE 0 END) AS starts "
+            f"FROM job_executions WHERE task_id IN ({_marks(len(task_ids), 2)}) "
+            f"AND (status = '{_PROCESSING}' OR started_at >= $1) GROUP BY task_id",
+            window_start,
+            *task_ids,
+        )
+        running = {u["task_id"]: int(u["running"] or 0) for u in usage}
+        starts = {u["task_id"]: int(u["starts"] or 0) for u in usage}
+        admitted: list[str] = []
+        deferred: dict[datetime, list[str]] = defaultdict(list)
+        for c in candidates:
+            task_id = c["task_id"]
+            if task_id not in limited:
+                admitted.append(c["id"])
+                continue
+            concurrency, rate = c["concurrency"], c["rate_limit"]
+            if rate and starts.get(task_id, 0) >= rate:
+                deferred[now + timedelta(seconds=60 / rate)].append(c["id"])
+            elif concurrency and running.get(task_id, 0) >= concurrency:
+                deferred[now + timedelta(seconds=_CONCURRENCY_RETRY_S)].append(c["id"])
+            else:
+                admitted.append(c["id"])
+                running[task_id] = running.get(task_id, 0) + 1
+                starts[task_id] = starts.get(task_id, 0) + 1
+        for run_at, ids in deferred.items():
+            await conn.execute(
+                f"UPDATE job_executions SET run_at = $1 WHERE id IN ({_marks(len(ids), 2)})",
+                run_at,
+                *ids,
+            )
+        return admitted
+
+    async def renew(
+        self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> LeaseStatus:
+        if not claims:
+            return LeaseStatus(frozenset(), frozenset())
+        now = utcnow()
+        fences = dict(claims)
+        ids = list(fences)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE job_executions SET lease_expires_at = $1 "
+                f"WHERE lease_owner = $2 AND status = $3 AND id IN ({_marks(len(ids), 4)})",
+                now + timedelta(seconds=lease_s),
+                owner,
+                _PROCESSING,
+                *ids,
+            )
+            found = await conn.fetch(
+                "SELECT id, fence, status, lease_owner, cancel_requested FROM job_executions "
+                f"WHERE id IN ({_marks(len(ids))})",
+                *ids,
+            )
+        held = {
+            r["id"]: bool(r["cancel_requested"])
+            for r in found
+            if r["fence"] == fences[r["id"]]
+            and r["status"] == _PROCESSING
+            and r["lease_owner"] == owner
+        }
+        lost = frozenset(i for i in ids if i not in held)
+        return LeaseStatus(lost, frozenset(i for i, cancel in held.items() if cancel))
+
+    # --- outcomes ------------------------------------------------------------------
+    async def settle(self, outcomes: Sequence[Outcome]) -> set[str]:
+        if not outcomes:
+            return set()
+        applied: set[str] = set()
+        async with self.db.transaction() as conn:
+            completed = [o for o in outcomes if o.kind is OutcomeKind.COMPLETED]
+            if completed:
+                applied |= await self._settle_completed(conn, completed)
+            for outcome in outcomes:
+                if outcome.kind is not OutcomeKind.COMPLETED and await self._settle_one(
+                    conn, outcome
+                ):
+                    applied.add(outcome.execution_id)
+            await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied])
+            if any(o.kind is OutcomeKind.RETRY for o in outcomes):
+                await self._notify(conn)
+        self._wake.set()
+        return applied
+
+    async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
+        values = []
+        args: list[Any] = []
+        for o in outcomes:
+            base = len(args)
+            values.append(
+                f"(CAST(${base + 1} AS TEXT), CAST(${base + 2} AS BIGINT), "
+                f"CAST(${base + 3} AS TEXT), CAST(${base + 4} AS TIMESTAMPTZ), "
+                f"CAST(${base + 5} AS BIGINT))"
+            )
+            args += [
+                o.execution_id,
+                o.fence,
+                rows.dump_json(o.result),
+                o.finished_at,
+                o.duration_ms,
+            ]
+        status_mark = len(args) + 1
+        found = await conn.fetch(
+            f"WITH v (id, fence, result, done_at, duration) AS (VALUES {', '.join(values)}) "
+            f"UPDATE job_executions SET status = ${status_mark}, result = v.result, "
+            "error = NULL, completed_at = v.done_at, duration_ms = v.duration, "
+            "updated_at = v.done_at, lease_owner = NULL, lease_expires_at = NULL "
+            f"FROM v WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
+            f"AND job_executions.status = ${status_mark + 1} RETURNING job_executions.id",
+            *args,
+            ExecutionStatus.COMPLETED.value,
+            _PROCESSING,
+        )
+        return {r["id"] for r in found}
+
+    async def _settle_one(self, conn: Conn, o: Outcome) -> bool:
+        error = rows.dump_json(o.error)
+        if o.kind is OutcomeKind.RETRY:
+            status, run_at, completed_at = _RETRYING, o.run_at, None
+        elif o.kind is OutcomeKind.DEAD:
+            status, run_at, completed_at = ExecutionStatus.FAILED.value, None, o.finished_at
+        else:
+            status, run_at, completed_at = (
+                ExecutionStatus.CANCELLED.value,
+                None,
+                o.finished_at,
+            )
+        changed = await conn.execute(
+            "UPDATE job_executions SET status = $1, error = $2, run_at = COALESCE($3, run_at), "
+            "completed_at = $4, duration_ms = $5, updated_at = $6, lease_owner = NULL, "
+            "lease_expires_at = NULL, cancel_requested = $7 "
+            "WHERE id = $8 AND fence = $9 AND status = $10",
+            status,
+            error,
+            run_at,
+            completed_at,
+            o.duration_ms,
+            o.finished_at,
+            False,
+            o.execution_id,
+            o.fence,
+            _PROCESSING,
+        )
+        if not changed:
+            return False
+        if o.kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
+            await conn.execute(
+                "INSERT INTO retry_history (execution_id, attempt, error, failed_at, next_run_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                o.execution_id,
+                o.attempt,
+                error,
+                o.finished_at,
+                run_at,
+            )
+        if o.kind is OutcomeKind.DEAD:
+            await self._dead_letter(conn, o.execution_id, o.error, o.finished_at)
+        return True
+
+    async def _dead_letter(self, conn: Conn, execution_id: str, error: Any, at: datetime) -> None:
+        await conn.execute(
+            "INSERT INTO dead_letter_jobs (id, execution_id, task_id, job_id, owner_id, payload, "
+            "error, attempts, created_at) SELECT $1, id, task_id, job_id, owner_id, payload, $2, "
+            "attempts, $3 FROM job_executions WHERE id = $4",
+            str(uuid.uuid4()),
+            rows.dump_json(error),
+            at,
+            execution_id,
+        )
+
+    async def _touch_tasks(self, conn: Conn, outcomes: Sequence[Outcome]) -> None:
+        """Record each task's last run, and end one-time tasks with their last job."""
+        last_run: dict[str, datetime] = {}
+        final: dict[str, TaskStatus] = {}
+        for o in outcomes:
+            if o.task_id not in last_run or o.started_at > last_run[o.task_id]:
+                last_run[o.task_id] = o.started_at
+            if o.kind is OutcomeKind.COMPLETED:
+                final[o.task_id] = TaskStatus.COMPLETED
+            elif o.kind is not OutcomeKind.RETRY:
+                final[o.task_id] = TaskStatus.FAILED
+        for task_id, started in last_run.items():
+            await conn.execute(
+                "UPDATE tasks SET last_run_at = $1 WHERE id = $2 "
+                "AND (last_run_at IS NULL OR last_run_at < $1)",
+                started,
+                task_id,
+            )
+        now = utcnow()
+        for task_id, status in final.items():
+            await self._end_one_time_task(conn, task_id, status, now)
+
+    async def release(self, claims: Sequence[tuple[str, int]]) -> int:
+        count = 0
+        async with self.db.transaction() as conn:
+            for execution_id, fence in claims:
+                count += await conn.execute(
+                    "UPDATE job_executions SET status = $1, attempts = attempts - 1, "
+                    "lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, "
+                    "run_at = $2, updated_at = $2 WHERE id = $3 AND fence = $4 AND status = $5",
+                    _PENDING,
+                    utcnow(),
+                    execution_id,
+                    fence,
+                    _PROCESSING,
+                )
+            if count:
+                await self._notify(conn)
+        return count
+
+    async def reap_expired(self, max_rescues: int) -> Reaped:
+        now = utcnow()
+        lock = " FOR UPDATE SKIP LOCKED" if self._pg else ""
+        rescued: list[str] = []
+        dead: list[str] = []
+        async with self.db.transaction() as conn:
+            expired = await conn.fetch(
+                "SELECT id, attempts, rescues, lease_owner FROM job_executions "
+                f"WHERE status = $1 AND lease_expires_at < $2 LIMIT 500{lock}",
+                _PROCESSING,
+                now,
+            )
+            for row in expired:
+                error = {
+                    "type": "lease_expired",
+                    "message": f"worker {row['lease_owner']} stopped renewing its lease",
+                }
+                give_up = row["rescues"] >= max_rescues
+                await conn.execute(
+                    "UPDATE job_executions SET status = $1, run_at = $2, rescues = rescues + 1, "
+                    "lease_owner = NULL, lease_expires_at = NULL, error = $3, updated_at = $2, "
+                    "completed_at = $4 WHERE id = $5",
+                    ExecutionStatus.FAILED.value if give_up else _PENDING,
+                    now,
+                    rows.dump_json(error),
+                    now if give_up else None,
+                    row["id"],
+                )
+                await conn.execute(
+                    "INSERT INTO retry_history (execution_id, attempt, error, failed_at, "
+                    "next_run_at) VALUES ($1, $2, $3, $4, $5)",
+                    row["id"],
+                    row["attempts"],
+                    rows.dump_json(error),
+                    now,
+                    None if give_up else now,
+                )
+                if give_up:
+                    await self._dead_letter(conn, row["id"], error, now)
+                    dead.append(row["id"])
+                else:
+                    rescued.append(row["id"])
+            if rescued:
+                await self._notify(conn)
+        if rescued:
+            self._wake.set()
+        return Reaped(rescued, dead)
+
+    # --- user actions ------------------------------------------------------------
+    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
+        owner_clause = "" if owner_id is None else " AND owner_id = $4"
+        owner_args = () if owner_id is None else (owner_id,)
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE job_executions SET status = $1, completed_at = $2, updated_at = $2 "
+                f"WHERE id = $3{owner_clause} AND status IN ('{_PENDING}', '{_RETRYING}')",
+                ExecutionStatus.CANCELLED.value,
+                now,
+                execution_id,
+                *owner_args,
+            )
+            await conn.execute(
+                "UPDATE job_executions SET cancel_requested = $1, updated_at = $2 "
+                f"WHERE id = $3{owner_clause} AND status = '{_PROCESSING}'",
+                True,
+                now,
+                execution_id,
+                *owner_args,
+            )
+            row = await conn.fetchrow(
+                f"SELECT * FROM job_executions WHERE id = $1{owner_clause.replace('$4', '$2')}",
+                execution_id,
+                *owner_args,
+            )
+            if row is not None and row["status"] == ExecutionStatus.CANCELLED.value:
+                await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
+        return rows.execution_from_row(row, self._t) if row else None
+
+    async def _end_one_time_task(
+        self, conn: Conn, task_id: str, status: TaskStatus, at: datetime
+    ) -> None:
+        await conn.execute(
+            "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL WHERE id = $3 "
+            "AND type <> $4 AND status = $5 AND NOT EXISTS (SELECT 1 FROM job_executions "
+            f"WHERE task_id = $3 AND status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}'))",
+            status.value,
+            at,
+            task_id,
+            TaskType.RECURRING.value,
+            TaskStatus.ACTIVE.value,
+        )
+
+    async def retry_dead_letter(
+        self, dead_letter_id: str, owner_id: str | None
+    ) -> Execution | None:
+        owner_clause = "" if owner_id is None else " AND owner_id = $2"
+        owner_args = () if owner_id is None else (owner_id,)
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            entry = await conn.fetchrow(
+                f"DELETE FROM dead_letter_jobs WHERE id = $1{owner_clause} "
+                "RETURNING execution_id, task_id",
+                dead_letter_id,
+                *owner_args,
+            )
+            if entry is None:
+                return None
+            row = await conn.fetchrow(
+                "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, "
+                "completed_at = NULL, rescues = 0, cancel_requested = $3 WHERE id = $4 RETURNING *",
+                _PENDING,
+                now,
+                False,
+                entry["execution_id"],
+            )
+            await conn.execute(
+                "UPDATE tasks SET status = $1, updated_at = $2 WHERE id = $3 AND type <> $4 "
+                "AND status = $5 AND deleted_at IS NULL",
+                TaskStatus.ACTIVE.value,
+                now,
+                entry["task_id"],
+                TaskType.RECURRING.value,
+                TaskStatus.FAILED.value,
+            )
+            await self._notify(conn)
+        self._wake.set()
+        return rows.execution_from_row(row, self._t) if row else None
+
+    # --- observation -----------------------------------------------------------------
+    async def depths(self) -> dict[ExecutionStatus, int]:
+        found = await self.db.fetch(
+            "SELECT status, COUNT(*) AS n FROM job_executions GROUP BY status"
+        )
+        depths = dict.fromkeys(ExecutionStatus, 0)
+        for row in found:
+            depths[ExecutionStatus(row["status"])] = int(row["n"])
+        return depths
+
+    async def next_due(self) -> datetime | None:
+        row = await self.db.fetchrow(
+            "SELECT MIN(run_at) AS due FROM job_executions WHERE status IN ($1, $2)",
+            _PENDING,
+            _RETRYING,
+        )
+        return self._t(row["due"]) if row and row["due"] is not None else None

@@ -1,0 +1,137 @@
+"""The timer: turns cron ticks of recurring tasks into queued executions, on time.
+
+It sleeps until the earliest `next_run_at` (less a small lookahead), enqueues every tick
+due by then, and advances each task's `next_run_at` by compare-and-set in the same
+transaction; the unique (task, instant) key makes a tick's execution exist at most once
+whichever node wins. One-time and delayed jobs need no timer: they are queued at
+creation with their `run_at`, and workers sleep until the earliest one is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from taskflowd.background import Supervisor
+from taskflowd.config import SchedulerSettings
+from taskflowd.domain import schedule
+from taskflowd.domain.entities import Execution, Task, utcnow
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.events import EventBus
+from taskflowd.queue.base import JobQueue, TickBatch
+
+log = logging.getLogger("taskflowd.scheduler")
+
+_BATCH = 500
+_MAX_TICKS_PER_PASS = 1000
+
+
+def tick_job_id(task_id: str, instant: datetime) -> str:
+    """The job id of a cron tick: the tick's identity, (task, scheduled instant)."""
+    return f"{task_id}@{int(instant.timestamp() * 1000)}"
+
+
+def new_execution(
+    task: Task, run_at: datetime, job_id: str, request_id: str | None = None
+) -> Execution:
+    """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
+    now = utcnow()
+    return Execution(
+        id=str(uuid.uuid4()),
+        task_id=task.id,
+        job_id=job_id,
+        owner_id=task.created_by,
+        status=ExecutionStatus.PENDING,
+        scheduled_for=run_at,
+        run_at=run_at,
+        priority=task.priority,
+        attempts=0,
+        handler=task.handler,
+        payload=task.payload,
+        max_retries=task.max_retries,
+        backoff_ms=task.backoff_ms,
+        timeout_ms=task.timeout_ms,
+        request_id=request_id,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+class Timer:
+    def __init__(
+        self,
+        queue: JobQueue,
+        settings: SchedulerSettings,
+        events: EventBus,
+        supervisor: Supervisor,
+    ) -> None:
+        self.queue = queue
+        self.settings = settings
+        self.events = events
+        self._supervisor = supervisor
+        self.ticks_fired = 0
+        self.ticks_missed = 0
+
+    async def start(self) -> None:
+        self._supervisor.spawn("scheduler.timer", self._loop)
+
+    async def stop(self) -> None:
+        await self._supervisor.cancel("scheduler.timer")
+
+    async def _loop(self) -> None:
+        lookahead = timedelta(milliseconds=self.settings.lookahead_ms)
+        while True:
+            while await self.run_due(utcnow() + lookahead) >= _BATCH:
+                pass
+            next_tick = await self.queue.next_tick_at()
+            timeout = self.settings.sweep_interval_s
+            if next_tick is not None:
+                until = (next_tick - lookahead - utcnow()).total_seconds()
+                timeout = max(0.0, min(until, timeout))
+            await self.queue.wait_for_schedule_change(timeout)
+
+    async def run_due(self, horizon: datetime) -> int:
+        """Enqueue the ticks of every task due by `horizon`; returns how many tasks were due."""
+        tasks = await self.queue.due_tasks(horizon, _BATCH)
+        for task in tasks:
+            try:
+                await self._fire(task, horizon)
+            except (schedule.CronError, ValueError) as exc:
+                log.error("task %s has an unusable schedule: %s", task.id, exc)
+        return len(tasks)
+
+    async def _fire(self, task: Task, horizon: datetime) -> None:
+        if task.cron_expression is None or task.next_run_at is None:
+            return
+        spec = schedule.parse_cron(task.cron_expression)
+        tz = ZoneInfo(task.timezone)
+        now = utcnow()
+        missed = 0
+        if task.next_run_at <= now:
+            due = schedule.due_ticks(
+                spec,
+                tz,
+                task.next_run_at,
+                now,
+                task.misfire_policy,
+                self.settings.run_all_limit,
+                misfire_grace=timedelta(seconds=self.settings.misfire_grace_s),
+            )
+            ticks, following, missed = list(due.ticks), due.next_run_at, due.missed
+        else:
+            ticks, following = [task.next_run_at], schedule.next_run(spec, tz, task.next_run_at)
+        while following <= horizon and len(ticks) < _MAX_TICKS_PER_PASS:
+            ticks.append(following)
+            following = schedule.next_run(spec, tz, following)
+        executions = [new_execution(task, t, tick_job_id(task.id, t)) for t in ticks]
+        batch = TickBatch(task, task.next_run_at, following, executions)
+        if await self.queue.add_ticks(batch):
+            self.ticks_fired += len(ticks)
+            self.ticks_missed += missed
+            for tick in ticks:
+                lateness = (utcnow() - tick).total_seconds()
+                self.events.publish("tick", taskId=task.id, lateness=max(0.0, lateness))
+            if missed:
+                self.events.publish("misfire", taskId=task.id, missed=missed)

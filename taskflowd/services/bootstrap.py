@@ -1,0 +1,40 @@
+"""First start: a JWT secret kept in the database, and an admin when there are no users."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskflowd.daemon import Daemon
+
+log = logging.getLogger("taskflowd.bootstrap")
+
+
+async def bootstrap(daemon: Daemon) -> None:
+    from taskflowd.auth.passwords import PasswordHasher
+    from taskflowd.auth.service import ensure_admin
+    from taskflowd.auth.tokens import ensure_jwt_secret
+
+    settings = daemon.settings
+    daemon.jwt_secret = await ensure_jwt_secret(daemon.store, settings.auth.jwt_secret)
+    hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.bcrypt_threads)
+    try:
+        created = await ensure_admin(
+            daemon.store, hasher, settings.admin_email, settings.admin_password
+        )
+    finally:
+        hasher.close()
+    if created is None:
+        return
+    admin, generated = created
+    log.info("created the first admin user %s", admin.email)
+    if generated:
+        # Printed once, outside the log stream, so it never lands in structured logs.
+        print(
+            f"taskflowd: created admin {admin.email} with password: {generated}\n"
+            "taskflowd: change it after logging in; it is not shown again.",
+            file=sys.stderr,
+            flush=True,
+        )

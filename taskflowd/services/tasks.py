@@ -1,0 +1,227 @@
+"""Task, execution and dead-letter operations with their rules; the API and the
+dashboard call these, never the store or queue directly for changes.
+
+Ownership: a USER acts on its own records only, and anyone else's look missing
+(NotFound), so ids cannot be probed; an ADMIN acts on all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from taskflowd.domain import schedule
+from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Task, User, utcnow
+from taskflowd.domain.enums import Role, TaskStatus, TaskType
+from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from taskflowd.domain.rules import TaskSpec, validate_task
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.queue.base import JobQueue
+from taskflowd.scheduler.timer import new_execution
+from taskflowd.store.base import ExecutionFilter, Page, Store, TaskFilter
+
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
+
+
+def owner_scope(actor: User) -> str | None:
+    """The owner filter for `actor`: None (everything) for admins, else the user's id."""
+    return None if actor.role is Role.ADMIN else actor.id
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionDetail:
+    execution: Execution
+    retry_history: list[RetryRecord]
+
+
+class TaskService:
+    def __init__(self, store: Store, queue: JobQueue, handlers: HandlerRegistry) -> None:
+        self.store = store
+        self.queue = queue
+        self.handlers = handlers
+
+    # --- validation ------------------------------------------------------------
+    def _check(self, actor: User, spec: TaskSpec) -> None:
+        errors = validate_task(spec)
+        if spec.handler not in self.handlers:
+            errors.append(FieldError("handler", f"unknown handler {spec.handler!r}"))
+        else:
+            errors.extend(self.handlers.validate(spec.handler, spec.payload))
+        if errors:
+            raise ValidationFailed(errors)
+        if self.handlers.get(spec.handler).admin_only and actor.role is not Role.ADMIN:
+            raise Forbidden(f"only admins may use the {spec.handler!r} handler")
+
+    @staticmethod
+    def _first_run_at(spec: TaskSpec, now: Any) -> Any:
+        cron = schedule.parse_cron(spec.cron_expression) if spec.cron_expression else None
+        return schedule.initial_run_at(
+            spec.type,
+            now=now,
+            scheduled_at=spec.scheduled_at,
+            delay_ms=spec.delay_ms,
+            cron=cron,
+            tz=ZoneInfo(spec.timezone),
+        )
+
+    # --- tasks -------------------------------------------------------------------
+    async def create(self, actor: User, spec: TaskSpec, request_id: str | None = None) -> Task:
+        self._check(actor, spec)
+        now = utcnow()
+        run_at = self._first_run_at(spec, now)
+        task = Task(
+            id=str(uuid.uuid4()),
+            status=TaskStatus.ACTIVE,
+            created_by=actor.id,
+            created_at=now,
+            updated_at=now,
+            next_run_at=run_at,
+            **{name: getattr(spec, name) for name in SPEC_FIELDS},
+        )
+        if task.type is TaskType.RECURRING:
+            await self.store.create_task(task)
+            await self.queue.schedule_changed()
+            return task
+        first = new_execution(task, run_at, f"{task.id}@once", request_id)
+        await self.store.create_task(task, first)
+        await self.queue.announce([first])
+        return task
+
+    async def get(self, actor: User, task_id: str) -> Task:
+        task = await self.store.get_task(task_id, owner_scope(actor))
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        return task
+
+    async def list(
+        self, actor: User, filters: TaskFilter, limit: int, cursor: str | None
+    ) -> Page[Task]:
+        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        return await self.store.list_tasks(scoped, limit, cursor)
+
+    async def update(self, actor: User, task_id: str, changes: dict[str, Any]) -> Task:
+        """Apply `changes` (TaskSpec field names); the type of a task cannot change."""
+        task = await self.get(actor, task_id)
+        admin_only = task.handler in self.handlers and self.handlers.get(task.handler).admin_only
+        if admin_only and actor.role is not Role.ADMIN:
+            raise Forbidden(f"only admins may change tasks using the {task.handler!r} handler")
+        if "type" in changes and changes["type"] is not task.type:
+            raise ValidationFailed([FieldError("type", "the type of a task cannot change")])
+        current = TaskSpec(**{name: getattr(task, name) for name in SPEC_FIELDS})
+        spec = dataclasses.replace(current, **changes)
+        self._check(actor, spec)
+        now = utcnow()
+        updated = dataclasses.replace(
+            task, **{n: getattr(spec, n) for n in SPEC_FIELDS}, updated_at=now
+        )
+        timing = ("cron_expression", "timezone", "scheduled_at", "delay_ms")
+        retime = any(getattr(spec, n) != getattr(current, n) for n in timing)
+        if retime and task.status is TaskStatus.ACTIVE:
+            if task.type is TaskType.DELAYED:
+                run_at = schedule.initial_run_at(
+                    spec.type,
+                    now=task.created_at,
+                    scheduled_at=None,
+                    delay_ms=spec.delay_ms,
+                    cron=None,
+                    tz=ZoneInfo(spec.timezone),
+                )
+            else:
+                run_at = self._first_run_at(spec, now)
+            updated = dataclasses.replace(updated, next_run_at=run_at)
+        if await self.store.update_task(updated) is None:
+            raise NotFound(f"task {task_id} not found")
+        if updated.type is TaskType.RECURRING:
+            await self.queue.schedule_changed()
+        else:
+            await self.queue.reschedule(updated, updated.next_run_at if retime else None)
+        return updated
+
+    async def delete(self, actor: User, task_id: str) -> None:
+        if not await self.store.delete_task(task_id, owner_scope(actor), utcnow()):
+            raise NotFound(f"task {task_id} not found")
+
+    async def run_now(self, actor: User, task_id: str, request_id: str | None = None) -> Execution:
+        task = await self.get(actor, task_id)
+        if task.status is TaskStatus.PAUSED:
+            raise Conflict("the task is paused; resume it first")
+        now = utcnow()
+        execution = new_execution(task, now, f"{task.id}@run-{uuid.uuid4().hex[:12]}", request_id)
+        await self.queue.add([execution])
+        return execution
+
+    async def pause(self, actor: User, task_id: str) -> Task:
+        task = await self.get(actor, task_id)
+        if task.status is TaskStatus.PAUSED:
+            return task
+        if task.status is not TaskStatus.ACTIVE:
+            raise Conflict(f"a {task.status.value} task cannot be paused")
+        paused = dataclasses.replace(task, status=TaskStatus.PAUSED, updated_at=utcnow())
+        if await self.store.update_task(paused) is None:
+            raise NotFound(f"task {task_id} not found")
+        return paused
+
+    async def resume(self, actor: User, task_id: str) -> Task:
+        """Resume a paused task; a recurring one continues from now on, without replaying
+        the ticks that fell into the pause."""
+        task = await self.get(actor, task_id)
+        if task.status is TaskStatus.ACTIVE:
+            return task
+        if task.status is not TaskStatus.PAUSED:
+            raise Conflict(f"a {task.status.value} task cannot be resumed")
+        now = utcnow()
+        next_run_at = task.next_run_at
+        if task.type is TaskType.RECURRING and task.cron_expression:
+            spec = schedule.parse_cron(task.cron_expression)
+            next_run_at = schedule.next_run(spec, ZoneInfo(task.timezone), now)
+        resumed = dataclasses.replace(
+            task, status=TaskStatus.ACTIVE, updated_at=now, next_run_at=next_run_at
+        )
+        if await self.store.update_task(resumed) is None:
+            raise NotFound(f"task {task_id} not found")
+        await self.queue.schedule_changed()
+        self.queue.wake()
+        return resumed
+
+    # --- executions ----------------------------------------------------------------
+    async def list_executions(
+        self, actor: User, filters: ExecutionFilter, limit: int, cursor: str | None
+    ) -> Page[Execution]:
+        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        return await self.store.list_executions(scoped, limit, cursor)
+
+    async def execution(self, actor: User, execution_id: str) -> ExecutionDetail:
+        found = await self.store.get_execution(execution_id, owner_scope(actor))
+        if found is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return ExecutionDetail(found, await self.store.retry_history(execution_id))
+
+    async def cancel(self, actor: User, execution_id: str) -> Execution:
+        found = await self.store.get_execution(execution_id, owner_scope(actor))
+        if found is None:
+            raise NotFound(f"execution {execution_id} not found")
+        if found.status.is_final:
+            raise Conflict(f"the execution is already {found.status.value}")
+        cancelled = await self.queue.cancel(execution_id, owner_scope(actor))
+        if cancelled is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return cancelled
+
+    # --- dead letter -------------------------------------------------------------------
+    async def list_dead_letter(
+        self, actor: User, limit: int, cursor: str | None
+    ) -> Page[DeadLetterJob]:
+        return await self.store.list_dead_letter(owner_scope(actor), limit, cursor)
+
+    async def retry_dead_letter(self, actor: User, dead_letter_id: str) -> Execution:
+        execution = await self.queue.retry_dead_letter(dead_letter_id, owner_scope(actor))
+        if execution is None:
+            raise NotFound(f"dead-letter entry {dead_letter_id} not found")
+        return execution
+
+    async def delete_dead_letter(self, actor: User, dead_letter_id: str) -> None:
+        if not await self.store.delete_dead_letter(dead_letter_id, owner_scope(actor)):
+            raise NotFound(f"dead-letter entry {dead_letter_id} not found")

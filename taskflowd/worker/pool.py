@@ -1,0 +1,328 @@
+"""The worker pool: claims due jobs, runs their handlers under a timeout, renews leases,
+and reports outcomes in group commits.
+
+Delivery is at-least-once: an outcome is durable only after its batch commits, and a job
+whose outcome never committed (crash, lost lease) runs again after its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from taskflowd.background import Supervisor
+from taskflowd.config import WorkerSettings
+from taskflowd.domain.entities import JSON, Execution, utcnow
+from taskflowd.domain.retry import RetryPolicy
+from taskflowd.events import EventBus
+from taskflowd.handlers.base import JobContext, JobError
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.logs import execution_id_var, request_id_var, task_id_var
+from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind
+
+log = logging.getLogger("taskflowd.worker")
+
+
+class _Stop(Enum):
+    CANCELLED = "cancelled by request"
+    LEASE_LOST = "lease lost"
+    HANDBACK = "handed back at shutdown"
+
+
+@dataclass(slots=True)
+class _Running:
+    execution: Execution
+    task: asyncio.Task[None]
+    stop: _Stop | None = None
+
+
+def _error(kind: str, message: str) -> dict[str, str]:
+    return {"type": kind, "message": message[:4000]}
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: HandlerRegistry,
+        settings: WorkerSettings,
+        node_id: str,
+        events: EventBus,
+        supervisor: Supervisor,
+    ) -> None:
+        self.queue = queue
+        self.handlers = handlers
+        self.settings = settings
+        self.node_id = node_id
+        self.events = events
+        self._supervisor = supervisor
+        self._running: dict[str, _Running] = {}
+        self._pending: list[Outcome] = []
+        self._flush_needed = asyncio.Event()
+        self._flushed = asyncio.Condition()
+        self._slot_freed = asyncio.Event()
+        self._claiming = False
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        self._claiming = True
+        self._supervisor.spawn("worker.claim", self._claim_loop)
+        self._supervisor.spawn("worker.flush", self._flush_loop)
+        self._supervisor.spawn("worker.leases", self._lease_loop)
+        self._supervisor.spawn("worker.reaper", self._reap_loop)
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish within the grace period, hand back the
+        rest, and commit every outcome before returning."""
+        self._claiming = False
+        await self._supervisor.cancel("worker.claim")
+        running = [r.task for r in self._running.values()]
+        if running:
+            log.info(
+                "waiting up to %.0f s for %d running jobs",
+                self.settings.shutdown_grace_s,
+                len(running),
+            )
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
+        leftovers = list(self._running.values())
+        for entry in leftovers:
+            entry.stop = _Stop.HANDBACK
+            entry.task.cancel()
+        if leftovers:
+            await asyncio.gather(*(e.task for e in leftovers), return_exceptions=True)
+            released = await self.queue.release(
+                [(e.execution.id, e.execution.fence) for e in leftovers]
+            )
+            log.info("handed back %d unfinished jobs", released)
+        await self._supervisor.cancel("worker.leases")
+        await self._supervisor.cancel("worker.reaper")
+        await self._supervisor.cancel("worker.flush")
+        await self._flush()
+
+    # --- claiming --------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while self._claiming:
+            free = self.settings.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            want = min(free, self.settings.batch_size)
+            jobs = await self.queue.acquire(self.node_id, want, self.settings.lease_s)
+            for job in jobs:
+                self._launch(job)
+            if len(jobs) < want:
+                await self.queue.wait_for_work(await self._idle_timeout())
+
+    async def _idle_timeout(self) -> float:
+        due = await self.queue.next_due()
+        if due is None:
+            return self.settings.safety_poll_s
+        return max(0.0, min((due - utcnow()).total_seconds(), self.settings.safety_poll_s))
+
+    def _launch(self, job: Execution) -> None:
+        task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
+        self._running[job.id] = _Running(job, task)
+        self.events.publish(
+            "execution", id=job.id, taskId=job.task_id, status="PROCESSING", ownerId=job.owner_id
+        )
+
+    # --- running one job ------------------------------------------------------------
+    async def _run(self, job: Execution) -> None:
+        request_id_var.set(job.request_id)
+        task_id_var.set(job.task_id)
+        execution_id_var.set(job.id)
+        started_at = utcnow()
+        started = time.monotonic()
+        try:
+            kind, result, error, retry_after = await self._call(job)
+        except asyncio.CancelledError:
+            entry = self._running.get(job.id)
+            if entry is None or entry.stop is not _Stop.CANCELLED:
+                self._forget(job.id)
+                raise
+            kind, result, error, retry_after = (
+                OutcomeKind.CANCELLED,
+                None,
+                _error("cancelled", "cancelled by request"),
+                None,
+            )
+        outcome = self._outcome(job, kind, result, error, retry_after, started_at, started)
+        self._pending.append(outcome)
+        self._flush_needed.set()
+        self._forget(job.id)
+
+    def _forget(self, execution_id: str) -> None:
+        self._running.pop(execution_id, None)
+        self._slot_freed.set()
+
+    async def _call(self, job: Execution) -> tuple[OutcomeKind, JSON, JSON, float | None]:
+        """Run the handler; returns (kind, result, error, retry-after hint)."""
+        if job.handler not in self.handlers:
+            return (
+                OutcomeKind.DEAD,
+                None,
+                _error("unknown_handler", f"no handler named {job.handler!r} on this node"),
+                None,
+            )
+        spec = self.handlers.get(job.handler)
+        ctx = JobContext(job.id, job.task_id, job.attempts, f"{job.id}:{job.attempts}", log)
+        timeout_s = job.timeout_ms / 1000 if job.timeout_ms else None
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await spec.run(job.payload, ctx)
+            orjson.dumps(result)
+        except TimeoutError:
+            return (
+                OutcomeKind.RETRY,
+                None,
+                _error("timeout", f"attempt exceeded {job.timeout_ms} ms"),
+                None,
+            )
+        except JobError as exc:
+            kind = OutcomeKind.RETRY if exc.retryable else OutcomeKind.DEAD
+            return kind, None, _error(exc.error_type, str(exc)), exc.retry_after_s
+        except orjson.JSONEncodeError as exc:
+            return OutcomeKind.DEAD, None, _error("bad_result", f"result is not JSON: {exc}"), None
+        except Exception as exc:
+            log.warning("job %s raised %s", job.id, type(exc).__name__, exc_info=True)
+            return (
+                OutcomeKind.RETRY,
+                None,
+                _error("exception", f"{type(exc).__name__}: {exc}"),
+                None,
+            )
+        return OutcomeKind.COMPLETED, result, None, None
+
+    def _outcome(
+        self,
+        job: Execution,
+        kind: OutcomeKind,
+        result: JSON,
+        error: JSON,
+        retry_after_s: float | None,
+        started_at: Any,
+        started: float,
+    ) -> Outcome:
+        finished_at = utcnow()
+        run_at = None
+        if kind is OutcomeKind.RETRY:
+            policy = RetryPolicy(job.max_retries, job.backoff_ms, self.settings.backoff_cap_ms)
+            if policy.should_retry(job.attempts):
+                delay_ms = policy.delay_for(job.attempts, retry_after_s)
+                run_at = finished_at + timedelta(milliseconds=delay_ms)
+            else:
+                kind = OutcomeKind.DEAD
+        return Outcome(
+            execution_id=job.id,
+            task_id=job.task_id,
+            fence=job.fence,
+            kind=kind,
+            attempt=job.attempts,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            result=result,
+            error=error,
+            run_at=run_at,
+        )
+
+    # --- group commit -----------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Commit every outcome collected so far in one transaction. On failure they stay
+        queued and are retried with backoff; their leases expire meanwhile at worst."""
+        delay = 0.05
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                applied = await self.queue.settle(batch)
+            except asyncio.CancelledError:
+                self._pending[:0] = batch
+                raise
+            except Exception:
+                self._pending[:0] = batch
+                log.warning(
+                    "could not record %d outcomes; retrying in %.2f s",
+                    len(batch),
+                    delay,
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for outcome in batch:
+                if outcome.execution_id not in applied:
+                    log.warning("outcome of %s dropped: its claim is stale", outcome.execution_id)
+                    continue
+                self.events.publish(
+                    "execution",
+                    id=outcome.execution_id,
+                    taskId=outcome.task_id,
+                    status=_STATUS[outcome.kind],
+                    outcome=outcome.kind.value,
+                    durationMs=outcome.duration_ms,
+                    attempt=outcome.attempt,
+                )
+
+    # --- leases ------------------------------------------------------------------------
+    async def _lease_loop(self) -> None:
+        interval = self.settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            claims = [(r.execution.id, r.execution.fence) for r in self._running.values()]
+            if not claims:
+                continue
+            status = await self.queue.renew(self.node_id, claims, self.settings.lease_s)
+            for execution_id in status.lost:
+                self._stop_job(execution_id, _Stop.LEASE_LOST)
+            for execution_id in status.cancel_requested:
+                self._stop_job(execution_id, _Stop.CANCELLED)
+
+    def _stop_job(self, execution_id: str, reason: _Stop) -> None:
+        entry = self._running.get(execution_id)
+        if entry is not None and entry.stop is None:
+            log.info("stopping job %s: %s", execution_id, reason.value)
+            entry.stop = reason
+            entry.task.cancel()
+
+    async def _reap_loop(self) -> None:
+        interval = max(1.0, self.settings.lease_s / 4)
+        while True:
+            reaped = await self.queue.reap_expired(self.settings.max_rescues)
+            if reaped.rescued or reaped.dead:
+                log.warning(
+                    "rescued %d jobs with expired leases; dead-lettered %d",
+                    len(reaped.rescued),
+                    len(reaped.dead),
+                )
+            await asyncio.sleep(interval)
+
+    async def drained(self) -> None:
+        """Wait until no job is running here (for tests and benchmarks)."""
+        while self._running:
+            await asyncio.wait([r.task for r in self._running.values()])
+        await self._flush()
+
+
+_STATUS = {
+    OutcomeKind.COMPLETED: "COMPLETED",
+    OutcomeKind.RETRY: "RETRYING",
+    OutcomeKind.DEAD: "FAILED",
+    OutcomeKind.CANCELLED: "CANCELLED",
+}

@@ -1,0 +1,86 @@
+"""Real services for tests: PostgreSQL databases cloned from a migrated template, Redis.
+
+A service that does not answer skips its tests with the reason on a laptop, and fails
+them under CI (CI=true), where every service must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("TASKFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TASKFLOW_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+def unavailable(service: str, reason: str) -> None:
+    """Skip (laptop) or fail (CI) the current test because `service` is unreachable."""
+    message = f"{service} is not reachable: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI requires it)")
+    pytest.skip(message)
+
+
+def reachable(url: str, default_port: int) -> str | None:
+    """None when a TCP connection to the URL's host opens, else the reason."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class PostgresDatabases:
+    """Creates per-test databases as copies of one migrated template (fast: no DDL per test)."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template = f"taskflowd_tpl_{uuid.uuid4().hex[:10]}"
+        self.created: list[str] = []
+
+    async def _admin(self, *statements: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    async def build_template(self) -> None:
+        from taskflowd.store.db import open_database
+        from taskflowd.store.migrate import migrate
+
+        await self._admin(f'CREATE DATABASE "{self.template}"')
+        db = open_database(with_database(self.admin_url, self.template))
+        await db.connect()
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+
+    async def create(self) -> str:
+        name = f"taskflowd_t_{uuid.uuid4().hex[:12]}"
+        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.created.append(name)
+        return with_database(self.admin_url, name)
+
+    async def drop(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop_all(self) -> None:
+        names = [*self.created, self.template]
+        asyncio.run(self._admin(*(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names)))
