@@ -35,6 +35,26 @@ _INSERT = (
     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
 )
 _CONCURRENCY_RETRY_S = 0.2
+PRIORITIES = range(10, -1, -1)
+
+
+def _candidates_sql(lock: str) -> str:
+    """Due jobs, highest priority first, then earliest due. One index range seek per
+    priority level keeps this cheap both with a large due backlog (no sort of the whole
+    backlog) and with millions of jobs due later (no scan past them)."""
+    level = (
+        "SELECT * FROM (SELECT e.id, e.task_id, e.priority, e.run_at, t.concurrency, "
+        "t.rate_limit FROM job_executions e JOIN tasks t ON t.id = e.task_id "
+        f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.priority = {{}} "
+        f"AND e.run_at <= $1 AND t.status <> 'PAUSED' ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
+    )
+    return " UNION ALL ".join(level.format(p, p) for p in PRIORITIES) + " LIMIT $2"
+
+
+_CANDIDATES = {
+    "sqlite": _candidates_sql(""),
+    "postgresql": _candidates_sql(" FOR UPDATE OF e SKIP LOCKED"),
+}
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -187,18 +207,8 @@ class SqlQueue:
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
         now = utcnow()
-        lock = " FOR UPDATE OF e SKIP LOCKED" if self._pg else ""
         async with self.db.transaction() as conn:
-            candidates = await conn.fetch(
-                "SELECT e.id, e.task_id, t.concurrency, t.rate_limit FROM job_executions e "
-                "JOIN tasks t ON t.id = e.task_id "
-                "WHERE e.status IN ($1, $2) AND e.run_at <= $3 AND t.status <> 'PAUSED' "
-                f"ORDER BY e.priority DESC, e.run_at, e.id LIMIT $4{lock}",
-                _PENDING,
-                _RETRYING,
-                now,
-                limit,
-            )
+            candidates = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
             if not candidates:
                 return []
             admitted = await self._admit(conn, candidates, now)
@@ -586,8 +596,7 @@ class SqlQueue:
 
     async def next_due(self) -> datetime | None:
         row = await self.db.fetchrow(
-            "SELECT MIN(run_at) AS due FROM job_executions WHERE status IN ($1, $2)",
-            _PENDING,
-            _RETRYING,
+            "SELECT MIN(run_at) AS due FROM job_executions "
+            f"WHERE status IN ('{_PENDING}', '{_RETRYING}')"
         )
         return self._t(row["due"]) if row and row["due"] is not None else None

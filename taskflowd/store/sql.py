@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -101,10 +102,11 @@ class SqlStore:
 
     # --- users -----------------------------------------------------------------
     async def create_user(self, user: User) -> User:
+        """Emails are kept in lower case, so uniqueness and look-up ignore case."""
         await self.db.execute(
             f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
             user.id,
-            user.email,
+            user.email.lower(),
             user.password_hash,
             user.first_name,
             user.last_name,
@@ -115,7 +117,7 @@ class SqlStore:
             user.updated_at,
             user.deleted_at,
         )
-        return user
+        return dataclasses.replace(user, email=user.email.lower())
 
     async def _one_user(self, where: str, value: str) -> User | None:
         row = await self.db.fetchrow(
@@ -135,7 +137,7 @@ class SqlStore:
             "role = $6, is_active = $7, token_version = $8, updated_at = $9 "
             "WHERE id = $1 AND deleted_at IS NULL",
             user.id,
-            user.email,
+            user.email.lower(),
             user.password_hash,
             user.first_name,
             user.last_name,

@@ -82,7 +82,7 @@ CREATE INDEX job_executions_task_id ON job_executions (task_id, created_at, id);
 CREATE INDEX job_executions_owner ON job_executions (owner_id, created_at, id);
 CREATE INDEX job_executions_created_at ON job_executions (created_at, id);
 CREATE INDEX job_executions_status ON job_executions (status);
-CREATE INDEX job_executions_ready ON job_executions (priority DESC, run_at)
+CREATE INDEX job_executions_ready ON job_executions (priority, run_at)
     WHERE status IN ('PENDING', 'RETRYING');
 CREATE INDEX job_executions_run_at ON job_executions (run_at)
     WHERE status IN ('PENDING', 'RETRYING');

@@ -1,0 +1,262 @@
+"""`taskflowd bench`: throughput and latency of the configured store and queue, in process.
+
+Runs on its own bench user and task; on the default SQLite URL it uses a temporary
+database so a real one is never touched. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import resource
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from taskflowd.background import Supervisor
+from taskflowd.config import Settings, known_keys
+from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.events import Event, EventBus
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.queue import open_queue
+from taskflowd.queue.base import JobQueue
+from taskflowd.scheduler.timer import new_execution
+from taskflowd.store import SqlStore, open_store
+from taskflowd.worker.pool import WorkerPool
+
+_CHUNK = 2000
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Bench:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: SqlStore = open_store(settings.database)
+        self.queue: JobQueue = open_queue(settings, self.store)
+        self.events = EventBus(subscriber_buffer=1_000_000)
+        self.supervisor = Supervisor(lambda name, exc: None)
+        self.handlers = HandlerRegistry.build(
+            shell_enabled=False,
+            http_allow_private=False,
+            http_allowed_networks=(),
+            http_timeout_s=5,
+            http_max_response_bytes=1024,
+            shell_max_output_bytes=1024,
+            load_plugins=False,
+        )
+        self.worker = WorkerPool(
+            self.queue, self.handlers, settings.worker, "bench", self.events, self.supervisor
+        )
+        self.task: Task | None = None
+
+    async def setup(self) -> None:
+        await self.store.start()
+        await self.queue.start()
+        now = utcnow()
+        user = User(
+            str(uuid.uuid4()),
+            f"bench-{uuid.uuid4().hex[:8]}@bench.invalid",
+            "!",
+            "bench",
+            "",
+            Role.USER,
+            False,
+            0,
+            now,
+            now,
+        )
+        await self.store.create_user(user)
+        self.task = Task(
+            id=str(uuid.uuid4()),
+            name="bench",
+            description="taskflowd bench",
+            type=TaskType.ONE_TIME,
+            status=TaskStatus.PAUSED,
+            handler="echo",
+            payload={},
+            cron_expression=None,
+            timezone="UTC",
+            scheduled_at=None,
+            delay_ms=None,
+            priority=0,
+            max_retries=0,
+            backoff_ms=0,
+            timeout_ms=None,
+            rate_limit=None,
+            concurrency=None,
+            misfire_policy=MisfirePolicy.RUN_ONCE,
+            created_by=user.id,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create_task(self.task)
+        self.user = user
+
+    async def teardown(self) -> None:
+        if self.task is not None:
+            db = self.store.db
+            await db.execute(
+                "DELETE FROM retry_history WHERE execution_id IN "
+                "(SELECT id FROM job_executions WHERE task_id = $1)",
+                self.task.id,
+            )
+            await db.execute("DELETE FROM dead_letter_jobs WHERE task_id = $1", self.task.id)
+            await db.execute("DELETE FROM job_executions WHERE task_id = $1", self.task.id)
+            await db.execute("DELETE FROM tasks WHERE id = $1", self.task.id)
+            await db.execute("DELETE FROM users WHERE id = $1", self.user.id)
+        await self.queue.stop()
+        await self.store.stop()
+        await self.handlers.close()
+
+    def _jobs(self, count: int, run_at: Callable[[int], datetime]) -> list[Execution]:
+        assert self.task is not None
+        task = dataclasses.replace(self.task, status=TaskStatus.ACTIVE)
+        return [new_execution(task, run_at(i), f"bench-{uuid.uuid4().hex}") for i in range(count)]
+
+    async def _set_active(self, active: bool) -> None:
+        assert self.task is not None
+        status = TaskStatus.ACTIVE if active else TaskStatus.PAUSED
+        await self.store.db.execute(
+            "UPDATE tasks SET status = $1 WHERE id = $2", status.value, self.task.id
+        )
+
+    async def _add(self, jobs: list[Execution]) -> float:
+        started = time.perf_counter()
+        for i in range(0, len(jobs), _CHUNK):
+            await self.queue.add(jobs[i : i + _CHUNK])
+        return time.perf_counter() - started
+
+    async def _wait_done(
+        self, expected: set[str], events: asyncio.Queue[Event]
+    ) -> dict[str, float]:
+        """Completion wall-clock time of each expected execution, from the event bus."""
+        done: dict[str, float] = {}
+        while len(done) < len(expected):
+            event = await asyncio.wait_for(events.get(), 120)
+            if event.data.get("status") == "COMPLETED" and event.data["id"] in expected:
+                done[event.data["id"]] = time.time()
+        return done
+
+    async def drain(self, count: int) -> dict[str, float]:
+        now = utcnow()
+        jobs = self._jobs(count, lambda i: now)
+        enqueue_s = await self._add(jobs)
+        async with self.events.subscribe() as events:
+            started = time.perf_counter()
+            await self._set_active(True)
+            self.queue.wake()
+            await self._wait_done({j.id for j in jobs}, events)
+            drain_s = time.perf_counter() - started
+        await self._set_active(False)
+        return {"enqueue_per_s": count / enqueue_s, "drain_per_s": count / drain_s}
+
+    async def latency(self, count: int) -> list[float]:
+        """End-to-end: from the enqueue call to the committed outcome, jobs one at a time."""
+        await self._set_active(True)
+        latencies: list[float] = []
+        async with self.events.subscribe() as events:
+            for job in self._jobs(count, lambda i: utcnow()):
+                sent = time.time()
+                await self.queue.add([job])
+                done = await self._wait_done({job.id}, events)
+                latencies.append(done[job.id] - sent)
+        await self._set_active(False)
+        return latencies
+
+    async def lateness(self, count: int) -> list[float]:
+        """Jobs due across one second, 2 s from now: start time minus due time."""
+        base = utcnow() + timedelta(seconds=2)
+        jobs = self._jobs(count, lambda i: base + timedelta(microseconds=i * 1_000_000 // count))
+        await self._add(jobs)
+        await self._set_active(True)
+        async with self.events.subscribe() as events:
+            self.queue.wake()
+            await self._wait_done({j.id for j in jobs}, events)
+        await self._set_active(False)
+        late = []
+        for job in jobs:
+            found = await self.store.get_execution(job.id)
+            if found and found.started_at and found.status is ExecutionStatus.COMPLETED:
+                late.append((found.started_at - found.run_at).total_seconds())
+        return late
+
+    async def far(self, count: int) -> float:
+        """Schedule `count` jobs a day ahead with the worker running; returns peak RSS (MB)."""
+        tomorrow = utcnow() + timedelta(days=1)
+        for i in range(0, count, 50_000):
+            await self._add(self._jobs(min(50_000, count - i), lambda _: tomorrow))
+        await self._set_active(True)
+        self.queue.wake()
+        await asyncio.sleep(1.0)
+        return _rss_mb()
+
+
+async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str, str]]:
+    bench = _Bench(settings)
+    await bench.setup()
+    rows: list[tuple[str, str]] = []
+    try:
+        await bench.worker.start()
+        drained = await bench.drain(args.jobs)
+        rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
+        rows.append((f"drain, {args.jobs:,} no-op jobs (jobs/s)", f"{drained['drain_per_s']:,.0f}"))
+        e2e = await bench.latency(300)
+        rows.append(
+            (
+                "end-to-end latency p50 / p99 (ms)",
+                f"{_percentile(e2e, 0.5) * 1e3:.1f} / {_percentile(e2e, 0.99) * 1e3:.1f}",
+            )
+        )
+        late = await bench.lateness(args.delayed)
+        rows.append(
+            (
+                f"lateness, {args.delayed:,} due in 1 s, p50 / p99 (ms)",
+                f"{_percentile(late, 0.5) * 1e3:.1f} / {_percentile(late, 0.99) * 1e3:.1f}",
+            )
+        )
+        if args.far:
+            rss = await bench.far(args.far)
+            rows.append((f"peak RSS with {args.far:,} jobs a day ahead (MB)", f"{rss:,.0f}"))
+        rows.append(("peak RSS (MB)", f"{_rss_mb():,.0f}"))
+    finally:
+        await bench.worker.stop()
+        await bench.teardown()
+    return rows
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    temp: tempfile.TemporaryDirectory[str] | None = None
+    if settings.database == known_keys()["database"].default:
+        temp = tempfile.TemporaryDirectory(prefix="taskflowd-bench-")
+        settings = dataclasses.replace(
+            settings, database=f"sqlite:///{Path(temp.name) / 'bench.db'}"
+        )
+    try:
+        rows = asyncio.run(_main(settings, args))
+    finally:
+        if temp is not None:
+            temp.cleanup()
+    backend = settings.database.split(":", 1)[0]
+    print(
+        f"taskflowd bench — store {backend}, queue {settings.queue}, "
+        f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}"
+    )
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:>16}")
+    return 0
