@@ -1,0 +1,243 @@
+"""The `shell` handler: runs one program from an argv list, never through a shell.
+
+Admin-only and off unless enabled in config. Guarantees:
+
+- The program runs in a new session (its own process group) with stdin from /dev/null.
+- Environment: a minimal one, `PATH` (the daemon's, unless given to ShellHandler) plus
+  the payload's `env` on top. The daemon's own environment (database URLs, secrets) is
+  never inherited; a program that needs HOME or LANG gets them through `env`.
+- stdout and stderr are collected as they arrive, so the program never stalls on a full
+  pipe; each keeps its first `max_output_bytes`, the rest is discarded and `truncated`
+  is set.
+- The job lasts as long as the main process: when it exits, whatever is left of its
+  process group is killed (as systemd does with a unit's control group).
+- On cancellation (the worker's timeout) the group gets SIGTERM, then SIGKILL after
+  `kill_grace_s`; the main process is always reaped before CancelledError propagates.
+- Exit 0 gives `{"exitCode": 0, "stdout", "stderr", "truncated"}`; anything else fails
+  retryably with `exit_status`; a program that cannot be started fails for good with
+  `spawn_failed`. Neither argv (beyond the program name) nor env values are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from taskflowd.domain.entities import JSON
+from taskflowd.domain.errors import FieldError
+from taskflowd.handlers import parsing
+from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+
+_STDERR_TAIL_CHARS = 1000
+
+Arg = Annotated[str, Field(max_length=128 * 1024)]
+
+
+def _no_nul(text: str, what: str) -> None:
+    if "\0" in text:
+        raise ValueError(f"{what} must not contain NUL characters")
+
+
+class ShellPayload(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    argv: list[Arg] = Field(min_length=1, max_length=256)
+    cwd: str | None = Field(default=None, max_length=4096)
+    env: dict[str, str] | None = Field(default=None, max_length=256)
+
+    @field_validator("argv")
+    @classmethod
+    def _check_argv(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (first item) must not be empty")
+        for arg in value:
+            _no_nul(arg, "arguments")
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _check_cwd(cls, value: str | None) -> str | None:
+        if value is not None:
+            _no_nul(value, "cwd")
+            # Relative to what? The daemon's working directory is nobody's business.
+            if not os.path.isabs(value):
+                raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, text in (value or {}).items():
+            if not name or "=" in name:
+                raise ValueError(f"variable name {name!r} must be non-empty and without '='")
+            _no_nul(name + text, f"variable {name!r}")
+        return value
+
+
+class _Capture:
+    """Keeps the first `cap` bytes of a stream and notes whether more arrived."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self._cap - len(self.data)
+        if len(chunk) > room:
+            self.truncated = True
+        if room > 0:
+            self.data += chunk[:room]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class _Collector(asyncio.SubprocessProtocol):
+    """Collects output as it arrives (so pipes never fill) and reports two events.
+
+    `exited` is set once the main process has exited and been reaped; `pipes_closed`
+    once every holder of stdout and stderr (children included) has closed them.
+    asyncio's own `Process.wait()` merges the two, which would let a stray child that
+    holds the pipes keep a finished job running.
+    """
+
+    def __init__(self, cap: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = _Capture(cap)
+        self.stderr = _Capture(cap)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed: asyncio.Future[None] = loop.create_future()
+        self._open_fds = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        (self.stdout if fd == 1 else self.stderr).add(bytes(data))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open_fds.discard(fd)
+        if not self._open_fds and not self.pipes_closed.done():
+            self.pipes_closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # ESRCH: the whole group is gone already. EPERM: only members we may not signal
+    # (a setuid program) are left; nothing more can be done about them from here.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class ShellHandler:
+    """Runs argv payloads; holds no resources between runs."""
+
+    def __init__(
+        self,
+        *,
+        max_output_bytes: int = 64 * 1024,
+        kill_grace_s: float = 2.0,
+        path: str | None = None,
+    ) -> None:
+        self._max_output_bytes = max_output_bytes
+        self._kill_grace_s = kill_grace_s
+        self._path = os.environ.get("PATH", os.defpath) if path is None else path
+
+    def spec(self) -> HandlerSpec:
+        return HandlerSpec("shell", self.run, self.validate, admin_only=True)
+
+    def validate(self, payload: JSON) -> list[FieldError]:
+        return parsing.check(ShellPayload, payload)
+
+    async def run(self, payload: JSON, ctx: JobContext) -> JSON:
+        request = parsing.parse(ShellPayload, payload)
+        program, *args = request.argv
+        loop = asyncio.get_running_loop()
+        try:
+            transport, output = await loop.subprocess_exec(
+                lambda: _Collector(self._max_output_bytes, loop),
+                program,
+                *args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=request.cwd,
+                env={"PATH": self._path, **(request.env or {})},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise JobError(
+                f"cannot start {program!r}: {exc}", error_type="spawn_failed", retryable=False
+            ) from None
+        pid = transport.get_pid()
+        ctx.logger.debug("shell started %s as pid %d", program, pid)
+        try:
+            # Shielded: cancelling this task must not cancel the future itself, which
+            # still has to tell _stop_group when the process is really gone.
+            await asyncio.shield(output.exited)
+            # Strays would keep the pipes open and outlive the job; the group is ours.
+            _signal_group(pid, signal.SIGKILL)
+            # Only a child that left the group (setsid) can hold the pipes now: give it
+            # the grace period, then stop reading rather than hang.
+            await asyncio.wait([output.pipes_closed], timeout=self._kill_grace_s)
+        except BaseException:
+            await self._stop_group(pid, output)
+            raise
+        finally:
+            transport.close()
+        code = transport.get_returncode()
+        assert code is not None  # set before `exited` resolves
+        ctx.logger.debug("shell %s exited with %d", program, code)
+        if code != 0:
+            raise JobError(
+                _exit_message(program, code, output.stderr.text()), error_type="exit_status"
+            )
+        return {
+            "exitCode": code,
+            "stdout": output.stdout.text(),
+            "stderr": output.stderr.text(),
+            "truncated": output.stdout.truncated or output.stderr.truncated,
+        }
+
+    async def _stop_group(self, pid: int, output: _Collector) -> None:
+        """SIGTERM the group, wait up to the grace for it to go, then SIGKILL and reap."""
+        _signal_group(pid, signal.SIGTERM)
+        try:
+            # The pipes close when every member that holds them, not just the leader, exited.
+            await asyncio.wait([output.exited, output.pipes_closed], timeout=self._kill_grace_s)
+        finally:
+            _signal_group(pid, signal.SIGKILL)
+            await _finish_despite_cancel(output.exited)
+
+
+async def _finish_despite_cancel(future: asyncio.Future[None]) -> None:
+    """Await `future` to the end even if cancelled again meanwhile, then re-raise that.
+
+    Used only after SIGKILL, so the wait is short; it guarantees no unreaped child.
+    """
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _exit_message(program: str, code: int, stderr: str) -> str:
+    if code < 0:
+        try:
+            what = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            what = f"was killed by signal {-code}"
+    else:
+        what = f"exited with status {code}"
+    tail = stderr.strip()[-_STDERR_TAIL_CHARS:]
+    return f"{program} {what}" + (f"; stderr: {tail}" if tail else "")

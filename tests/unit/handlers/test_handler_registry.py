@@ -1,0 +1,234 @@
+"""The registry: built-ins, the shell switch, lookups, validation and plugins."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from taskflowd.domain.errors import FieldError, TaskflowError
+from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.registry import (
+    PLUGIN_GROUP,
+    HandlerRegistry,
+    UnknownHandler,
+    load_plugin_specs,
+)
+
+PLUGIN_SOURCE = """
+from taskflowd.domain.errors import FieldError
+from taskflowd.handlers.base import HandlerSpec
+
+
+async def hello(payload, ctx):
+    return {"hello": payload, "attempt": ctx.attempt}
+
+
+def _object_only(payload):
+    return [] if isinstance(payload, dict) else [FieldError("payload", "must be an object")]
+
+
+greet = HandlerSpec("greet", hello, _object_only)
+misnamed = HandlerSpec("other", hello, _object_only)
+
+
+def not_async(payload, ctx):
+    return payload
+
+
+class Caller:
+    async def __call__(self, payload, ctx):
+        return "called"
+
+
+caller = Caller()
+"""
+
+
+def make_ctx() -> JobContext:
+    return JobContext("exec-1", "task-1", 2, "exec-1:2", logging.getLogger("test"))
+
+
+def build(**overrides: object) -> HandlerRegistry:
+    options: dict[str, object] = {
+        "shell_enabled": False,
+        "http_allow_private": False,
+        "http_allowed_networks": (),
+        "http_timeout_s": 5.0,
+        "http_max_response_bytes": 1024,
+        "shell_max_output_bytes": 1024,
+        "load_plugins": False,
+    }
+    options.update(overrides)
+    return HandlerRegistry.build(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def plugin_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Importable plugin modules under unique names; forgotten again afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"good": f"tf_plugin_{suffix}", "broken": f"tf_broken_{suffix}"}
+    names["exits"] = f"tf_exits_{suffix}"
+    (tmp_path / f"{names['good']}.py").write_text(PLUGIN_SOURCE)
+    (tmp_path / f"{names['broken']}.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / f"{names['exits']}.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield names
+    for name in names.values():
+        sys.modules.pop(name, None)
+
+
+def test_builtins_without_shell_unless_enabled() -> None:
+    assert build().names() == ["echo", "fail", "http", "sleep"]
+    assert "shell" not in build()
+    with_shell = build(shell_enabled=True)
+    assert "shell" in with_shell
+    assert with_shell.get("shell").admin_only is True
+    assert with_shell.get("http").admin_only is False
+
+
+def test_unknown_handler_is_a_lookup_error_with_a_code() -> None:
+    with pytest.raises(UnknownHandler) as caught:
+        build().get("shell")
+    assert isinstance(caught.value, TaskflowError)
+    assert isinstance(caught.value, LookupError)
+    assert caught.value.code == "unknown_handler"
+    assert caught.value.name == "shell"
+
+
+def test_validate_reports_an_unknown_handler_on_the_handler_field() -> None:
+    errors = build().validate("os.system", {})
+    assert [e.field for e in errors] == ["handler"]
+    assert "os.system" in errors[0].message
+
+
+def test_validate_delegates_to_the_handler() -> None:
+    registry = build()
+    assert registry.validate("sleep", {"seconds": 1}) == []
+    assert [e.field for e in registry.validate("sleep", {"seconds": True})] == ["payload.seconds"]
+
+
+def test_a_crashing_validator_becomes_a_field_error(caplog: pytest.LogCaptureFixture) -> None:
+    def explode(payload: object) -> list[FieldError]:
+        raise RuntimeError("plugin bug")
+
+    async def run(payload: object, ctx: JobContext) -> object:
+        return payload
+
+    registry = HandlerRegistry([HandlerSpec("buggy", run, explode)])
+    assert [e.field for e in registry.validate("buggy", {})] == ["payload"]
+    assert "plugin bug" in caplog.text
+
+
+def test_two_handlers_with_one_name_are_refused() -> None:
+    spec = build().get("echo")
+    with pytest.raises(ValueError, match="echo"):
+        HandlerRegistry([spec, spec])
+
+
+def test_a_malformed_allowed_network_fails_the_build() -> None:
+    with pytest.raises(ValueError, match=r"10\.0\.0\.0/33"):
+        build(http_allowed_networks=("10.0.0.0/33",))
+
+
+async def test_close_shuts_the_http_handler_and_is_idempotent() -> None:
+    registry = build()
+    await registry.close()
+    await registry.close()
+    with pytest.raises(JobError) as caught:
+        await registry.get("http").run({"url": "https://example.com/"}, make_ctx())
+    assert caught.value.error_type == "handler_closed"
+
+
+async def test_plugins_load_as_admin_only_specs(plugin_modules: dict[str, str]) -> None:
+    module = plugin_modules["good"]
+    specs = load_plugin_specs(
+        [
+            EntryPoint("hello", f"{module}:hello", PLUGIN_GROUP),
+            EntryPoint("greet", f"{module}:greet", PLUGIN_GROUP),
+            EntryPoint("caller", f"{module}:caller", PLUGIN_GROUP),
+        ]
+    )
+    assert [s.name for s in specs] == ["hello", "greet", "caller"]
+    assert all(s.admin_only for s in specs)
+    registry = HandlerRegistry(specs)
+    assert await registry.get("hello").run([1], make_ctx()) == {"hello": [1], "attempt": 2}
+    assert await registry.get("caller").run(None, make_ctx()) == "called"
+    assert registry.validate("hello", "anything") == []  # no validator of its own
+    assert [e.field for e in registry.validate("greet", "not an object")] == ["payload"]
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "log"),
+    [
+        ("shell", "good:hello", "already taken"),
+        ("echo", "good:hello", "already taken"),
+        ("renamed", "good:misnamed", "named 'other', not 'renamed'"),
+        ("sync", "good:not_async", "neither a HandlerSpec nor an async callable"),
+        ("missing", "good:no_such_attribute", "failed to load"),
+        ("gone", "tf_no_such_module_anywhere:x", "failed to load"),
+        ("broken", "broken:x", "boom at import"),
+        ("exits", "exits:x", "failed to load"),
+        ("Bad Name", "good:hello", "name must match"),
+    ],
+)
+def test_bad_plugins_are_logged_and_skipped(
+    plugin_modules: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    target: str,
+    log: str,
+) -> None:
+    module_key, _, attr = target.partition(":")
+    value = f"{plugin_modules.get(module_key, module_key)}:{attr}"
+    good = EntryPoint("hello", f"{plugin_modules['good']}:hello", PLUGIN_GROUP)
+    specs = load_plugin_specs([EntryPoint(name, value, PLUGIN_GROUP), good])
+    assert [s.name for s in specs] == ["hello"]  # the bad one never stops the others
+    assert log in caplog.text
+    assert f"handler plugin {name} = {value} skipped" in caplog.text
+
+
+def test_a_second_plugin_with_the_same_name_is_skipped(
+    plugin_modules: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    module = plugin_modules["good"]
+    specs = load_plugin_specs(
+        [
+            EntryPoint("hello", f"{module}:hello", PLUGIN_GROUP),
+            EntryPoint("hello", f"{module}:caller", PLUGIN_GROUP),
+        ]
+    )
+    assert len(specs) == 1
+    assert "already taken" in caplog.text
+
+
+async def test_build_finds_plugins_of_installed_distributions(
+    plugin_modules: dict[str, str], tmp_path: Path
+) -> None:
+    dist_info = tmp_path / "tf_fake_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tf-fake-plugin\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        textwrap.dedent(
+            f"""\
+            [{PLUGIN_GROUP}]
+            hello = {plugin_modules["good"]}:hello
+            http = {plugin_modules["good"]}:hello
+            """
+        )
+    )
+    registry = build(load_plugins=True)
+    assert "hello" in registry
+    assert registry.get("hello").admin_only is True
+    assert await registry.get("hello").run("x", make_ctx()) == {"hello": "x", "attempt": 2}
+    assert registry.get("http").admin_only is False  # the built-in was not replaced
+    assert "hello" not in build(load_plugins=False)
+    await registry.close()
