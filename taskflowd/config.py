@@ -146,7 +146,7 @@ class SchedulerSettings:
         _between(0, 60_000),
     )
     misfire_grace_s: float = setting(
-        1.0, "A tick later than this counts as missed (SKIP policy).", _between(0, 86400)
+        10.0, "A tick later than this counts as missed (misfire policies).", _between(0, 86400)
     )
     run_all_limit: int = setting(
         100, "Most missed ticks one task replays under RUN_ALL.", _between(1, 100_000)
@@ -346,7 +346,7 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
         layers.append((_flatten_toml(data, known), False))
     layers.append((_from_env(env, known), True))
