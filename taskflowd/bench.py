@@ -85,7 +85,7 @@ class _Bench:
             id=str(uuid.uuid4()),
             name="bench",
             description="taskflowd bench",
-            type=TaskType.ONE_TIME,
+            type=TaskType.RECURRING,
             status=TaskStatus.PAUSED,
             handler="echo",
             payload={},
@@ -240,6 +240,9 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.daemon import tune_interpreter
+
+    tune_interpreter()
     temp: tempfile.TemporaryDirectory[str] | None = None
     if settings.database == known_keys()["database"].default:
         temp = tempfile.TemporaryDirectory(prefix="taskflowd-bench-")

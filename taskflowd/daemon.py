@@ -216,8 +216,16 @@ def _default_app(daemon: Daemon) -> web.Application:
     return build_daemon_app(daemon)
 
 
+def tune_interpreter() -> None:
+    """Shorten the GIL switch interval: the event loop and the database driver threads
+    hand the GIL back and forth for every row, and at the default 5 ms each hand-over can
+    stall the driver thread for a whole interval while the loop is busy."""
+    sys.setswitchinterval(0.0005)
+
+
 def run_daemon(settings: Settings) -> int:
     """Run a daemon in a fresh event loop (uvloop when installed)."""
+    tune_interpreter()
     try:
         import uvloop
 

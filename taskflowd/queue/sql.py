@@ -36,6 +36,7 @@ _INSERT = (
 )
 _CONCURRENCY_RETRY_S = 0.2
 PRIORITIES = range(10, -1, -1)
+_SETTLE_CHUNK = 1000  # 5 parameters a row stays below both databases' parameter limits
 
 
 def _candidates_sql(lock: str) -> str:
@@ -46,11 +47,19 @@ def _candidates_sql(lock: str) -> str:
         "SELECT * FROM (SELECT e.id, e.task_id, e.priority, e.run_at, t.concurrency, "
         "t.rate_limit FROM job_executions e JOIN tasks t ON t.id = e.task_id "
         f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.priority = {{}} "
-        f"AND e.run_at <= $1 AND t.status <> 'PAUSED' ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
+        "AND e.run_at <= $1 AND t.status <> 'PAUSED' "
+        f"ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
     )
     return " UNION ALL ".join(level.format(p, p) for p in PRIORITIES) + " LIMIT $2"
 
 
+# Without statistics SQLite would pick the status index and read every queued row.
+_NEXT_DUE = {
+    "sqlite": "SELECT MIN(run_at) AS due FROM job_executions INDEXED BY job_executions_run_at "
+    f"WHERE status IN ('{_PENDING}', '{_RETRYING}')",
+    "postgresql": "SELECT MIN(run_at) AS due FROM job_executions "
+    f"WHERE status IN ('{_PENDING}', '{_RETRYING}')",
+}
 _CANDIDATES = {
     "sqlite": _candidates_sql(""),
     "postgresql": _candidates_sql(" FOR UPDATE OF e SKIP LOCKED"),
@@ -225,6 +234,12 @@ class SqlQueue:
                 now,
                 *admitted,
             )
+            task_ids = sorted({r["task_id"] for r in claimed})
+            await conn.execute(
+                f"UPDATE tasks SET last_run_at = $1 WHERE id IN ({_marks(len(task_ids), 2)})",
+                now,
+                *task_ids,
+            )
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
@@ -316,8 +331,9 @@ class SqlQueue:
         applied: set[str] = set()
         async with self.db.transaction() as conn:
             completed = [o for o in outcomes if o.kind is OutcomeKind.COMPLETED]
-            if completed:
-                applied |= await self._settle_completed(conn, completed)
+            for start in range(0, len(completed), _SETTLE_CHUNK):
+                chunk = completed[start : start + _SETTLE_CHUNK]
+                applied |= await self._settle_completed(conn, chunk)
             for outcome in outcomes:
                 if outcome.kind is not OutcomeKind.COMPLETED and await self._settle_one(
                     conn, outcome
@@ -347,18 +363,32 @@ class SqlQueue:
                 o.duration_ms,
             ]
         status_mark = len(args) + 1
-        found = await conn.fetch(
+        changed = await conn.execute(
             f"WITH v (id, fence, result, done_at, duration) AS (VALUES {', '.join(values)}) "
             f"UPDATE job_executions SET status = ${status_mark}, result = v.result, "
             "error = NULL, completed_at = v.done_at, duration_ms = v.duration, "
             "updated_at = v.done_at, lease_owner = NULL, lease_expires_at = NULL "
             f"FROM v WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
-            f"AND job_executions.status = ${status_mark + 1} RETURNING job_executions.id",
+            f"AND job_executions.status = ${status_mark + 1}",
             *args,
             ExecutionStatus.COMPLETED.value,
             _PROCESSING,
         )
-        return {r["id"] for r in found}
+        ids = {o.execution_id for o in outcomes}
+        if changed == len(ids):
+            return ids
+        # Some claims were stale: find which outcomes are the ones now recorded.
+        found = await conn.fetch(
+            f"SELECT id, fence, completed_at FROM job_executions WHERE id IN ({_marks(len(ids))})",
+            *ids,
+        )
+        mine = {(o.execution_id, o.fence, o.finished_at) for o in outcomes}
+        return {
+            r["id"]
+            for r in found
+            if r["completed_at"] is not None
+            and (r["id"], r["fence"], self._t(r["completed_at"])) in mine
+        }
 
     async def _settle_one(self, conn: Conn, o: Outcome) -> bool:
         error = rows.dump_json(o.error)
@@ -416,26 +446,26 @@ class SqlQueue:
         )
 
     async def _touch_tasks(self, conn: Conn, outcomes: Sequence[Outcome]) -> None:
-        """Record each task's last run, and end one-time tasks with their last job."""
-        last_run: dict[str, datetime] = {}
+        """End one-time tasks with their last job."""
         final: dict[str, TaskStatus] = {}
         for o in outcomes:
-            if o.task_id not in last_run or o.started_at > last_run[o.task_id]:
-                last_run[o.task_id] = o.started_at
             if o.kind is OutcomeKind.COMPLETED:
                 final[o.task_id] = TaskStatus.COMPLETED
             elif o.kind is not OutcomeKind.RETRY:
                 final[o.task_id] = TaskStatus.FAILED
-        for task_id, started in last_run.items():
-            await conn.execute(
-                "UPDATE tasks SET last_run_at = $1 WHERE id = $2 "
-                "AND (last_run_at IS NULL OR last_run_at < $1)",
-                started,
-                task_id,
-            )
+        if not final:
+            return
+        ids = list(final)
+        one_time = await conn.fetch(
+            f"SELECT id FROM tasks WHERE id IN ({_marks(len(ids), 3)}) AND type <> $1 "
+            "AND status = $2",
+            TaskType.RECURRING.value,
+            TaskStatus.ACTIVE.value,
+            *ids,
+        )
         now = utcnow()
-        for task_id, status in final.items():
-            await self._end_one_time_task(conn, task_id, status, now)
+        for row in one_time:
+            await self._end_one_time_task(conn, row["id"], final[row["id"]], now)
 
     async def release(self, claims: Sequence[tuple[str, int]]) -> int:
         count = 0
@@ -462,7 +492,7 @@ class SqlQueue:
         dead: list[str] = []
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
-                "SELECT id, attempts, rescues, lease_owner FROM job_executions "
+                "SELECT id, task_id, attempts, rescues, lease_owner FROM job_executions "
                 f"WHERE status = $1 AND lease_expires_at < $2 LIMIT 500{lock}",
                 _PROCESSING,
                 now,
@@ -494,6 +524,7 @@ class SqlQueue:
                 )
                 if give_up:
                     await self._dead_letter(conn, row["id"], error, now)
+                    await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
                     dead.append(row["id"])
                 else:
                     rescued.append(row["id"])
@@ -595,8 +626,5 @@ class SqlQueue:
         return depths
 
     async def next_due(self) -> datetime | None:
-        row = await self.db.fetchrow(
-            "SELECT MIN(run_at) AS due FROM job_executions "
-            f"WHERE status IN ('{_PENDING}', '{_RETRYING}')"
-        )
+        row = await self.db.fetchrow(_NEXT_DUE[self.db.dialect])
         return self._t(row["due"]) if row and row["due"] is not None else None

@@ -136,6 +136,8 @@ class SqliteDatabase:
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
+            "PRAGMA cache_size=-65536",
+            "PRAGMA temp_store=MEMORY",
             f"PRAGMA busy_timeout={self._busy_timeout_ms}",
         ):
             await conn.execute(pragma)
