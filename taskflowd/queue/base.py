@@ -27,7 +27,8 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The end of one attempt. `run_at` is the retry time for RETRY."""
+    """The end of one attempt. `run_at` is the retry time for RETRY; `handler` and
+    `wait_s` (due time to start) are carried for metrics only."""
 
     execution_id: str
     task_id: str
@@ -40,6 +41,8 @@ class Outcome:
     result: JSON = None
     error: JSON = None
     run_at: datetime | None = None
+    handler: str = ""
+    wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

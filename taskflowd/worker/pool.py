@@ -11,9 +11,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
 
 import orjson
 
@@ -211,7 +210,7 @@ class WorkerPool:
         result: JSON,
         error: JSON,
         retry_after_s: float | None,
-        started_at: Any,
+        started_at: datetime,
         started: float,
     ) -> Outcome:
         finished_at = utcnow()
@@ -235,6 +234,8 @@ class WorkerPool:
             result=result,
             error=error,
             run_at=run_at,
+            handler=job.handler,
+            wait_s=max(0.0, (started_at - job.run_at).total_seconds()),
         )
 
     # --- group commit -----------------------------------------------------------------
@@ -278,6 +279,8 @@ class WorkerPool:
                     outcome=outcome.kind.value,
                     durationMs=outcome.duration_ms,
                     attempt=outcome.attempt,
+                    handler=outcome.handler,
+                    waitS=outcome.wait_s,
                 )
 
     # --- leases ------------------------------------------------------------------------
