@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -10,8 +11,12 @@ from taskflowd.config import HttpSettings
 
 
 class HttpServer:
-    def __init__(self, app: web.Application, settings: HttpSettings) -> None:
-        self.app = app
+    """Serves the application that `build_app` returns, built when the server starts (so
+    it can use what earlier components set up, such as the JWT secret)."""
+
+    def __init__(self, build_app: Callable[[], web.Application], settings: HttpSettings) -> None:
+        self._build_app = build_app
+        self.app: web.Application | None = None
         self.settings = settings
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -25,6 +30,7 @@ class HttpServer:
         return context
 
     async def start(self) -> None:
+        self.app = self._build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(

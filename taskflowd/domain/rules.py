@@ -30,6 +30,9 @@ _OPTIONAL_RANGES = (
     ("rateLimit", "rate_limit", 1, 100_000),
     ("concurrency", "concurrency", 1, 10_000),
 )
+BOUNDS = {attr: (low, high) for _, attr, low, high in (*_RANGES, *_OPTIONAL_RANGES)}
+"""Inclusive bounds of each integer setting, by TaskSpec attribute."""
+
 # Which of the when-to-run fields each type takes; the others must be left unset.
 _WHEN_FIELDS = {
     TaskType.ONE_TIME: frozenset({"scheduledAt"}),

@@ -138,4 +138,9 @@ class Store(Protocol):
     async def put_idempotent(self, user_id: str, key: str, response: IdempotentResponse) -> bool:
         """Record the first response for a key; False when one was recorded already."""
 
+    async def finish_idempotent(self, user_id: str, key: str, status: int, body: str) -> None:
+        """Fill in the response of a key recorded (reserved) earlier with status 0."""
+
+    async def drop_idempotent(self, user_id: str, key: str) -> None: ...
+
     async def purge_idempotent(self, before: datetime) -> int: ...

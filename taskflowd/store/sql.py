@@ -437,5 +437,19 @@ class SqlStore:
             return False
         return True
 
+    async def finish_idempotent(self, user_id: str, key: str, status: int, body: str) -> None:
+        await self.db.execute(
+            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2",
+            user_id,
+            key,
+            status,
+            body,
+        )
+
+    async def drop_idempotent(self, user_id: str, key: str) -> None:
+        await self.db.execute(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2", user_id, key
+        )
+
     async def purge_idempotent(self, before: datetime) -> int:
         return await self.db.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)

@@ -1,0 +1,134 @@
+"""/api/v1/executions and /api/v1/dead-letter: runs, their retry history, and failed jobs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from taskflowd.api.openapi import Access, ApiRegistry, Operation
+from taskflowd.api.responses import etag_response, json_response, no_content
+from taskflowd.api.routes.tasks import _EXECUTION_FIELDS, TASKS_KEY, select_fields
+from taskflowd.api.schemas import ListQuery
+from taskflowd.api.schemas_tasks import (
+    DeadLetterList,
+    ExecutionDetailOut,
+    ExecutionList,
+    ExecutionListQuery,
+    ExecutionOut,
+    dead_letter_out,
+    execution_detail_out,
+    execution_out,
+)
+from taskflowd.api.security import current_user
+from taskflowd.api.validation import parse_query
+from taskflowd.store.base import ExecutionFilter
+
+EXECUTIONS = "/api/v1/executions"
+DEAD_LETTER = "/api/v1/dead-letter"
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    query = parse_query(request, ExecutionListQuery)
+    filters = ExecutionFilter(task_id=query.task_id, status=query.status)
+    page = await request.app[TASKS_KEY].list_executions(
+        current_user(request), filters, query.limit, query.cursor
+    )
+    items = [select_fields(execution_out(e), query.fields, _EXECUTION_FIELDS) for e in page.items]
+    return json_response({"items": items, "nextCursor": page.next_cursor})
+
+
+async def get_execution(request: web.Request) -> web.Response:
+    detail = await request.app[TASKS_KEY].execution(current_user(request), request.match_info["id"])
+    return etag_response(request, execution_detail_out(detail.execution, detail.retry_history))
+
+
+async def cancel_execution(request: web.Request) -> web.Response:
+    execution = await request.app[TASKS_KEY].cancel(current_user(request), request.match_info["id"])
+    return json_response(execution_out(execution))
+
+
+async def list_dead_letter(request: web.Request) -> web.Response:
+    query = parse_query(request, ListQuery)
+    page = await request.app[TASKS_KEY].list_dead_letter(
+        current_user(request), query.limit, query.cursor
+    )
+    return json_response(
+        DeadLetterList(items=[dead_letter_out(d) for d in page.items], next_cursor=page.next_cursor)
+    )
+
+
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    execution = await request.app[TASKS_KEY].retry_dead_letter(
+        current_user(request), request.match_info["id"]
+    )
+    return json_response(execution_out(execution), status=202)
+
+
+async def delete_dead_letter(request: web.Request) -> web.Response:
+    await request.app[TASKS_KEY].delete_dead_letter(current_user(request), request.match_info["id"])
+    return no_content()
+
+
+def install(api: ApiRegistry) -> None:
+    user = Access.USER
+    for operation in (
+        Operation(
+            "GET",
+            EXECUTIONS,
+            list_executions,
+            "List executions, newest first",
+            "executions",
+            user,
+            query=ExecutionListQuery,
+            response=ExecutionList,
+        ),
+        Operation(
+            "GET",
+            f"{EXECUTIONS}/{{id}}",
+            get_execution,
+            "One execution with its retry history",
+            "executions",
+            user,
+            response=ExecutionDetailOut,
+            etag=True,
+        ),
+        Operation(
+            "POST",
+            f"{EXECUTIONS}/{{id}}/cancel",
+            cancel_execution,
+            "Cancel a queued or running execution",
+            "executions",
+            user,
+            response=ExecutionOut,
+            problems=(409,),
+        ),
+        Operation(
+            "GET",
+            DEAD_LETTER,
+            list_dead_letter,
+            "Dead-lettered jobs, newest first",
+            "dead-letter",
+            user,
+            query=ListQuery,
+            response=DeadLetterList,
+        ),
+        Operation(
+            "POST",
+            f"{DEAD_LETTER}/{{id}}/retry",
+            retry_dead_letter,
+            "Give a dead-lettered job one more attempt",
+            "dead-letter",
+            user,
+            status=202,
+            response=ExecutionOut,
+        ),
+        Operation(
+            "DELETE",
+            f"{DEAD_LETTER}/{{id}}",
+            delete_dead_letter,
+            "Delete a dead-lettered job",
+            "dead-letter",
+            user,
+            status=204,
+        ),
+    ):
+        api.add(operation)
