@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from taskflowd.config import Settings, known_keys
 from taskflowd.domain.entities import User, utcnow
@@ -67,13 +68,33 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
                 flat[f"{prefix}{f.name}"] = value
 
     walk(settings, "")
-    secret = re.compile(r"secret|password|token", re.IGNORECASE)
+    # Keys *named* as secrets (auth.jwt_secret, admin_password, metrics.token), not every
+    # key mentioning one: auth.access_token_ttl_s is a plain number worth showing.
+    secret = re.compile(r"(secret|password|token)$", re.IGNORECASE)
     for key in known_keys():
         value = flat[key]
-        shown = "(set)" if value and secret.search(key) else repr(value)
+        if value and secret.search(key):
+            shown = "(set)"
+        elif isinstance(value, str):
+            shown = repr(_hide_url_password(value))
+        else:
+            shown = repr(value)
         print(f"{key} = {shown}")
     print("configuration OK")
     return 0
+
+
+def _hide_url_password(value: str) -> str:
+    """`value` with the password of a URL (postgresql://user:pw@host/db) masked."""
+    try:
+        parts = urlsplit(value)
+        if not parts.password:
+            return value
+    except ValueError:  # not a URL at all
+        return value
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:(set)@{host}"))
 
 
 async def _hash(settings: Settings, password: str) -> str:

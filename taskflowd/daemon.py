@@ -23,11 +23,13 @@ from taskflowd.domain.entities import Node, utcnow
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import node_id_var
+from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import Timer
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
+from taskflowd.systemd import SystemdNotifier
 from taskflowd.worker.pool import WorkerPool
 
 log = logging.getLogger("taskflowd.daemon")
@@ -57,6 +59,8 @@ class Daemon:
     timer: Timer | None = None
     http: Any = None
     jwt_secret: str = ""
+    metrics: Metrics | None = None
+    notifier: SystemdNotifier | None = None
     _components: list[_Component] = field(default_factory=list)
     _started: list[_Component] = field(default_factory=list)
     _stop_requested: asyncio.Event | None = None
@@ -96,10 +100,20 @@ class Daemon:
             )
         if settings.has_role("scheduler"):
             daemon.timer = Timer(queue, settings.scheduler, events, daemon.supervisor)
+        daemon.metrics = Metrics(
+            events,
+            daemon.supervisor,
+            queue=queue,
+            running_jobs=daemon.running_jobs,
+            handler_names=handlers.names(),
+        )
+        daemon.notifier = SystemdNotifier(
+            daemon.supervisor, health=store.ping, summary=daemon.status_line
+        )
         factory = app_factory or _default_app
         from taskflowd.api.server import HttpServer
 
-        daemon.http = HttpServer(factory(daemon), settings.http)
+        daemon.http = HttpServer(lambda: factory(daemon), settings.http)
         daemon._components = daemon._plan()
         return daemon
 
@@ -110,6 +124,8 @@ class Daemon:
             _Component("queue", self.queue.start, self.queue.stop),
             _Component("node", self._register_node, self._unregister_node),
         ]
+        if self.metrics is not None:  # before the producers of the events it counts
+            parts.append(_Component("metrics", self.metrics.start, self.metrics.stop))
         if self.timer is not None:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
@@ -157,7 +173,8 @@ class Daemon:
     async def start(self) -> None:
         """Start every component in order; on failure, stop those started and re-raise."""
         self._started_at = utcnow()
-        self._stop_requested = asyncio.Event()
+        if self._stop_requested is None:
+            self._stop_requested = asyncio.Event()
         for component in self._components:
             try:
                 await component.start()
@@ -166,6 +183,9 @@ class Daemon:
                 await self.stop()
                 raise
             self._started.append(component)
+        if self.notifier is not None:
+            await self.notifier.start()
+            self.notifier.ready(self.status_line())
         log.info(
             "taskflowd %s serving on %s:%s (node %s, roles %s)",
             __version__,
@@ -177,14 +197,26 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop started components in reverse order; errors are logged, not raised."""
+        if self.notifier is not None:
+            self.notifier.stopping()
         while self._started:
             component = self._started.pop()
             try:
                 await component.stop()
             except Exception:
                 log.exception("error while stopping %s", component.name)
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.supervisor.cancel_all()
         await self.handlers.close()
+
+    def running_jobs(self) -> int:
+        return self.worker.active if self.worker is not None else 0
+
+    def status_line(self) -> str:
+        """The one-line summary systemd shows in `systemctl status`."""
+        port = self.http.port if self.http is not None else None
+        return f"serving on {self.settings.http.host}:{port}, {self.running_jobs()} running jobs"
 
     def request_stop(self) -> None:
         if self._stop_requested is not None:
@@ -192,11 +224,12 @@ class Daemon:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit code."""
-        await self.start()
+        # Handlers first: a signal during a slow start-up still stops the node cleanly.
+        self._stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        assert self._stop_requested is not None
+        await self.start()
         await self._stop_requested.wait()
         log.info("shutting down")
         await self.stop()

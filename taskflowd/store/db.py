@@ -8,6 +8,7 @@ microseconds. Driver errors are translated to `taskflowd.store.errors` here and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -179,15 +180,25 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
+        # aiosqlite runs a statement to its end in its thread even when the awaiting task
+        # is cancelled, so BEGIN, ROLLBACK and COMMIT are shielded: a cancellation must
+        # never leave the writer inside a transaction nobody will finish.
         async with self._lock:
             conn = self._require(self._writer)
-            await conn.execute("BEGIN IMMEDIATE")
+            begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await begin
+                    await conn.execute("ROLLBACK")
+                raise
             try:
                 yield conn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                await asyncio.shield(conn.execute("ROLLBACK"))
                 raise
-            await conn.execute("COMMIT")
+            await asyncio.shield(conn.execute("COMMIT"))
 
     def decode_time(self, value: Any) -> datetime:
         moment: datetime = _EPOCH + value * _MICRO

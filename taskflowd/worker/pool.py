@@ -27,6 +27,7 @@ from taskflowd.logs import execution_id_var, request_id_var, task_id_var
 from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind
 
 log = logging.getLogger("taskflowd.worker")
+_FINAL_FLUSH_S = 15.0
 
 
 class _Stop(Enum):
@@ -106,7 +107,12 @@ class WorkerPool:
         await self._supervisor.cancel("worker.leases")
         await self._supervisor.cancel("worker.reaper")
         await self._supervisor.cancel("worker.flush")
-        await self._flush()
+        try:
+            async with asyncio.timeout(_FINAL_FLUSH_S):
+                await self._flush()
+        except TimeoutError:
+            # Their leases expire and other nodes (or the next start) run them again.
+            log.error("could not record %d outcomes before exiting", len(self._pending))
 
     # --- claiming --------------------------------------------------------------
     async def _claim_loop(self) -> None:

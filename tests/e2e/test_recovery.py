@@ -1,0 +1,64 @@
+"""kill -9 while jobs run, restart on the same database: every job completes, none is
+lost, and the jobs that were running when the node died count the rescue as an attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+
+import pytest
+
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus
+from tests.e2e.conftest import Daemons, eventually, open_jobs
+
+SLEEPERS = 50
+ECHOES = 10
+# Few slots, so the 50 half-second jobs take seconds to drain and the kill lands while
+# some are done, some run and some wait.
+ENV = {"TASKFLOW_WORKER__CONCURRENCY": "8"}
+
+
+@pytest.mark.slow
+async def test_kill_9_while_jobs_run_loses_nothing(daemons: Daemons, db_url: str) -> None:
+    first = await daemons.astart("--database", db_url, env=ENV)
+    async with open_jobs(db_url) as jobs:
+        tasks = [
+            await jobs.create(f"sleep {i}", "sleep", {"seconds": 0.5}) for i in range(SLEEPERS)
+        ]
+        tasks += [await jobs.create(f"echo {i}", "echo", {"i": i}) for i in range(ECHOES)]
+
+        async def busy() -> dict[str, int] | None:
+            counts = await jobs.count_by_status()
+            running = counts.get("PROCESSING", 0) and counts.get("COMPLETED", 0)
+            return counts if running else None
+
+        await eventually(busy, "some jobs done and some running")
+        assert await asyncio.to_thread(first.kill9) == -signal.SIGKILL
+
+        at_kill = await jobs.executions()
+        running = {e.id for e in at_kill if e.status is ExecutionStatus.PROCESSING}
+        assert running, "the kill should land while jobs run"
+        assert len(at_kill) == len(tasks)
+
+        second = await daemons.astart("--database", db_url, env=ENV)
+
+        async def all_completed() -> bool:
+            return await jobs.count_by_status() == {"COMPLETED": len(tasks)}
+
+        await eventually(all_completed, "every job to complete after the restart")
+        executions = await jobs.executions()
+        assert Counter(e.task_id for e in executions) == {t.id: 1 for t in tasks}
+        for execution in executions:
+            if execution.id in running:
+                history = await jobs.store.retry_history(execution.id)
+                assert execution.attempts >= 2, execution
+                assert "lease_expired" in [h.error["type"] for h in history], history
+            else:
+                assert execution.attempts == 1, execution
+        echo_results = {e.task_id: e.result for e in executions if e.handler == "echo"}
+        assert sorted(r["i"] for r in echo_results.values()) == list(range(ECHOES))
+        statuses = await jobs.store.db.fetch("SELECT status FROM tasks")
+        assert {r["status"] for r in statuses} == {TaskStatus.COMPLETED.value}
+
+        assert await asyncio.to_thread(second.terminate) == 0
