@@ -31,14 +31,15 @@ class HttpServer:
 
     async def start(self) -> None:
         self.app = self._build_app()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner,
             self.settings.host,
             self.settings.port,
             ssl_context=self._ssl_context(),
-            shutdown_timeout=5.0,
         )
         await site.start()
         server = site._server

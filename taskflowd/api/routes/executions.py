@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from taskflowd.api.openapi import Access, ApiRegistry, Operation
+from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.responses import etag_response, json_response, no_content
 from taskflowd.api.routes.tasks import _EXECUTION_FIELDS, TASKS_KEY, select_fields
 from taskflowd.api.schemas import ListQuery
@@ -83,7 +83,7 @@ def install(api: ApiRegistry) -> None:
         ),
         Operation(
             "GET",
-            f"{EXECUTIONS}/{{id}}",
+            f"{EXECUTIONS}/{ID_PARAM}",
             get_execution,
             "One execution with its retry history",
             "executions",
@@ -93,7 +93,7 @@ def install(api: ApiRegistry) -> None:
         ),
         Operation(
             "POST",
-            f"{EXECUTIONS}/{{id}}/cancel",
+            f"{EXECUTIONS}/{ID_PARAM}/cancel",
             cancel_execution,
             "Cancel a queued or running execution",
             "executions",
@@ -113,7 +113,7 @@ def install(api: ApiRegistry) -> None:
         ),
         Operation(
             "POST",
-            f"{DEAD_LETTER}/{{id}}/retry",
+            f"{DEAD_LETTER}/{ID_PARAM}/retry",
             retry_dead_letter,
             "Give a dead-lettered job one more attempt",
             "dead-letter",
@@ -123,7 +123,7 @@ def install(api: ApiRegistry) -> None:
         ),
         Operation(
             "DELETE",
-            f"{DEAD_LETTER}/{{id}}",
+            f"{DEAD_LETTER}/{ID_PARAM}",
             delete_dead_letter,
             "Delete a dead-lettered job",
             "dead-letter",

@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from taskflowd.api.idempotency import idempotent
-from taskflowd.api.openapi import Access, ApiRegistry, Operation
+from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.responses import etag_response, json_response, no_content
 from taskflowd.api.schemas_tasks import (
     NULLABLE_ON_PATCH,
@@ -180,7 +180,7 @@ async def task_executions(request: web.Request) -> web.Response:
 
 def install(api: ApiRegistry) -> None:
     user = Access.USER
-    one = f"{PREFIX}/{{id}}"
+    one = f"{PREFIX}/{ID_PARAM}"
     for operation in (
         Operation(
             "GET",

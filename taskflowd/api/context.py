@@ -1,0 +1,48 @@
+"""What the API needs from the rest of the daemon, and the typed keys it keeps state under."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from taskflowd.auth.ratelimit import Decision, RateLimiter
+from taskflowd.auth.service import AuthService
+from taskflowd.config import Settings
+from taskflowd.domain.entities import User
+from taskflowd.store.base import Store
+
+if TYPE_CHECKING:
+    from taskflowd.api.openapi import ApiRegistry
+
+RouteInstaller = Callable[["ApiRegistry"], None]
+"""Registers a resource's routes (and their OpenAPI entries) with `ApiRegistry.add`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """Built once by the composition root; `extra_routes` mounts the engine's resources."""
+
+    settings: Settings
+    store: Store
+    auth: AuthService
+    rate_limiter: RateLimiter
+    extra_routes: tuple[RouteInstaller, ...] = ()
+    extra_middlewares: tuple[Middleware, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """The rate-limit decision that applies to this request, for the RateLimit-* headers."""
+
+    limit: int
+    decision: Decision
+
+
+CONTEXT_KEY = web.AppKey("taskflowd.api.context", ApiContext)
+USER_KEY = web.RequestKey("taskflowd.user", User)
+REQUEST_ID_KEY = web.RequestKey("taskflowd.request_id", str)
+RATE_KEY = web.RequestKey("taskflowd.rate", RateState)

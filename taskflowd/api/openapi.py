@@ -1,0 +1,253 @@
+"""The route registry: each operation is declared once, with its models, access and limits.
+
+`ApiRegistry.add` mounts the handler on the aiohttp router and records the operation;
+the security middleware enforces the declared access from the same record, and
+`document()` turns the records into the OpenAPI 3.1 document, listing every problem
+response an operation can produce.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from taskflowd.api.problems import PROBLEM_CONTENT_TYPE
+from taskflowd.api.schemas import Problem
+
+_Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+
+_REF = "#/components/schemas/{model}"
+_PATH_PARAM = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
+ID_PARAM = "{id:[0-9A-Za-z-]+}"
+"""A path segment for record ids; anything else is a 404 before a handler runs."""
+_ALWAYS = (500, 503)
+_BODY_PROBLEMS = (400, 413, 415, 422)
+_ALWAYS_HEADERS = ("X-Request-Id",)
+_RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+_PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {"description": "The request's id (echoed or generated)"},
+    "RateLimit-Limit": {"description": "Requests allowed per minute"},
+    "RateLimit-Remaining": {"description": "Requests left right now"},
+    "RateLimit-Reset": {"description": "Seconds until the quota is whole again"},
+    "Retry-After": {"description": "Seconds to wait before trying again"},
+    "WWW-Authenticate": {"description": 'Bearer challenge, error="invalid_token" if one was sent'},
+    "ETag": {"description": "Entity tag of the representation"},
+}
+_HEADER_SCHEMAS = {"X-Request-Id": "string", "WWW-Authenticate": "string", "ETag": "string"}
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    USER = "user"
+    """Any signed-in, active user."""
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route: what it accepts and answers, who may call it, and whether it is limited.
+
+    `problems` lists statuses beyond those implied by the other fields (body → 400, 413,
+    415, 422; query → 422; path parameters → 404; USER/ADMIN → 401 (+ 403 for ADMIN);
+    rate limited → 429; always 500 and 503).
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    access: Access
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    problems: tuple[int, ...] = ()
+    rate_limited: bool = True
+    etag: bool = False
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    @property
+    def path_params(self) -> list[tuple[str, str]]:
+        """(name, regex) of each path parameter; the regex is "" when there is none."""
+        return _PATH_PARAM.findall(self.path)
+
+    def problem_statuses(self) -> list[int]:
+        statuses = {*_ALWAYS, *self.problems}
+        if self.body is not None:
+            statuses.update(_BODY_PROBLEMS)
+        if self.query is not None:
+            statuses.add(422)
+        if self.path_params:
+            statuses.add(404)
+        if self.access is not Access.PUBLIC:
+            statuses.add(401)
+        if self.access is Access.ADMIN:
+            statuses.add(403)
+        if self.rate_limited:
+            statuses.add(429)
+        return sorted(statuses)
+
+
+class ApiRegistry:
+    """The operations of one application, keyed by method and route template."""
+
+    def __init__(self, app: web.Application, title: str, version: str) -> None:
+        self.app = app
+        self.title = title
+        self.version = version
+        self._operations: dict[tuple[str, str], Operation] = {}
+        self._document: dict[str, Any] | None = None
+
+    def add(self, operation: Operation) -> None:
+        """Mount `operation.handler` and record the operation; duplicates are an error."""
+        key = (operation.method.upper(), operation.path)
+        if key in self._operations:
+            raise ValueError(f"{key[0]} {key[1]} is registered twice")
+        if any(op.operation_id == operation.operation_id for op in self._operations.values()):
+            raise ValueError(f"operation id {operation.operation_id!r} is used twice")
+        route = self.app.router.add_route(key[0], operation.path, operation.handler)
+        canonical = route.resource.canonical if route.resource else operation.path
+        self._operations[(key[0], canonical)] = operation
+        self._document = None
+
+    def lookup(self, request: web.Request) -> Operation | None:
+        """The operation the request was routed to; None for unregistered or unmatched."""
+        route = request.match_info.route
+        if route.resource is None:
+            return None
+        return self._operations.get((route.method, route.resource.canonical))
+
+    @property
+    def operations(self) -> list[Operation]:
+        return list(self._operations.values())
+
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of every registered operation (built once)."""
+        if self._document is None:
+            self._document = build_document(self.operations, self.title, self.version)
+        return self._document
+
+
+def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+    for op in operations:
+        for model in (op.body, op.query):
+            if model is not None:
+                wanted.append((model, "validation"))
+        if op.response is not None:
+            wanted.append((op.response, "serialization"))
+    return list(dict.fromkeys(wanted))
+
+
+def build_document(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
+    refs, top = models_json_schema(_models(operations), by_alias=True, ref_template=_REF)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        path = _PATH_PARAM.sub(r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs, schemas)
+    headers = {
+        name: {**spec, "schema": {"type": _HEADER_SCHEMAS.get(name, "integer")}}
+        for name, spec in _HEADERS.items()
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "headers": headers,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "security": [] if op.access is Access.PUBLIC else [{"bearerAuth": []}],
+        "responses": _responses(op, ref_of),
+    }
+    if op.description:
+        doc["description"] = op.description
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(pattern)}
+        for name, pattern in op.path_params
+    ]
+    if op.query is not None:
+        parameters.extend(_query_parameters(ref_of[(op.query, "validation")], schemas))
+    if op.etag:
+        parameters.append({"name": "If-None-Match", "in": "header", "schema": {"type": "string"}})
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref_of[(op.body, "validation")]}},
+        }
+    return doc
+
+
+def _path_schema(pattern: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{pattern}$"} if pattern else {"type": "string"}
+
+
+def _query_parameters(ref: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = schemas[ref["$ref"].rsplit("/", 1)[-1]]
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _header_refs(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
+    common = (*_ALWAYS_HEADERS, *(_RATE_HEADERS if op.rate_limited else ()))
+    success: dict[str, Any] = {
+        "description": HTTPStatus(op.status).phrase,
+        "headers": _header_refs(*common, *(("ETag",) if op.etag else ())),
+    }
+    if op.response is not None:
+        success["content"] = {
+            "application/json": {"schema": ref_of[(op.response, "serialization")]}
+        }
+    responses: dict[str, Any] = {str(op.status): success}
+    if op.etag:
+        responses["304"] = {
+            "description": "Not Modified: If-None-Match matched the current ETag",
+            "headers": _header_refs(*common, "ETag"),
+        }
+    problem = {PROBLEM_CONTENT_TYPE: {"schema": ref_of[(Problem, "serialization")]}}
+    for status in op.problem_statuses():
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "headers": _header_refs(*common, *_PROBLEM_HEADERS.get(status, ())),
+            "content": problem,
+        }
+    return responses
+
+
+REGISTRY_KEY = web.AppKey("taskflowd.api.registry", ApiRegistry)

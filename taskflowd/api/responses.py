@@ -1,0 +1,51 @@
+"""JSON responses (orjson) and conditional GETs with ETag / If-None-Match."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+from pydantic import BaseModel
+
+
+def _plain(data: BaseModel | Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="python", by_alias=True)
+    return data
+
+
+def json_response(
+    data: BaseModel | Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """`data` (a response model or plain JSON values) as an application/json response."""
+    return web.Response(
+        body=orjson.dumps(_plain(data)),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """Weak comparison (RFC 9110 §13.1.2): `W/` prefixes are ignored; `*` matches."""
+    if header is None:
+        return False
+    candidates = (c.strip().removeprefix("W/") for c in header.split(","))
+    return any(c in ("*", etag) for c in candidates)
+
+
+def etag_response(request: web.Request, data: BaseModel | Any) -> web.Response:
+    """A 200 with an ETag of the body, or 304 when If-None-Match already names it."""
+    body = orjson.dumps(_plain(data))
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
+    if _etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)

@@ -1,0 +1,1 @@
+"""Routes per resource; each module's `install(api)` registers its operations."""

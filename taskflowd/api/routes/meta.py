@@ -1,0 +1,43 @@
+"""Liveness and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from taskflowd.api.openapi import REGISTRY_KEY, Access, ApiRegistry, Operation
+from taskflowd.api.responses import json_response
+from taskflowd.api.schemas import HealthOut, OpenApiDocument
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response(HealthOut(status="ok"))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(request.app[REGISTRY_KEY].document())
+
+
+def install(api: ApiRegistry) -> None:
+    api.add(
+        Operation(
+            "GET",
+            "/health",
+            health,
+            "Liveness: the process answers",
+            "meta",
+            Access.PUBLIC,
+            response=HealthOut,
+            rate_limited=False,
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/api/openapi.json",
+            openapi_document,
+            "This OpenAPI 3.1 document",
+            "meta",
+            Access.PUBLIC,
+            response=OpenApiDocument,
+        )
+    )

@@ -1,0 +1,157 @@
+"""Operations endpoints: Prometheus metrics, readiness, and statistics for the dashboard.
+
+`/metrics` and `/ready` are public and never rate limited (scrapers and probes call them
+often); `/metrics` asks for `Authorization: Bearer <metrics.token>` when one is set.
+The handlers read their collaborators from `request.app[OPS_KEY]`; `mount(ctx)` sets it
+and registers the routes in one step.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+
+from taskflowd.api.openapi import Access, ApiRegistry, Operation
+from taskflowd.api.responses import json_response
+from taskflowd.api.schemas_ops import ReadyOut, StatsOut, ready_out, stats_out
+from taskflowd.api.security import bearer_token, current_user, unauthorized
+from taskflowd.metrics import Metrics
+from taskflowd.queue.base import JobQueue
+from taskflowd.services.readiness import Readiness
+from taskflowd.services.stats import StatsService
+from taskflowd.services.tasks import owner_scope
+from taskflowd.store.sql import SqlStore
+
+READY_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class OpsContext:
+    """What the operations endpoints need; built once by the composition root."""
+
+    metrics: Metrics
+    readiness: Readiness
+    stats: StatsService
+    metrics_token: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        store: SqlStore,
+        queue: JobQueue,
+        metrics: Metrics,
+        *,
+        metrics_token: str = "",
+        node_ttl_s: float = 30.0,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> OpsContext:
+        """Readiness pings the database and asks the queue for its next due job (a read
+        that touches whichever backend holds the queue); stats read the store's database
+        and share the metrics' queue-depth snapshot."""
+        readiness = Readiness(
+            [("database", store.ping), ("queue", queue.next_due)], timeout_s=ready_timeout_s
+        )
+        stats = StatsService(store.db, store, metrics.queue_depths, node_ttl_s)
+        return cls(metrics, readiness, stats, metrics_token)
+
+
+OPS_KEY = web.AppKey("taskflowd.api.ops", OpsContext)
+
+
+def _check_metrics_token(request: web.Request, expected: str) -> None:
+    if not expected:
+        return
+    given = bearer_token(request)
+    if given is None:
+        raise unauthorized("/metrics needs 'Authorization: Bearer <token>'.", token_given=False)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise unauthorized("The metrics token is not the configured one.", token_given=True)
+
+
+async def scrape_metrics(request: web.Request) -> web.Response:
+    ctx = request.app[OPS_KEY]
+    _check_metrics_token(request, ctx.metrics_token)
+    await ctx.metrics.refresh()
+    body, content_type = ctx.metrics.render(request.headers.get(hdrs.ACCEPT))
+    return web.Response(
+        body=body,
+        headers={hdrs.CONTENT_TYPE: content_type, hdrs.CACHE_CONTROL: "no-store"},
+    )
+
+
+async def readiness(request: web.Request) -> web.Response:
+    report = await request.app[OPS_KEY].readiness.check()
+    headers: dict[str, str] = {str(hdrs.CACHE_CONTROL): "no-store"}
+    if not report.ready:
+        headers[str(hdrs.RETRY_AFTER)] = "5"
+    return json_response(ready_out(report), status=200 if report.ready else 503, headers=headers)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    owner = owner_scope(current_user(request))
+    overview = await request.app[OPS_KEY].stats.overview(owner)
+    return json_response(stats_out(overview))
+
+
+def install(api: ApiRegistry) -> None:
+    """Register the routes; `app[OPS_KEY]` must be set before the app starts."""
+    api.add(
+        Operation(
+            "GET",
+            "/metrics",
+            scrape_metrics,
+            "Prometheus metrics (text format; OpenMetrics when asked for)",
+            "operations",
+            Access.PUBLIC,
+            problems=(401,),
+            rate_limited=False,
+            description=(
+                "Answers the Prometheus text format (OpenMetrics when Accept asks for it), "
+                "not JSON. When `metrics.token` is set, send `Authorization: Bearer <token>`."
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/ready",
+            readiness,
+            "Readiness: every backend answers",
+            "operations",
+            Access.PUBLIC,
+            response=ReadyOut,
+            rate_limited=False,
+            description=(
+                "200 when every check passes; 503 with the same body, naming the failing "
+                "component and why, when one does not. Checked live on every call."
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/api/v1/stats",
+            get_stats,
+            "Queue depth, throughput, success rate, run-time percentiles and nodes",
+            "operations",
+            Access.USER,
+            response=StatsOut,
+            description=(
+                "Depth is the whole queue's. Throughput, success rate and run times cover "
+                "every execution for an admin and the caller's own executions for a user."
+            ),
+        )
+    )
+
+
+def mount(ctx: OpsContext) -> Callable[[ApiRegistry], None]:
+    """A route installer that also puts `ctx` on the app (for `ApiContext.extra_routes`)."""
+
+    def install_ops(api: ApiRegistry) -> None:
+        api.app[OPS_KEY] = ctx
+        install(api)
+
+    return install_ops

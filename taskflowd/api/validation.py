@@ -1,0 +1,158 @@
+"""Reading request input: JSON bodies (type, size, syntax, depth) and query strings.
+
+Every check happens before a service sees the input: 415 not JSON, 413 too large
+(counted while reading, so chunked bodies are bounded too), 400 malformed or too deeply
+nested, 422 when the document does not fit the model (each bad field named by its
+camelCase path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import pydantic
+from aiohttp import web
+
+from taskflowd.api.context import CONTEXT_KEY
+from taskflowd.api.problems import ApiError
+from taskflowd.domain.errors import FieldError, ValidationFailed
+
+MAX_JSON_DEPTH = 32
+READ_CHUNK_BYTES = 64 * 1024
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not an accepted field",
+    "string_pattern_mismatch": "contains characters that are not allowed here",
+}
+
+
+def _is_json(request: web.Request) -> bool:
+    media = request.content_type
+    charset = request.charset
+    json_type = media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    return json_type and charset in (None, "utf-8")
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, refusing (413) as soon as more than `max_bytes` arrive."""
+    too_large = ApiError(
+        413, "payload_too_large", detail=f"The request body must be at most {max_bytes} bytes."
+    )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_deep(document: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: Iterable[Any] = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+async def read_json(request: web.Request) -> tuple[bytes, Any]:
+    """The raw bytes and the document of a JSON body within the size and nesting limits."""
+    if not _is_json(request):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            detail="Send the body as JSON with Content-Type: application/json (UTF-8).",
+        )
+    raw = await read_body(request, request.app[CONTEXT_KEY].settings.http.max_body_bytes)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", detail=f"The body is not valid JSON: {exc}") from None
+    if isinstance(document, dict | list) and _too_deep(document, MAX_JSON_DEPTH):
+        raise ApiError(
+            400,
+            "json_too_deep",
+            detail=f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.",
+        )
+    return raw, document
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The body validated by `model`; raises ApiError (400/413/415) or ValidationFailed (422)."""
+    raw, document = await read_json(request)
+    misspelt = _python_names(model, document)
+    try:
+        parsed = model.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(field_errors(exc) + misspelt) from None
+    if misspelt:
+        raise ValidationFailed(misspelt)
+    return parsed
+
+
+def _python_names(
+    model: type[pydantic.BaseModel], document: Any, path: tuple[str, ...] = ()
+) -> list[FieldError]:
+    """Keys spelled as a field's Python name instead of its camelCase alias.
+
+    pydantic silently ignores these even with extra="forbid" (when the alias is present
+    too), so they are reported here as the unknown fields they are.
+    """
+    if not isinstance(document, dict):
+        return []
+    aliases = {info.alias or name for name, info in model.model_fields.items()}
+    errors = []
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if name in document and name not in aliases:
+            errors.append(FieldError(field_path((*path, name)), _MESSAGES["extra_forbidden"]))
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, pydantic.BaseModel):
+            errors.extend(_python_names(nested, document.get(alias), (*path, alias)))
+    return errors
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string validated by `model`; each parameter may appear once."""
+    values: dict[str, str] = {}
+    repeated: list[FieldError] = []
+    for name in dict.fromkeys(request.query):
+        given = request.query.getall(name)
+        if len(given) > 1:
+            repeated.append(FieldError(name, "must be given only once"))
+        values[name] = given[0]
+    if repeated:
+        raise ValidationFailed(repeated)
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(field_errors(exc)) from None
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """`("payload", "headers", 0)` → `payload.headers[0]`; the whole document is `$`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path or "$"
+
+
+def field_errors(exc: pydantic.ValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        message = _MESSAGES.get(error["type"], error["msg"]).removeprefix("Value error, ")
+        errors.append(FieldError(field_path(error["loc"]), message))
+    return errors

@@ -1,0 +1,118 @@
+"""The real API application over the real store (SQLite and PostgreSQL), bcrypt cost 4.
+
+`make_client(**settings)` builds an app with `auth.*` / `http.*` overrides; helpers
+register and log in users through the API itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from taskflowd.api.app import build_app
+from taskflowd.api.context import ApiContext, RouteInstaller
+from taskflowd.auth.passwords import PasswordHasher
+from taskflowd.auth.ratelimit import GcraRateLimiter
+from taskflowd.auth.service import AuthService, ensure_admin
+from taskflowd.config import AuthSettings, HttpSettings, Settings
+from taskflowd.store import SqlStore
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+PASSWORD = "correct horse battery"
+ADMIN_EMAIL = "root@example.com"
+
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def hasher() -> Iterator[PasswordHasher]:
+    hasher = PasswordHasher(rounds=4, threads=2)
+    yield hasher
+    hasher.close()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings; keys are `auth_<name>` or `http_<name>`."""
+    auth = {k[5:]: v for k, v in overrides.items() if k.startswith("auth_")}
+    http = {k[5:]: v for k, v in overrides.items() if k.startswith("http_")}
+    return Settings(
+        auth=dataclasses.replace(AuthSettings(), bcrypt_rounds=4, jwt_secret=SECRET, **auth),
+        http=dataclasses.replace(HttpSettings(), **http),
+    )
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Callable[..., Awaitable[Client]], store: SqlStore, hasher: PasswordHasher
+) -> MakeClient:
+    async def make(extra_routes: Sequence[RouteInstaller] = (), **overrides: Any) -> Client:
+        settings = make_settings(**overrides)
+        auth = AuthService(store, hasher, settings.auth, SECRET)
+        ctx = ApiContext(settings, store, auth, GcraRateLimiter(), tuple(extra_routes))
+        return await aiohttp_client(build_app(ctx))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> AsyncIterator[Client]:
+    yield await make_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Session:
+    """A logged-in user as the tests see it."""
+
+    user: dict[str, Any]
+    access: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.access)
+
+
+async def register(client: Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    body = {"email": email, "password": password, "firstName": "Ada", "lastName": "Lovelace"}
+    response = await client.post("/api/v1/auth/register", json=body)
+    assert response.status == 201, await response.text()
+    user: dict[str, Any] = await response.json()
+    return user
+
+
+async def login(client: Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    tokens: dict[str, Any] = await response.json()
+    return tokens
+
+
+async def sign_up(client: Client, email: str, password: str = PASSWORD) -> Session:
+    user = await register(client, email, password)
+    tokens = await login(client, email, password)
+    return Session(user, tokens["accessToken"], tokens["refreshToken"])
+
+
+async def sign_in_admin(client: Client, store: SqlStore, hasher: PasswordHasher) -> Session:
+    created = await ensure_admin(store, hasher, ADMIN_EMAIL, PASSWORD)
+    assert created is not None
+    tokens = await login(client, ADMIN_EMAIL)
+    me = await client.get("/api/v1/auth/me", headers=bearer(tokens["accessToken"]))
+    return Session(await me.json(), tokens["accessToken"], tokens["refreshToken"])
+
+
+def assert_problem(body: dict[str, Any], status: int, code: str) -> None:
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code)
+    assert body["title"] and body["detail"] and body["requestId"]
