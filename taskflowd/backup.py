@@ -24,7 +24,9 @@ def _copy(source: Path, target: Path) -> int:
     try:
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst, pages=1024, progress=progress)
+            # One step under one read transaction: a stepped backup restarts whenever
+            # another connection commits, and may never finish under steady writes.
+            src.backup(dst, pages=-1, progress=progress)
         finally:
             dst.close()
     finally:

@@ -27,19 +27,53 @@ _CONTEXT = (
     ("execution_id", execution_id_var),
     ("node_id", node_id_var),
 )
-SECRET_KEYS = re.compile(
-    r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|credential|private[_-]?key",
-    re.IGNORECASE,
+_SENSITIVE_WORDS = (
+    r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|"
+    r"private[_-]?key|authorization|credentials?|session[_-]?id|cookie|jwt|signature)"
 )
-_INLINE_SECRETS = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|"
-    r"((?:password|passwd|secret|token|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
-)
+SECRET_KEYS = re.compile(_SENSITIVE_WORDS, re.IGNORECASE)
+"""A mapping key that names a secret: its whole value is masked."""
 REDACTED = "[REDACTED]"
+
+# Secrets inside free text, masked in this order. Each keeps what identifies the secret
+# (the key, the scheme) and replaces only the value. Every pattern starts at a boundary
+# and bounds its repetitions, so a megabyte of base64 costs linear time.
+_TEXT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # scheme://user:password@host — database and queue URLs
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,20}://[^\s:/@]{0,256}:)[^\s@/]{1,256}(@)"),
+        rf"\1{REDACTED}\2",
+    ),
+    # Authorization schemes followed by their credentials
+    (
+        re.compile(r"\b((?i:bearer)|Basic|Digest)(\s+)[A-Za-z0-9._~+/=-]{8,}"),
+        rf"\1\2{REDACTED}",
+    ),
+    # JSON Web Tokens wherever they appear
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # Cookie / Set-Cookie headers: every cookie up to the end of the line
+    (re.compile(r"(?i)\b((?:set-)?cookie:[ \t]*)(?![\"'])[^\r\n]+"), rf"\1{REDACTED}"),
+    # key=value, key: value, "key": "value", 'key': 'value' with a secret-looking key, also
+    # when the quotes are backslash-escaped (JSON inside a repr inside a message)
+    (
+        re.compile(
+            rf"(?i)(?<![\w.-])(\\{{0,4}}[\"']?[\w.-]{{0,40}}?{_SENSITIVE_WORDS}[\w.-]{{0,40}}"
+            r"\\{0,4}[\"']?\s*[:=]\s*)"
+            r"(?:\[REDACTED\]"
+            r"|\\{1,4}\"(?:(?!\\{1,4}\").){0,4096}\\{1,4}\""
+            r"|\\{1,4}'(?:(?!\\{1,4}').){0,4096}\\{1,4}'"
+            r"|\"(?:[^\"\\]|\\.)*\""
+            r"|'(?:[^'\\]|\\.)*'"
+            r"|[^\s,;&}\])\\]+)"
+        ),
+        "",
+    ),
+)
 
 
 def redact(value: Any, depth: int = 0) -> Any:
-    """A copy of `value` with secret-looking keys masked, recursively (bounded depth)."""
+    """A copy of `value` with values under secret-looking keys masked and secrets in
+    strings masked, recursively (beyond depth 20 everything is masked)."""
     if depth > 20:
         return REDACTED
     if isinstance(value, dict):
@@ -54,8 +88,22 @@ def redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+_OPENING_QUOTE = re.compile(r"\\{0,4}[\"']")
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group(0)[len(match.group(1)) :]
+    opening = _OPENING_QUOTE.match(value)
+    quote = opening.group(0) if opening else ""
+    return f"{match.group(1)}{quote}{REDACTED}{quote}"
+
+
 def redact_text(text: str) -> str:
-    return _INLINE_SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)
+    """`text` with credentials masked: URL passwords, bearer/basic credentials, JWTs,
+    cookies, and values of secret-looking keys (`password=…`, `"token": "…"`)."""
+    for pattern, replacement in _TEXT_RULES:
+        text = pattern.sub(replacement or _mask_value, text)
+    return text
 
 
 class ContextFilter(logging.Filter):
@@ -65,7 +113,11 @@ class ContextFilter(logging.Filter):
         for name, var in _CONTEXT:
             if getattr(record, name, None) is None:
                 setattr(record, name, var.get())
-        record.msg = redact_text(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-arguments must not lose the line, nor leak the arguments
+            message = f"{record.msg} (unformattable log arguments)"
+        record.msg = redact_text(str(message))
         record.args = None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -73,7 +125,19 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """Tracebacks and stacks are text the program did not choose: redact them too."""
+
+    def formatException(self, ei: Any) -> str:
+        return redact_text(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact_text(super().formatStack(stack_info))
+
+
+class JsonFormatter(_RedactingFormatter):
+    """One JSON object per line: time, level, logger, msg, the context ids, then fields."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -87,13 +151,18 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            for key, value in fields.items():
+                entry.setdefault(str(key), value)
         if record.exc_info:
-            entry["exception"] = redact_text(self.formatException(record.exc_info))
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(entry, default=str).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_RedactingFormatter):
+    """`time LEVEL logger: message key=value …` for a terminal."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
@@ -103,7 +172,10 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             extras.extend(f"{k}={v}" for k, v in fields.items())
-        return f"{line} {' '.join(extras)}" if extras else line
+        if not extras:
+            return line
+        head, newline, rest = line.partition("\n")  # context before a traceback, not after
+        return f"{head} {' '.join(extras)}{newline}{rest}"
 
 
 def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> logging.Handler:
@@ -117,4 +189,6 @@ def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> log
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters (payloads, hashes) at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return handler

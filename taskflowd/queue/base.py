@@ -130,7 +130,9 @@ class JobQueue(Protocol):
     ) -> Execution | None:
         """Give a dead-lettered execution one more attempt; None when not found."""
 
-    async def depths(self) -> dict[ExecutionStatus, int]: ...
+    async def depths(self) -> dict[ExecutionStatus, int]:
+        """Jobs per status; PENDING, RETRYING and PROCESSING are counted, finished
+        statuses are history rather than queue depth and read 0."""
 
     async def next_due(self) -> datetime | None:
         """The earliest `run_at` among queued jobs, or None when none is queued."""

@@ -36,7 +36,7 @@ _INSERT = (
 )
 _CONCURRENCY_RETRY_S = 0.2
 PRIORITIES = range(10, -1, -1)
-_SETTLE_CHUNK = 1000  # 5 parameters a row stays below both databases' parameter limits
+_SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 
 
 def _candidates_sql(lock: str) -> str:
@@ -346,14 +346,16 @@ class SqlQueue:
         return applied
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
-        values = []
+        # The values travel as a UNION ALL of one-row SELECTs rather than a WITH … VALUES
+        # list: a statement that starts with UPDATE reports its row count on SQLite too.
+        selects = []
         args: list[Any] = []
         for o in outcomes:
-            base = len(args)
-            values.append(
-                f"(CAST(${base + 1} AS TEXT), CAST(${base + 2} AS BIGINT), "
-                f"CAST(${base + 3} AS TEXT), CAST(${base + 4} AS TIMESTAMPTZ), "
-                f"CAST(${base + 5} AS BIGINT))"
+            n = len(args)
+            selects.append(
+                f"SELECT CAST(${n + 1} AS TEXT) AS id, CAST(${n + 2} AS BIGINT) AS fence, "
+                f"CAST(${n + 3} AS TEXT) AS result, CAST(${n + 4} AS TIMESTAMPTZ) AS done_at, "
+                f"CAST(${n + 5} AS BIGINT) AS duration"
             )
             args += [
                 o.execution_id,
@@ -364,11 +366,11 @@ class SqlQueue:
             ]
         status_mark = len(args) + 1
         changed = await conn.execute(
-            f"WITH v (id, fence, result, done_at, duration) AS (VALUES {', '.join(values)}) "
             f"UPDATE job_executions SET status = ${status_mark}, result = v.result, "
             "error = NULL, completed_at = v.done_at, duration_ms = v.duration, "
             "updated_at = v.done_at, lease_owner = NULL, lease_expires_at = NULL "
-            f"FROM v WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
+            f"FROM ({' UNION ALL '.join(selects)}) AS v "
+            "WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
             f"AND job_executions.status = ${status_mark + 1}",
             *args,
             ExecutionStatus.COMPLETED.value,
@@ -618,7 +620,8 @@ class SqlQueue:
     # --- observation -----------------------------------------------------------------
     async def depths(self) -> dict[ExecutionStatus, int]:
         found = await self.db.fetch(
-            "SELECT status, COUNT(*) AS n FROM job_executions GROUP BY status"
+            "SELECT status, COUNT(*) AS n FROM job_executions "
+            f"WHERE status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') GROUP BY status"
         )
         depths = dict.fromkeys(ExecutionStatus, 0)
         for row in found:

@@ -1,0 +1,427 @@
+"""Prometheus metrics of one daemon, in a registry of its own (never the global one).
+
+Job and scheduler metrics are fed by the event bus; HTTP metrics by an aiohttp
+middleware; queue depth is read from the queue when scraped (cached briefly, so a burst
+of scrapes costs one query). Every label has a small, closed set of values: route
+templates, never paths; handler names the daemon knows, never ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from taskflowd import __version__
+from taskflowd.background import Supervisor
+from taskflowd.events import Event, EventBus
+from taskflowd.store.errors import StoreUnavailable
+
+log = logging.getLogger("taskflowd.metrics")
+
+PREFIX = "taskflow_"
+QUEUE_DEPTH = "taskflow_queue_depth"
+QUEUED_STATES = ("PENDING", "RETRYING", "PROCESSING")
+"""Execution states that count as queue depth; final states are history, not backlog."""
+
+OUTCOMES = ("COMPLETED", "RETRY", "DEAD", "CANCELLED")
+OTHER = "other"
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LABEL_WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_PROBLEM_JSON = "application/problem+json"
+
+JOB_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+QUEUE_WAIT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+LATENESS_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+HTTP_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DepthSource(Protocol):
+    """What metrics need from a job queue: execution counts by state."""
+
+    async def depths(self) -> Mapping[Any, int]: ...
+
+
+def label_word(value: object) -> str:
+    """`value` when it is a short lowercase word, else "other": labels stay a closed set."""
+    text = str(value).lower()
+    return text if _LABEL_WORD.fullmatch(text) else OTHER
+
+
+class _QueueDepthCollector(Collector):
+    """Yields the last depth snapshot; the scrape handler refreshes it before collecting."""
+
+    def __init__(self, snapshot: Callable[[], Mapping[str, int] | None]) -> None:
+        self._snapshot = snapshot
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            QUEUE_DEPTH,
+            "Executions waiting or running, by state (the whole cluster's queue).",
+            labels=["state"],
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self._snapshot()
+        if snapshot is None:
+            return []
+        family = self._family()
+        for state in QUEUED_STATES:
+            family.add_metric([state.lower()], snapshot.get(state, 0))
+        return [family]
+
+
+class _WithoutCreated(Collector):
+    """The registry without `*_created` samples: creation timestamps double the series
+    count and no dashboard here reads them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+class Metrics:
+    """The daemon's metrics; `start()` follows the event bus until `stop()`.
+
+    Job outcomes, run times, queue waits, retries, dead letters, cron ticks and lateness
+    come from `execution`, `tick` and `misfire` events. `refresh()` re-reads queue depth
+    at most once per `depth_cache_s`; call it before rendering the registry.
+    """
+
+    def __init__(
+        self,
+        events: EventBus,
+        supervisor: Supervisor,
+        *,
+        queue: DepthSource | None = None,
+        running_jobs: Callable[[], int] | None = None,
+        handler_names: Iterable[str] = (),
+        version: str = __version__,
+        depth_cache_s: float = 1.0,
+        depth_timeout_s: float = 2.0,
+    ) -> None:
+        self._events = events
+        self._supervisor = supervisor
+        self._queue = queue
+        self._handlers = frozenset(handler_names)
+        self._depth_cache_s = depth_cache_s
+        self._depth_timeout_s = depth_timeout_s
+        self._depths: dict[str, int] | None = None
+        self._depths_read_at: float | None = None
+        self._depth_lock = asyncio.Lock()
+        self._subscription: contextlib.AsyncExitStack | None = None
+        self._inbox: asyncio.Queue[Event] | None = None
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._build(version, running_jobs)
+        self.registry.register(_QueueDepthCollector(lambda: self._depths))
+        self._view = _WithoutCreated(self.registry)
+
+    def _build(self, version: str, running_jobs: Callable[[], int] | None) -> None:
+        r = self.registry
+        self.jobs = Counter(
+            "taskflow_jobs",
+            "Job attempts finished, by outcome (COMPLETED, RETRY, DEAD, CANCELLED) and handler.",
+            ["outcome", "handler"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "taskflow_job_duration_seconds",
+            "Run time of one job attempt, by handler.",
+            ["handler"],
+            buckets=JOB_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "taskflow_job_queue_wait_seconds",
+            "Time from a job being due to its attempt starting.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "taskflow_job_retries", "Failed attempts scheduled for another try.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "taskflow_jobs_dead_lettered", "Jobs moved to the dead-letter queue.", registry=r
+        )
+        self.ticks = Counter("taskflow_cron_ticks", "Cron ticks enqueued.", registry=r)
+        self.ticks_missed = Counter(
+            "taskflow_cron_ticks_missed",
+            "Cron ticks missed while nothing ran (before the misfire policy applied).",
+            registry=r,
+        )
+        self.lateness = Histogram(
+            "taskflow_scheduler_lateness_seconds",
+            "How late a cron tick was enqueued after its scheduled instant.",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "taskflow_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "taskflow_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ["route", "method"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "taskflow_auth_failures",
+            "Requests refused authentication, by reason (the problem code).",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited_requests = Counter(
+            "taskflow_rate_limited",
+            "Requests refused by a rate limit, by scope (login, user, address).",
+            ["scope"],
+            registry=r,
+        )
+        self.depth_errors = Counter(
+            "taskflow_queue_depth_errors",
+            "Scrapes that could not read the queue depth.",
+            registry=r,
+        )
+        running = Gauge("taskflow_jobs_running", "Jobs running on this node.", registry=r)
+        if running_jobs is not None:
+            running.set_function(running_jobs)
+        info = Gauge(
+            "taskflow_build_info",
+            "Version of taskflowd and Python.",
+            ["version", "python"],
+            registry=r,
+        )
+        info.labels(version, platform.python_version()).set(1)
+        for handler in sorted(self._handlers):
+            for outcome in OUTCOMES:
+                self.jobs.labels(outcome, handler)
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Subscribe to the event bus now (no event published after this is missed) and
+        consume it in the supervised task `metrics.events`."""
+        stack = contextlib.AsyncExitStack()
+        self._inbox = await stack.enter_async_context(self._events.subscribe())
+        self._subscription = stack
+        self._supervisor.spawn("metrics.events", self._consume)
+
+    async def stop(self) -> None:
+        await self._supervisor.cancel("metrics.events")
+        if self._subscription is not None:
+            await self._subscription.aclose()
+        self._subscription = None
+        self._inbox = None
+
+    async def _consume(self) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            return
+        while True:
+            self.record_event(await inbox.get())
+
+    # --- recording ---------------------------------------------------------------------
+    def _handler_label(self, data: Mapping[str, Any]) -> str:
+        name = data.get("handler")
+        if not isinstance(name, str) or not name:
+            return "unknown"
+        return name if name in self._handlers else OTHER
+
+    def record_event(self, event: Event) -> None:
+        """Count one bus event; events of other kinds are ignored."""
+        data = event.data
+        if event.kind == "execution":
+            self._record_outcome(data)
+        elif event.kind == "tick":
+            self.ticks.inc()
+            lateness = data.get("lateness")
+            if isinstance(lateness, int | float):
+                self.lateness.observe(max(0.0, float(lateness)))
+        elif event.kind == "misfire":
+            missed = data.get("missed")
+            if isinstance(missed, int) and missed > 0:
+                self.ticks_missed.inc(missed)
+
+    def _record_outcome(self, data: Mapping[str, Any]) -> None:
+        outcome = data.get("outcome")
+        if outcome not in OUTCOMES:
+            return  # a state change that is not the end of an attempt (e.g. PROCESSING)
+        handler = self._handler_label(data)
+        self.jobs.labels(outcome, handler).inc()
+        duration_ms = data.get("durationMs")
+        if isinstance(duration_ms, int | float) and duration_ms >= 0:
+            self.job_duration.labels(handler).observe(duration_ms / 1000)
+        wait_s = data.get("waitS")
+        if isinstance(wait_s, int | float) and wait_s >= 0:
+            self.queue_wait.observe(float(wait_s))
+        if outcome == "RETRY":
+            self.retries.inc()
+        elif outcome == "DEAD":
+            self.dead_lettered.inc()
+
+    def observe_request(self, route: str, method: str, status: int, duration_s: float) -> None:
+        method = method.upper() if method.upper() in _METHODS else OTHER.upper()
+        self.http_requests.labels(route, method, str(status)).inc()
+        if status != 101:  # a WebSocket's lifetime is not a request latency
+            self.http_duration.labels(route, method).observe(duration_s)
+
+    def auth_failure(self, reason: str) -> None:
+        self.auth_failures.labels(label_word(reason)).inc()
+
+    def rate_limited(self, scope: str) -> None:
+        self.rate_limited_requests.labels(label_word(scope)).inc()
+
+    # --- queue depth -------------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Re-read queue depth unless the snapshot is fresh; a failed or slow read drops
+        the depth series from the next scrape (absent, rather than stale) and is counted."""
+        if self._queue is None:
+            return
+        async with self._depth_lock:
+            now = time.monotonic()
+            if self._depths_read_at is not None and now - self._depths_read_at < (
+                self._depth_cache_s
+            ):
+                return
+            try:
+                async with asyncio.timeout(self._depth_timeout_s):
+                    found = await self._queue.depths()
+            except Exception as exc:
+                self._depths = None
+                self.depth_errors.inc()
+                log.warning("could not read the queue depth: %s", type(exc).__name__)
+            else:
+                self._depths = {str(state): int(n) for state, n in found.items()}
+            self._depths_read_at = time.monotonic()
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Executions by state (every state) from the shared snapshot, so API readers and
+        scrapers together cost one query per `depth_cache_s`. Raises StoreUnavailable when
+        the queue cannot be read."""
+        if self._queue is None:
+            return {}
+        await self.refresh()
+        if self._depths is None:
+            raise StoreUnavailable("the job queue does not answer; try again shortly")
+        return dict(self._depths)
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition for a scrape (OpenMetrics when `accept` asks for it, else the
+        Prometheus text format) and its content type. Call `refresh()` first."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._view), content_type
+
+    def exposed_names(self) -> set[str]:
+        """Every sample name the registry can expose (for checks of dashboards and alerts)."""
+        names: set[str] = {QUEUE_DEPTH}
+        for family in self._view.collect():
+            names.add(family.name)
+            names.update(sample.name for sample in family.samples)
+            if family.type == "counter":
+                names.add(f"{family.name}_total")
+            elif family.type == "histogram":
+                names.update(f"{family.name}{s}" for s in ("_bucket", "_sum", "_count"))
+        return names
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+def _problem_code(response: web.StreamResponse) -> str:
+    if not isinstance(response, web.Response) or response.content_type != _PROBLEM_JSON:
+        return OTHER
+    body = response.body
+    if not isinstance(body, bytes):
+        return OTHER
+    try:
+        code = orjson.loads(body).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return OTHER
+    return label_word(code)
+
+
+def _rate_scope(request: web.Request, route: str) -> str:
+    if route.startswith("/api/v1/auth/login"):
+        return "login"
+    return "user" if hdrs.AUTHORIZATION in request.headers else "address"
+
+
+def metrics_middleware(metrics: Metrics) -> Middleware:
+    """Counts every request by route template, method and status, with its latency; 401s
+    count as auth failures (reason: the problem code) and 429s as rate-limited requests.
+
+    Place it outside the error middleware, so it sees the final status of every request.
+    """
+
+    @web.middleware
+    async def record_http(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        response: web.StreamResponse | None = None
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away before the answer
+            raise
+        finally:
+            route = _route_of(request)
+            metrics.observe_request(route, request.method, status, time.perf_counter() - started)
+            if status == 401:
+                metrics.auth_failure(_problem_code(response) if response is not None else OTHER)
+            elif status == 429:
+                metrics.rate_limited(_rate_scope(request, route))
+
+    return record_http

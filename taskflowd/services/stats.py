@@ -1,0 +1,192 @@
+"""Operational statistics for the dashboard's overview and `GET /api/v1/stats`.
+
+Throughput and success rate count executions that reached a final state in the last
+minute, five minutes and hour; run-time percentiles come from the most recent finished
+attempts of the last hour. Every query is bounded by `completed_at`: with the indexes on
+(completed_at) and (owner_id, completed_at), each reads one hour of history however long
+the table grows. Queue depth is the whole queue's (it is one queue); the windows and
+percentiles are restricted to one owner for a USER.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskflowd.domain.entities import Node, utcnow
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.store.base import Store
+from taskflowd.store.db import Database
+
+DepthReader = Callable[[], Awaitable[Mapping[Any, int]]]
+
+WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600))
+RUN_TIME_WINDOW_S = 3600
+RUN_TIME_SAMPLES = 10_000
+"""Most recent durations the percentiles are computed from: bounded memory and time."""
+
+# --- queries (the owner variants differ only by the extra condition) ------------------
+_COUNTS = (
+    "SELECT status, COUNT(*) AS h1, "
+    "SUM(CASE WHEN completed_at >= $3 THEN 1 ELSE 0 END) AS m5, "
+    "SUM(CASE WHEN completed_at >= $4 THEN 1 ELSE 0 END) AS m1 "
+    "FROM job_executions WHERE completed_at >= $1 AND completed_at <= $2 "
+)
+COUNTS_ALL = _COUNTS + "GROUP BY status"
+COUNTS_OWNER = _COUNTS + "AND owner_id = $5 GROUP BY status"
+
+# The status is filtered in Python: a status condition here tempts SQLite to walk the
+# status index over all history instead of the hour of completed_at.
+_DURATIONS = (
+    "SELECT status, duration_ms FROM job_executions "
+    "WHERE completed_at >= $1 AND completed_at <= $2 AND duration_ms IS NOT NULL "
+)
+_RECENT = "ORDER BY completed_at DESC LIMIT $3"
+DURATIONS_ALL = _DURATIONS + _RECENT
+DURATIONS_OWNER = _DURATIONS + "AND owner_id = $4 " + _RECENT
+
+
+_RAN_TO_AN_END = frozenset({ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Executions that reached a final state within the last `seconds`."""
+
+    name: str
+    seconds: int
+    completed: int
+    failed: int
+    cancelled: int
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def per_second(self) -> float:
+        return self.finished / self.seconds
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed out of completed + failed; None when neither happened."""
+        judged = self.completed + self.failed
+        return self.completed / judged if judged else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimes:
+    window_s: int
+    samples: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    node: Node
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    generated_at: datetime
+    scope: str
+    """"all" (an admin's view) or "own" (a user's executions only)."""
+    depths: dict[str, int]
+    windows: list[Window]
+    run_times: RunTimes
+    nodes: list[NodeState]
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The `q`-quantile (0..1) of sorted values, interpolating linearly between ranks."""
+    if not ordered:
+        return None
+    rank = q * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+class StatsService:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        depths: DepthReader,
+        node_ttl_s: float,
+        clock: Callable[[], datetime] = utcnow,
+        samples: int = RUN_TIME_SAMPLES,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._depths = depths
+        self._node_ttl = timedelta(seconds=node_ttl_s)
+        self._clock = clock
+        self._samples = samples
+
+    async def overview(self, owner_id: str | None) -> Overview:
+        """The statistics as seen by `owner_id` (None: everything)."""
+        now = self._clock()
+        depths = {str(state): int(n) for state, n in (await self._depths()).items()}
+        for state in ExecutionStatus:
+            depths.setdefault(state.value, 0)
+        windows = await self.windows(now, owner_id)
+        run_times = await self.run_times(now, owner_id)
+        alive_since = now - self._node_ttl
+        nodes = [
+            NodeState(node, node.last_heartbeat >= alive_since)
+            for node in await self._store.list_nodes()
+        ]
+        scope = "all" if owner_id is None else "own"
+        return Overview(now, scope, depths, windows, run_times, nodes)
+
+    async def windows(self, now: datetime, owner_id: str | None) -> list[Window]:
+        def ago(seconds: int) -> datetime:
+            return now - timedelta(seconds=seconds)
+
+        args: list[Any] = [ago(3600), now, ago(300), ago(60)]
+        if owner_id is None:
+            found = await self._db.fetch(COUNTS_ALL, *args)
+        else:
+            found = await self._db.fetch(COUNTS_OWNER, *args, owner_id)
+        counts: dict[str, dict[str, int]] = {}
+        for row in found:
+            counts[row["status"]] = {
+                "1h": int(row["h1"] or 0),
+                "5m": int(row["m5"] or 0),
+                "1m": int(row["m1"] or 0),
+            }
+
+        def count(status: ExecutionStatus, window: str) -> int:
+            return counts.get(status.value, {}).get(window, 0)
+
+        return [
+            Window(
+                name,
+                seconds,
+                count(ExecutionStatus.COMPLETED, name),
+                count(ExecutionStatus.FAILED, name),
+                count(ExecutionStatus.CANCELLED, name),
+            )
+            for name, seconds in WINDOWS
+        ]
+
+    async def run_times(self, now: datetime, owner_id: str | None) -> RunTimes:
+        since = now - timedelta(seconds=RUN_TIME_WINDOW_S)
+        if owner_id is None:
+            found = await self._db.fetch(DURATIONS_ALL, since, now, self._samples)
+        else:
+            found = await self._db.fetch(DURATIONS_OWNER, since, now, self._samples, owner_id)
+        durations = sorted(
+            float(row["duration_ms"]) for row in found if row["status"] in _RAN_TO_AN_END
+        )
+        return RunTimes(
+            RUN_TIME_WINDOW_S,
+            len(durations),
+            percentile(durations, 0.5),
+            percentile(durations, 0.95),
+        )
