@@ -72,6 +72,9 @@ class TaskService:
         self._check(actor, spec)
         now = utcnow()
         run_at = self._first_run_at(spec, now)
+        fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
+        if spec.type is TaskType.DELAYED:
+            fields["scheduled_at"] = run_at  # DESIGN §4: a delayed task's scheduledAt is set
         task = Task(
             id=str(uuid.uuid4()),
             status=TaskStatus.ACTIVE,
@@ -79,7 +82,7 @@ class TaskService:
             created_at=now,
             updated_at=now,
             next_run_at=run_at,
-            **{name: getattr(spec, name) for name in SPEC_FIELDS},
+            **fields,
         )
         if task.type is TaskType.RECURRING:
             await self.store.create_task(task)
@@ -111,15 +114,20 @@ class TaskService:
         if "type" in changes and changes["type"] is not task.type:
             raise ValidationFailed([FieldError("type", "the type of a task cannot change")])
         current = TaskSpec(**{name: getattr(task, name) for name in SPEC_FIELDS})
+        if task.type is TaskType.DELAYED:
+            # Derived from delay_ms at creation, not a field users set on delayed tasks.
+            current = dataclasses.replace(current, scheduled_at=None)
         spec = dataclasses.replace(current, **changes)
         self._check(actor, spec)
         now = utcnow()
         updated = dataclasses.replace(
             task, **{n: getattr(spec, n) for n in SPEC_FIELDS}, updated_at=now
         )
+        if task.type is TaskType.DELAYED:
+            updated = dataclasses.replace(updated, scheduled_at=task.scheduled_at)
         timing = ("cron_expression", "timezone", "scheduled_at", "delay_ms")
         retime = any(getattr(spec, n) != getattr(current, n) for n in timing)
-        if retime and task.status is TaskStatus.ACTIVE:
+        if retime and task.status in (TaskStatus.ACTIVE, TaskStatus.PAUSED):
             if task.type is TaskType.DELAYED:
                 run_at = schedule.initial_run_at(
                     spec.type,
@@ -132,6 +140,8 @@ class TaskService:
             else:
                 run_at = self._first_run_at(spec, now)
             updated = dataclasses.replace(updated, next_run_at=run_at)
+            if task.type is TaskType.DELAYED:
+                updated = dataclasses.replace(updated, scheduled_at=run_at)
         if await self.store.update_task(updated) is None:
             raise NotFound(f"task {task_id} not found")
         if updated.type is TaskType.RECURRING:

@@ -1,0 +1,59 @@
+"""Per-task limits (DESIGN.md §4): `rateLimit` starts per minute and `concurrency`."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from taskflowd.domain.entities import Execution, User
+from taskflowd.domain.enums import ExecutionStatus
+from tests.integration.engine.harness import Engine, spec
+
+
+async def test_rate_limit_caps_starts_per_minute(engine: Engine, admin: User) -> None:
+    task = await engine.tasks.create(admin, spec(rate_limit=2))
+    for _ in range(2):
+        await engine.tasks.run_now(admin, task.id)
+
+    async def two_done() -> list[Execution] | None:
+        found = await engine.executions(task.id)
+        done = [e for e in found if e.status is ExecutionStatus.COMPLETED]
+        return found if len(found) == 3 and len(done) == 2 else None
+
+    await engine.wait_for(two_done, "two of three jobs to complete")
+    # A job of an unlimited task queued after them has run: the worker has been
+    # claiming since, so the third job was passed over, not merely not reached yet.
+    canary = await engine.tasks.create(admin, spec())
+    await engine.wait_until_final(canary.id)
+
+    found = await engine.executions(task.id)
+    [held_back] = [e for e in found if e.status is not ExecutionStatus.COMPLETED]
+    assert held_back.status is ExecutionStatus.PENDING
+    assert held_back.started_at is None
+    assert held_back.attempts == 0
+
+
+async def test_concurrency_limit_runs_one_job_of_the_task_at_a_time(
+    engine: Engine, admin: User
+) -> None:
+    task = await engine.tasks.create(
+        admin, spec(handler="sleep", payload={"seconds": 0.2}, concurrency=1)
+    )
+    for _ in range(3):
+        await engine.tasks.run_now(admin, task.id)
+    most_running = 0
+
+    async def all_done() -> list[Execution] | None:
+        nonlocal most_running
+        found = await engine.executions(task.id)
+        running = sum(e.status is ExecutionStatus.PROCESSING for e in found)
+        most_running = max(most_running, running)
+        return found if all(e.status.is_final for e in found) else None
+
+    found: list[Execution] = await engine.wait_for(all_done, "four sleep jobs to finish")
+
+    assert most_running <= 1
+    assert [e.status for e in found] == [ExecutionStatus.COMPLETED] * 4
+    spans = sorted((e.started_at, e.completed_at) for e in found)
+    for (_, first_end), (second_start, _) in pairwise(spans):
+        assert first_end is not None and second_start is not None
+        assert second_start >= first_end, f"two jobs of the task overlapped: {spans}"
