@@ -30,7 +30,9 @@ def reachable(url: str, default_port: int) -> str | None:
     """None when a TCP connection to the URL's host opens, else the reason."""
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return None
     except OSError as exc:
         return str(exc)

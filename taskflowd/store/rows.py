@@ -249,6 +249,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(stamp)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise _bad_cursor() from None
-    if created_at.tzinfo is None or not item_id:
+    if created_at.tzinfo is None or not item_id or not item_id.isprintable():
         raise _bad_cursor()
     return created_at, item_id
