@@ -12,7 +12,7 @@ from aiohttp import web
 
 from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext
-from taskflowd.api.routes import executions, ops, tasks
+from taskflowd.api.routes import docs, executions, ops, tasks
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter
 from taskflowd.auth.service import AuthService
@@ -45,6 +45,7 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
         extra_middlewares=(metrics_middleware(daemon.metrics),),
     )
     app = build_app(ctx)
+    docs.install(app)
     app[tasks.TASKS_KEY] = daemon.tasks
 
     async def close_hasher(_: web.Application) -> None:

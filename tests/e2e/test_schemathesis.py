@@ -37,7 +37,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         data=body,
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:
         token = json.load(response)["accessToken"]
     try:
         yield daemon.url(""), token
@@ -72,3 +72,15 @@ def test_every_response_matches_the_document(
         headers={"Authorization": f"Bearer {token}"},
         excluded_checks=[positive_data_acceptance],
     )
+
+
+def test_the_reference_page_lists_every_documented_path(live: tuple[str, str]) -> None:
+    base_url, _ = live
+    with urllib.request.urlopen(f"{base_url}/api/docs", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/html")
+        page = response.read().decode()
+    with urllib.request.urlopen(f"{base_url}/api/openapi.json", timeout=10) as response:
+        document = json.load(response)
+    for path in document["paths"]:
+        assert f"<code>{path}</code>" in page
+    assert "TaskCreate" in page
