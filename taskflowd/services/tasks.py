@@ -67,6 +67,12 @@ class TaskService:
             tz=ZoneInfo(spec.timezone),
         )
 
+    async def _save(self, task: Task, expected_status: TaskStatus) -> None:
+        if await self.store.update_task(task, expected_status) is None:
+            if await self.store.get_task(task.id) is None:
+                raise NotFound(f"task {task.id} not found")
+            raise Conflict("the task changed while this request ran (a job ended?); try again")
+
     # --- tasks -------------------------------------------------------------------
     async def create(self, actor: User, spec: TaskSpec, request_id: str | None = None) -> Task:
         self._check(actor, spec)
@@ -142,8 +148,7 @@ class TaskService:
             updated = dataclasses.replace(updated, next_run_at=run_at)
             if task.type is TaskType.DELAYED:
                 updated = dataclasses.replace(updated, scheduled_at=run_at)
-        if await self.store.update_task(updated) is None:
-            raise NotFound(f"task {task_id} not found")
+        await self._save(updated, task.status)
         if updated.type is TaskType.RECURRING:
             await self.queue.schedule_changed()
         else:
@@ -170,8 +175,7 @@ class TaskService:
         if task.status is not TaskStatus.ACTIVE:
             raise Conflict(f"a {task.status.value} task cannot be paused")
         paused = dataclasses.replace(task, status=TaskStatus.PAUSED, updated_at=utcnow())
-        if await self.store.update_task(paused) is None:
-            raise NotFound(f"task {task_id} not found")
+        await self._save(paused, task.status)
         return paused
 
     async def resume(self, actor: User, task_id: str) -> Task:
@@ -190,8 +194,7 @@ class TaskService:
         resumed = dataclasses.replace(
             task, status=TaskStatus.ACTIVE, updated_at=now, next_run_at=next_run_at
         )
-        if await self.store.update_task(resumed) is None:
-            raise NotFound(f"task {task_id} not found")
+        await self._save(resumed, task.status)
         await self.queue.schedule_changed()
         self.queue.wake()
         return resumed

@@ -87,8 +87,10 @@ class Store(Protocol):
         """Insert a task and, atomically with it, its first execution when given."""
 
     async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None: ...
-    async def update_task(self, task: Task) -> Task | None:
-        """Write all mutable fields of a live task; None when it is gone."""
+    async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
+        """Write the user-set fields, status and next run of a live task whose status is
+        still `expected_status` (the engine may have finished it meanwhile); None when it
+        is gone or its status changed. `last_run_at` belongs to the engine and is kept."""
 
     async def delete_task(self, task_id: str, owner_id: str | None, at: datetime) -> bool:
         """Soft-delete and cancel its queued executions; False when not found."""

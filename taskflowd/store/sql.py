@@ -17,7 +17,7 @@ from taskflowd.domain.entities import (
     User,
     utcnow,
 )
-from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.store import rows
 from taskflowd.store.base import ExecutionFilter, IdempotentResponse, Page, TaskFilter
 from taskflowd.store.db import Database, Row
@@ -194,19 +194,19 @@ class SqlStore:
         )
         return rows.task_from_row(row, self._t) if row else None
 
-    async def update_task(self, task: Task) -> Task | None:
+    async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
         values = rows.task_values(task)
         changed = await self.db.execute(
             "UPDATE tasks SET name = $2, description = $3, type = $4, status = $5, handler = $6, "
             "payload = $7, cron_expression = $8, timezone = $9, scheduled_at = $10, "
             "delay_ms = $11, priority = $12, max_retries = $13, backoff_ms = $14, "
             "timeout_ms = $15, rate_limit = $16, concurrency = $17, misfire_policy = $18, "
-            "updated_at = $19, last_run_at = $20, next_run_at = $21 "
-            "WHERE id = $1 AND deleted_at IS NULL",
+            "updated_at = $19, next_run_at = $20 "
+            "WHERE id = $1 AND deleted_at IS NULL AND status = $21",
             *values[:18],
             task.updated_at,
-            task.last_run_at,
             task.next_run_at,
+            expected_status.value,
         )
         return task if changed else None
 

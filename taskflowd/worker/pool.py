@@ -69,6 +69,7 @@ class WorkerPool:
         self._flushed = asyncio.Condition()
         self._slot_freed = asyncio.Event()
         self._claiming = False
+        self._claim: asyncio.Future[list[Execution]] | None = None
 
     @property
     def active(self) -> int:
@@ -86,6 +87,7 @@ class WorkerPool:
         rest, and commit every outcome before returning."""
         self._claiming = False
         await self._supervisor.cancel("worker.claim")
+        await self._hand_back_claim_in_flight()
         running = [r.task for r in self._running.values()]
         if running:
             log.info(
@@ -123,11 +125,37 @@ class WorkerPool:
                 await self._slot_freed.wait()
                 continue
             want = min(free, self.settings.batch_size)
-            jobs = await self.queue.acquire(self.node_id, want, self.settings.lease_s)
+            # Shielded: stop() must not cancel a claim between its commit and the launch
+            # of its jobs, which would strand them under leases nobody renews.
+            self._claim = asyncio.ensure_future(
+                self.queue.acquire(self.node_id, want, self.settings.lease_s)
+            )
+            try:
+                jobs = await asyncio.shield(self._claim)
+            except Exception:
+                self._claim = None  # nothing was claimed: the transaction rolled back
+                raise
+            self._claim = None
             for job in jobs:
                 self._launch(job)
             if len(jobs) < want:
                 await self.queue.wait_for_work(await self._idle_timeout())
+
+    async def _hand_back_claim_in_flight(self) -> None:
+        """Release the jobs of a claim that stop() interrupted before they were launched."""
+        claim, self._claim = self._claim, None
+        if claim is None:
+            return
+        try:
+            async with asyncio.timeout(_FINAL_FLUSH_S):
+                jobs = await claim
+        except Exception:
+            claim.cancel()
+            log.warning("a claim in flight at shutdown failed; its leases will expire")
+            return
+        if jobs:
+            released = await self.queue.release([(j.id, j.fence) for j in jobs])
+            log.info("handed back %d jobs claimed as shutdown began", released)
 
     async def _idle_timeout(self) -> float:
         due = await self.queue.next_due()

@@ -36,7 +36,7 @@ async def test_missed_ticks_follow_the_misfire_policy(
         spec(TaskType.RECURRING, cron_expression="* * * * * *", misfire_policy=policy),
     )
     missed_from = utcnow().replace(microsecond=0) - timedelta(seconds=DOWNTIME_S)
-    await engine.store.update_task(dataclasses.replace(task, next_run_at=missed_from))
+    await engine.store.update_task(dataclasses.replace(task, next_run_at=missed_from), task.status)
 
     # The first scheduler pass after the downtime, with no lookahead: everything it
     # enqueues is catch-up, and regular ticks come after `back_at`.
@@ -51,9 +51,9 @@ async def test_missed_ticks_follow_the_misfire_policy(
         regular = [
             e for e in found if e.scheduled_for > back_at and e.status is ExecutionStatus.COMPLETED
         ]
-        return found if len(regular) >= 2 else None
+        return found if regular else None
 
-    found = await engine.wait_for(regular_ticks_done, "regular ticks after the downtime")
+    found = await engine.wait_for(regular_ticks_done, "a regular tick after the downtime")
 
     catch_up = sorted(e.scheduled_for for e in found if e.scheduled_for <= back_at)
     assert len(catch_up) == catch_up_runs, catch_up

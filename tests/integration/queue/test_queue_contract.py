@@ -1,92 +1,42 @@
-"""The JobQueue contract (taskflowd.queue.base), run against every queue and SQL backend.
+"""The JobQueue contract (taskflowd.queue.base): claims, leases, outcomes, hand-back
+and per-task limits.
 
-Each test gets an empty database and a started queue; nothing is mocked. Waits poll
-with a deadline; no assertion depends on how long anything took.
+Run against every queue and SQL backend through the `queue` and `store` fixtures;
+nothing is mocked, and waits poll with a deadline: no assertion depends on how long
+anything took.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from taskflowd.domain.entities import Execution, Task, User, utcnow
-from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
-from taskflowd.queue.base import JobQueue, OutcomeKind, Reaped, TickBatch
-from taskflowd.store import SqlStore, open_store
-from taskflowd.store.base import ExecutionFilter
-from tests.integration.queue.conftest import open_test_queue
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus
+from taskflowd.queue.base import JobQueue, OutcomeKind, Reaped
+from taskflowd.store import SqlStore
 from tests.integration.queue.factories import (
     ago,
     due_job,
     failure,
     later,
-    new_owner,
-    new_recurring_task,
     new_task,
     now,
     outcome,
     replace,
-    tick,
+)
+from tests.integration.queue.helpers import (
+    OTHER,
+    OWNER,
+    claim,
+    claim_one,
+    dead_letter_of,
+    read,
+    reap_until,
+    task_status,
 )
 from tests.integration.queue.polling import eventually
-
-OWNER = "node-a"
-OTHER = "node-b"
-WAKE_BOUND_S = 10.0
-"""How long a wake-up may take on a loaded machine; the waits themselves are far longer."""
-
-
-async def claim(
-    queue: JobQueue, owner: str = OWNER, limit: int = 10, lease_s: float = 30.0
-) -> list[Execution]:
-    return await queue.acquire(owner, limit, lease_s)
-
-
-async def claim_one(queue: JobQueue, owner: str = OWNER, lease_s: float = 30.0) -> Execution:
-    found = await claim(queue, owner, 10, lease_s)
-    assert len(found) == 1, found
-    return found[0]
-
-
-async def read(store: SqlStore, execution_id: str) -> Execution:
-    found = await store.get_execution(execution_id)
-    assert found is not None
-    return found
-
-
-async def task_status(store: SqlStore, task_id: str) -> TaskStatus:
-    found = await store.get_task(task_id)
-    assert found is not None
-    return found.status
-
-
-async def reap_until(queue: JobQueue, execution_id: str, max_rescues: int) -> Reaped:
-    """Poll `reap_expired` until it has rescued or dead-lettered `execution_id`."""
-
-    async def probe() -> Reaped | None:
-        reaped = await queue.reap_expired(max_rescues)
-        hit = execution_id in reaped.rescued or execution_id in reaped.dead
-        return reaped if hit else None
-
-    return await eventually(probe, f"the lease of {execution_id} to be reaped")
-
-
-async def dead_letter_of(store: SqlStore, execution_id: str) -> list[str]:
-    page = await store.list_dead_letter(None, 100)
-    return [d.id for d in page.items if d.execution_id == execution_id]
-
-
-@pytest.fixture
-async def owner(store: SqlStore) -> User:
-    return await new_owner(store)
-
-
-@pytest.fixture
-async def task(store: SqlStore, owner: User) -> Task:
-    return await new_task(store, owner)
-
 
 # --- adding and claiming ----------------------------------------------------------
 
@@ -158,13 +108,13 @@ async def test_acquire_respects_limit(queue: JobQueue, task: Task) -> None:
 async def test_paused_task_jobs_are_not_claimed(
     queue: JobQueue, store: SqlStore, task: Task
 ) -> None:
-    await store.update_task(replace(task, status=TaskStatus.PAUSED))
+    await store.update_task(replace(task, status=TaskStatus.PAUSED), task.status)
     job = due_job(task)
     await queue.add([job])
 
     assert await claim(queue) == []
 
-    await store.update_task(replace(task, status=TaskStatus.ACTIVE))
+    await store.update_task(replace(task, status=TaskStatus.ACTIVE), TaskStatus.PAUSED)
     assert [e.id for e in await claim(queue)] == [job.id]
 
 
@@ -453,296 +403,6 @@ async def test_release_with_a_stale_fence_changes_nothing(
 
     assert await queue.release([(job.id, job.fence - 1)]) == 0
     assert (await read(store, job.id)).status is ExecutionStatus.PROCESSING
-
-
-# --- user actions -----------------------------------------------------------------------
-
-
-async def test_cancel_of_queued_job_is_immediate(
-    queue: JobQueue, store: SqlStore, task: Task
-) -> None:
-    job = due_job(task)
-    await queue.add([job])
-
-    cancelled = await queue.cancel(job.id, None)
-
-    assert cancelled is not None and cancelled.status is ExecutionStatus.CANCELLED
-    assert (await read(store, job.id)).status is ExecutionStatus.CANCELLED
-    assert await claim(queue) == []
-
-
-async def test_cancel_of_retrying_job_is_immediate(
-    queue: JobQueue, store: SqlStore, task: Task
-) -> None:
-    await queue.add([due_job(task)])
-    job = await claim_one(queue)
-    await queue.settle([outcome(job, OutcomeKind.RETRY, error=failure(), run_at=now())])
-
-    cancelled = await queue.cancel(job.id, None)
-
-    assert cancelled is not None and cancelled.status is ExecutionStatus.CANCELLED
-    assert await claim(queue) == []
-
-
-async def test_cancel_is_scoped_to_the_owner(
-    queue: JobQueue, store: SqlStore, owner: User, task: Task
-) -> None:
-    job = due_job(task)
-    await queue.add([job])
-    stranger = await new_owner(store)
-
-    assert await queue.cancel(job.id, stranger.id) is None
-    assert await queue.cancel("no-such-execution", None) is None
-    assert (await read(store, job.id)).status is ExecutionStatus.PENDING
-    mine = await queue.cancel(job.id, owner.id)
-    assert mine is not None and mine.status is ExecutionStatus.CANCELLED
-
-
-async def test_retry_dead_letter_gives_one_more_attempt(
-    queue: JobQueue, store: SqlStore, task: Task
-) -> None:
-    await queue.add([due_job(task)])
-    job = await claim_one(queue)
-    await queue.settle([outcome(job, OutcomeKind.DEAD, error=failure("first"))])
-    [entry] = await dead_letter_of(store, job.id)
-
-    retried = await queue.retry_dead_letter(entry, None)
-
-    assert retried is not None and retried.id == job.id
-    assert retried.status is ExecutionStatus.PENDING
-    assert await dead_letter_of(store, job.id) == []
-    assert await task_status(store, task.id) is TaskStatus.ACTIVE
-    again = await claim_one(queue)
-    assert again.attempts == 2
-    await queue.settle([outcome(again, OutcomeKind.DEAD, error=failure("second"))])
-    assert len(await dead_letter_of(store, job.id)) == 1
-    assert [r.attempt for r in await store.retry_history(job.id)] == [1, 2]
-    assert await task_status(store, task.id) is TaskStatus.FAILED
-
-
-async def test_retry_dead_letter_of_unknown_or_foreign_entry_is_none(
-    queue: JobQueue, store: SqlStore, task: Task
-) -> None:
-    await queue.add([due_job(task)])
-    job = await claim_one(queue)
-    await queue.settle([outcome(job, OutcomeKind.DEAD, error=failure())])
-    [entry] = await dead_letter_of(store, job.id)
-    stranger = await new_owner(store)
-
-    assert await queue.retry_dead_letter("no-such-entry", None) is None
-    assert await queue.retry_dead_letter(entry, stranger.id) is None
-    assert await dead_letter_of(store, job.id) == [entry]
-    assert (await read(store, job.id)).status is ExecutionStatus.FAILED
-
-
-# --- observation and wake-ups -------------------------------------------------------------
-
-
-async def test_depths_count_queued_and_running_jobs_by_status(queue: JobQueue, task: Task) -> None:
-    jobs = [due_job(task) for _ in range(5)]
-    await queue.add([*jobs, due_job(task, later(3600))])
-    done, retry, dead, running, handed_back = await claim(queue, limit=5)
-    await queue.settle(
-        [
-            outcome(done, OutcomeKind.COMPLETED),
-            outcome(retry, OutcomeKind.RETRY, error=failure(), run_at=later(60)),
-            outcome(dead, OutcomeKind.DEAD, error=failure()),
-        ]
-    )
-    await queue.release([(handed_back.id, handed_back.fence)])
-    cancel_me = due_job(task, later(3600))
-    await queue.add([cancel_me])
-    await queue.cancel(cancel_me.id, None)
-    assert running.status is ExecutionStatus.PROCESSING
-
-    # Finished jobs are history, not queue depth: they read 0.
-    assert await queue.depths() == {
-        ExecutionStatus.PENDING: 2,
-        ExecutionStatus.PROCESSING: 1,
-        ExecutionStatus.RETRYING: 1,
-        ExecutionStatus.COMPLETED: 0,
-        ExecutionStatus.FAILED: 0,
-        ExecutionStatus.CANCELLED: 0,
-    }
-
-
-async def test_next_due_is_the_earliest_queued_run_at(queue: JobQueue, task: Task) -> None:
-    assert await queue.next_due() is None
-    soon, far = later(50), later(100)
-    await queue.add([due_job(task, far), due_job(task, soon)])
-    assert await queue.next_due() == soon
-
-    await queue.add([due_job(task, ago(5))])
-    running = await claim_one(queue)
-    assert await queue.next_due() == soon
-    retry_at = later(20)
-    await queue.settle([outcome(running, OutcomeKind.RETRY, error=failure(), run_at=retry_at)])
-    assert await queue.next_due() == retry_at
-
-
-async def test_wait_for_work_returns_after_add(queue: JobQueue, task: Task) -> None:
-    await queue.wait_for_work(0)  # consume wake-ups left by earlier calls
-    waiter = asyncio.create_task(queue.wait_for_work(300))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-
-    await queue.add([due_job(task)])
-
-    await asyncio.wait_for(waiter, WAKE_BOUND_S)
-
-
-async def test_wait_for_work_returns_after_wake(queue: JobQueue) -> None:
-    await queue.wait_for_work(0)
-    waiter = asyncio.create_task(queue.wait_for_work(300))
-    await asyncio.sleep(0)
-
-    queue.wake()
-
-    await asyncio.wait_for(waiter, WAKE_BOUND_S)
-
-
-async def test_wait_for_work_times_out_quietly(queue: JobQueue) -> None:
-    await queue.wait_for_work(0)
-
-    await asyncio.wait_for(queue.wait_for_work(0.05), WAKE_BOUND_S)
-
-
-async def test_work_added_on_another_node_wakes_this_one(
-    queue: JobQueue, store: SqlStore, db_url: str, task: Task
-) -> None:
-    if store.db.dialect == "sqlite":
-        pytest.skip("an SQLite database serves a single node: there is no other node to wake")
-    other_store = open_store(db_url)
-    await other_store.start()
-    other = open_test_queue("database", other_store)
-    await other.start()
-    try:
-        await other.wait_for_work(0)
-        waiter = asyncio.create_task(other.wait_for_work(300))
-        await asyncio.sleep(0)
-
-        await queue.add([due_job(task)])
-
-        await asyncio.wait_for(waiter, WAKE_BOUND_S)
-    finally:
-        await other.stop()
-        await other_store.stop()
-
-
-async def test_schedule_change_wakes_schedulers(queue: JobQueue) -> None:
-    await queue.wait_for_schedule_change(0)
-    waiter = asyncio.create_task(queue.wait_for_schedule_change(300))
-    await asyncio.sleep(0)
-
-    await queue.schedule_changed()
-
-    await asyncio.wait_for(waiter, WAKE_BOUND_S)
-
-
-# --- recurring tasks and cron ticks --------------------------------------------------------
-
-
-def whole_second(seconds_from_now: int) -> datetime:
-    return (now() + timedelta(seconds=seconds_from_now)).replace(microsecond=0)
-
-
-async def tick_executions(store: SqlStore, task: Task) -> list[Execution]:
-    page = await store.list_executions(ExecutionFilter(task_id=task.id), 500)
-    return sorted(page.items, key=lambda e: e.scheduled_for)
-
-
-async def test_add_ticks_inserts_ticks_and_advances_next_run(
-    queue: JobQueue, store: SqlStore, owner: User
-) -> None:
-    first = whole_second(60)
-    task = await new_recurring_task(store, owner, first)
-    ticks = [tick(task, first), tick(task, first + timedelta(seconds=1))]
-
-    added = await queue.add_ticks(TickBatch(task, first, first + timedelta(seconds=2), ticks))
-
-    assert added is True
-    stored = await tick_executions(store, task)
-    assert [e.scheduled_for for e in stored] == [first, first + timedelta(seconds=1)]
-    assert {e.status for e in stored} == {ExecutionStatus.PENDING}
-    advanced = await store.get_task(task.id)
-    assert advanced is not None and advanced.next_run_at == first + timedelta(seconds=2)
-
-
-async def test_add_ticks_with_a_stale_next_run_inserts_nothing(
-    queue: JobQueue, store: SqlStore, owner: User
-) -> None:
-    first = whole_second(60)
-    second = first + timedelta(seconds=1)
-    task = await new_recurring_task(store, owner, first)
-    assert await queue.add_ticks(TickBatch(task, first, second, [tick(task, first)]))
-
-    # Another scheduler that read the task before the first batch committed.
-    lost_race = await queue.add_ticks(
-        TickBatch(task, first, second + timedelta(seconds=5), [tick(task, second)])
-    )
-
-    assert lost_race is False
-    assert [e.scheduled_for for e in await tick_executions(store, task)] == [first]
-    advanced = await store.get_task(task.id)
-    assert advanced is not None and advanced.next_run_at == second
-
-
-async def test_a_tick_is_enqueued_at_most_once(
-    queue: JobQueue, store: SqlStore, owner: User
-) -> None:
-    first = whole_second(60)
-    second = first + timedelta(seconds=1)
-    task = await new_recurring_task(store, owner, first)
-    assert await queue.add_ticks(TickBatch(task, first, second, [tick(task, first)]))
-
-    # A batch that (wrongly) repeats an instant already enqueued, with a new execution id.
-    repeat = [tick(task, first), tick(task, second)]
-    assert await queue.add_ticks(TickBatch(task, second, second + timedelta(seconds=1), repeat))
-
-    stored = await tick_executions(store, task)
-    assert [e.scheduled_for for e in stored] == [first, second]
-
-
-async def test_due_tasks_and_next_tick_cover_active_recurring_tasks_only(
-    queue: JobQueue, store: SqlStore, owner: User
-) -> None:
-    soon = await new_recurring_task(store, owner, whole_second(10))
-    later_task = await new_recurring_task(store, owner, whole_second(100))
-    paused = await new_recurring_task(store, owner, whole_second(5))
-    await store.update_task(replace(paused, status=TaskStatus.PAUSED))
-    deleted = await new_recurring_task(store, owner, whole_second(5))
-    await store.delete_task(deleted.id, None, now())
-    await new_task(store, owner, type=TaskType.ONE_TIME, next_run_at=whole_second(5))
-
-    due = await queue.due_tasks(now() + timedelta(seconds=50), 100)
-
-    assert [t.id for t in due] == [soon.id]
-    assert await queue.next_tick_at() == soon.next_run_at
-    assert later_task.next_run_at is not None
-    assert [t.id for t in await queue.due_tasks(later_task.next_run_at, 1)] == [soon.id]
-
-
-async def test_reschedule_updates_queued_jobs_of_a_changed_task(
-    queue: JobQueue, store: SqlStore, task: Task
-) -> None:
-    queued = [due_job(task, later(600)), due_job(task, later(900))]
-    await queue.add([*queued, due_job(task)])
-    running = await claim_one(queue)
-    changed = replace(task, payload={"v": 2}, priority=9, max_retries=4, timeout_ms=1234)
-    new_run_at = later(30)
-
-    assert await queue.reschedule(changed, new_run_at) == 2
-
-    for job in queued:
-        stored = await read(store, job.id)
-        assert (stored.payload, stored.priority, stored.max_retries, stored.timeout_ms) == (
-            {"v": 2},
-            9,
-            4,
-            1234,
-        )
-        assert stored.run_at == new_run_at
-    assert (await read(store, running.id)).payload == task.payload
 
 
 # --- per-task limits --------------------------------------------------------------------------

@@ -318,19 +318,34 @@ async def test_update_task_writes_every_mutable_field(store: SqlStore) -> None:
         concurrency=2,
         misfire_policy=MisfirePolicy.RUN_ALL,
         updated_at=at(30),
-        last_run_at=at(20),
         next_run_at=at(300),
     )
-    assert await store.update_task(changed) == changed
+    assert await store.update_task(changed, task.status) == changed
     assert await store.get_task(task.id) == changed
+
+
+async def test_update_task_is_a_compare_and_set_on_status(store: SqlStore) -> None:
+    owner = await new_user(store)
+    task, _ = await new_task(store, owner)
+    finished = dataclasses.replace(task, status=TaskStatus.COMPLETED, updated_at=at(5))
+    assert await store.update_task(finished, task.status) == finished
+    stale_edit = dataclasses.replace(task, name="edited", last_run_at=at(99))
+    assert await store.update_task(stale_edit, TaskStatus.ACTIVE) is None
+    stored = await store.get_task(task.id)
+    assert stored is not None
+    assert (stored.status, stored.name, stored.last_run_at) == (
+        TaskStatus.COMPLETED,
+        task.name,
+        task.last_run_at,
+    )
 
 
 async def test_update_gone_task_is_none(store: SqlStore) -> None:
     owner = await new_user(store)
     task, _ = await new_task(store, owner)
     assert await store.delete_task(task.id, None, at(1)) is True
-    assert await store.update_task(dataclasses.replace(task, name="zombie")) is None
-    assert await store.update_task(make_task(owner.id)) is None
+    assert await store.update_task(dataclasses.replace(task, name="zombie"), task.status) is None
+    assert await store.update_task(make_task(owner.id), TaskStatus.ACTIVE) is None
 
 
 async def test_delete_task_cancels_only_its_queued_executions(store: SqlStore) -> None:
