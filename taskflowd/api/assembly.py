@@ -14,9 +14,13 @@ from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext
 from taskflowd.api.routes import docs, executions, ops, tasks
 from taskflowd.auth.passwords import PasswordHasher
-from taskflowd.auth.ratelimit import GcraRateLimiter
+from taskflowd.auth.ratelimit import GcraRateLimiter, RateLimiter
+from taskflowd.auth.ratelimit_redis import RedisRateLimiter
 from taskflowd.auth.service import AuthService
+from taskflowd.cluster import shared_redis_url
+from taskflowd.dashboard.app import install_dashboard
 from taskflowd.metrics import metrics_middleware
+from taskflowd.services.readiness import Probe
 
 if TYPE_CHECKING:
     from taskflowd.daemon import Daemon
@@ -28,28 +32,45 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
     auth = AuthService(daemon.store, hasher, settings.auth, daemon.jwt_secret)
     if daemon.metrics is None:
         raise RuntimeError("the daemon's metrics must exist before its web app")
+    # Cluster-wide limits when the cluster shares a Redis; else this node's own.
+    redis_url = shared_redis_url(settings)
+    shared = RedisRateLimiter.from_url(redis_url) if redis_url else None
+    limiter: RateLimiter = shared or GcraRateLimiter()
+    checks: list[tuple[str, Probe]] = []
+    if daemon.membership is not None:
+        checks.append(("scheduler", daemon.membership.check_scheduler))
+    if shared is not None:
+        checks.append(("redis", shared.ping))
     ops_ctx = ops.OpsContext.build(
         daemon.store,
         daemon.queue,
         daemon.metrics,
         metrics_token=settings.metrics.token,
         node_ttl_s=settings.cluster.node_ttl_s,
+        checks=checks,
     )
-    routes = (tasks.install, executions.install) if settings.has_role("api") else ()
+    serves_api = settings.has_role("api")
+    routes = (tasks.install, executions.install) if serves_api else ()
     ctx = ApiContext(
         settings,
         daemon.store,
         auth,
-        GcraRateLimiter(),
-        extra_routes=(ops.mount(ops_ctx), *routes),
+        limiter,
+        extra_routes=(ops.mount(ops_ctx, stats=serves_api), *routes),
         extra_middlewares=(metrics_middleware(daemon.metrics),),
+        accounts=serves_api,
     )
     app = build_app(ctx)
-    docs.install(app)
+    if serves_api:
+        docs.install(app)
     app[tasks.TASKS_KEY] = daemon.tasks
+    if serves_api:
+        install_dashboard(app, daemon, auth, stats=ops_ctx.stats)
 
     async def close_hasher(_: web.Application) -> None:
         hasher.close()
+        if shared is not None:
+            await shared.close()
 
     app.on_cleanup.append(close_hasher)
     return app

@@ -1,0 +1,146 @@
+"""Mounts the web dashboard on the daemon's application.
+
+`/dashboard/…` is a sub-application with its own middleware (session, CSRF, HTML error
+pages) and headers (strict Content-Security-Policy); `/static/…` serves `web/static`
+with immutable caching for versioned URLs; `/api/v1/events` is the event stream; `/`
+leads to the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import hdrs, web
+
+from taskflowd.api.context import CONTEXT_KEY
+from taskflowd.api.routes.ops import OPS_KEY
+from taskflowd.auth.service import AuthService
+from taskflowd.dashboard import views_account, views_overview, views_runs, views_tasks
+from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
+from taskflowd.dashboard.formatting import install_filters
+from taskflowd.dashboard.live import RecentEvents, StatsFeed, TaskDirectory
+from taskflowd.dashboard.middleware import dashboard_headers, dashboard_middleware, static_headers
+from taskflowd.dashboard.series import ThroughputSeries
+from taskflowd.dashboard.sessions import Sessions
+from taskflowd.dashboard.socket import EVENTS_PATH, LIVE_KEY, Live, events_socket
+from taskflowd.resources import data_dir
+from taskflowd.services.stats import StatsService
+
+if TYPE_CHECKING:
+    from taskflowd.daemon import Daemon
+
+RECENT_EVENTS_TASK = "dashboard.recent-events"
+
+
+def install_dashboard(
+    app: web.Application,
+    daemon: Daemon,
+    auth: AuthService | None = None,
+    stats: StatsService | None = None,
+    web_dir: Path | None = None,
+) -> None:
+    """Add the dashboard to `app` (built by `build_app`, so it has its ApiContext).
+
+    Does nothing on a node without the `api` role. `auth` defaults to the API's
+    AuthService, `stats` to the operations endpoints' StatsService (or a new one).
+    """
+    settings = daemon.settings
+    if not settings.has_role("api"):
+        return
+    api = app[CONTEXT_KEY]
+    store = daemon.store
+    if stats is None and OPS_KEY in app:
+        stats = app[OPS_KEY].stats
+    if stats is None:
+        stats = StatsService(store.db, store, daemon.queue.depths, settings.cluster.node_ttl_s)
+    series = ThroughputSeries(store.db)
+    ctx = Dashboard(
+        settings=settings,
+        auth=auth or api.auth,
+        tasks=daemon.tasks,
+        stats=stats,
+        sessions=Sessions(daemon.jwt_secret),
+        rate_limiter=api.rate_limiter,
+        events=daemon.events,
+        handler_names=tuple(daemon.handlers.names()),
+    )
+    app[DASHBOARD_KEY] = ctx
+    recent = RecentEvents(daemon.events)
+    app[LIVE_KEY] = Live(TaskDirectory(store), StatsFeed(stats, series), recent)
+    root = web_dir or data_dir("web")
+    app.add_subapp(PREFIX, _dashboard_app(root))
+    app.router.add_get("/", views_overview.to_dashboard)
+    app.router.add_get(PREFIX, views_overview.to_dashboard)
+    app.router.add_static("/static/", root / "static", name="static")
+    app.router.add_get("/favicon.ico", _favicon(root / "static" / "favicon.svg"))
+    app.router.add_get(EVENTS_PATH, events_socket)
+    app.on_response_prepare.append(static_headers)
+
+    async def load_assets(_: web.Application) -> None:
+        ctx.assets.update(await asyncio.to_thread(asset_versions, root / "static"))
+
+    async def record_events(_: web.Application) -> AsyncIterator[None]:
+        daemon.supervisor.spawn(RECENT_EVENTS_TASK, recent.run)
+        yield
+        await daemon.supervisor.cancel(RECENT_EVENTS_TASK)
+
+    app.on_startup.append(load_assets)
+    app.cleanup_ctx.append(record_events)
+
+
+def _favicon(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Browsers ask for /favicon.ico whatever the page says; answer with the SVG icon."""
+
+    async def favicon(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(
+            path, headers={hdrs.CONTENT_TYPE: "image/svg+xml", hdrs.CACHE_CONTROL: "max-age=86400"}
+        )
+
+    return favicon
+
+
+def _dashboard_app(root: Path) -> web.Application:
+    sub = web.Application(middlewares=[dashboard_middleware])
+    env = aiohttp_jinja2.setup(
+        sub,
+        loader=jinja2.FileSystemLoader(root / "templates"),
+        autoescape=True,
+        auto_reload=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        default_helpers=False,
+    )
+    install_filters(env)
+    for install in (
+        views_overview.install,
+        views_tasks.install,
+        views_runs.install,
+        views_account.install,
+    ):
+        install(sub.router)
+    sub.on_response_prepare.append(dashboard_headers)
+
+    async def preload_templates(_: web.Application) -> None:
+        # Read and compile every template once, off the event loop; with auto_reload off
+        # no request touches the disk for a template again.
+        await asyncio.to_thread(lambda: [env.get_template(n) for n in env.list_templates()])
+
+    sub.on_startup.append(preload_templates)
+    return sub
+
+
+def asset_versions(static: Path) -> dict[str, str]:
+    """A short content hash of each static file, by its path under `static`."""
+    versions = {}
+    for path in sorted(static.rglob("*")):
+        if path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            versions[path.relative_to(static).as_posix()] = digest
+    return versions
