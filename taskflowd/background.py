@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("taskflowd.background")
 
 LoopFn = Callable[[], Awaitable[None]]
+_RESET_AFTER_S = 30.0
 
 
 class Supervisor:
@@ -25,8 +26,10 @@ class Supervisor:
         self._tasks[name] = asyncio.create_task(self._guard(name, fn, restart), name=name)
 
     async def _guard(self, name: str, fn: LoopFn, restart: bool) -> None:
+        loop = asyncio.get_running_loop()
         delay = 1.0
         while True:
+            began = loop.time()
             try:
                 await fn()
                 return
@@ -37,6 +40,8 @@ class Supervisor:
                     log.critical("background task %s crashed", name, exc_info=True)
                     self._on_fatal(name, exc)
                     return
+                if loop.time() - began >= _RESET_AFTER_S:
+                    delay = 1.0  # a loop that ran well for a while starts its backoff afresh
                 log.error(
                     "background task %s crashed; restarting in %.0f s", name, delay, exc_info=True
                 )

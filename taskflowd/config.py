@@ -76,6 +76,12 @@ def _queue_url(value: Any) -> str | None:
     return f'must be "database" or a redis:// URL, got {value!r}'
 
 
+def _optional_redis_url(value: Any) -> str | None:
+    if value == "" or urlsplit(value).scheme in ("redis", "rediss", "unix"):
+        return None
+    return f"must be empty or a redis:// URL, got {value!r}"
+
+
 def _roles(value: Any) -> str | None:
     unknown = [r for r in value if r not in ROLES]
     if unknown or not value:
@@ -192,6 +198,12 @@ class ClusterSettings:
     heartbeat_s: float = setting(5.0, "Node heartbeat interval.", _between(0.5, 600))
     node_ttl_s: float = setting(
         30.0, "A node silent this long is considered dead.", _between(2, 3600)
+    )
+    redis: str = setting(
+        "",
+        "Redis for cluster-wide rate limits and events; empty: the queue's when it is a "
+        "redis:// URL, else none (limits per node, events over PostgreSQL NOTIFY).",
+        _optional_redis_url,
     )
 
 

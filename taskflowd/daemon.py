@@ -4,10 +4,8 @@ stops them in reverse, and turns SIGTERM/SIGINT into a graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,11 +16,11 @@ from aiohttp import web
 
 from taskflowd import __version__
 from taskflowd.background import Supervisor
+from taskflowd.cluster import Membership, shared_redis_url
 from taskflowd.config import Settings
-from taskflowd.domain.entities import Node, utcnow
 from taskflowd.events import EventBus
+from taskflowd.events_bridge import EventsBridge, build_bridge
 from taskflowd.handlers.registry import HandlerRegistry
-from taskflowd.logs import node_id_var
 from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
@@ -55,6 +53,8 @@ class Daemon:
     supervisor: Supervisor
     tasks: TaskService
     node_id: str
+    membership: Membership | None = None
+    bridge: EventsBridge | None = None
     worker: WorkerPool | None = None
     timer: Timer | None = None
     http: Any = None
@@ -94,6 +94,10 @@ class Daemon:
             node_id=node_id,
         )
         daemon.supervisor = Supervisor(daemon._on_fatal)
+        daemon.membership = Membership(store, settings, node_id, daemon.supervisor)
+        daemon.bridge = build_bridge(
+            store, events, node_id, daemon.supervisor, shared_redis_url(settings)
+        )
         if settings.has_role("worker"):
             daemon.worker = WorkerPool(
                 queue, handlers, settings.worker, node_id, events, daemon.supervisor
@@ -107,8 +111,13 @@ class Daemon:
             running_jobs=daemon.running_jobs,
             handler_names=handlers.names(),
         )
+        # The watchdog follows an embedded database only: a PostgreSQL outage is no
+        # reason for systemd to restart a node, which keeps running and says so on /ready.
+        local_db = store.db.dialect == "sqlite"
         daemon.notifier = SystemdNotifier(
-            daemon.supervisor, health=store.ping, summary=daemon.status_line
+            daemon.supervisor,
+            health=store.ping if local_db else None,
+            summary=daemon.status_line,
         )
         factory = app_factory or _default_app
         from taskflowd.api.server import HttpServer
@@ -122,8 +131,11 @@ class Daemon:
             _Component("store", self.store.start, self.store.stop),
             _Component("bootstrap", self._bootstrap, _nothing),
             _Component("queue", self.queue.start, self.queue.stop),
-            _Component("node", self._register_node, self._unregister_node),
         ]
+        if self.membership is not None:
+            parts.append(_Component("node", self.membership.start, self.membership.stop))
+        if self.bridge is not None:  # before the producers of the events it forwards
+            parts.append(_Component("events", self.bridge.start, self.bridge.stop))
         if self.metrics is not None:  # before the producers of the events it counts
             parts.append(_Component("metrics", self.metrics.start, self.metrics.stop))
         if self.timer is not None:
@@ -143,36 +155,8 @@ class Daemon:
 
         await bootstrap(self)
 
-    async def _register_node(self) -> None:
-        node_id_var.set(self.node_id)
-        await self._heartbeat()
-        self.supervisor.spawn("cluster.heartbeat", self._heartbeat_loop)
-
-    async def _heartbeat(self) -> None:
-        now = utcnow()
-        node = Node(
-            self.node_id,
-            socket.gethostname(),
-            self.settings.roles,
-            __version__,
-            self._started_at,
-            now,
-        )
-        await self.store.upsert_node(node)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.cluster.heartbeat_s)
-            await self._heartbeat()
-
-    async def _unregister_node(self) -> None:
-        await self.supervisor.cancel("cluster.heartbeat")
-        with contextlib.suppress(Exception):
-            await self.store.delete_node(self.node_id)
-
     async def start(self) -> None:
         """Start every component in order; on failure, stop those started and re-raise."""
-        self._started_at = utcnow()
         if self._stop_requested is None:
             self._stop_requested = asyncio.Event()
         for component in self._components:

@@ -13,32 +13,53 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """`origin` is the id of the node that published it when it came from another node
+    (through `taskflowd.events_bridge`); None for this node's own events."""
+
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None
 
 
 class EventBus:
     def __init__(self, subscriber_buffer: int = 1000) -> None:
         self._buffer = subscriber_buffer
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._local_subscribers: set[asyncio.Queue[Event]] = set()
 
     def publish(self, kind: str, **data: Any) -> None:
+        """Publish one of this node's own events."""
         event = Event(kind, data)
-        for queue in self._subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        _fan_out(event, self._subscribers)
+        _fan_out(event, self._local_subscribers)
+
+    def deliver(self, event: Event) -> None:
+        """Fan out an event another node published (`event.origin` set) to the
+        subscribers that want other nodes' events."""
+        _fan_out(event, self._subscribers)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._buffer)
-        self._subscribers.add(queue)
+    async def subscribe(
+        self, *, remote: bool = True, buffer: int | None = None
+    ) -> AsyncIterator[asyncio.Queue[Event]]:
+        """A queue of the events published from now on; with `remote=False` only this
+        node's own. `buffer` (default: the bus's) bounds what a slow reader may lag."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(buffer or self._buffer)
+        group = self._subscribers if remote else self._local_subscribers
+        group.add(queue)
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            group.discard(queue)
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._subscribers) + len(self._local_subscribers)
+
+
+def _fan_out(event: Event, queues: set[asyncio.Queue[Event]]) -> None:
+    for queue in queues:
+        if queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+        queue.put_nowait(event)

@@ -45,6 +45,8 @@ QUEUED_STATES = ("PENDING", "RETRYING", "PROCESSING")
 """Execution states that count as queue depth; final states are history, not backlog."""
 
 OUTCOMES = ("COMPLETED", "RETRY", "DEAD", "CANCELLED")
+EVENT_BUFFER = 100_000
+"""Events the counters may lag behind before the oldest are lost (bounded memory)."""
 OTHER = "other"
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -248,7 +250,11 @@ class Metrics:
         """Subscribe to the event bus now (no event published after this is missed) and
         consume it in the supervised task `metrics.events`."""
         stack = contextlib.AsyncExitStack()
-        self._inbox = await stack.enter_async_context(self._events.subscribe())
+        # Own events only (each node counts its own), with room for a burst: one group
+        # commit publishes an event per outcome at once.
+        self._inbox = await stack.enter_async_context(
+            self._events.subscribe(remote=False, buffer=EVENT_BUFFER)
+        )
         self._subscription = stack
         self._supervisor.spawn("metrics.events", self._consume)
 
@@ -274,7 +280,10 @@ class Metrics:
         return name if name in self._handlers else OTHER
 
     def record_event(self, event: Event) -> None:
-        """Count one bus event; events of other kinds are ignored."""
+        """Count one bus event; events of other kinds, and other nodes' events (each node
+        counts its own), are ignored."""
+        if event.origin is not None:
+            return
         data = event.data
         if event.kind == "execution":
             self._record_outcome(data)

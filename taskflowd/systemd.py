@@ -4,7 +4,8 @@
 a short summary, STOPPING=1 when shutdown begins, and, when the unit sets `WatchdogSec`,
 WATCHDOG=1 every half `WATCHDOG_USEC` — but only while the process is healthy: the
 event loop runs the watchdog task (a blocked loop sends nothing) and the health probe
-(the store's ping) answers in time. Outside systemd every call is a no-op.
+(the daemon passes the store's ping for an embedded SQLite database, none for a remote
+one) answers in time. Outside systemd every call is a no-op.
 """
 
 from __future__ import annotations

@@ -1,13 +1,23 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from taskflowd.queue.redis_index import RedisKeys
 from taskflowd.store import SqlStore, open_store
-from tests.services import PG_ADMIN_URL, PostgresDatabases, reachable, unavailable
+from tests.services import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    PostgresDatabases,
+    delete_redis_keys,
+    reachable,
+    unavailable,
+)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +42,31 @@ async def pg_url(_pg_databases: PostgresDatabases | str) -> AsyncIterator[str]:
     url = await _pg_databases.create()
     yield url
     await _pg_databases.drop(url)
+
+
+@pytest.fixture(scope="session")
+def _redis_reachable() -> str | None:
+    """None when the test Redis answers, else the reason."""
+    return reachable(REDIS_URL, 6379)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis server and key names no other test uses."""
+
+    url: str
+    keys: RedisKeys
+
+
+@pytest.fixture
+def redis_target(_redis_reachable: str | None) -> Iterator[RedisTarget]:
+    """Redis with this test's own key prefix (`taskflow-test-<id>:`), deleted afterwards.
+    (A plain fixture, so async fixtures can ask for it with `getfixturevalue`.)"""
+    if _redis_reachable is not None:
+        unavailable("Redis", _redis_reachable)
+    target = RedisTarget(REDIS_URL, RedisKeys(prefix=f"taskflow-test-{uuid.uuid4().hex[:12]}:"))
+    yield target
+    asyncio.run(delete_redis_keys(target.url, target.keys.prefix))
 
 
 @pytest.fixture

@@ -86,3 +86,17 @@ class PostgresDatabases:
     def drop_all(self) -> None:
         names = [*self.created, self.template]
         asyncio.run(self._admin(*(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names)))
+
+
+async def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (a test's own keys; never the whole server)."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        doomed = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(doomed), 500):
+            await client.unlink(*doomed[start : start + 500])
+        return len(doomed)
+    finally:
+        await client.aclose()

@@ -41,6 +41,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
-    for install in (meta.install, auth.install, users.install, *ctx.extra_routes):
+    accounts = (auth.install, users.install) if ctx.accounts else ()
+    for install in (meta.install, *accounts, *ctx.extra_routes):
         install(registry)
     return app

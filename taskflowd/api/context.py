@@ -32,6 +32,8 @@ class ApiContext:
     rate_limiter: RateLimiter
     extra_routes: tuple[RouteInstaller, ...] = ()
     extra_middlewares: tuple[Middleware, ...] = ()
+    accounts: bool = True
+    """Serve the auth and users routes; False on a node without the `api` role."""
 
 
 @dataclass(frozen=True, slots=True)

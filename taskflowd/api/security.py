@@ -8,6 +8,7 @@ the caller with `current_user(request)`.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from aiohttp import hdrs, web
@@ -16,12 +17,14 @@ from aiohttp.typedefs import Handler
 from taskflowd.api.context import CONTEXT_KEY, RATE_KEY, USER_KEY, RateState
 from taskflowd.api.openapi import REGISTRY_KEY, Access
 from taskflowd.api.problems import ApiError
+from taskflowd.auth.ratelimit import RateLimiterUnavailable
 from taskflowd.auth.tokens import InvalidToken
 from taskflowd.domain.entities import User
 from taskflowd.domain.enums import Role
 
 MAX_TOKEN_LENGTH = 4096
 _REALM = 'Bearer realm="taskflowd"'
+log = logging.getLogger("taskflowd.api.security")
 
 
 def unauthorized(detail: str, *, token_given: bool) -> ApiError:
@@ -84,12 +87,22 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-async def apply_rate_limit(request: web.Request, key: str, limit_per_min: int) -> None:
+async def apply_rate_limit(
+    request: web.Request, key: str, limit_per_min: int, *, fail_open: bool = True
+) -> None:
     """Count one request against `key`; a 429 ApiError with Retry-After when over the limit.
 
     The decision is kept on the request so the response carries RateLimit-* headers.
+    When a shared limiter cannot decide (Redis down), the request goes ahead unlimited
+    if `fail_open`, else the limiter's RateLimiterUnavailable propagates (a 503).
     """
-    decision = await request.app[CONTEXT_KEY].rate_limiter.hit(key, limit_per_min)
+    try:
+        decision = await request.app[CONTEXT_KEY].rate_limiter.hit(key, limit_per_min)
+    except RateLimiterUnavailable:
+        if not fail_open:
+            raise
+        log.debug("rate limit %s not applied: the limiter is unavailable", key.partition(":")[0])
+        return
     request[RATE_KEY] = RateState(limit_per_min, decision)
     if not decision.allowed:
         retry_after = max(1, math.ceil(decision.retry_after_s))
@@ -102,10 +115,20 @@ async def apply_rate_limit(request: web.Request, key: str, limit_per_min: int) -
 
 
 async def limit_login(request: web.Request, email: str) -> None:
-    """Login attempts are limited per client address and email, before any password work."""
+    """Login attempts are limited per client address and email, before any password work.
+    Without a working limiter logins are refused (503): guessing must stay bounded."""
     limit = request.app[CONTEXT_KEY].settings.auth.login_limit_per_min
     key = f"login:{client_address(request)}:{email.strip().lower()}"
-    await apply_rate_limit(request, key, limit)
+    try:
+        await apply_rate_limit(request, key, limit, fail_open=False)
+    except RateLimiterUnavailable:
+        raise ApiError(
+            503,
+            "login_unavailable",
+            detail="Logging in is not possible while the shared rate limiter is unreachable; "
+            "try again shortly.",
+            headers={hdrs.RETRY_AFTER: "5"},
+        ) from None
 
 
 @web.middleware

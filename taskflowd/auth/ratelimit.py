@@ -2,7 +2,8 @@
 
 GCRA (the generic cell rate algorithm) stores one number per key, the theoretical
 arrival time: a limit of N per minute allows a burst of N, then one request every 60/N
-seconds. A Redis implementation can take the protocol's place for a cluster-wide limit.
+seconds. `taskflowd.auth.ratelimit_redis` keeps the same state in Redis for a limit
+that holds across the cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from taskflowd.store.errors import StoreUnavailable
 
 WINDOW_S = 60.0
 _EPSILON_S = 1e-9  # float sums of intervals must not refuse the N-th hit of a burst
@@ -32,9 +35,17 @@ class Decision:
     retry_after_s: float
 
 
+class RateLimiterUnavailable(StoreUnavailable):
+    """A shared limiter cannot reach its state right now, so it cannot decide. Callers
+    choose: refuse (login: fail closed) or let the request through (fail open)."""
+
+    code = "rate_limiter_unavailable"
+
+
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit_per_min: int, cost: int = 1) -> Decision:
-        """Count `cost` against `key`'s quota of `limit_per_min`; a refused hit costs nothing."""
+        """Count `cost` against `key`'s quota of `limit_per_min`; a refused hit costs nothing.
+        Raises RateLimiterUnavailable when the limiter's shared state cannot be reached."""
 
 
 class GcraRateLimiter:

@@ -7,9 +7,16 @@ from taskflowd.queue.base import JobQueue
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.sql import SqlStore
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 def open_queue(settings: Settings, store: SqlStore) -> JobQueue:
-    """The queue for `settings.queue`: "database" shares the store's database."""
+    """The queue for `settings.queue`: "database" shares the store's database; a Redis
+    URL indexes jobs in Redis, with the store's database as their system of record."""
     if settings.queue == "database":
         return SqlQueue(store.db)
-    raise ValueError(f'queue {settings.queue!r} is not supported yet: use "database"')
+    if settings.queue.startswith(REDIS_SCHEMES):
+        from taskflowd.queue.redis import RedisQueue
+
+        return RedisQueue(store.db, settings.queue)
+    raise ValueError(f'queue {settings.queue!r} is not supported: use "database" or redis://')

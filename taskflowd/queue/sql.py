@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
+from taskflowd.queue import completions, limits
 from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, PostgresDatabase
@@ -34,7 +34,6 @@ _INSERT = (
     f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) "
     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
 )
-_CONCURRENCY_RETRY_S = 0.2
 PRIORITIES = range(10, -1, -1)
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 
@@ -73,8 +72,7 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     event.clear()
 
 
-def _marks(count: int, start: int = 1) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + count))
+_marks = limits.marks
 
 
 class SqlQueue:
@@ -220,7 +218,7 @@ class SqlQueue:
             candidates = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
             if not candidates:
                 return []
-            admitted = await self._admit(conn, candidates, now)
+            admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
             if not admitted:
                 return []
             claimed = await conn.fetch(
@@ -243,54 +241,6 @@ class SqlQueue:
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
-
-    async def _admit(self, conn: Conn, candidates: Sequence[Any], now: datetime) -> list[str]:
-        """Ids among `candidates` that the concurrency and rate limits of their tasks allow;
-        the rest are deferred a little so they do not block the head of the queue."""
-        limited = {c["task_id"] for c in candidates if c["concurrency"] or c["rate_limit"]}
-        if not limited:
-            return [c["id"] for c in candidates]
-        task_ids = sorted(limited)
-        if self._pg:
-            marks = _marks(len(task_ids))
-            await conn.fetch(
-                f"SELECT id FROM tasks WHERE id IN ({marks}) ORDER BY id FOR UPDATE", *task_ids
-            )
-        window_start = now - timedelta(minutes=1)
-        usage = await conn.fetch(
-            "SELECT task_id, "
-            f"SUM(CASE WHEN status = '{_PROCESSING}' THEN 1 ELSE 0 END) AS running, "
-            "SUM(CASE WHEN started_at >= $1 THEN 1 ELSE 0 END) AS starts "
-            f"FROM job_executions WHERE task_id IN ({_marks(len(task_ids), 2)}) "
-            f"AND (status = '{_PROCESSING}' OR started_at >= $1) GROUP BY task_id",
-            window_start,
-            *task_ids,
-        )
-        running = {u["task_id"]: int(u["running"] or 0) for u in usage}
-        starts = {u["task_id"]: int(u["starts"] or 0) for u in usage}
-        admitted: list[str] = []
-        deferred: dict[datetime, list[str]] = defaultdict(list)
-        for c in candidates:
-            task_id = c["task_id"]
-            if task_id not in limited:
-                admitted.append(c["id"])
-                continue
-            concurrency, rate = c["concurrency"], c["rate_limit"]
-            if rate and starts.get(task_id, 0) >= rate:
-                deferred[now + timedelta(seconds=60 / rate)].append(c["id"])
-            elif concurrency and running.get(task_id, 0) >= concurrency:
-                deferred[now + timedelta(seconds=_CONCURRENCY_RETRY_S)].append(c["id"])
-            else:
-                admitted.append(c["id"])
-                running[task_id] = running.get(task_id, 0) + 1
-                starts[task_id] = starts.get(task_id, 0) + 1
-        for run_at, ids in deferred.items():
-            await conn.execute(
-                f"UPDATE job_executions SET run_at = $1 WHERE id IN ({_marks(len(ids), 2)})",
-                run_at,
-                *ids,
-            )
-        return admitted
 
     async def renew(
         self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
@@ -346,36 +296,7 @@ class SqlQueue:
         return applied
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
-        # The values travel as a UNION ALL of one-row SELECTs rather than a WITH … VALUES
-        # list: a statement that starts with UPDATE reports its row count on SQLite too.
-        selects = []
-        args: list[Any] = []
-        for o in outcomes:
-            n = len(args)
-            selects.append(
-                f"SELECT CAST(${n + 1} AS TEXT) AS id, CAST(${n + 2} AS BIGINT) AS fence, "
-                f"CAST(${n + 3} AS TEXT) AS result, CAST(${n + 4} AS TIMESTAMPTZ) AS done_at, "
-                f"CAST(${n + 5} AS BIGINT) AS duration"
-            )
-            args += [
-                o.execution_id,
-                o.fence,
-                rows.dump_json(o.result),
-                o.finished_at,
-                o.duration_ms,
-            ]
-        status_mark = len(args) + 1
-        changed = await conn.execute(
-            f"UPDATE job_executions SET status = ${status_mark}, result = v.result, "
-            "error = NULL, completed_at = v.done_at, duration_ms = v.duration, "
-            "updated_at = v.done_at, lease_owner = NULL, lease_expires_at = NULL "
-            f"FROM ({' UNION ALL '.join(selects)}) AS v "
-            "WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
-            f"AND job_executions.status = ${status_mark + 1}",
-            *args,
-            ExecutionStatus.COMPLETED.value,
-            _PROCESSING,
-        )
+        changed = await completions.record(conn, outcomes, postgres=self._pg)
         ids = {o.execution_id for o in outcomes}
         if changed == len(ids):
             return ids

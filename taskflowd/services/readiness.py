@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from taskflowd.domain.errors import TaskflowError
 from taskflowd.logs import redact_text
-from taskflowd.store.errors import StoreError
 
 Probe = Callable[[], Awaitable[Any]]
 MAX_REASON_CHARS = 200
@@ -45,7 +45,7 @@ def public_reason(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout_s:g} s"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if not isinstance(exc, StoreError):
+    if not isinstance(exc, TaskflowError):
         message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     text = redact_text(message)
     return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"

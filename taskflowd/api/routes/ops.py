@@ -9,7 +9,7 @@ and registers the routes in one step.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -20,7 +20,7 @@ from taskflowd.api.schemas_ops import ReadyOut, StatsOut, ready_out, stats_out
 from taskflowd.api.security import bearer_token, current_user, unauthorized
 from taskflowd.metrics import Metrics
 from taskflowd.queue.base import JobQueue
-from taskflowd.services.readiness import Readiness
+from taskflowd.services.readiness import Probe, Readiness
 from taskflowd.services.stats import StatsService
 from taskflowd.services.tasks import owner_scope
 from taskflowd.store.sql import SqlStore
@@ -47,12 +47,15 @@ class OpsContext:
         metrics_token: str = "",
         node_ttl_s: float = 30.0,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        checks: Sequence[tuple[str, Probe]] = (),
     ) -> OpsContext:
         """Readiness pings the database and asks the queue for its next due job (a read
-        that touches whichever backend holds the queue); stats read the store's database
-        and share the metrics' queue-depth snapshot."""
+        that touches whichever backend holds the queue), then runs `checks` (e.g. the
+        cluster's); stats read the store's database and share the metrics' queue-depth
+        snapshot."""
         readiness = Readiness(
-            [("database", store.ping), ("queue", queue.next_due)], timeout_s=ready_timeout_s
+            [("database", store.ping), ("queue", queue.next_due), *checks],
+            timeout_s=ready_timeout_s,
         )
         stats = StatsService(store.db, store, metrics.queue_depths, node_ttl_s)
         return cls(metrics, readiness, stats, metrics_token)
@@ -96,8 +99,9 @@ async def get_stats(request: web.Request) -> web.Response:
     return json_response(stats_out(overview))
 
 
-def install(api: ApiRegistry) -> None:
-    """Register the routes; `app[OPS_KEY]` must be set before the app starts."""
+def install(api: ApiRegistry, *, stats: bool = True) -> None:
+    """Register the routes (without /api/v1/stats unless `stats`); `app[OPS_KEY]` must be
+    set before the app starts."""
     api.add(
         Operation(
             "GET",
@@ -130,6 +134,8 @@ def install(api: ApiRegistry) -> None:
             ),
         )
     )
+    if not stats:
+        return
     api.add(
         Operation(
             "GET",
@@ -147,11 +153,11 @@ def install(api: ApiRegistry) -> None:
     )
 
 
-def mount(ctx: OpsContext) -> Callable[[ApiRegistry], None]:
+def mount(ctx: OpsContext, *, stats: bool = True) -> Callable[[ApiRegistry], None]:
     """A route installer that also puts `ctx` on the app (for `ApiContext.extra_routes`)."""
 
     def install_ops(api: ApiRegistry) -> None:
         api.app[OPS_KEY] = ctx
-        install(api)
+        install(api, stats=stats)
 
     return install_ops

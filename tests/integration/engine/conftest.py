@@ -11,6 +11,7 @@ import pytest
 
 from taskflowd.domain.entities import User
 from taskflowd.domain.enums import Role
+from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore
 from tests.integration.engine.harness import SCHEDULER, WORKER, Crashes, Engine, EngineFactory
 from tests.integration.queue.isolation import _pg_reused_url, pg_url
@@ -22,7 +23,8 @@ __all__ = ["_pg_reused_url", "pg_url"]
 @pytest.fixture
 async def make_engine(store: SqlStore) -> AsyncIterator[EngineFactory]:
     """Builds engines over the test's store (started unless `start=False`), with
-    `worker={...}` and `scheduler={...}` overriding the fast test settings; stops them
+    `worker={...}` and `scheduler={...}` overriding the fast test settings and
+    `queue_type` a SqlQueue subclass that instruments the queue; stops them
     all afterwards and fails the test if a background loop crashed meanwhile."""
     engines: list[Engine] = []
     crashes = Crashes()
@@ -34,11 +36,13 @@ async def make_engine(store: SqlStore) -> AsyncIterator[EngineFactory]:
         start: bool = True,
         worker: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        queue_type: type[SqlQueue] = SqlQueue,
     ) -> Engine:
         engine = Engine(
             store,
             dataclasses.replace(WORKER, **(worker or {})),
             dataclasses.replace(SCHEDULER, **(scheduler or {})),
+            queue_type,
         )
         engines.append(engine)
         if start:

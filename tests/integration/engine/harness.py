@@ -68,10 +68,14 @@ class Engine:
     """One node's job machinery; `start()` runs the timer and the worker pool."""
 
     def __init__(
-        self, store: SqlStore, worker: WorkerSettings, scheduler: SchedulerSettings
+        self,
+        store: SqlStore,
+        worker: WorkerSettings,
+        scheduler: SchedulerSettings,
+        queue_type: type[SqlQueue] = SqlQueue,
     ) -> None:
         self.store = store
-        self.queue = SqlQueue(store.db)
+        self.queue = queue_type(store.db)
         self.handlers = HandlerRegistry.build(
             shell_enabled=False,
             http_allow_private=False,

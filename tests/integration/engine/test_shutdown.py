@@ -4,9 +4,31 @@ a dead node's jobs are reclaimed once their lease expires."""
 
 from __future__ import annotations
 
-from taskflowd.domain.entities import User
+import asyncio
+
+from taskflowd.domain.entities import Execution, User
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.queue.sql import SqlQueue
+from taskflowd.store.db import Database
 from tests.integration.engine.harness import EngineFactory, spec
+from tests.integration.queue.polling import DEADLINE_S
+
+
+class HeldClaims(SqlQueue):
+    """A queue that holds each successful claim between its commit and the worker seeing
+    it, until `release_claims` is set: a stop can then arrive in the middle of a claim."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.claimed = asyncio.Event()
+        self.release_claims = asyncio.Event()
+
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        found = await super().acquire(owner, limit, lease_s)
+        if found:
+            self.claimed.set()
+            await self.release_claims.wait()
+        return found
 
 
 async def test_stop_lets_a_running_job_finish_within_the_grace_period(
@@ -67,7 +89,7 @@ async def test_running_job_keeps_its_lease_past_the_lease_time(
     make_engine: EngineFactory, admin: User
 ) -> None:
     engine = await make_engine(worker={"lease_s": 2.0})
-    task = await engine.tasks.create(admin, spec(handler="sleep", payload={"seconds": 3}))
+    task = await engine.tasks.create(admin, spec(handler="sleep", payload={"seconds": 2.5}))
     [job] = await engine.executions(task.id)
 
     done = await engine.wait_for_status(job.id, ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
@@ -75,3 +97,24 @@ async def test_running_job_keeps_its_lease_past_the_lease_time(
     assert done.status is ExecutionStatus.COMPLETED
     assert done.attempts == 1, "a renewed lease must not expire under a running job"
     assert await engine.history(job.id) == []
+
+
+async def test_stop_during_a_claim_does_not_strand_the_claimed_jobs(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(queue_type=HeldClaims, worker={"shutdown_grace_s": 30.0})
+    queue = engine.queue
+    assert isinstance(queue, HeldClaims)
+    task = await engine.tasks.create(admin, spec(payload={"n": 1}))
+    await asyncio.wait_for(queue.claimed.wait(), DEADLINE_S)
+
+    stopping = asyncio.create_task(engine.worker.stop())
+    await asyncio.sleep(0)  # let stop() begin while the claim is in flight
+    queue.release_claims.set()
+    await stopping
+
+    # The job was claimed as shutdown began: it must be run within the grace period or
+    # handed back, not left under a lease nobody renews (an attempt burnt, a delay).
+    [job] = await engine.executions(task.id)
+    assert job.status in (ExecutionStatus.COMPLETED, ExecutionStatus.PENDING), job
+    assert job.lease_owner is None

@@ -2,8 +2,8 @@
 
 Cloning and dropping a database per test costs seconds on a busy machine, and these
 suites have many short tests. Instead each test session clones the migrated template
-once, and every test starts from it emptied with one TRUNCATE: the same clean slate,
-in milliseconds. Import `pg_url` into a conftest to use it there.
+once, and every test starts from it emptied: the same clean slate, in milliseconds.
+Import `pg_url` (and `_pg_reused_url`) into a conftest to use it there.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 
 from tests.services import PostgresDatabases, unavailable
 
-# Every table but schema_migrations, which must keep saying the schema is current.
+# Every table but schema_migrations (which must keep saying the schema is current),
+# children before parents.
 TABLES = (
     "retry_history",
     "dead_letter_jobs",
@@ -52,7 +53,11 @@ async def pg_url(
     try:
         # A connection leaked by an earlier test must fail this one loudly, not hang it.
         await conn.execute("SET lock_timeout = '10s'")
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        # DELETE, not TRUNCATE: the tables are small, and TRUNCATE's new files cost an
+        # fsync each, ten times slower on a busy machine.
+        async with conn.transaction():
+            for table in TABLES:
+                await conn.execute(f"DELETE FROM {table}")
     finally:
         await conn.close()
     yield _pg_reused_url

@@ -14,7 +14,7 @@ DEADLINE_S = 15.0
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     what: str,
     timeout_s: float = DEADLINE_S,
     interval_s: float = 0.05,

@@ -1,0 +1,80 @@
+"""Per-task concurrency and rate limits, decided inside the claiming transaction.
+
+Both queues claim through the database, so the limits hold across every node: the rows
+of limited tasks are locked (PostgreSQL) while their running jobs and recent starts
+are counted, and jobs over a limit are deferred briefly instead of blocking the head
+of the queue.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.store.db import Conn
+
+CONCURRENCY_RETRY_S = 0.2
+"""How long a job held back by its task's concurrency limit waits before it is tried again."""
+
+_PROCESSING = ExecutionStatus.PROCESSING.value
+
+
+def marks(count: int, start: int = 1) -> str:
+    """`count` numbered placeholders from `$start`, comma-separated."""
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+async def admit(
+    conn: Conn, candidates: Sequence[Any], now: datetime, *, lock_tasks: bool
+) -> tuple[list[str], dict[str, datetime]]:
+    """Split `candidates` (rows with `id`, `task_id`, `concurrency`, `rate_limit`) into the
+    ids their tasks' limits admit now and the ids deferred, with their new `run_at`
+    (already written). `lock_tasks` serialises concurrent claims of the same limited
+    tasks (PostgreSQL); SQLite's single writer already does."""
+    limited = {c["task_id"] for c in candidates if c["concurrency"] or c["rate_limit"]}
+    if not limited:
+        return [c["id"] for c in candidates], {}
+    task_ids = sorted(limited)
+    if lock_tasks:
+        await conn.fetch(
+            f"SELECT id FROM tasks WHERE id IN ({marks(len(task_ids))}) ORDER BY id FOR UPDATE",
+            *task_ids,
+        )
+    window_start = now - timedelta(minutes=1)
+    usage = await conn.fetch(
+        "SELECT task_id, "
+        f"SUM(CASE WHEN status = '{_PROCESSING}' THEN 1 ELSE 0 END) AS running, "
+        "SUM(CASE WHEN started_at >= $1 THEN 1 ELSE 0 END) AS starts "
+        f"FROM job_executions WHERE task_id IN ({marks(len(task_ids), 2)}) "
+        f"AND (status = '{_PROCESSING}' OR started_at >= $1) GROUP BY task_id",
+        window_start,
+        *task_ids,
+    )
+    running = {u["task_id"]: int(u["running"] or 0) for u in usage}
+    starts = {u["task_id"]: int(u["starts"] or 0) for u in usage}
+    admitted: list[str] = []
+    deferred: dict[datetime, list[str]] = defaultdict(list)
+    for c in candidates:
+        task_id = c["task_id"]
+        if task_id not in limited:
+            admitted.append(c["id"])
+            continue
+        concurrency, rate = c["concurrency"], c["rate_limit"]
+        if rate and starts.get(task_id, 0) >= rate:
+            deferred[now + timedelta(seconds=60 / rate)].append(c["id"])
+        elif concurrency and running.get(task_id, 0) >= concurrency:
+            deferred[now + timedelta(seconds=CONCURRENCY_RETRY_S)].append(c["id"])
+        else:
+            admitted.append(c["id"])
+            running[task_id] = running.get(task_id, 0) + 1
+            starts[task_id] = starts.get(task_id, 0) + 1
+    for run_at, ids in deferred.items():
+        await conn.execute(
+            f"UPDATE job_executions SET run_at = $1 WHERE id IN ({marks(len(ids), 2)})",
+            run_at,
+            *ids,
+        )
+    return admitted, {i: run_at for run_at, ids in deferred.items() for i in ids}

@@ -1,0 +1,288 @@
+"""The job queue on Redis, with the database as the system of record.
+
+Every record write and every fencing decision is the SQL queue's (`SqlQueue`, composed
+here): executions are committed before they become visible in Redis, a claim is the
+conditional UPDATE that moves a row to PROCESSING with a new fencing token, and an
+outcome is applied only with the claim's fence. Redis holds an index of what is queued
+(`redis_index`), so workers pop due jobs highest priority first without scanning the
+database, block on a Redis wake-up instead of polling, and sleep until the next delayed
+job. The reconciler rebuilds the index whenever Redis lost it, so no accepted job is lost.
+
+A change committed to the database is then reflected in Redis; if Redis cannot be
+reached at that moment the change stands (the job was accepted) and the reconciler
+indexes it once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from taskflowd.background import Supervisor
+from taskflowd.domain.entities import Execution, Task, utcnow
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
+from taskflowd.queue.reconcile import Reconciler
+from taskflowd.queue.redis_claims import RecordClaims
+from taskflowd.queue.redis_index import (
+    PRIORITY_SPAN,
+    Placement,
+    RedisIndex,
+    RedisKeys,
+    from_us,
+    to_us,
+)
+from taskflowd.queue.sql import SqlQueue
+from taskflowd.store.db import Database
+from taskflowd.store.errors import StoreError
+
+log = logging.getLogger("taskflowd.queue.redis")
+
+_OVERDUE_BATCH = 500
+_UNPARK_CHECK_S = 1.0
+_RESUBSCRIBE_S = 1.0
+_KIND = {
+    OutcomeKind.COMPLETED: "C",
+    OutcomeKind.RETRY: "R",
+    OutcomeKind.DEAD: "D",
+    OutcomeKind.CANCELLED: "X",
+}
+
+
+def _queued(e: Execution) -> Placement:
+    return Placement(e.id, "Q", to_us(e.run_at), e.priority, e.task_id)
+
+
+class RedisQueue:
+    """`JobQueue` over Redis (see `taskflowd.queue.base` and this module's docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        url: str,
+        *,
+        keys: RedisKeys | None = None,
+        reconcile_interval_s: float = 5.0,
+        full_reconcile_interval_s: float = 600.0,
+    ) -> None:
+        self.db = db
+        self.sql = SqlQueue(db)
+        self.index = RedisIndex(url, keys)
+        self.records = RecordClaims(db)
+        self.reconciler = Reconciler(
+            db,
+            self.index,
+            self.records,
+            interval_s=reconcile_interval_s,
+            full_interval_s=full_reconcile_interval_s,
+        )
+        self._wake = asyncio.Event()
+        self._supervisor = Supervisor(lambda name, exc: None)
+        self._unpark_checked = 0.0
+
+    # --- lifecycle and wake-ups ------------------------------------------------------
+    async def start(self) -> None:
+        await self.index.connect()
+        try:
+            await self.sql.start()
+            await self.reconciler.rebuild_if_lost()
+        except BaseException:
+            await self.sql.stop()
+            await self.index.close()
+            raise
+        self._supervisor.spawn("queue.redis.wake-ups", self._wake_ups)
+        self._supervisor.spawn("queue.redis.reconciler", self.reconciler.run)
+
+    async def stop(self) -> None:
+        await self._supervisor.cancel_all()
+        try:
+            await self.sql.stop()
+        finally:
+            await self.index.close()
+
+    async def _wake_ups(self) -> None:
+        """Listen for wake-ups forever; while Redis is away, workers fall back on their
+        idle timeouts and this retries every second, logging the outage once."""
+        failing = False
+        while True:
+            try:
+                await self.index.wake_ups(self.wake)
+            except StoreError as exc:
+                if not failing:
+                    log.warning("Redis queue wake-ups interrupted: %s", exc)
+                failing = True
+                await asyncio.sleep(_RESUBSCRIBE_S)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_for_work(self, timeout_s: float) -> None:
+        if timeout_s > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout_s)
+        self._wake.clear()
+
+    async def schedule_changed(self) -> None:
+        await self.sql.schedule_changed()
+
+    async def wait_for_schedule_change(self, timeout_s: float) -> None:
+        await self.sql.wait_for_schedule_change(timeout_s)
+
+    async def _reflect(self, placements: Sequence[Placement]) -> None:
+        """Show committed changes in Redis; if it cannot be reached, the reconciler will."""
+        if not placements:
+            return
+        try:
+            await self.index.sync(to_us(utcnow()), placements)
+        except StoreError as exc:
+            log.warning("Redis queue index not updated (%s); the reconciler will repair it", exc)
+            self.reconciler.mark_dirty()
+
+    # --- adding work -------------------------------------------------------------------
+    async def add(self, executions: Sequence[Execution]) -> None:
+        if not executions:
+            return
+        await self.sql.add(executions)
+        await self._reflect([_queued(e) for e in executions])
+        self._wake.set()
+
+    async def announce(self, executions: Sequence[Execution]) -> None:
+        if executions:
+            await self._reflect([_queued(e) for e in executions])
+            self._wake.set()
+
+    async def reschedule(self, task: Task, run_at: datetime | None) -> int:
+        changed = await self.sql.reschedule(task, run_at)
+        if changed:
+            await self._reflect(await self.records.task_placements(task.id, utcnow()))
+            self._wake.set()
+        return changed
+
+    async def due_tasks(self, horizon: datetime, limit: int) -> list[Task]:
+        return await self.sql.due_tasks(horizon, limit)
+
+    async def next_tick_at(self) -> datetime | None:
+        return await self.sql.next_tick_at()
+
+    async def add_ticks(self, batch: TickBatch) -> bool:
+        if not await self.sql.add_ticks(batch):
+            return False
+        # A tick already enqueued under another id leaves a stale entry here, which the
+        # claim drops: its id has no row.
+        await self._reflect([_queued(e) for e in batch.executions])
+        self._wake.set()
+        return True
+
+    # --- claiming ----------------------------------------------------------------------
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        now = utcnow()
+        now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
+        popped = await self.index.acquire(now_us, limit, deadline_us)
+        if not popped.epoch_present:
+            self.reconciler.kick()
+        ids = popped.ids
+        unpark = popped.paused_tasks and self._unpark_due(len(ids) < limit)
+        if unpark and await self._unpark(now):
+            more = await self.index.acquire(now_us, limit - len(ids), deadline_us)
+            ids = [*ids, *more.ids]
+        if not ids:
+            return []
+        try:
+            result = await self.records.claim(ids, owner, now, lease_s)
+        except BaseException:
+            # Back to waiting rather than stuck in active until the lease runs out; a
+            # claim that did commit is corrected when these are popped again.
+            await self._reflect([Placement(i, "Q", now_us) for i in ids])
+            raise
+        await self._reflect(result.placements)
+        return result.claimed
+
+    def _unpark_due(self, short: bool) -> bool:
+        return short or time.monotonic() - self._unpark_checked >= _UNPARK_CHECK_S
+
+    async def _unpark(self, now: datetime) -> int:
+        """Queue again the parked jobs of tasks that are no longer paused."""
+        self._unpark_checked = time.monotonic()
+        resumed = await self.records.resumed_tasks(await self.index.paused_tasks())
+        return await self.index.unpark(to_us(now), resumed) if resumed else 0
+
+    async def renew(
+        self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> LeaseStatus:
+        status = await self.sql.renew(owner, claims, lease_s)
+        deadline = to_us(utcnow() + timedelta(seconds=lease_s))
+        held = {i: deadline for i, _ in claims if i not in status.lost}
+        try:
+            await self.index.extend(held)
+        except StoreError as exc:
+            log.warning("Redis queue leases not extended: %s", exc)
+        return status
+
+    # --- outcomes ----------------------------------------------------------------------
+    async def settle(self, outcomes: Sequence[Outcome]) -> set[str]:
+        applied = await self.sql.settle(outcomes)
+        rows = [
+            (o.execution_id, _KIND[o.kind], to_us(o.run_at) if o.run_at else 0)
+            for o in outcomes
+            if o.execution_id in applied
+        ]
+        try:
+            await self.index.settle(to_us(utcnow()), rows)
+        except StoreError as exc:
+            log.warning("Redis queue index not updated after settling (%s)", exc)
+            self.reconciler.mark_dirty()
+        self._wake.set()
+        return applied
+
+    async def release(self, claims: Sequence[tuple[str, int]]) -> int:
+        released = await self.sql.release(claims)
+        if released:
+            await self._reflect(await self.records.placements([i for i, _ in claims], utcnow()))
+        return released
+
+    async def reap_expired(self, max_rescues: int) -> Reaped:
+        reaped = await self.sql.reap_expired(max_rescues)
+        now = utcnow()
+        placements = await self.records.placements(reaped.rescued, now)
+        placements += [Placement(i, "F", to_us(now)) for i in reaped.dead]
+        # Popped but never claimed (a node died in between), or an outcome whose
+        # reflection here was lost: the database says where these belong.
+        overdue = await self.index.overdue(to_us(now), _OVERDUE_BATCH)
+        placements += await self.records.placements(overdue, now)
+        await self._reflect(placements)
+        if reaped.rescued:
+            self._wake.set()
+        return reaped
+
+    # --- user actions ------------------------------------------------------------------
+    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
+        found = await self.sql.cancel(execution_id, owner_id)
+        if found is not None and found.status is ExecutionStatus.CANCELLED:
+            await self._reflect([Placement(found.id, "X")])
+        return found
+
+    async def retry_dead_letter(
+        self, dead_letter_id: str, owner_id: str | None
+    ) -> Execution | None:
+        found = await self.sql.retry_dead_letter(dead_letter_id, owner_id)
+        if found is not None:
+            await self._reflect([_queued(found)])
+            self._wake.set()
+        return found
+
+    # --- observation -------------------------------------------------------------------
+    async def depths(self) -> dict[ExecutionStatus, int]:
+        return await self.sql.depths()
+
+    async def next_due(self) -> datetime | None:
+        """The earliest delayed job, exactly; with jobs waiting, a due time at or before
+        now (the first waiting job's, to the millisecond)."""
+        waiting, delayed = await self.index.heads()
+        found = [] if delayed is None else [from_us(delayed)]
+        if waiting is not None:
+            found.append(from_us((waiting % PRIORITY_SPAN) * 1000))
+        return min(found, default=None)

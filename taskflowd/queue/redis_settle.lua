@@ -1,0 +1,32 @@
+-- Reflect outcomes the database applied: ARGV[3] packs rows of (id, kind, retry at µs),
+-- kind C completed, R retry, D dead-lettered, X cancelled. A retried job is queued
+-- again at its retry time; the others leave the index.
+local completed, failed, retried = 0, 0, 0
+for _, row in ipairs(unpack_rows(ARGV[3], 3)) do
+  local id, kind = row[1], row[2]
+  redis.call('ZREM', ACTIVE, id)
+  if kind == 'R' then
+    enqueue(id, priority_of(id), tonumber(row[3]))
+    failed = failed + 1
+    retried = retried + 1
+  else
+    redis.call('HDEL', JOBS, id)
+    if kind == 'C' then
+      completed = completed + 1
+    elseif kind == 'D' then
+      failed = failed + 1
+      redis.call('ZADD', DEAD, NOW_ARG, id)
+    end
+  end
+end
+if completed > 0 then
+  redis.call('INCRBY', COMPLETED, completed)
+end
+if failed > 0 then
+  redis.call('INCRBY', FAILED, failed)
+  redis.call('ZREMRANGEBYRANK', DEAD, 0, -(DEAD_LETTER_KEPT + 1))
+end
+if retried > 0 then
+  redis.call('PUBLISH', CHANNEL, 'retry')
+end
+return completed
