@@ -135,7 +135,8 @@ class JobQueue(Protocol):
         statuses are history rather than queue depth and read 0."""
 
     async def next_due(self) -> datetime | None:
-        """The earliest `run_at` among queued jobs, or None when none is queued."""
+        """The earliest `run_at` among queued jobs that may be claimed (jobs of paused
+        tasks do not count), or None when there is none."""
 
     async def wait_for_work(self, timeout_s: float) -> None:
         """Return when work may have become due (a local or remote wake-up) or after

@@ -53,11 +53,17 @@ def _candidates_sql(lock: str) -> str:
 
 
 # Without statistics SQLite would pick the status index and read every queued row.
+# Jobs of paused tasks are never claimed, so they must not count as due either (a worker
+# would wake at once, again and again). Without statistics SQLite would pick the status
+# index and read every queued row, hence the index hint.
+_NEXT_DUE_SQL = (
+    "SELECT e.run_at AS due FROM job_executions e{hint} JOIN tasks t ON t.id = e.task_id "
+    f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND t.status <> 'PAUSED' "
+    "ORDER BY e.run_at LIMIT 1"
+)
 _NEXT_DUE = {
-    "sqlite": "SELECT MIN(run_at) AS due FROM job_executions INDEXED BY job_executions_run_at "
-    f"WHERE status IN ('{_PENDING}', '{_RETRYING}')",
-    "postgresql": "SELECT MIN(run_at) AS due FROM job_executions "
-    f"WHERE status IN ('{_PENDING}', '{_RETRYING}')",
+    "sqlite": _NEXT_DUE_SQL.format(hint=" INDEXED BY job_executions_run_at"),
+    "postgresql": _NEXT_DUE_SQL.format(hint=""),
 }
 _CANDIDATES = {
     "sqlite": _candidates_sql(""),
