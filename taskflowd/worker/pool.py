@@ -65,6 +65,7 @@ class WorkerPool:
         self._supervisor = supervisor
         self._running: dict[str, _Running] = {}
         self._pending: list[Outcome] = []
+        self._settling: list[Outcome] = []
         self._flush_needed = asyncio.Event()
         self._flushed = asyncio.Condition()
         self._slot_freed = asyncio.Event()
@@ -285,6 +286,7 @@ class WorkerPool:
         delay = 0.05
         while self._pending:
             batch, self._pending = self._pending, []
+            self._settling = batch
             try:
                 applied = await self.queue.settle(batch)
             except asyncio.CancelledError:
@@ -292,6 +294,7 @@ class WorkerPool:
                 raise
             except Exception:
                 self._pending[:0] = batch
+                self._settling = []
                 log.warning(
                     "could not record %d outcomes; retrying in %.2f s",
                     len(batch),
@@ -301,6 +304,7 @@ class WorkerPool:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self._settling = []
             for outcome in batch:
                 if outcome.execution_id not in applied:
                     log.warning("outcome of %s dropped: its claim is stale", outcome.execution_id)
@@ -322,7 +326,10 @@ class WorkerPool:
         interval = self.settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
+            # Finished jobs whose outcome waits for its group commit keep their lease too,
+            # or a slow commit could let another node run them again.
             claims = [(r.execution.id, r.execution.fence) for r in self._running.values()]
+            claims += [(o.execution_id, o.fence) for o in (*self._pending, *self._settling)]
             if not claims:
                 continue
             status = await self.queue.renew(self.node_id, claims, self.settings.lease_s)
