@@ -42,7 +42,7 @@ def test_sign_in_rejects_a_wrong_password_then_signs_in_and_out(site: Site) -> N
     assert page.locator("h1").inner_text() == "Overview"
     page.click("text=Sign out")
     page.wait_for_url("**/dashboard/login")
-    assert "signed out" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("signed out")
     page.goto("/dashboard/tasks")
     page.wait_for_url("**/dashboard/login?next=%2Fdashboard%2Ftasks")
 
@@ -74,7 +74,7 @@ def test_create_a_cron_task_through_the_form_and_watch_it_run_live(site: Site) -
     assert page.locator("#e-cronExpression").is_hidden()
     page.click("form#task-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/dashboard/tasks/[0-9a-f-]{36}$"))
-    assert "created" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("created")
     assert page.locator(".run-list li").count() == 10
 
     # Executions appear without a reload: the marker survives only if the page stays.
@@ -136,7 +136,7 @@ def test_a_user_sees_only_their_own_tasks(site: Site) -> None:
     admin.fill("#u-lastName", "User")
     admin.fill("#u-password", "user-password-123")
     admin.click("button:has-text('Create user')")
-    assert "Created user@example.com" in admin.inner_text("[data-flash]")
+    expect(admin.locator("[data-flash]")).to_contain_text("Created user@example.com")
 
     user = site.new_page()
     site.sign_in(user, "user@example.com", "user-password-123")
@@ -167,20 +167,20 @@ def test_pause_resume_edit_and_delete_a_task(site: Site) -> None:
     site.sign_in(page)
     page.goto(f"/dashboard/tasks/{task['id']}")
     page.click("button:has-text('Pause')")
-    assert "Paused “nightly report”" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("Paused “nightly report”")
     assert page.locator(".page-head [data-status='PAUSED']").count() == 1
     page.click("button:has-text('Resume')")
-    assert "Resumed" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("Resumed")
     page.click("text=Edit")
     page.fill("#f-name", "nightly report v2")
     page.fill("#f-timezone", "Europe/Berlin")
     page.click("form#task-form button[type=submit]")
-    assert "Saved “nightly report v2”" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("Saved “nightly report v2”")
     assert "Europe/Berlin" in page.inner_text(".props")
     page.click("button:has-text('Delete')")
     page.click("#confirm-ok")
     page.wait_for_url("**/dashboard/tasks")
-    assert "Deleted “nightly report v2”" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("Deleted “nightly report v2”")
 
 
 def test_change_the_password_and_stay_signed_in(site: Site) -> None:
@@ -203,7 +203,7 @@ def test_change_the_password_and_stay_signed_in(site: Site) -> None:
     page.fill("#p-newPassword", "brand-new-password-1")
     page.fill("#p-confirmPassword", "brand-new-password-1")
     page.click("button:has-text('Change password')")
-    assert "Password changed" in page.inner_text("[data-flash]")
+    expect(page.locator("[data-flash]")).to_contain_text("Password changed")
     page.goto("/dashboard/tasks")  # this session goes on ...
     assert page.locator("h1").inner_text() == "Tasks"
     status, _ = site.api("GET", "/api/v1/auth/me", token=old_token)
@@ -234,7 +234,9 @@ def test_a_deactivated_user_is_signed_out_at_once(site: Site) -> None:
     row = admin.locator(f"tr[data-user-id='{user['id']}']")
     row.locator("button", has_text="Deactivate").click()
     admin.click("#confirm-ok")
-    assert "leaver@example.com is now USER, deactivated" in admin.inner_text("[data-flash]")
+    expect(admin.locator("[data-flash]")).to_contain_text(
+        "leaver@example.com is now USER, deactivated"
+    )
     # The open page of the deactivated user notices on its event stream and leaves.
     leaver.wait_for_url("**/dashboard/login**", timeout=30_000)
     leaver.fill("#email", "leaver@example.com")
@@ -243,4 +245,4 @@ def test_a_deactivated_user_is_signed_out_at_once(site: Site) -> None:
     assert "Wrong email or password" in leaver.inner_text("#login-error")
     admin.reload()
     row.locator("button", has_text="Activate").click()
-    assert "is now USER, active" in admin.inner_text("[data-flash]")
+    expect(admin.locator("[data-flash]")).to_contain_text("is now USER, active")
