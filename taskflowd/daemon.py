@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -29,6 +29,8 @@ from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
 from taskflowd.worker.pool import WorkerPool
+
+T = TypeVar("T")
 
 log = logging.getLogger("taskflowd.daemon")
 
@@ -240,16 +242,19 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(0.0005)
 
 
-def run_daemon(settings: Settings) -> int:
-    """Run a daemon in a fresh event loop (uvloop when installed)."""
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` in a fresh event loop (uvloop when installed), with the interpreter
+    tuned as for the daemon: `serve` and `bench` run the same way."""
     tune_interpreter()
     try:
         import uvloop
-
-        runner: Callable[[Any], int] = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    return runner(_serve(settings))
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def run_daemon(settings: Settings) -> int:
+    return run_loop(_serve(settings))
 
 
 async def _serve(settings: Settings) -> int:

@@ -211,9 +211,11 @@ class WorkerPool:
             )
         spec = self.handlers.get(job.handler)
         ctx = JobContext(job.id, job.task_id, job.attempts, f"{job.id}:{job.attempts}", log)
-        timeout_s = job.timeout_ms / 1000 if job.timeout_ms else None
         try:
-            async with asyncio.timeout(timeout_s):
+            if job.timeout_ms:
+                async with asyncio.timeout(job.timeout_ms / 1000):
+                    result = await spec.run(job.payload, ctx)
+            else:
                 result = await spec.run(job.payload, ctx)
             orjson.dumps(result)
         except TimeoutError:
