@@ -38,7 +38,8 @@ log = logging.getLogger("taskflowd.queue.reconcile")
 
 _QUEUED = f"status IN ('{ExecutionStatus.PENDING.value}', '{ExecutionStatus.RETRYING.value}')"
 _PAGE = (
-    f"SELECT e.id, e.task_id, e.run_at FROM job_executions e WHERE e.{_QUEUED}"
+    f"SELECT e.id, e.task_id, e.run_at FROM job_executions e WHERE e.{_QUEUED} "
+    "AND e.completed_at IS NULL"
     "{after}{horizon} ORDER BY e.run_at, e.id LIMIT {limit}"
 )
 _AFTER = " AND e.run_at >= $1 AND (e.run_at > $1 OR e.id > $2)"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskflowd.domain.entities import Execution
+from taskflowd.domain.entities import Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue import limits
 from taskflowd.queue.redis_index import Placement, to_us
@@ -51,7 +51,10 @@ _STATE_OF = (
     "FROM job_executions e JOIN tasks t ON t.id = e.task_id WHERE "
 )
 _STATE = _STATE_OF + "e.id {ids}"
-_QUEUED_OF_TASK = _STATE_OF + f"e.task_id = $1 AND e.status IN ('{_PENDING}', '{_RETRYING}')"
+_QUEUED_OF_TASK = (
+    _STATE_OF + f"e.task_id = $1 AND e.status IN ('{_PENDING}', '{_RETRYING}') "
+    "AND e.completed_at IS NULL"
+)
 
 
 @dataclass(slots=True)
@@ -90,7 +93,7 @@ class RecordClaims:
             rest = self._unclaimed(ids, found)
             if rest:
                 async with self.db.transaction() as conn:
-                    more = await self._claim_rest(conn, rest, head, now, result)
+                    more = await self._claim_rest(conn, rest, owner, lease_s, now, result)
                     await self._touch(conn, more, now)
                 found += more
         else:
@@ -98,7 +101,7 @@ class RecordClaims:
                 found = list(await conn.fetch(plain, *head, *args))
                 rest = self._unclaimed(ids, found)
                 if rest:
-                    found += await self._claim_rest(conn, rest, head, now, result)
+                    found += await self._claim_rest(conn, rest, owner, lease_s, now, result)
                 await self._touch(conn, found, now)
         result.claimed = [rows.execution_from_row(r, self._t) for r in found]
         result.claimed.sort(key=lambda e: (-e.priority, e.run_at, e.id))
@@ -124,7 +127,8 @@ class RecordClaims:
         self,
         conn: Conn,
         ids: Sequence[str],
-        head: tuple[Any, ...],
+        owner: str,
+        lease_s: float,
         now: datetime,
         result: ClaimResult,
     ) -> list[Row]:
@@ -142,6 +146,10 @@ class RecordClaims:
             )
         claimed: list[Row] = []
         if admitted:
+            # Timed after admission, which may have waited for another claim's lock (as in
+            # `SqlQueue.acquire`).
+            started = utcnow()
+            head = (_PROCESSING, owner, started + timedelta(seconds=lease_s), started)
             fragment, args = self._ids(admitted, 5)
             claimed = list(await conn.fetch(_CLAIM.format(limits="", ids=fragment), *head, *args))
         got = {r["id"] for r in claimed}

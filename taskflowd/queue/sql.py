@@ -45,21 +45,20 @@ def _candidates_sql(lock: str) -> str:
     level = (
         "SELECT * FROM (SELECT e.id, e.task_id, e.priority, e.run_at, t.concurrency, "
         "t.rate_limit FROM job_executions e JOIN tasks t ON t.id = e.task_id "
-        f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.priority = {{}} "
-        "AND e.run_at <= $1 AND t.status <> 'PAUSED' "
+        f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.completed_at IS NULL "
+        "AND e.priority = {} AND e.run_at <= $1 AND t.status <> 'PAUSED' "
         f"ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
     )
     return " UNION ALL ".join(level.format(p, p) for p in PRIORITIES) + " LIMIT $2"
 
 
-# Without statistics SQLite would pick the status index and read every queued row.
 # Jobs of paused tasks are never claimed, so they must not count as due either (a worker
 # would wake at once, again and again). Without statistics SQLite would pick the status
 # index and read every queued row, hence the index hint.
 _NEXT_DUE_SQL = (
     "SELECT e.run_at AS due FROM job_executions e{hint} JOIN tasks t ON t.id = e.task_id "
-    f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND t.status <> 'PAUSED' "
-    "ORDER BY e.run_at LIMIT 1"
+    f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.completed_at IS NULL "
+    "AND t.status <> 'PAUSED' ORDER BY e.run_at LIMIT 1"
 )
 _NEXT_DUE = {
     "sqlite": _NEXT_DUE_SQL.format(hint=" INDEXED BY job_executions_run_at"),
@@ -158,7 +157,7 @@ class SqlQueue:
             "UPDATE job_executions SET handler = $1, payload = $2, priority = $3, "
             "max_retries = $4, backoff_ms = $5, timeout_ms = $6, updated_at = $7, "
             "run_at = COALESCE($8, run_at), scheduled_for = COALESCE($8, scheduled_for) "
-            "WHERE task_id = $9 AND status = $10",
+            "WHERE task_id = $9 AND status = $10 AND completed_at IS NULL",
             task.handler,
             rows.dump_json(task.payload),
             task.priority,
@@ -227,6 +226,10 @@ class SqlQueue:
             admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
             if not admitted:
                 return []
+            # The claim time is read after admission, which may have waited for another
+            # claim's lock: a job admitted because the one before it ended must not
+            # appear to have started before that one ended.
+            now = utcnow()
             claimed = await conn.fetch(
                 "UPDATE job_executions SET status = $1, attempts = attempts + 1, "
                 "fence = fence + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, "
@@ -422,7 +425,8 @@ class SqlQueue:
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
                 "SELECT id, task_id, attempts, rescues, lease_owner FROM job_executions "
-                f"WHERE status = $1 AND lease_expires_at < $2 LIMIT 500{lock}",
+                "WHERE status = $1 AND lease_expires_at < $2 AND completed_at IS NULL "
+                f"AND run_at <= $2 LIMIT 500{lock}",
                 _PROCESSING,
                 now,
             )
@@ -500,7 +504,8 @@ class SqlQueue:
         await conn.execute(
             "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL WHERE id = $3 "
             "AND type <> $4 AND status = $5 AND NOT EXISTS (SELECT 1 FROM job_executions "
-            f"WHERE task_id = $3 AND status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}'))",
+            f"WHERE task_id = $3 AND status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') "
+            "AND completed_at IS NULL)",
             status.value,
             at,
             task_id,
@@ -548,7 +553,8 @@ class SqlQueue:
     async def depths(self) -> dict[ExecutionStatus, int]:
         found = await self.db.fetch(
             "SELECT status, COUNT(*) AS n FROM job_executions "
-            f"WHERE status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') GROUP BY status"
+            f"WHERE status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') "
+            "AND completed_at IS NULL GROUP BY status"
         )
         depths = dict.fromkeys(ExecutionStatus, 0)
         for row in found:

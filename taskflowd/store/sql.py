@@ -224,7 +224,7 @@ class SqlStore:
             if changed:
                 await conn.execute(
                     "UPDATE job_executions SET status = $2, updated_at = $3, completed_at = $3 "
-                    "WHERE task_id = $1 AND status IN ($4, $5)",
+                    "WHERE task_id = $1 AND status IN ($4, $5) AND completed_at IS NULL",
                     task_id,
                     ExecutionStatus.CANCELLED.value,
                     at,
