@@ -9,7 +9,7 @@ lease can never overwrite the outcome of the job's new owner.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -54,9 +54,21 @@ class LeaseStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReapedJob:
+    """What the worker reports of a job whose lease expired."""
+
+    task_id: str
+    handler: str
+    owner_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Reaped:
+    """Jobs whose lease expired: queued again (`rescued`) or dead-lettered (`dead`)."""
+
     rescued: list[str]
     dead: list[str]
+    jobs: dict[str, ReapedJob] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

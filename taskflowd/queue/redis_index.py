@@ -129,14 +129,16 @@ class RedisIndex:
 
             # A connection broken by a Redis restart is retried on a fresh one. A retried
             # pop whose first reply was lost leaves those jobs in the active set, where
-            # `reap_expired` finds them unclaimed and queues them again.
+            # `reap_expired` finds them unclaimed and queues them again. Timeouts are short:
+            # lease renewals wait on these calls, and an unreachable Redis must fail them
+            # within seconds, well inside a lease, rather than stall the worker.
             client = redis.asyncio.Redis.from_url(
                 self.url,
                 decode_responses=True,
-                socket_timeout=10,
-                socket_connect_timeout=5,
+                socket_timeout=3,
+                socket_connect_timeout=2,
                 health_check_interval=15,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 1),
             )
             prelude = _load("prelude")
             self._scripts = {n: client.register_script(prelude + _load(n)) for n in _SCRIPTS}

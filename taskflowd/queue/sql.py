@@ -15,10 +15,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskflowd.background import Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.queue import completions, limits
-from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
+from taskflowd.queue.base import (
+    LeaseStatus,
+    Outcome,
+    OutcomeKind,
+    Reaped,
+    ReapedJob,
+    TickBatch,
+)
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, PostgresDatabase
 from taskflowd.store.errors import StoreError
@@ -36,6 +44,8 @@ _INSERT = (
 )
 PRIORITIES = range(10, -1, -1)
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
+_RELISTEN_FIRST_S = 0.5
+_RELISTEN_MAX_S = 10.0
 
 
 def _candidates_sql(lock: str) -> str:
@@ -89,26 +99,73 @@ class SqlQueue:
         self._wake = asyncio.Event()
         self._schedule = asyncio.Event()
         self._listener: Any = None
+        self._listener_lost = asyncio.Event()
+        self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
 
     # --- lifecycle and wake-ups ------------------------------------------------
     async def start(self) -> None:
         if isinstance(self.db, PostgresDatabase):
-            try:
-                self._listener = await self.db.pool.acquire()
-                await self._listener.add_listener(CHANNEL, self._on_notify)
-                await self._listener.add_listener(SCHEDULE_CHANNEL, self._on_schedule)
-            except Exception as exc:
-                raise StoreError(f"cannot LISTEN for queue wake-ups: {exc}") from exc
+            await self._listen(self.db)
+            db = self.db
+            self._supervisor.spawn("queue.sql.listener", lambda: self._keep_listening(db))
 
     async def stop(self) -> None:
-        if self._listener is not None and isinstance(self.db, PostgresDatabase):
-            listener, self._listener = self._listener, None
+        await self._supervisor.cancel_all()
+        listener, self._listener = self._listener, None
+        if listener is not None and isinstance(self.db, PostgresDatabase):
+            import asyncpg
+
             try:
-                await listener.remove_listener(CHANNEL, self._on_notify)
-                await listener.remove_listener(SCHEDULE_CHANNEL, self._on_schedule)
+                # This fails only if the connection died just now, and then the pool
+                # already has it back and releasing it does nothing.
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError):
+                    listener.remove_termination_listener(self._on_listener_lost)
+                    await listener.remove_listener(CHANNEL, self._on_notify)
+                    await listener.remove_listener(SCHEDULE_CHANNEL, self._on_schedule)
             finally:
                 await self.db.pool.release(listener)
+
+    async def _listen(self, db: PostgresDatabase) -> None:
+        """LISTEN on both channels over a pooled connection held until `stop`; raises
+        StoreError, holding nothing, when PostgreSQL cannot be reached."""
+        try:
+            conn = await db.pool.acquire()
+            try:
+                conn.add_termination_listener(self._on_listener_lost)
+                await conn.add_listener(CHANNEL, self._on_notify)
+                await conn.add_listener(SCHEDULE_CHANNEL, self._on_schedule)
+            except BaseException:
+                await db.pool.release(conn)
+                raise
+        except Exception as exc:
+            raise StoreError(f"cannot LISTEN for queue wake-ups: {exc}") from exc
+        self._listener = conn
+
+    async def _keep_listening(self, db: PostgresDatabase) -> None:
+        """LISTEN again whenever the connection closes (a PostgreSQL restart, a killed
+        backend); meanwhile workers on this node fall back on their idle timeouts."""
+        while True:
+            await self._listener_lost.wait()
+            self._listener_lost.clear()
+            log.warning("queue wake-ups from other nodes lost: the LISTEN connection closed")
+            delay = _RELISTEN_FIRST_S
+            while True:
+                try:
+                    await self._listen(db)
+                    break
+                except StoreError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RELISTEN_MAX_S)
+            log.info("queue wake-ups from other nodes restored: listening again")
+            # Notifications sent while disconnected are gone: look for work and ticks now.
+            self._wake.set()
+            self._schedule.set()
+
+    def _on_listener_lost(self, conn: object) -> None:
+        if conn is self._listener:
+            self._listener = None  # the pool took the connection back as it closed
+            self._listener_lost.set()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -422,15 +479,18 @@ class SqlQueue:
         lock = " FOR UPDATE SKIP LOCKED" if self._pg else ""
         rescued: list[str] = []
         dead: list[str] = []
+        jobs: dict[str, ReapedJob] = {}
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
-                "SELECT id, task_id, attempts, rescues, lease_owner FROM job_executions "
+                "SELECT id, task_id, handler, owner_id, attempts, rescues, lease_owner "
+                "FROM job_executions "
                 "WHERE status = $1 AND lease_expires_at < $2 AND completed_at IS NULL "
                 f"AND run_at <= $2 LIMIT 500{lock}",
                 _PROCESSING,
                 now,
             )
             for row in expired:
+                jobs[row["id"]] = ReapedJob(row["task_id"], row["handler"], row["owner_id"])
                 error = {
                     "type": "lease_expired",
                     "message": f"worker {row['lease_owner']} stopped renewing its lease",
@@ -465,7 +525,7 @@ class SqlQueue:
                 await self._notify(conn)
         if rescued:
             self._wake.set()
-        return Reaped(rescued, dead)
+        return Reaped(rescued, dead, jobs)
 
     # --- user actions ------------------------------------------------------------
     async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:

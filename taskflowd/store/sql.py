@@ -31,6 +31,7 @@ _USER_COLUMNS = (
     "created_at, updated_at, deleted_at"
 )
 _QUEUED = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
+_OPEN = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING})
 
 
 class _Where:
@@ -282,6 +283,9 @@ class SqlStore:
         if filters.statuses:
             marks = ", ".join("{}" for _ in filters.statuses)
             where.add(f"status IN ({marks})", *(s.value for s in filters.statuses))
+        wanted = {filters.status} if filters.status is not None else set(filters.statuses)
+        if wanted and wanted <= _OPEN:
+            where.add("completed_at IS NULL")  # lets PostgreSQL read the open-row indexes
         where.after(cursor)
         return await self._page("job_executions", "*", where, limit, rows.execution_from_row)
 

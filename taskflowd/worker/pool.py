@@ -24,7 +24,7 @@ from taskflowd.events import EventBus
 from taskflowd.handlers.base import JobContext, JobError
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import execution_id_var, request_id_var, task_id_var
-from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind
+from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped
 
 log = logging.getLogger("taskflowd.worker")
 _FINAL_FLUSH_S = 15.0
@@ -165,6 +165,9 @@ class WorkerPool:
         return max(0.0, min((due - utcnow()).total_seconds(), self.settings.safety_poll_s))
 
     def _launch(self, job: Execution) -> None:
+        # Claimed again while an older claim still runs here (its lease expired during an
+        # outage and another node queued it again): only the newest claim may run.
+        self._stop_job(job.id, _Stop.LEASE_LOST)
         task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
         self._running[job.id] = _Running(job, task)
         self.events.publish(
@@ -182,8 +185,8 @@ class WorkerPool:
             kind, result, error, retry_after = await self._call(job)
         except asyncio.CancelledError:
             entry = self._running.get(job.id)
-            if entry is None or entry.stop is not _Stop.CANCELLED:
-                self._forget(job.id)
+            if entry is None or entry.execution is not job or entry.stop is not _Stop.CANCELLED:
+                self._forget(job)
                 raise
             kind, result, error, retry_after = (
                 OutcomeKind.CANCELLED,
@@ -194,10 +197,12 @@ class WorkerPool:
         outcome = self._outcome(job, kind, result, error, retry_after, started_at, started)
         self._pending.append(outcome)
         self._flush_needed.set()
-        self._forget(job.id)
+        self._forget(job)
 
-    def _forget(self, execution_id: str) -> None:
-        self._running.pop(execution_id, None)
+    def _forget(self, job: Execution) -> None:
+        entry = self._running.get(job.id)
+        if entry is not None and entry.execution is job:
+            del self._running[job.id]
         self._slot_freed.set()
 
     async def _call(self, job: Execution) -> tuple[OutcomeKind, JSON, JSON, float | None]:
@@ -357,7 +362,26 @@ class WorkerPool:
                     len(reaped.rescued),
                     len(reaped.dead),
                 )
+                self._publish_reaped(reaped)
             await asyncio.sleep(interval)
+
+    def _publish_reaped(self, reaped: Reaped) -> None:
+        """An expired lease ends an attempt: report it like any other outcome."""
+        for ids, kind in ((reaped.rescued, OutcomeKind.RETRY), (reaped.dead, OutcomeKind.DEAD)):
+            status = "PENDING" if kind is OutcomeKind.RETRY else _STATUS[kind]
+            for execution_id in ids:
+                job = reaped.jobs.get(execution_id)
+                if job is None:
+                    continue
+                self.events.publish(
+                    "execution",
+                    id=execution_id,
+                    taskId=job.task_id,
+                    status=status,
+                    outcome=kind.value,
+                    handler=job.handler,
+                    ownerId=job.owner_id,
+                )
 
     async def drained(self) -> None:
         """Wait until no job is running here (for tests and benchmarks)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import platform
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskflowd import __version__
-from taskflowd.domain.enums import TaskType
+from taskflowd.domain.entities import utcnow
+from taskflowd.domain.enums import ExecutionStatus, TaskType
 from tests.integration.engine.harness import spec
 from tests.integration.ops.conftest import OpsStack
 from tests.integration.queue.polling import eventually
@@ -72,6 +74,37 @@ async def test_job_outcomes_durations_and_waits_are_counted(make_stack) -> None:
         after, "taskflow_http_requests_total", route="/metrics", method="GET", status="200"
     )
     assert value(after, "process_resident_memory_bytes") > 0
+
+
+async def test_attempts_ended_by_an_expired_lease_are_counted(make_stack) -> None:
+    """A node died holding two jobs: the reaper queues one again (a RETRY) and gives up
+    on the other, already rescued once (DEAD)."""
+    stack = await make_stack(worker={"max_rescues": 1})
+    admin, _ = await stack.sign_up(f"ops-{uuid.uuid4().hex[:8]}@example.com")
+    held = []
+    for rescues in (0, 1):
+        task = await stack.engine.tasks.create(admin, spec(TaskType.DELAYED, delay_ms=3_600_000))
+        [job] = await stack.engine.executions(task.id)
+        await stack.engine.store.db.execute(
+            "UPDATE job_executions SET status = 'PROCESSING', attempts = 1, fence = fence + 1, "
+            "lease_owner = 'dead-node', lease_expires_at = $1, started_at = $1, run_at = $1, "
+            "rescues = $2 WHERE id = $3",
+            utcnow() - timedelta(seconds=30),
+            rescues,
+            job.id,
+        )
+        held.append(job)
+
+    async def counted() -> Samples | None:
+        found = await scrape(stack)
+        done = value(found, "taskflow_jobs_total", outcome="DEAD", handler="echo") == 1
+        return found if done else None
+
+    after = await eventually(counted, "/metrics to count the reaped jobs")
+    assert value(after, "taskflow_jobs_total", outcome="RETRY", handler="echo") == 1
+    assert value(after, "taskflow_jobs_dead_lettered_total") == 1
+    rescued = await stack.engine.wait_for_status(held[0].id, ExecutionStatus.COMPLETED)
+    assert rescued.attempts == 2
 
 
 async def test_queue_depth_shows_waiting_jobs(make_stack) -> None:
