@@ -10,6 +10,9 @@ import pytest
 
 from taskflowd.queue.redis_index import RedisKeys
 from taskflowd.store import SqlStore, open_store
+from tests.integration.ops.private_pg import PrivatePostgres
+from tests.integration.ops.private_pg import missing as private_pg_missing
+from tests.integration.queue.redis_server import private_redis
 from tests.services import (
     PG_ADMIN_URL,
     REDIS_URL,
@@ -18,6 +21,10 @@ from tests.services import (
     reachable,
     unavailable,
 )
+
+# Private servers a test owns, to stop, kill or restart: `private_pg` below and
+# `private_redis` (from tests/integration/queue/redis_server.py).
+__all__ = ["private_redis"]
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +49,21 @@ async def pg_url(_pg_databases: PostgresDatabases | str) -> AsyncIterator[str]:
     url = await _pg_databases.create()
     yield url
     await _pg_databases.drop(url)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A started private PostgreSQL server of this test's own (initdb, trust auth, a free
+    port), destroyed afterwards."""
+    reason = private_pg_missing()
+    if reason is not None:
+        unavailable("a private PostgreSQL server", reason)
+    server = PrivatePostgres()
+    try:
+        server.init_and_start()
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")

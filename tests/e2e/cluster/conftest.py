@@ -1,7 +1,8 @@
 """Several real daemons on one PostgreSQL (and, for the Redis queue, one Redis).
 
 `queue_url` runs a test once with the job queue in the database and once on a private
-Redis server (skipped, saying why, when the Redis queue cannot be opened). `Cluster`
+Redis server (`private_redis` of tests/conftest.py; skipped, saying why, when the Redis
+queue or that server cannot run, and failed for the server under CI=true). `Cluster`
 starts nodes with the settings every node of one cluster shares, and `cluster_jobs`
 creates tasks from the test process through the cluster's own queue, as the API does.
 """
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -30,10 +31,6 @@ from taskflowd.store import open_store
 from taskflowd.store import rows as store_rows
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons, Jobs
 from tests.integration.cluster.private_redis import PrivateRedis
-from tests.integration.cluster.private_redis import missing as redis_missing
-from tests.integration.ops.private_pg import PrivatePostgres
-from tests.integration.ops.private_pg import missing as pg_missing
-from tests.services import unavailable
 
 # Nodes notice each other within a second or two: dead after 3 s of silence.
 CLUSTER_ENV = {
@@ -42,48 +39,15 @@ CLUSTER_ENV = {
 }
 
 
-def _redis_queue_missing() -> str | None:
-    try:
-        import taskflowd.queue.redis  # noqa: F401
-    except ImportError as exc:
-        return f"the Redis queue is not available: {exc}"
-    return redis_missing()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    reason = redis_missing()
-    if reason is not None:
-        unavailable("a private Redis server", reason)
-    server = PrivateRedis()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    reason = pg_missing()
-    if reason is not None:
-        unavailable("a private PostgreSQL server", reason)
-    server = PrivatePostgres()
-    try:
-        server.init_and_start()
-        yield server
-    finally:
-        server.destroy()
-
-
 @pytest.fixture(params=["database", "redis"])
 def queue_url(request: pytest.FixtureRequest) -> str:
     """ "database", or the URL of a private Redis server of this test's own."""
     if request.param == "database":
         return "database"
-    reason = _redis_queue_missing()
-    if reason is not None:
-        pytest.skip(reason)
+    try:
+        import taskflowd.queue.redis  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the Redis queue is not available: {exc}")
     server: PrivateRedis = request.getfixturevalue("private_redis")
     return server.url
 

@@ -1,18 +1,15 @@
 """Fixtures of the cluster suite: the shared Redis under a key prefix of the test's own,
-private Redis and PostgreSQL servers for outages, and the store fixtures of the root."""
+and the store fixtures of the root. (`private_redis` and `private_pg`, servers to take
+away for outages, come from tests/conftest.py.)"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from taskflowd.auth.ratelimit_redis import KEY_PREFIX
-from tests.integration.cluster.private_redis import PrivateRedis
-from tests.integration.cluster.private_redis import missing as redis_missing
-from tests.integration.ops.private_pg import PrivatePostgres
-from tests.integration.ops.private_pg import missing as pg_missing
 from tests.integration.queue.isolation import _pg_reused_url, pg_url
 from tests.services import REDIS_URL, reachable, unavailable
 
@@ -42,29 +39,3 @@ async def key_prefix(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    reason = redis_missing()
-    if reason is not None:
-        unavailable("a private Redis server", reason)
-    server = PrivateRedis()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    reason = pg_missing()
-    if reason is not None:
-        unavailable("a private PostgreSQL server", reason)
-    server = PrivatePostgres()
-    try:
-        server.init_and_start()
-        yield server
-    finally:
-        server.destroy()

@@ -3,7 +3,7 @@ down, 200 again once it is back, with the same application throughout."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,25 +17,11 @@ from taskflowd.events import EventBus
 from taskflowd.metrics import Metrics
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore, open_store
-from tests.integration.ops.private_pg import PrivatePostgres, missing
+from tests.integration.ops.private_pg import PrivatePostgres
 from tests.integration.queue.polling import eventually
-from tests.services import unavailable
 
 Client = TestClient[Any, Any]
 NOT_A_REAL_PASSWORD = "pw-that-must-not-show-up"
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    reason = missing()
-    if reason is not None:
-        unavailable("a private PostgreSQL server", reason)
-    server = PrivatePostgres()
-    try:
-        server.init_and_start()
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture

@@ -5,33 +5,19 @@ wakes at once on the jobs and schedule changes of another node, not at its idle 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import pytest
 
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore, open_store
-from tests.integration.ops.private_pg import PrivatePostgres, missing
+from tests.integration.ops.private_pg import PrivatePostgres
 from tests.integration.queue.factories import due_job, new_owner, new_task
 from tests.integration.queue.polling import eventually
-from tests.services import unavailable
 
 IDLE_S = 60.0
 """The waits below time out long after any deadline: finishing early means woken."""
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    reason = missing()
-    if reason is not None:
-        unavailable("a private PostgreSQL server", reason)
-    server = PrivatePostgres()
-    try:
-        server.init_and_start()
-        yield server
-    finally:
-        server.destroy()
 
 
 @dataclass(frozen=True)
