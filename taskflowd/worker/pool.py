@@ -25,9 +25,11 @@ from taskflowd.handlers.base import JobContext, JobError
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import execution_id_var, request_id_var, task_id_var
 from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped
+from taskflowd.store.errors import StoreError
 
 log = logging.getLogger("taskflowd.worker")
 _FINAL_FLUSH_S = 15.0
+_OUTAGE_RETRY_CAP_S = 2.0
 
 
 class _Stop(Enum):
@@ -41,6 +43,28 @@ class _Running:
     execution: Execution
     task: asyncio.Task[None]
     stop: _Stop | None = None
+
+
+class _Outage:
+    """A worker loop's view of a store outage: logged once when it begins and once when
+    it ends, with retries spaced 0.1 s, 0.2 s … up to 2 s in between, so work resumes
+    within seconds of the store's return."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.0
+
+    def failed(self, exc: StoreError) -> float:
+        """Record a failure; returns how long to wait before the next try."""
+        if not self.delay:
+            log.warning("%s: the store is unavailable (%s); retrying", self.what, exc)
+        self.delay = min(max(self.delay * 2, 0.1), _OUTAGE_RETRY_CAP_S)
+        return self.delay
+
+    def succeeded(self) -> None:
+        if self.delay:
+            log.info("%s: the store answers again", self.what)
+        self.delay = 0.0
 
 
 def _error(kind: str, message: str) -> dict[str, str]:
@@ -119,6 +143,7 @@ class WorkerPool:
 
     # --- claiming --------------------------------------------------------------
     async def _claim_loop(self) -> None:
+        outage = _Outage("claiming jobs")
         while self._claiming:
             free = self.settings.concurrency - len(self._running)
             if free <= 0:
@@ -133,10 +158,15 @@ class WorkerPool:
             )
             try:
                 jobs = await asyncio.shield(self._claim)
+            except StoreError as exc:
+                self._claim = None
+                await asyncio.sleep(outage.failed(exc))
+                continue
             except Exception:
-                self._claim = None  # nothing was claimed: the transaction rolled back
+                self._claim = None
                 raise
             self._claim = None
+            outage.succeeded()
             for job in jobs:
                 self._launch(job)
             if len(jobs) < want:
@@ -331,15 +361,24 @@ class WorkerPool:
     # --- leases ------------------------------------------------------------------------
     async def _lease_loop(self) -> None:
         interval = self.settings.lease_s / 3
+        outage = _Outage("renewing leases")
+        wait = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
+            wait = interval
             # Finished jobs whose outcome waits for its group commit keep their lease too,
             # or a slow commit could let another node run them again.
             claims = [(r.execution.id, r.execution.fence) for r in self._running.values()]
             claims += [(o.execution_id, o.fence) for o in (*self._pending, *self._settling)]
             if not claims:
                 continue
-            status = await self.queue.renew(self.node_id, claims, self.settings.lease_s)
+            try:
+                status = await self.queue.renew(self.node_id, claims, self.settings.lease_s)
+            except StoreError as exc:
+                # Retried soon rather than after a whole interval: the leases run out.
+                wait = min(outage.failed(exc), interval)
+                continue
+            outage.succeeded()
             for execution_id in status.lost:
                 self._stop_job(execution_id, _Stop.LEASE_LOST)
             for execution_id in status.cancel_requested:
@@ -354,8 +393,15 @@ class WorkerPool:
 
     async def _reap_loop(self) -> None:
         interval = max(1.0, self.settings.lease_s / 4)
+        outage = _Outage("reaping expired leases")
         while True:
-            reaped = await self.queue.reap_expired(self.settings.max_rescues)
+            try:
+                reaped = await self.queue.reap_expired(self.settings.max_rescues)
+            except StoreError as exc:
+                outage.failed(exc)
+                await asyncio.sleep(interval)
+                continue
+            outage.succeeded()
             if reaped.rescued or reaped.dead:
                 log.warning(
                     "rescued %d jobs with expired leases; dead-lettered %d",
