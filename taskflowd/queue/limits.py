@@ -27,6 +27,23 @@ def marks(count: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+# Claims on several nodes touch the same task rows in no particular order: on PostgreSQL
+# rows another claim holds are skipped (that claim records a run as recent), so two
+# claims never wait for each other and cannot deadlock.
+SKIP_LOCKED_TASKS = "SELECT id FROM tasks WHERE id IN ({ids}) FOR NO KEY UPDATE SKIP LOCKED"
+
+
+async def touch_last_run(conn: Conn, task_ids: set[str], at: datetime, *, postgres: bool) -> None:
+    """Record `at` as the last run of the tasks whose jobs were just claimed."""
+    if not task_ids:
+        return
+    ids = marks(len(task_ids), 2)
+    rows = SKIP_LOCKED_TASKS.format(ids=ids) if postgres else ids
+    await conn.execute(
+        f"UPDATE tasks SET last_run_at = $1 WHERE id IN ({rows})", at, *sorted(task_ids)
+    )
+
+
 async def admit(
     conn: Conn, candidates: Sequence[Any], now: datetime, *, lock_tasks: bool
 ) -> tuple[list[str], dict[str, datetime]]:

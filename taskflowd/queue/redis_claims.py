@@ -8,6 +8,7 @@ from queued to PROCESSING with a new fencing token. Whatever could not be claime
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,9 @@ from taskflowd.queue import limits
 from taskflowd.queue.redis_index import Placement, to_us
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
+from taskflowd.store.errors import StoreError
+
+log = logging.getLogger("taskflowd.queue.redis")
 
 _PENDING = ExecutionStatus.PENDING.value
 _RETRYING = ExecutionStatus.RETRYING.value
@@ -42,8 +46,9 @@ _CLAIM = (
 )
 _UNLIMITED = " AND t.concurrency IS NULL AND t.rate_limit IS NULL"
 _TOUCHING = (
-    "WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 "
-    "WHERE id IN (SELECT task_id FROM claimed)) SELECT * FROM claimed"
+    "WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 WHERE id IN "
+    f"({limits.SKIP_LOCKED_TASKS.format(ids='SELECT task_id FROM claimed')})) "
+    "SELECT * FROM claimed"
 )
 _STATE_OF = (
     "SELECT e.id, e.task_id, e.status, e.priority, e.run_at, e.lease_expires_at, "
@@ -92,10 +97,7 @@ class RecordClaims:
             found = list(await self.db.fetch(_TOUCHING.format(claim=plain), *head, *args))
             rest = self._unclaimed(ids, found)
             if rest:
-                async with self.db.transaction() as conn:
-                    more = await self._claim_rest(conn, rest, owner, lease_s, now, result)
-                    await self._touch(conn, more, now)
-                found += more
+                found += await self._claim_rest_apart(rest, owner, lease_s, now, result)
         else:
             async with self.db.transaction() as conn:
                 found = list(await conn.fetch(plain, *head, *args))
@@ -107,21 +109,31 @@ class RecordClaims:
         result.claimed.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return result
 
+    async def _claim_rest_apart(
+        self, rest: Sequence[str], owner: str, lease_s: float, now: datetime, result: ClaimResult
+    ) -> list[Row]:
+        """`_claim_rest` in a transaction of its own, after the plain claim committed. If it
+        fails, the committed claims are still returned (to be run, not stranded until their
+        lease expires) and the rest go back to waiting."""
+        try:
+            async with self.db.transaction() as conn:
+                more = await self._claim_rest(conn, rest, owner, lease_s, now, result)
+                await self._touch(conn, more, now)
+        except StoreError as exc:
+            log.warning("could not claim %d jobs of limited or changed tasks: %s", len(rest), exc)
+            result.placements += [Placement(i, "Q", to_us(now)) for i in rest]
+            return []
+        return more
+
     @staticmethod
     def _unclaimed(ids: Sequence[str], claimed: Sequence[Row]) -> list[str]:
         got = {r["id"] for r in claimed}
         return [i for i in ids if i not in got]
 
-    @staticmethod
-    async def _touch(conn: Conn, claimed: Sequence[Row], now: datetime) -> None:
+    async def _touch(self, conn: Conn, claimed: Sequence[Row], now: datetime) -> None:
         """Record the claim time as the tasks' last run."""
-        if claimed:
-            task_ids = sorted({r["task_id"] for r in claimed})
-            await conn.execute(
-                f"UPDATE tasks SET last_run_at = $1 WHERE id IN ({limits.marks(len(task_ids), 2)})",
-                now,
-                *task_ids,
-            )
+        task_ids = {r["task_id"] for r in claimed}
+        await limits.touch_last_run(conn, task_ids, now, postgres=self._dialect == "postgresql")
 
     async def _claim_rest(
         self,

@@ -298,11 +298,8 @@ class SqlQueue:
                 now,
                 *admitted,
             )
-            task_ids = sorted({r["task_id"] for r in claimed})
-            await conn.execute(
-                f"UPDATE tasks SET last_run_at = $1 WHERE id IN ({_marks(len(task_ids), 2)})",
-                now,
-                *task_ids,
+            await limits.touch_last_run(
+                conn, {r["task_id"] for r in claimed}, now, postgres=self._pg
             )
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))

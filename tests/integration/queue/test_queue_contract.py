@@ -8,6 +8,7 @@ anything took.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -88,6 +89,23 @@ async def test_acquire_claims_with_attempt_fence_and_lease(
         assert before + timedelta(seconds=30) <= seen.lease_expires_at
         assert seen.lease_expires_at <= after + timedelta(seconds=30)
         assert seen.started_at is not None and before <= seen.started_at <= after
+
+
+async def test_a_claim_does_not_wait_for_another_transaction_on_the_task(
+    queue: JobQueue, store: SqlStore, task: Task
+) -> None:
+    """Claims on other nodes (or a task edit) may hold the task's row: recording the last
+    run must not make this claim wait for them, or claims touching several tasks in
+    different orders could deadlock."""
+    if store.db.dialect != "postgresql":
+        pytest.skip("SQLite has a single writer: no other transaction can hold the row")
+    job = due_job(task)
+    await queue.add([job])
+    async with store.db.transaction() as conn:
+        await conn.execute("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", task.id)
+        async with asyncio.timeout(10):
+            claimed = await claim_one(queue)
+    assert claimed.id == job.id
 
 
 async def test_claimed_jobs_are_not_claimed_again(queue: JobQueue, task: Task) -> None:
