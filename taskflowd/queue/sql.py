@@ -57,6 +57,7 @@ def _candidates_sql(lock: str) -> str:
         "t.rate_limit FROM job_executions e JOIN tasks t ON t.id = e.task_id "
         f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.completed_at IS NULL "
         "AND e.priority = {} AND e.run_at <= $1 AND t.status <> 'PAUSED' "
+        "AND t.deleted_at IS NULL "
         f"ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
     )
     return " UNION ALL ".join(level.format(p, p) for p in PRIORITIES) + " LIMIT $2"
@@ -577,9 +578,10 @@ class SqlQueue:
         owner_args = () if owner_id is None else (owner_id,)
         now = utcnow()
         async with self.db.transaction() as conn:
+            # A deleted task's jobs stay dead: there is nothing left to run them for.
             entry = await conn.fetchrow(
-                f"DELETE FROM dead_letter_jobs WHERE id = $1{owner_clause} "
-                "RETURNING execution_id, task_id",
+                f"DELETE FROM dead_letter_jobs WHERE id = $1{owner_clause} AND task_id IN "
+                "(SELECT id FROM tasks WHERE deleted_at IS NULL) RETURNING execution_id, task_id",
                 dead_letter_id,
                 *owner_args,
             )

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from taskflowd.domain.entities import Task, User
+from taskflowd.domain.entities import Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue.base import JobQueue, OutcomeKind
 from taskflowd.store import SqlStore, open_store
@@ -113,6 +113,21 @@ async def test_retry_dead_letter_of_unknown_or_foreign_entry_is_none(
     assert await queue.retry_dead_letter(entry, stranger.id) is None
     assert await dead_letter_of(store, job.id) == [entry]
     assert (await read(store, job.id)).status is ExecutionStatus.FAILED
+
+
+async def test_retry_dead_letter_of_a_deleted_task_is_none(
+    queue: JobQueue, store: SqlStore, task: Task
+) -> None:
+    await queue.add([due_job(task)])
+    job = await claim_one(queue)
+    await queue.settle([outcome(job, OutcomeKind.DEAD, error=failure())])
+    [entry] = await dead_letter_of(store, job.id)
+    assert await store.delete_task(task.id, None, utcnow())
+
+    assert await queue.retry_dead_letter(entry, None) is None
+    assert await dead_letter_of(store, job.id) == [entry]
+    assert (await read(store, job.id)).status is ExecutionStatus.FAILED
+    assert await claim(queue) == []
 
 
 # --- observation and wake-ups -------------------------------------------------------------
