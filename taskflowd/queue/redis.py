@@ -247,13 +247,19 @@ class RedisQueue:
     async def reap_expired(self, max_rescues: int) -> Reaped:
         reaped = await self.sql.reap_expired(max_rescues)
         now = utcnow()
-        placements = await self.records.placements(reaped.rescued, now)
-        placements += [Placement(i, "F", to_us(now)) for i in reaped.dead]
-        # Popped but never claimed (a node died in between), or an outcome whose
-        # reflection here was lost: the database says where these belong.
-        overdue = await self.index.overdue(to_us(now), _OVERDUE_BATCH)
-        placements += await self.records.placements(overdue, now)
-        await self._reflect(placements)
+        # The reaping is committed: whatever fails from here on is the index's to repair.
+        try:
+            placements = await self.records.placements(reaped.rescued, now)
+            placements += [Placement(i, "F", to_us(now)) for i in reaped.dead]
+            # Popped but never claimed (a node died in between), or an outcome whose
+            # reflection here was lost: the database says where these belong.
+            overdue = await self.index.overdue(to_us(now), _OVERDUE_BATCH)
+            placements += await self.records.placements(overdue, now)
+        except StoreError as exc:
+            log.warning("Redis queue index not updated after reaping (%s)", exc)
+            self.reconciler.mark_dirty()
+        else:
+            await self._reflect(placements)
         if reaped.rescued:
             self._wake.set()
         return reaped
