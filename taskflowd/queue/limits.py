@@ -70,8 +70,21 @@ async def admit(
         window_start,
         *task_ids,
     )
+    # A retried job's row shows only its latest start; its earlier attempts are in the
+    # retry history. One that failed within the window is counted as a start in it (it
+    # may have started just before: the limit errs on the side of fewer starts). The
+    # latest attempt's own entry is not counted again.
+    retried = await conn.fetch(
+        "SELECT e.task_id, COUNT(*) AS n FROM retry_history r JOIN job_executions e "
+        f"ON e.id = r.execution_id WHERE e.task_id IN ({marks(len(task_ids), 2)}) "
+        "AND r.failed_at >= $1 AND r.attempt < e.attempts GROUP BY e.task_id",
+        window_start,
+        *task_ids,
+    )
     running = {u["task_id"]: int(u["running"] or 0) for u in usage}
     starts = {u["task_id"]: int(u["starts"] or 0) for u in usage}
+    for r in retried:
+        starts[r["task_id"]] = starts.get(r["task_id"], 0) + int(r["n"])
     admitted: list[str] = []
     deferred: dict[datetime, list[str]] = defaultdict(list)
     for c in candidates:

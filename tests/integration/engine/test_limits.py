@@ -32,6 +32,25 @@ async def test_rate_limit_caps_starts_per_minute(engine: Engine, admin: User) ->
     assert held_back.attempts == 0
 
 
+async def test_a_retried_attempt_counts_as_a_start(engine: Engine, admin: User) -> None:
+    """rateLimit 2: a job that failed and was retried has started twice, so another job
+    of the task must wait for the next minute."""
+    task = await engine.tasks.create(
+        admin, spec(handler="fail", payload={"message": "no"}, rate_limit=2, max_retries=1)
+    )
+    [failed] = await engine.wait_until_final(task.id)
+    assert failed.status is ExecutionStatus.FAILED
+    assert failed.attempts == 2
+
+    await engine.tasks.run_now(admin, task.id)
+    canary = await engine.tasks.create(admin, spec())
+    await engine.wait_until_final(canary.id)
+
+    [held_back] = [e for e in await engine.executions(task.id) if e.id != failed.id]
+    assert held_back.status is ExecutionStatus.PENDING
+    assert held_back.attempts == 0
+
+
 async def test_concurrency_limit_runs_one_job_of_the_task_at_a_time(
     engine: Engine, admin: User
 ) -> None:
