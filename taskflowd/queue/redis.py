@@ -38,7 +38,7 @@ from taskflowd.queue.redis_index import (
 )
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.db import Database
-from taskflowd.store.errors import StoreError
+from taskflowd.store.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("taskflowd.queue.redis")
 
@@ -83,13 +83,19 @@ class RedisQueue:
         self._wake = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
+        self._reap_failing = False
 
     # --- lifecycle and wake-ups ------------------------------------------------------
     async def start(self) -> None:
-        await self.index.connect()
+        """Start even while Redis is unreachable (a node restarted during an outage keeps
+        serving reads and accepting jobs): the reconciler builds the index once it answers."""
+        await self.sql.start()
         try:
-            await self.sql.start()
+            await self.index.connect()
             await self.reconciler.rebuild_if_lost()
+        except StoreUnavailable as exc:
+            log.warning("starting without Redis (%s); the queue index follows once it answers", exc)
+            self.reconciler.mark_dirty()
         except BaseException:
             await self.sql.stop()
             await self.index.close()
@@ -256,9 +262,12 @@ class RedisQueue:
             overdue = await self.index.overdue(to_us(now), _OVERDUE_BATCH)
             placements += await self.records.placements(overdue, now)
         except StoreError as exc:
-            log.warning("Redis queue index not updated after reaping (%s)", exc)
+            if not self._reap_failing:
+                log.warning("Redis queue index not updated after reaping (%s)", exc)
+            self._reap_failing = True
             self.reconciler.mark_dirty()
         else:
+            self._reap_failing = False
             await self._reflect(placements)
         if reaped.rescued:
             self._wake.set()

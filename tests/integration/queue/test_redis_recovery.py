@@ -224,6 +224,26 @@ async def test_a_redis_outage_fails_claims_cleanly_and_loses_nothing(
     assert sorted(e.id for e in claims) == sorted(e.id for e in accepted)
 
 
+async def test_a_node_starts_while_redis_is_down_and_catches_up(
+    pg_store: SqlStore, task: Task, private_redis: PrivateRedis
+) -> None:
+    private_redis.kill()
+    queue = redis_queue(pg_store, private_redis.url, RedisKeys())
+    await queue.start()
+    try:
+        accepted = [due_job(task) for _ in range(10)]
+        await queue.add(accepted)
+        with pytest.raises(StoreUnavailable):
+            await queue.acquire("node", 10, 30)
+
+        await asyncio.to_thread(private_redis.start)
+        claims = await drain([queue], len(accepted))
+    finally:
+        await queue.stop()
+
+    assert sorted(e.id for e in claims) == sorted(e.id for e in accepted)
+
+
 # --- dying between two steps -------------------------------------------------------------
 
 
