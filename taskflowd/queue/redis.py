@@ -83,7 +83,7 @@ class RedisQueue:
         self._wake = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
-        self._reap_failing = False
+        self._index_failing = False
 
     # --- lifecycle and wake-ups ------------------------------------------------------
     async def start(self) -> None:
@@ -145,8 +145,22 @@ class RedisQueue:
         try:
             await self.index.sync(to_us(utcnow()), placements)
         except StoreError as exc:
+            self._index_failed(exc)
+        else:
+            self._index_answered()
+
+    def _index_failed(self, exc: StoreError) -> None:
+        """A committed change is missing from Redis: the reconciler repairs the index once
+        Redis answers. Logged once per outage, however many changes it misses."""
+        if not self._index_failing:
             log.warning("Redis queue index not updated (%s); the reconciler will repair it", exc)
-            self.reconciler.mark_dirty()
+        self._index_failing = True
+        self.reconciler.mark_dirty()
+
+    def _index_answered(self) -> None:
+        if self._index_failing:
+            log.info("Redis queue index updated again")
+        self._index_failing = False
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:
@@ -225,7 +239,7 @@ class RedisQueue:
         try:
             await self.index.extend(held)
         except StoreError as exc:
-            log.warning("Redis queue leases not extended: %s", exc)
+            self._index_failed(exc)
         return status
 
     # --- outcomes ----------------------------------------------------------------------
@@ -239,8 +253,9 @@ class RedisQueue:
         try:
             await self.index.settle(to_us(utcnow()), rows)
         except StoreError as exc:
-            log.warning("Redis queue index not updated after settling (%s)", exc)
-            self.reconciler.mark_dirty()
+            self._index_failed(exc)
+        else:
+            self._index_answered()
         self._wake.set()
         return applied
 
@@ -262,12 +277,8 @@ class RedisQueue:
             overdue = await self.index.overdue(to_us(now), _OVERDUE_BATCH)
             placements += await self.records.placements(overdue, now)
         except StoreError as exc:
-            if not self._reap_failing:
-                log.warning("Redis queue index not updated after reaping (%s)", exc)
-            self._reap_failing = True
-            self.reconciler.mark_dirty()
+            self._index_failed(exc)
         else:
-            self._reap_failing = False
             await self._reflect(placements)
         if reaped.rescued:
             self._wake.set()
