@@ -92,7 +92,7 @@ class Daemon:
             handlers=handlers,
             events=events,
             supervisor=Supervisor(lambda name, exc: None),
-            tasks=TaskService(store, queue, handlers),
+            tasks=TaskService(store, queue, handlers, events),
             node_id=node_id,
         )
         daemon.supervisor = Supervisor(daemon._on_fatal)

@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 
 from taskflowd.domain import schedule
 from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Task, User, utcnow
-from taskflowd.domain.enums import Role, TaskStatus, TaskType
+from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.rules import TaskSpec, validate_task
+from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import new_execution
@@ -38,10 +39,17 @@ class ExecutionDetail:
 
 
 class TaskService:
-    def __init__(self, store: Store, queue: JobQueue, handlers: HandlerRegistry) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: JobQueue,
+        handlers: HandlerRegistry,
+        events: EventBus | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.handlers = handlers
+        self.events = events or EventBus()
 
     # --- validation ------------------------------------------------------------
     def _check(self, actor: User, spec: TaskSpec) -> None:
@@ -221,6 +229,9 @@ class TaskService:
         cancelled = await self.queue.cancel(execution_id, owner_scope(actor))
         if cancelled is None:
             raise NotFound(f"execution {execution_id} not found")
+        if cancelled.status is ExecutionStatus.CANCELLED:
+            # A running job is only asked to stop: its worker reports how it ended.
+            self._published(cancelled)
         return cancelled
 
     # --- dead letter -------------------------------------------------------------------
@@ -233,7 +244,18 @@ class TaskService:
         execution = await self.queue.retry_dead_letter(dead_letter_id, owner_scope(actor))
         if execution is None:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
+        self._published(execution)
         return execution
+
+    def _published(self, execution: Execution) -> None:
+        """Tell live views (and other nodes) of a state change made here, not by a worker."""
+        self.events.publish(
+            "execution",
+            id=execution.id,
+            taskId=execution.task_id,
+            status=execution.status.value,
+            ownerId=execution.owner_id,
+        )
 
     async def delete_dead_letter(self, actor: User, dead_letter_id: str) -> None:
         if not await self.store.delete_dead_letter(dead_letter_id, owner_scope(actor)):

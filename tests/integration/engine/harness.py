@@ -93,7 +93,7 @@ class Engine:
         self.worker = WorkerPool(
             self.queue, self.handlers, worker, self.node_id, self.events, self.supervisor
         )
-        self.tasks = TaskService(store, self.queue, self.handlers)
+        self.tasks = TaskService(store, self.queue, self.handlers, self.events)
         self._queue_started = False
 
     async def start(self) -> None:

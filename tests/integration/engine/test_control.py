@@ -101,9 +101,13 @@ async def test_cancelling_a_queued_job_means_it_never_runs(engine: Engine, admin
     )
     [job] = await engine.executions(task.id)
 
-    cancelled = await engine.tasks.cancel(admin, job.id)
+    async with engine.events.subscribe() as events:
+        cancelled = await engine.tasks.cancel(admin, job.id)
+        seen = events.get_nowait()
 
     assert cancelled.status is ExecutionStatus.CANCELLED
+    assert seen.data["id"] == job.id and seen.data["status"] == "CANCELLED"
+    assert seen.data["ownerId"] == admin.id
     # A job queued behind it has run: the worker had every chance to start it.
     later = await engine.tasks.create(admin, spec(TaskType.DELAYED, delay_ms=1100))
     await engine.wait_until_final(later.id)

@@ -75,10 +75,13 @@ async def test_dead_letter_retry_that_fails_again_returns_to_the_queue(
     [failed] = await engine.wait_until_final(task.id)
     [entry] = await engine.dead_letter()
 
-    retried = await engine.tasks.retry_dead_letter(admin, entry.id)
+    async with engine.events.subscribe() as events:
+        retried = await engine.tasks.retry_dead_letter(admin, entry.id)
+        seen = events.get_nowait()
 
     assert retried.id == failed.id
     assert retried.status is ExecutionStatus.PENDING
+    assert (seen.data["id"], seen.data["status"]) == (failed.id, "PENDING")
 
     async def dead_again() -> bool:
         dead = await engine.dead_letter()
