@@ -25,7 +25,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from typing import Annotated
+import threading
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +36,7 @@ from taskflowd.handlers import parsing
 from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
 
 _STDERR_TAIL_CHARS = 1000
+T = TypeVar("T")
 
 Arg = Annotated[str, Field(max_length=128 * 1024)]
 
@@ -99,7 +101,7 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
-class _Collector(asyncio.SubprocessProtocol):
+class _Collector:
     """Collects output as it arrives (so pipes never fill) and reports two events.
 
     `exited` is set once the main process has exited and been reaped; `pipes_closed`
@@ -115,17 +117,57 @@ class _Collector(asyncio.SubprocessProtocol):
         self.pipes_closed: asyncio.Future[None] = loop.create_future()
         self._open_fds = {1, 2}
 
-    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
-        (self.stdout if fd == 1 else self.stderr).add(bytes(data))
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        (self.stdout if fd == 1 else self.stderr).add(data)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+    def pipe_connection_lost(self, fd: int) -> None:
         self._open_fds.discard(fd)
         if not self._open_fds and not self.pipes_closed.done():
             self.pipes_closed.set_result(None)
 
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+
+class _Pipe(asyncio.Protocol):
+    """One of the child's output pipes, read by the event loop into the collector."""
+
+    def __init__(self, output: _Collector, fd: int) -> None:
+        self._output = output
+        self._fd = fd
+
+    def data_received(self, data: bytes) -> None:
+        self._output.pipe_data_received(self._fd, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._output.pipe_connection_lost(self._fd)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
+def _spawn_and_reap(
+    argv: list[str],
+    options: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+    started: asyncio.Future[subprocess.Popen[bytes]],
+    exited: asyncio.Future[None],
+) -> None:
+    """The child's own thread: fork/exec off the event loop, then wait for the exit (no
+    thread of the shared executor is held for the job's lifetime)."""
+    try:
+        process = subprocess.Popen(argv, **options)
+    except OSError as exc:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_resolve, started, exc)
+        return
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, started, process)
+    process.wait()
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, exited, None)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -157,26 +199,48 @@ class ShellHandler:
 
     async def run(self, payload: JSON, ctx: JobContext) -> JSON:
         request = parsing.parse(ShellPayload, payload)
-        program, *args = request.argv
+        program = request.argv[0]
         loop = asyncio.get_running_loop()
+        output = _Collector(self._max_output_bytes, loop)
+        started: asyncio.Future[subprocess.Popen[bytes]] = loop.create_future()
+        options: dict[str, Any] = {
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "cwd": request.cwd,
+            "env": {"PATH": self._path, **(request.env or {})},
+            "start_new_session": True,
+        }
+        threading.Thread(
+            target=_spawn_and_reap,
+            args=(list(request.argv), options, loop, started, output.exited),
+            name=f"shell:{program}",
+            daemon=True,
+        ).start()
         try:
-            transport, output = await loop.subprocess_exec(
-                lambda: _Collector(self._max_output_bytes, loop),
-                program,
-                *args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=request.cwd,
-                env={"PATH": self._path, **(request.env or {})},
-                start_new_session=True,
-            )
+            process = await asyncio.shield(started)
         except OSError as exc:
             raise JobError(
                 f"cannot start {program!r}: {exc}", error_type="spawn_failed", retryable=False
             ) from None
-        pid = transport.get_pid()
+        except asyncio.CancelledError:
+            # The thread spawns it anyway: stop what it started before giving up.
+            with contextlib.suppress(OSError):
+                process = await _finish_despite_cancel(started)
+                try:
+                    await self._stop_group(process.pid, output)
+                finally:
+                    for stream in (process.stdout, process.stderr):
+                        if stream is not None:
+                            stream.close()
+            raise
+        pid = process.pid
         ctx.logger.debug("shell started %s as pid %d", program, pid)
+        assert process.stdout is not None and process.stderr is not None
+        pipes = [
+            (await loop.connect_read_pipe(lambda: _Pipe(output, 1), process.stdout))[0],
+            (await loop.connect_read_pipe(lambda: _Pipe(output, 2), process.stderr))[0],
+        ]
         try:
             # Shielded: cancelling this task must not cancel the future itself, which
             # still has to tell _stop_group when the process is really gone.
@@ -190,8 +254,9 @@ class ShellHandler:
             await self._stop_group(pid, output)
             raise
         finally:
-            transport.close()
-        code = transport.get_returncode()
+            for pipe in pipes:
+                pipe.close()
+        code = process.returncode
         assert code is not None  # set before `exited` resolves
         ctx.logger.debug("shell %s exited with %d", program, code)
         if code != 0:
@@ -216,10 +281,11 @@ class ShellHandler:
             await _finish_despite_cancel(output.exited)
 
 
-async def _finish_despite_cancel(future: asyncio.Future[None]) -> None:
+async def _finish_despite_cancel(future: asyncio.Future[T]) -> T:
     """Await `future` to the end even if cancelled again meanwhile, then re-raise that.
 
-    Used only after SIGKILL, so the wait is short; it guarantees no unreaped child.
+    Used only where the wait is short (a spawn, a reap after SIGKILL); it guarantees no
+    unreaped child.
     """
     cancelled = False
     while not future.done():
@@ -229,6 +295,7 @@ async def _finish_despite_cancel(future: asyncio.Future[None]) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
+    return future.result()
 
 
 def _exit_message(program: str, code: int, stderr: str) -> str:
