@@ -33,6 +33,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from taskflowd import __version__
+from taskflowd.api.middleware import observed, route_template
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.store.errors import StoreUnavailable
@@ -379,11 +380,6 @@ class Metrics:
         return names
 
 
-def _route_of(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED
-
-
 def _problem_code(response: web.StreamResponse) -> str:
     if not isinstance(response, web.Response) or response.content_type != _PROBLEM_JSON:
         return OTHER
@@ -412,25 +408,14 @@ def metrics_middleware(metrics: Metrics) -> Middleware:
 
     @web.middleware
     async def record_http(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        response: web.StreamResponse | None = None
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # the client went away before the answer
-            raise
-        finally:
-            route = _route_of(request)
-            metrics.observe_request(route, request.method, status, time.perf_counter() - started)
+        def record(status: int, seconds: float, response: web.StreamResponse | None) -> None:
+            route = route_template(request, UNMATCHED)
+            metrics.observe_request(route, request.method, status, seconds)
             if status == 401:
                 metrics.auth_failure(_problem_code(response) if response is not None else OTHER)
             elif status == 429:
                 metrics.rate_limited(_rate_scope(request, route))
+
+        return await observed(request, handler, record)
 
     return record_http

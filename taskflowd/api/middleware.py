@@ -68,17 +68,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         request_id_var.reset(token)
 
 
-def route_template(request: web.Request) -> str:
+def route_template(request: web.Request, unmatched: str = "(unmatched)") -> str:
     """The matched route's template (`/api/v1/users/{id}`), never the raw path."""
     resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "(unmatched)"
+    return resource.canonical if resource is not None else unmatched
 
 
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One line per request: method, route template, status, duration. No headers or bodies."""
+Report = Callable[[int, float, web.StreamResponse | None], None]
+
+
+async def observed(request: web.Request, handler: Handler, report: Report) -> web.StreamResponse:
+    """Answer `request` with `handler`, then `report(status, seconds, response)` however it
+    ended: an HTTP exception's status, 499 when the client went away before the answer,
+    500 for anything else raised (`response` is None unless the handler returned one)."""
     started = time.perf_counter()
     status = 500
+    response: web.StreamResponse | None = None
     try:
         response = await handler(request)
         status = response.status
@@ -87,18 +92,28 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     except asyncio.CancelledError:
-        status = 499  # the client went away before the answer
+        status = 499
         raise
     finally:
+        report(status, time.perf_counter() - started, response)
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: method, route template, status, duration. No headers or bodies."""
+
+    def log_line(status: int, seconds: float, _: web.StreamResponse | None) -> None:
         fields = {
             "method": request.method,
             "route": route_template(request),
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
         }
         access_logger.info(
             "%s %s %s", fields["method"], fields["route"], status, extra={"fields": fields}
         )
+
+    return await observed(request, handler, log_line)
 
 
 def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:
