@@ -53,15 +53,22 @@ SCHEDULER = SchedulerSettings(
 )
 
 
-class Crashes(logging.Handler):
-    """Collects errors of supervised background loops, which restart quietly otherwise."""
+class LogLines(logging.Handler):
+    """Collects the messages of the records at or above `level`."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+class Crashes(LogLines):
+    """Collects errors of supervised background loops, which restart quietly otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
 
 
 class Engine:

@@ -11,24 +11,15 @@ import pytest
 
 from taskflowd.domain.enums import ExecutionStatus, Role
 from taskflowd.store import SqlStore, open_store
-from tests.integration.engine.harness import SCHEDULER, WORKER, Crashes, Engine, spec
+from tests.integration.engine.harness import SCHEDULER, WORKER, Crashes, Engine, LogLines, spec
 from tests.integration.ops.private_pg import PrivatePostgres
 from tests.integration.queue.polling import eventually
 from tests.integration.store.factories import make_user
 
 
-class Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
-def logs() -> Iterator[tuple[Crashes, Warnings]]:
-    crashes, warnings = Crashes(), Warnings()
+def logs() -> Iterator[tuple[Crashes, LogLines]]:
+    crashes, warnings = Crashes(), LogLines(logging.WARNING)
     supervised, worker = (
         logging.getLogger("taskflowd.background"),
         logging.getLogger("taskflowd.worker"),
@@ -52,7 +43,7 @@ async def engine(private_pg: PrivatePostgres) -> AsyncIterator[Engine]:
 
 
 async def test_the_worker_waits_out_a_database_outage_and_resumes(
-    private_pg: PrivatePostgres, engine: Engine, logs: tuple[Crashes, Warnings]
+    private_pg: PrivatePostgres, engine: Engine, logs: tuple[Crashes, LogLines]
 ) -> None:
     crashes, warnings = logs
     admin = await engine.store.create_user(make_user(role=Role.ADMIN))
