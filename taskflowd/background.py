@@ -60,3 +60,30 @@ class Supervisor:
 
     def running(self) -> list[str]:
         return [name for name, task in self._tasks.items() if not task.done()]
+
+
+class Outage:
+    """An outage as one loop sees it: logged once when it begins (`begins`, formatted with
+    the error) and once when it ends (`ends`), however many failures lie in between, with
+    the pause before each retry growing from 0.1 s to `cap_s`."""
+
+    def __init__(
+        self, logger: logging.Logger, begins: str, ends: str, *, cap_s: float = 2.0
+    ) -> None:
+        self._log = logger
+        self._begins = begins
+        self._ends = ends
+        self._cap_s = cap_s
+        self.delay = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; returns how long to wait before the next try."""
+        if not self.delay:
+            self._log.warning(self._begins, exc)
+        self.delay = min(max(self.delay * 2, 0.1), self._cap_s)
+        return self.delay
+
+    def succeeded(self) -> None:
+        if self.delay:
+            self._log.info(self._ends)
+        self.delay = 0.0

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskflowd.background import Outage
 from taskflowd.domain.entities import utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue.redis_claims import RecordClaims
@@ -100,7 +101,9 @@ class Reconciler:
         """Reconcile forever: survives Redis and database outages, logging them once."""
         started = time.monotonic()
         next_window, next_full = started + self.interval_s, started + self.full_interval_s
-        failing = False
+        outage = Outage(
+            log, "cannot reconcile the Redis queue now: %s", "reconciling the Redis queue again"
+        )
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), _TICK_S)
@@ -121,13 +124,9 @@ class Reconciler:
                         await self.reconcile(full=False)
             except StoreError as exc:
                 self._dirty = True
-                if not failing:
-                    log.warning("cannot reconcile the Redis queue now: %s", exc)
-                failing = True
+                outage.failed(exc)
                 continue
-            if failing:
-                log.info("reconciling the Redis queue again")
-            failing = False
+            outage.succeeded()
 
     async def _turn(self, name: str, interval_s: float) -> bool:
         """Whether this node runs the cluster's pass of this interval."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from taskflowd.background import Supervisor
+from taskflowd.background import Outage, Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
@@ -83,7 +83,11 @@ class RedisQueue:
         self._wake = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
-        self._index_failing = False
+        self._index_outage = Outage(
+            log,
+            "Redis queue index not updated (%s); the reconciler will repair it",
+            "Redis queue index updated again",
+        )
 
     # --- lifecycle and wake-ups ------------------------------------------------------
     async def start(self) -> None:
@@ -151,16 +155,12 @@ class RedisQueue:
 
     def _index_failed(self, exc: StoreError) -> None:
         """A committed change is missing from Redis: the reconciler repairs the index once
-        Redis answers. Logged once per outage, however many changes it misses."""
-        if not self._index_failing:
-            log.warning("Redis queue index not updated (%s); the reconciler will repair it", exc)
-        self._index_failing = True
+        Redis answers."""
+        self._index_outage.failed(exc)
         self.reconciler.mark_dirty()
 
     def _index_answered(self) -> None:
-        if self._index_failing:
-            log.info("Redis queue index updated again")
-        self._index_failing = False
+        self._index_outage.succeeded()
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:

@@ -16,7 +16,7 @@ from enum import Enum
 
 import orjson
 
-from taskflowd.background import Supervisor
+from taskflowd.background import Outage, Supervisor
 from taskflowd.config import WorkerSettings
 from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.retry import RetryPolicy
@@ -45,26 +45,15 @@ class _Running:
     stop: _Stop | None = None
 
 
-class _Outage:
-    """A worker loop's view of a store outage: logged once when it begins and once when
-    it ends, with retries spaced 0.1 s, 0.2 s … up to 2 s in between, so work resumes
+def _outage(what: str) -> Outage:
+    """A worker loop's view of a store outage: retried every 2 s at most, so work resumes
     within seconds of the store's return."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.delay = 0.0
-
-    def failed(self, exc: StoreError) -> float:
-        """Record a failure; returns how long to wait before the next try."""
-        if not self.delay:
-            log.warning("%s: the store is unavailable (%s); retrying", self.what, exc)
-        self.delay = min(max(self.delay * 2, 0.1), _OUTAGE_RETRY_CAP_S)
-        return self.delay
-
-    def succeeded(self) -> None:
-        if self.delay:
-            log.info("%s: the store answers again", self.what)
-        self.delay = 0.0
+    return Outage(
+        log,
+        f"{what}: the store is unavailable (%s); retrying",
+        f"{what}: the store answers again",
+        cap_s=_OUTAGE_RETRY_CAP_S,
+    )
 
 
 def _error(kind: str, message: str) -> dict[str, str]:
@@ -143,7 +132,7 @@ class WorkerPool:
 
     # --- claiming --------------------------------------------------------------
     async def _claim_loop(self) -> None:
-        outage = _Outage("claiming jobs")
+        outage = _outage("claiming jobs")
         while self._claiming:
             free = self.settings.concurrency - len(self._running)
             if free <= 0:
@@ -361,7 +350,7 @@ class WorkerPool:
     # --- leases ------------------------------------------------------------------------
     async def _lease_loop(self) -> None:
         interval = self.settings.lease_s / 3
-        outage = _Outage("renewing leases")
+        outage = _outage("renewing leases")
         wait = interval
         while True:
             await asyncio.sleep(wait)
@@ -393,7 +382,7 @@ class WorkerPool:
 
     async def _reap_loop(self) -> None:
         interval = max(1.0, self.settings.lease_s / 4)
-        outage = _Outage("reaping expired leases")
+        outage = _outage("reaping expired leases")
         while True:
             try:
                 reaped = await self.queue.reap_expired(self.settings.max_rescues)
