@@ -3,12 +3,14 @@
 Every check happens before a service sees the input: 415 not JSON, 413 too large
 (counted while reading, so chunked bodies are bounded too), 400 malformed or too deeply
 nested, 422 when the document does not fit the model (each bad field named by its
-camelCase path).
+camelCase path) or when any string in it, object keys included, holds a NUL character,
+which the database cannot store (`taskflowd.domain.text`). Query strings follow the same
+NUL rule, names and values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -18,9 +20,13 @@ from aiohttp import web
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.problems import ApiError
 from taskflowd.domain.errors import FieldError, ValidationFailed
+from taskflowd.domain.text import NUL, NUL_MESSAGE, field_path, nul_errors
 
 MAX_JSON_DEPTH = 32
 READ_CHUNK_BYTES = 64 * 1024
+# JSON can only carry a NUL as this escape (a raw one is not valid JSON), so a body
+# without it needs no walk; one with it (or with the literal text) is walked.
+_NUL_ESCAPE = b"\\u0000"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -87,6 +93,10 @@ async def read_json(request: web.Request) -> tuple[bytes, Any]:
             "json_too_deep",
             detail=f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.",
         )
+    if _NUL_ESCAPE in raw:
+        errors = nul_errors(document)
+        if errors:
+            raise ValidationFailed(errors)
     return raw, document
 
 
@@ -128,26 +138,23 @@ def _python_names(
 def parse_query(request: web.Request, model: type[M]) -> M:
     """The query string validated by `model`; each parameter may appear once."""
     values: dict[str, str] = {}
-    repeated: list[FieldError] = []
+    refused: list[FieldError] = []
     for name in dict.fromkeys(request.query):
         given = request.query.getall(name)
+        if NUL in name:
+            refused.append(FieldError("$", f"a parameter name {NUL_MESSAGE}"))
+            continue
         if len(given) > 1:
-            repeated.append(FieldError(name, "must be given only once"))
+            refused.append(FieldError(name, "must be given only once"))
+        if any(NUL in value for value in given):
+            refused.append(FieldError(name, NUL_MESSAGE))
         values[name] = given[0]
-    if repeated:
-        raise ValidationFailed(repeated)
+    if refused:
+        raise ValidationFailed(refused)
     try:
         return model.model_validate(values)
     except pydantic.ValidationError as exc:
         raise ValidationFailed(field_errors(exc)) from None
-
-
-def field_path(loc: Sequence[int | str]) -> str:
-    """`("payload", "headers", 0)` → `payload.headers[0]`; the whole document is `$`."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-    return path or "$"
 
 
 def field_errors(exc: pydantic.ValidationError) -> list[FieldError]:

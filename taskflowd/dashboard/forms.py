@@ -25,6 +25,7 @@ from taskflowd.domain.rules import (
     validate_task,
 )
 from taskflowd.domain.schedule import TimezoneError, validate_timezone
+from taskflowd.domain.text import nul_errors
 
 MAX_PAYLOAD_CHARS = 65_536
 LABELS = {
@@ -74,7 +75,10 @@ class TaskForm:
         for error in errors:
             name = input_name(error.field)
             if name in FIELDS:
-                self.errors.setdefault(name, error.message)
+                # A message about a part of an input (`payload.headers.x`) names the part.
+                nested = error.field not in (name, *_INPUT_OF)
+                message = f"{error.field}: {error.message}" if nested else error.message
+                self.errors.setdefault(name, message)
             else:
                 self.problem = f"{error.field}: {error.message}"
 
@@ -253,7 +257,7 @@ def _payload(errors: list[FieldError], raw: str) -> Any:
         errors.append(FieldError("payload", f"must be at most {MAX_PAYLOAD_CHARS} characters"))
         return None
     try:
-        return json.loads(raw)
+        payload = json.loads(raw)
     except json.JSONDecodeError as exc:
         errors.append(
             FieldError(
@@ -261,6 +265,10 @@ def _payload(errors: list[FieldError], raw: str) -> Any:
             )
         )
         return None
+    # The middleware refused raw NULs in the form; a "\u0000" escape decodes to one here.
+    refused = nul_errors(payload, ("payload",))
+    errors.extend(refused)
+    return None if refused else payload
 
 
 def _local_time(errors: list[FieldError], raw: str, timezone: str) -> datetime | None:

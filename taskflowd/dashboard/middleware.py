@@ -1,8 +1,10 @@
 """The dashboard's middleware and response headers.
 
-Every dashboard request: same-origin check for state-changing methods, session cookie →
-live user (active, same `token_version`), CSRF token on everything that is not a GET,
-and failures turned into HTML pages rather than the API's problem documents.
+Every dashboard request: query and form text the database could not store (a NUL
+character, `taskflowd.domain.text`) refused with a 422 page naming the field, same-origin
+check for state-changing methods, session cookie → live user (active, same
+`token_version`), CSRF token on everything that is not a GET, and failures turned into
+HTML pages rather than the API's problem documents.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from taskflowd.dashboard.context import (
 )
 from taskflowd.dashboard.sessions import FLASH_COOKIE, IDLE_TTL_S, SESSION_COOKIE
 from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from taskflowd.domain.text import NUL, NUL_MESSAGE
 from taskflowd.store.errors import StoreUnavailable
 
 log = logging.getLogger("taskflowd.dashboard")
@@ -47,6 +50,7 @@ _TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     413: "Too large",
+    422: "Cannot be stored",
     429: "Too many requests",
     500: "Something went wrong",
     503: "Temporarily unavailable",
@@ -96,10 +100,28 @@ async def dashboard_middleware(request: web.Request, handler: Handler) -> web.St
         return error_page(request, 500, "Quote the request id below when reporting this.")
 
 
+async def _text_problem(request: web.Request, unsafe: bool) -> str | None:
+    """The first query parameter or form field holding a NUL, as a message; else None."""
+    fields = list(request.query.items())
+    if unsafe and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        fields += [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
+    for name, value in fields:
+        if NUL in name or NUL in value:
+            shown = name.replace(NUL, "\\0")
+            return f"The field {shown} {NUL_MESSAGE}: it could not be stored."
+    return None
+
+
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     unsafe = request.method not in SAFE_METHODS
     if unsafe and not same_origin(request):
         return error_page(request, 403, "Requests from other sites are refused.")
+    problem = await _text_problem(request, unsafe)
+    if problem is not None:
+        return error_page(request, 422, problem)
     flash_cookie = request.cookies.get(FLASH_COOKIE)
     sessions = dashboard(request).sessions
     if flash_cookie and not unsafe:

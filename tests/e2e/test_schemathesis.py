@@ -1,9 +1,12 @@
 """Property-based conformance: schemathesis generates requests from /api/openapi.json and
-sends them, signed in as an admin, to a real daemon. No response may be a 5xx, and every
-response must match the document (status, content type, headers, body schema)."""
+sends them, signed in as an admin, to a real daemon on SQLite and on PostgreSQL (which
+refuses what SQLite lets through, such as NUL characters in text). No response may be a
+5xx, and every response must match the document (status, content type, headers, body
+schema)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -15,12 +18,35 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Daemons
+from tests.services import PostgresDatabases, unavailable
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True, scope="module"),
+]
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def database(
+    request: pytest.FixtureRequest, _pg_databases: PostgresDatabases | str
+) -> Iterator[str | None]:
+    """The daemon's database URL: None for its default SQLite file, or a PostgreSQL
+    database of this module's own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if isinstance(_pg_databases, str):
+        unavailable("PostgreSQL", _pg_databases)
+        raise AssertionError("unreachable")
+    url = asyncio.run(_pg_databases.create())
+    yield url
+    asyncio.run(_pg_databases.drop(url))
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, database: str | None
+) -> Iterator[tuple[str, str]]:
     """A daemon with generous rate limits (429s would hide everything else) and its token."""
     workdir: Path = tmp_path_factory.mktemp("schemathesis")
     daemons = Daemons(workdir)
@@ -29,6 +55,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             "TASKFLOW_AUTH__API_LIMIT_PER_MIN": "1000000",
             "TASKFLOW_AUTH__LOGIN_LIMIT_PER_MIN": "100000",
             "TASKFLOW_AUTH__ALLOW_REGISTRATION": "false",
+            "TASKFLOW_DATABASE": database,
         }
     )
     body = json.dumps({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).encode()

@@ -11,6 +11,7 @@ import pytest
 
 from taskflowd.domain.entities import User
 from taskflowd.domain.enums import Role
+from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore
 from tests.integration.engine.harness import SCHEDULER, WORKER, Crashes, Engine, EngineFactory
@@ -24,7 +25,8 @@ __all__ = ["_pg_reused_url", "pg_url"]
 async def make_engine(store: SqlStore) -> AsyncIterator[EngineFactory]:
     """Builds engines over the test's store (started unless `start=False`), with
     `worker={...}` and `scheduler={...}` overriding the fast test settings and
-    `queue_type` a SqlQueue subclass that instruments the queue; stops them
+    `queue_type` a SqlQueue subclass that instruments the queue and `handlers` a
+    registry of the test's own instead of the built-ins; stops them
     all afterwards and fails the test if a background loop crashed meanwhile."""
     engines: list[Engine] = []
     crashes = Crashes()
@@ -37,12 +39,14 @@ async def make_engine(store: SqlStore) -> AsyncIterator[EngineFactory]:
         worker: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         queue_type: type[SqlQueue] = SqlQueue,
+        handlers: HandlerRegistry | None = None,
     ) -> Engine:
         engine = Engine(
             store,
             dataclasses.replace(WORKER, **(worker or {})),
             dataclasses.replace(SCHEDULER, **(scheduler or {})),
             queue_type,
+            handlers,
         )
         engines.append(engine)
         if start:

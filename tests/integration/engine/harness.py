@@ -80,10 +80,11 @@ class Engine:
         worker: WorkerSettings,
         scheduler: SchedulerSettings,
         queue_type: type[SqlQueue] = SqlQueue,
+        handlers: HandlerRegistry | None = None,
     ) -> None:
         self.store = store
         self.queue = queue_type(store.db)
-        self.handlers = HandlerRegistry.build(
+        self.handlers = handlers or HandlerRegistry.build(
             shell_enabled=False,
             http_allow_private=False,
             http_allowed_networks=(),
