@@ -211,12 +211,28 @@ def _path_schema(pattern: str) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^{pattern}$"} if pattern else {"type": "string"}
 
 
+def _parameter_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or text, never null: pydantic's `X | None = None`
+    gives a null variant and a `"default": null`, which OpenAPI 3.1 would have to
+    check against the parameter's own type (and refuse). Both go."""
+    schema = {k: v for k, v in prop.items() if not (k == "default" and v is None)}
+    variants = [v for v in schema.pop("anyOf", ()) if v != {"type": "null"}]
+    if len(variants) == 1:
+        return {**variants[0], **schema}
+    if variants:
+        schema["anyOf"] = variants
+    return schema
+
+
 def _query_parameters(ref: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters of a query model, whose component schema is cleaned the same way."""
     schema = schemas[ref["$ref"].rsplit("/", 1)[-1]]
     required = set(schema.get("required", ()))
+    properties = {name: _parameter_schema(p) for name, p in schema.get("properties", {}).items()}
+    schema["properties"] = properties
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
-        for name, prop in schema.get("properties", {}).items()
+        for name, prop in properties.items()
     ]
 
 
