@@ -162,9 +162,21 @@ class SchedulerSettings:
     )
 
 
+def _not_shell(value: Any) -> str | None:
+    return "the shell handler is for admins only" if "shell" in value else None
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerSettings:
     shell_enabled: bool = setting(False, "Enable the `shell` handler (admin-only).")
+    admin_only: tuple[str, ...] = setting(
+        (), "Handlers only admins may use, whatever the handler says (built-ins or plugins)."
+    )
+    open_to_users: tuple[str, ...] = setting(
+        (),
+        "Handlers every user may use although they ask for admins only (plugins; never shell).",
+        _not_shell,
+    )
     http_allow_private: bool = setting(
         False, "Let the `http` handler reach private, loopback and link-local addresses."
     )
@@ -370,4 +382,7 @@ def load_settings(
     settings: Settings = _build(Settings, "", layers)
     if bool(settings.http.tls_cert) != bool(settings.http.tls_key):
         raise ConfigError("http.tls_key", "tls_cert and tls_key must be set together")
+    both = sorted(set(settings.handlers.admin_only) & set(settings.handlers.open_to_users))
+    if both:
+        raise ConfigError("handlers.open_to_users", f"also in handlers.admin_only: {both}")
     return settings

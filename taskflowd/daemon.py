@@ -83,6 +83,8 @@ class Daemon:
             http_timeout_s=h.http_timeout_s,
             http_max_response_bytes=h.http_max_response_bytes,
             shell_max_output_bytes=h.shell_max_output_bytes,
+            admin_only=h.admin_only,
+            open_to_users=h.open_to_users,
         )
         events = EventBus()
         daemon = cls(

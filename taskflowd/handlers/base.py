@@ -57,9 +57,15 @@ class PayloadValidator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
-    """A registered handler: `admin_only` ones may be created or changed by admins only."""
+    """A handler: its name, how it runs, and how it checks a payload when a task is made.
+
+    `admin_only=True`: only admins may create or change tasks that use it; False: any
+    user may. Left out (None), a built-in is open to every user and a plugin is for
+    admins only. The operator's `handlers.admin_only` / `handlers.open_to_users` settings
+    override either; in the registry the value is always a bool.
+    """
 
     name: str
     run: HandlerFn
     validate: PayloadValidator
-    admin_only: bool = False
+    admin_only: bool | None = None

@@ -53,11 +53,13 @@ def _is_async_callable(obj: object) -> bool:
 
 
 def plugin_spec(entry_point: EntryPoint) -> HandlerSpec:
-    """Load one plugin as an admin-only HandlerSpec named after its entry point.
+    """Load one plugin as a HandlerSpec named after its entry point.
 
     The entry point must resolve to a HandlerSpec of the same name or to an async
-    callable `(payload, ctx) -> result`. Raises whatever loading raised, or
-    TypeError/ValueError for an unusable object.
+    callable `(payload, ctx) -> result`. A plugin is for admins only unless its
+    HandlerSpec says `admin_only=False`: a bare callable checks no payload, and a
+    plugin written before it could say so keeps the access it had. Raises whatever
+    loading raised, or TypeError/ValueError for an unusable object.
     """
     if not _HANDLER_NAME.match(entry_point.name):
         raise ValueError(f"name must match {_HANDLER_NAME.pattern}")
@@ -65,11 +67,35 @@ def plugin_spec(entry_point: EntryPoint) -> HandlerSpec:
     if isinstance(obj, HandlerSpec):
         if obj.name != entry_point.name:
             raise ValueError(f"its HandlerSpec is named {obj.name!r}, not {entry_point.name!r}")
-        # Plugins run third-party code paths chosen by the payload: admins only.
-        return dataclasses.replace(obj, admin_only=True)
+        return dataclasses.replace(obj, admin_only=obj.admin_only is not False)
     if _is_async_callable(obj):
         return HandlerSpec(entry_point.name, cast(HandlerFn, obj), _accept_any, admin_only=True)
     raise TypeError(f"{type(obj).__name__} is neither a HandlerSpec nor an async callable")
+
+
+def with_access(
+    specs: Iterable[HandlerSpec], admin_only: Collection[str], open_to_users: Collection[str]
+) -> list[HandlerSpec]:
+    """`specs` with the operator's say on who may use them: names in `admin_only` become
+    admin-only, names in `open_to_users` open to every user. A name no spec has is
+    logged (its plugin may be missing) and ignored. Raises ValueError when `shell` is
+    to be opened to users or a name is in both collections."""
+    if "shell" in open_to_users:
+        raise ValueError("the shell handler is for admins only; it cannot be opened to users")
+    both = sorted(set(admin_only) & set(open_to_users))
+    if both:
+        raise ValueError(f"{', '.join(both)}: both admin-only and open to users")
+    result = []
+    for spec in specs:
+        if spec.name in admin_only:
+            spec = dataclasses.replace(spec, admin_only=True)
+        elif spec.name in open_to_users:
+            spec = dataclasses.replace(spec, admin_only=False)
+        result.append(spec)
+    unknown = sorted((set(admin_only) | set(open_to_users)) - {s.name for s in result})
+    for name in unknown:
+        logger.warning("handler access is configured for %r, but no handler has that name", name)
+    return result
 
 
 def load_plugin_specs(
@@ -110,7 +136,8 @@ class HandlerRegistry:
         for spec in specs:
             if spec.name in self._specs:
                 raise ValueError(f"two handlers are named {spec.name!r}")
-            self._specs[spec.name] = spec
+            # A spec that does not say is open: plugins were settled by plugin_spec.
+            self._specs[spec.name] = dataclasses.replace(spec, admin_only=bool(spec.admin_only))
         self._closers = list(closers)
 
     @classmethod
@@ -124,11 +151,14 @@ class HandlerRegistry:
         http_max_response_bytes: int,
         shell_max_output_bytes: int,
         load_plugins: bool = True,
+        admin_only: Collection[str] = (),
+        open_to_users: Collection[str] = (),
     ) -> HandlerRegistry:
-        """The daemon's registry: built-ins (`shell` only if enabled), then plugins.
+        """The daemon's registry: built-ins (`shell` only if enabled), then plugins, with
+        the operator's access overrides applied (`with_access`).
 
-        Raises ValueError for a malformed CIDR in `http_allowed_networks`. Touches no
-        event loop; the http session is created on first use.
+        Raises ValueError for a malformed CIDR in `http_allowed_networks` or unusable
+        access overrides. Touches no event loop; the http session is created on first use.
         """
         policy = AddressPolicy.from_config(
             allow_private=http_allow_private, allowed_networks=http_allowed_networks
@@ -141,7 +171,7 @@ class HandlerRegistry:
             specs.append(ShellHandler(max_output_bytes=shell_max_output_bytes).spec())
         if load_plugins:
             specs += load_plugin_specs(entry_points(group=PLUGIN_GROUP))
-        return cls(specs, closers=[http.close])
+        return cls(with_access(specs, admin_only, open_to_users), closers=[http.close])
 
     def get(self, name: str) -> HandlerSpec:
         """The handler called `name`; raises UnknownHandler if there is none."""

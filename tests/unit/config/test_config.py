@@ -7,6 +7,7 @@ taskflowd.toml on the host cannot leak in.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -526,6 +527,28 @@ def test_file_that_is_not_utf8() -> None:
     assert_config_error(caught, "config")
 
 
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"TASKFLOW_HANDLERS__OPEN_TO_USERS": "thumbnail,shell"}, "handlers.open_to_users"),
+        (
+            {"TASKFLOW_HANDLERS__ADMIN_ONLY": "a,b", "TASKFLOW_HANDLERS__OPEN_TO_USERS": "b"},
+            "handlers.open_to_users",
+        ),
+    ],
+)
+def test_handler_access_that_cannot_hold(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(env=env)
+    assert_config_error(caught, key)
+
+
+def test_handler_access_lists() -> None:
+    settings = load('[handlers]\nadmin_only = ["http"]\nopen_to_users = ["thumbnail"]\n')
+    assert settings.handlers.admin_only == ("http",)
+    assert settings.handlers.open_to_users == ("thumbnail",)
+
+
 # --- the declaration table -----------------------------------------------------
 
 
@@ -556,3 +579,23 @@ def test_every_known_key_can_be_set_from_the_environment() -> None:
             text = str(value)
         env["TASKFLOW_" + key.upper().replace(".", "__")] = text
     assert load(env=env) == defaults
+
+
+def test_the_example_file_lists_every_key_with_its_default_and_help() -> None:
+    """config/taskflowd.toml is the operator's reference: every key, its default, and
+    the declaration's help text in the comment above it."""
+    text = (Path(__file__).resolve().parents[3] / "config" / "taskflowd.toml").read_text()
+    data = tomllib.loads(text)
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    keys = known_keys()
+    assert set(flat) == set(keys)
+    comments = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    for key, declaration in keys.items():
+        default = declaration.default
+        assert flat[key] == (list(default) if isinstance(default, tuple) else default), key
+        assert " ".join(declaration.metadata["help"].split()) in comments, key

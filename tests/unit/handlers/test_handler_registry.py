@@ -19,6 +19,7 @@ from taskflowd.handlers.registry import (
     HandlerRegistry,
     UnknownHandler,
     load_plugin_specs,
+    with_access,
 )
 
 PLUGIN_SOURCE = """
@@ -35,6 +36,7 @@ def _object_only(payload):
 
 
 greet = HandlerSpec("greet", hello, _object_only)
+open_greet = HandlerSpec("open-greet", hello, _object_only, admin_only=False)
 misnamed = HandlerSpec("other", hello, _object_only)
 
 
@@ -146,17 +148,24 @@ async def test_close_shuts_the_http_handler_and_is_idempotent() -> None:
     assert caught.value.error_type == "handler_closed"
 
 
-async def test_plugins_load_as_admin_only_specs(plugin_modules: dict[str, str]) -> None:
+async def test_plugins_are_admin_only_unless_their_spec_says_otherwise(
+    plugin_modules: dict[str, str],
+) -> None:
     module = plugin_modules["good"]
     specs = load_plugin_specs(
         [
             EntryPoint("hello", f"{module}:hello", PLUGIN_GROUP),
             EntryPoint("greet", f"{module}:greet", PLUGIN_GROUP),
             EntryPoint("caller", f"{module}:caller", PLUGIN_GROUP),
+            EntryPoint("open-greet", f"{module}:open_greet", PLUGIN_GROUP),
         ]
     )
-    assert [s.name for s in specs] == ["hello", "greet", "caller"]
-    assert all(s.admin_only for s in specs)
+    assert {s.name: s.admin_only for s in specs} == {
+        "hello": True,  # a bare callable checks no payload
+        "greet": True,  # a spec that does not say
+        "caller": True,
+        "open-greet": False,
+    }
     registry = HandlerRegistry(specs)
     assert await registry.get("hello").run([1], make_ctx()) == {"hello": [1], "attempt": 2}
     assert await registry.get("caller").run(None, make_ctx()) == "called"
@@ -192,6 +201,40 @@ def test_bad_plugins_are_logged_and_skipped(
     assert [s.name for s in specs] == ["hello"]  # the bad one never stops the others
     assert log in caplog.text
     assert f"handler plugin {name} = {value} skipped" in caplog.text
+
+
+def test_the_operator_overrides_who_may_use_a_handler(
+    plugin_modules: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    module = plugin_modules["good"]
+    specs = load_plugin_specs(
+        [
+            EntryPoint("greet", f"{module}:greet", PLUGIN_GROUP),
+            EntryPoint("open-greet", f"{module}:open_greet", PLUGIN_GROUP),
+        ]
+    )
+    builtins = [build().get(name) for name in ("echo", "http")]
+    changed = HandlerRegistry(
+        with_access([*builtins, *specs], ("open-greet", "http", "gone"), ("greet",))
+    )
+    assert {n: changed.get(n).admin_only for n in changed.names()} == {
+        "echo": False,
+        "http": True,
+        "greet": False,
+        "open-greet": True,
+    }
+    assert "'gone', but no handler has that name" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("admin_only", "open_to_users", "message"),
+    [((), ("shell",), "for admins only"), (("x",), ("x", "y"), "x: both")],
+)
+def test_access_overrides_that_cannot_hold_are_refused(
+    admin_only: tuple[str, ...], open_to_users: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        build(shell_enabled=True, admin_only=admin_only, open_to_users=open_to_users)
 
 
 def test_a_second_plugin_with_the_same_name_is_skipped(
