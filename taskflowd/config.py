@@ -177,6 +177,10 @@ class HandlerSettings:
         "Handlers every user may use although they ask for admins only (plugins; never shell).",
         _not_shell,
     )
+    allow_missing: bool = setting(
+        False,
+        "Start a worker node even though active tasks use handlers it lacks (their jobs fail).",
+    )
     http_allow_private: bool = setting(
         False, "Let the `http` handler reach private, loopback and link-local addresses."
     )

@@ -114,6 +114,7 @@ class Daemon:
             queue=queue,
             running_jobs=daemon.running_jobs,
             handler_names=handlers.names(),
+            plugin_failures=[f.name for f in handlers.plugin_failures],
         )
         # The watchdog follows an embedded database only: a PostgreSQL outage is no
         # reason for systemd to restart a node, which keeps running and says so on /ready.
@@ -142,6 +143,8 @@ class Daemon:
             parts.append(_Component("events", self.bridge.start, self.bridge.stop))
         if self.metrics is not None:  # before the producers of the events it counts
             parts.append(_Component("metrics", self.metrics.start, self.metrics.stop))
+        if self.worker is not None:  # before any job could fail for want of its handler
+            parts.append(_Component("handlers", self._check_handlers, _nothing))
         if self.timer is not None:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
@@ -158,6 +161,13 @@ class Daemon:
         from taskflowd.services.bootstrap import bootstrap
 
         await bootstrap(self)
+
+    async def _check_handlers(self) -> None:
+        from taskflowd.services.handler_check import check_handlers
+
+        await check_handlers(
+            self.store.db, self.handlers, allow_missing=self.settings.handlers.allow_missing
+        )
 
     async def start(self) -> None:
         """Start every component in order; on failure, stop those started and re-raise."""

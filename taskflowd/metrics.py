@@ -130,6 +130,7 @@ class Metrics:
     Job outcomes, run times, queue waits, retries, dead letters, cron ticks and lateness
     come from `execution`, `tick` and `misfire` events. `refresh()` re-reads queue depth
     at most once per `depth_cache_s`; call it before rendering the registry.
+    `plugin_failures` names the handler plugins that failed to load (a gauge of 1 each).
     """
 
     def __init__(
@@ -140,6 +141,7 @@ class Metrics:
         queue: DepthSource | None = None,
         running_jobs: Callable[[], int] | None = None,
         handler_names: Iterable[str] = (),
+        plugin_failures: Iterable[str] = (),
         version: str = __version__,
         depth_cache_s: float = 1.0,
         depth_timeout_s: float = 2.0,
@@ -160,6 +162,14 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self._build(version, running_jobs)
+        failed = Gauge(
+            "taskflow_handler_plugin_failures",
+            "Handler plugins that failed to load on this node, by handler name (1 each).",
+            ["name"],
+            registry=self.registry,
+        )
+        for name in plugin_failures:  # entry-point names of installed distributions
+            failed.labels(name[:64]).set(1)
         self.registry.register(_QueueDepthCollector(lambda: self._depths))
         self._view = _WithoutCreated(self.registry)
 

@@ -36,7 +36,7 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
     redis_url = shared_redis_url(settings)
     shared = RedisRateLimiter.from_url(redis_url) if redis_url else None
     limiter: RateLimiter = shared or GcraRateLimiter()
-    checks: list[tuple[str, Probe]] = []
+    checks: list[tuple[str, Probe]] = [("handlers", daemon.handlers.check_plugins)]
     if daemon.membership is not None:
         checks.append(("scheduler", daemon.membership.check_scheduler))
     if shared is not None:

@@ -1,34 +1,28 @@
 """The handler registry: built-ins plus plugins from the `taskflowd.handlers` entry points.
 
 Handlers are looked up by name in a dict filled at start-up; a name that arrives over the
-API is never imported or resolved any other way.
+API is never imported or resolved any other way. Plugins that failed to load are kept
+too, by name, for /ready and the metrics.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
-import re
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from importlib.metadata import EntryPoint, entry_points
-from typing import cast
+from importlib.metadata import entry_points
 
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError, TaskflowError
-from taskflowd.handlers.base import HandlerFn, HandlerSpec
+from taskflowd.handlers import plugins
+from taskflowd.handlers.base import HandlerSpec
 from taskflowd.handlers.builtin import builtin_specs
 from taskflowd.handlers.http import HttpHandler
 from taskflowd.handlers.shell import ShellHandler
 from taskflowd.handlers.ssrf import AddressPolicy
 
 logger = logging.getLogger(__name__)
-
-PLUGIN_GROUP = "taskflowd.handlers"
-# Every built-in name, enabled or not: a plugin called "shell" must not stand in for a
-# shell handler the operator left disabled.
-BUILTIN_NAMES = frozenset({"echo", "sleep", "fail", "http", "shell"})
-_HANDLER_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+PLUGIN_GROUP = plugins.PLUGIN_GROUP
 
 
 class UnknownHandler(TaskflowError, LookupError):
@@ -39,38 +33,6 @@ class UnknownHandler(TaskflowError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no handler named {name!r}")
         self.name = name
-
-
-def _accept_any(payload: JSON) -> list[FieldError]:
-    """Validator for plugins that bring none: the plugin checks its payload when it runs."""
-    del payload
-    return []
-
-
-def _is_async_callable(obj: object) -> bool:
-    # An instance whose class defines `async def __call__` counts too.
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
-
-
-def plugin_spec(entry_point: EntryPoint) -> HandlerSpec:
-    """Load one plugin as a HandlerSpec named after its entry point.
-
-    The entry point must resolve to a HandlerSpec of the same name or to an async
-    callable `(payload, ctx) -> result`. A plugin is for admins only unless its
-    HandlerSpec says `admin_only=False`: a bare callable checks no payload, and a
-    plugin written before it could say so keeps the access it had. Raises whatever
-    loading raised, or TypeError/ValueError for an unusable object.
-    """
-    if not _HANDLER_NAME.match(entry_point.name):
-        raise ValueError(f"name must match {_HANDLER_NAME.pattern}")
-    obj = entry_point.load()
-    if isinstance(obj, HandlerSpec):
-        if obj.name != entry_point.name:
-            raise ValueError(f"its HandlerSpec is named {obj.name!r}, not {entry_point.name!r}")
-        return dataclasses.replace(obj, admin_only=obj.admin_only is not False)
-    if _is_async_callable(obj):
-        return HandlerSpec(entry_point.name, cast(HandlerFn, obj), _accept_any, admin_only=True)
-    raise TypeError(f"{type(obj).__name__} is neither a HandlerSpec nor an async callable")
 
 
 def with_access(
@@ -98,30 +60,10 @@ def with_access(
     return result
 
 
-def load_plugin_specs(
-    plugins: Iterable[EntryPoint], taken: Collection[str] = BUILTIN_NAMES
-) -> list[HandlerSpec]:
-    """Specs of the loadable plugins, in order; never raises for a bad plugin.
+class PluginsFailed(TaskflowError):
+    """Plugins failed to load; `str()` names each with its reason, on one line."""
 
-    A plugin whose name is in `taken` or was loaded before is skipped with a warning; one
-    that fails to load is skipped with an error in the log.
-    """
-    loaded: list[HandlerSpec] = []
-    seen = set(taken)
-    for entry_point in plugins:
-        where = f"{entry_point.name} = {entry_point.value}"
-        if entry_point.name in seen:
-            logger.warning("handler plugin %s skipped: the name is already taken", where)
-            continue
-        try:
-            spec = plugin_spec(entry_point)
-        except (Exception, SystemExit):  # a plugin's import-time sys.exit must not stop us
-            logger.exception("handler plugin %s skipped: it failed to load", where)
-            continue
-        seen.add(spec.name)
-        loaded.append(spec)
-        logger.info("handler plugin %s loaded", where)
-    return loaded
+    code = "plugins_failed"
 
 
 class HandlerRegistry:
@@ -131,7 +73,10 @@ class HandlerRegistry:
         self,
         specs: Iterable[HandlerSpec],
         closers: Iterable[Callable[[], Awaitable[None]]] = (),
+        plugin_failures: Iterable[plugins.PluginFailure] = (),
     ) -> None:
+        self.plugin_failures = tuple(plugin_failures)
+        """Plugins that failed to load: their handlers are missing on this node."""
         self._specs: dict[str, HandlerSpec] = {}
         for spec in specs:
             if spec.name in self._specs:
@@ -169,9 +114,14 @@ class HandlerRegistry:
         specs = [*builtin_specs(), http.spec()]
         if shell_enabled:
             specs.append(ShellHandler(max_output_bytes=shell_max_output_bytes).spec())
+        loaded = plugins.LoadedPlugins()
         if load_plugins:
-            specs += load_plugin_specs(entry_points(group=PLUGIN_GROUP))
-        return cls(with_access(specs, admin_only, open_to_users), closers=[http.close])
+            loaded = plugins.load_plugins(entry_points(group=PLUGIN_GROUP))
+        return cls(
+            with_access([*specs, *loaded.specs], admin_only, open_to_users),
+            closers=[http.close],
+            plugin_failures=loaded.failures,
+        )
 
     def get(self, name: str) -> HandlerSpec:
         """The handler called `name`; raises UnknownHandler if there is none."""
@@ -186,6 +136,12 @@ class HandlerRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
+
+    async def check_plugins(self) -> None:
+        """A readiness probe: raises PluginsFailed naming every plugin that failed to load."""
+        if self.plugin_failures:
+            names = "; ".join(str(f) for f in self.plugin_failures)
+            raise PluginsFailed(f"handler plugins failed to load: {names}")
 
     def validate(self, name: str, payload: JSON) -> list[FieldError]:
         """Problems with running `payload` on handler `name`; never raises.

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from taskflowd.handlers.registry import PLUGIN_GROUP
+from taskflowd.handlers.plugins import PLUGIN_GROUP
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -14,11 +14,11 @@ import pytest
 
 from taskflowd.domain.errors import FieldError, TaskflowError
 from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.plugins import PLUGIN_GROUP, PluginFailure, load_plugins
 from taskflowd.handlers.registry import (
-    PLUGIN_GROUP,
     HandlerRegistry,
+    PluginsFailed,
     UnknownHandler,
-    load_plugin_specs,
     with_access,
 )
 
@@ -152,14 +152,14 @@ async def test_plugins_are_admin_only_unless_their_spec_says_otherwise(
     plugin_modules: dict[str, str],
 ) -> None:
     module = plugin_modules["good"]
-    specs = load_plugin_specs(
+    specs = load_plugins(
         [
             EntryPoint("hello", f"{module}:hello", PLUGIN_GROUP),
             EntryPoint("greet", f"{module}:greet", PLUGIN_GROUP),
             EntryPoint("caller", f"{module}:caller", PLUGIN_GROUP),
             EntryPoint("open-greet", f"{module}:open_greet", PLUGIN_GROUP),
         ]
-    )
+    ).specs
     assert {s.name: s.admin_only for s in specs} == {
         "hello": True,  # a bare callable checks no payload
         "greet": True,  # a spec that does not say
@@ -174,45 +174,69 @@ async def test_plugins_are_admin_only_unless_their_spec_says_otherwise(
 
 
 @pytest.mark.parametrize(
-    ("name", "target", "log"),
+    ("name", "target", "log", "reason"),
     [
-        ("shell", "good:hello", "already taken"),
-        ("echo", "good:hello", "already taken"),
-        ("renamed", "good:misnamed", "named 'other', not 'renamed'"),
-        ("sync", "good:not_async", "neither a HandlerSpec nor an async callable"),
-        ("missing", "good:no_such_attribute", "failed to load"),
-        ("gone", "tf_no_such_module_anywhere:x", "failed to load"),
-        ("broken", "broken:x", "boom at import"),
-        ("exits", "exits:x", "failed to load"),
-        ("Bad Name", "good:hello", "name must match"),
+        ("shell", "good:hello", "already taken", None),
+        ("echo", "good:hello", "already taken", None),
+        ("renamed", "good:misnamed", "named 'other', not 'renamed'", "ValueError: its"),
+        ("sync", "good:not_async", "neither a HandlerSpec", "TypeError: function is"),
+        ("missing", "good:no_such_attribute", "failed to load", "AttributeError: module"),
+        ("gone", "tf_no_such_module_anywhere:x", "failed to load", "ModuleNotFoundError: No"),
+        ("broken", "broken:x", "boom at import", "RuntimeError: boom at import"),
+        ("exits", "exits:x", "failed to load", "SystemExit: 3"),
+        ("Bad Name", "good:hello", "name must match", "ValueError: name must match"),
     ],
 )
-def test_bad_plugins_are_logged_and_skipped(
+def test_bad_plugins_are_logged_skipped_and_recorded(
     plugin_modules: dict[str, str],
     caplog: pytest.LogCaptureFixture,
     name: str,
     target: str,
     log: str,
+    reason: str | None,
 ) -> None:
     module_key, _, attr = target.partition(":")
     value = f"{plugin_modules.get(module_key, module_key)}:{attr}"
     good = EntryPoint("hello", f"{plugin_modules['good']}:hello", PLUGIN_GROUP)
-    specs = load_plugin_specs([EntryPoint(name, value, PLUGIN_GROUP), good])
-    assert [s.name for s in specs] == ["hello"]  # the bad one never stops the others
+    loaded = load_plugins([EntryPoint(name, value, PLUGIN_GROUP), good])
+    assert [s.name for s in loaded.specs] == ["hello"]  # the bad one never stops the others
     assert log in caplog.text
     assert f"handler plugin {name} = {value} skipped" in caplog.text
+    if reason is None:  # the built-in of that name is there: nothing is missing
+        assert loaded.failures == []
+    else:
+        [failure] = loaded.failures
+        assert (failure.name, failure.target) == (name, value)
+        assert failure.reason.startswith(reason)
+        assert "\n" not in failure.reason
+
+
+async def test_the_registry_reports_plugins_that_failed() -> None:
+    failure = PluginFailure(
+        "thumbs", "tf_thumbs:spec", "ModuleNotFoundError: No module named 'PIL'"
+    )
+    healthy = build()
+    await healthy.check_plugins()
+    registry = HandlerRegistry([], plugin_failures=[failure])
+    with pytest.raises(PluginsFailed) as caught:
+        await registry.check_plugins()
+    assert str(caught.value) == (
+        "handler plugins failed to load: thumbs (tf_thumbs:spec): "
+        "ModuleNotFoundError: No module named 'PIL'"
+    )
+    await healthy.close()
 
 
 def test_the_operator_overrides_who_may_use_a_handler(
     plugin_modules: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     module = plugin_modules["good"]
-    specs = load_plugin_specs(
+    specs = load_plugins(
         [
             EntryPoint("greet", f"{module}:greet", PLUGIN_GROUP),
             EntryPoint("open-greet", f"{module}:open_greet", PLUGIN_GROUP),
         ]
-    )
+    ).specs
     builtins = [build().get(name) for name in ("echo", "http")]
     changed = HandlerRegistry(
         with_access([*builtins, *specs], ("open-greet", "http", "gone"), ("greet",))
@@ -241,13 +265,13 @@ def test_a_second_plugin_with_the_same_name_is_skipped(
     plugin_modules: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     module = plugin_modules["good"]
-    specs = load_plugin_specs(
+    loaded = load_plugins(
         [
             EntryPoint("hello", f"{module}:hello", PLUGIN_GROUP),
             EntryPoint("hello", f"{module}:caller", PLUGIN_GROUP),
         ]
     )
-    assert len(specs) == 1
+    assert len(loaded.specs) == 1 and loaded.failures == []
     assert "already taken" in caplog.text
 
 
