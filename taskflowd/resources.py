@@ -1,5 +1,6 @@
-"""Where the shipped files are: inside the installed package (taskflowd/_data, put there
-by the build), or the repository's top-level folders when running from a checkout."""
+"""Where the files shipped with the package are: `taskflowd/web` (the dashboard's
+templates and static files) is package data, so a checkout, an editable install and an
+installed wheel all find it in the same place."""
 
 from __future__ import annotations
 
@@ -9,6 +10,5 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """The `web` or `config` folder."""
-    installed = _PACKAGE / "_data" / name
-    return installed if installed.is_dir() else _PACKAGE.parent / name
+    """The folder `name` inside the package (`web`)."""
+    return _PACKAGE / name

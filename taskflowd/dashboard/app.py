@@ -1,7 +1,7 @@
 """Mounts the web dashboard on the daemon's application.
 
 `/dashboard/…` is a sub-application with its own middleware (session, CSRF, HTML error
-pages) and headers (strict Content-Security-Policy); `/static/…` serves `web/static`
+pages) and headers (strict Content-Security-Policy); `/static/…` serves `taskflowd/web/static`
 with immutable caching for versioned URLs; `/api/v1/events` is the event stream; `/`
 leads to the dashboard.
 """
