@@ -9,23 +9,26 @@ creation with their `run_at`, and workers sleep until the earliest one is due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from taskflowd.background import Supervisor
+from taskflowd.background import Outage, Supervisor
 from taskflowd.config import SchedulerSettings
 from taskflowd.domain import schedule
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.events import EventBus
 from taskflowd.queue.base import JobQueue, TickBatch
+from taskflowd.store.errors import StoreError
 
 log = logging.getLogger("taskflowd.scheduler")
 
 _BATCH = 500
 _MAX_TICKS_PER_PASS = 1000
+_OUTAGE_RETRY_CAP_S = 0.5
 
 
 def tick_job_id(task_id: str, instant: datetime) -> str:
@@ -81,11 +84,27 @@ class Timer:
         await self._supervisor.cancel("scheduler.timer")
 
     async def _loop(self) -> None:
+        """Enqueue due ticks, then sleep until the next one or a schedule change. A store
+        outage is waited out here, retried every half second at most, so the ticks that
+        fell due meanwhile are enqueued as soon as the store answers (within the misfire
+        grace they run one by one), rather than after a crash and the supervisor's backoff.
+        """
         lookahead = timedelta(milliseconds=self.settings.lookahead_ms)
+        outage = Outage(
+            log,
+            "cron timer: the store is unavailable (%s); retrying",
+            "cron timer: the store answers again",
+            cap_s=_OUTAGE_RETRY_CAP_S,
+        )
         while True:
-            while await self.run_due(utcnow() + lookahead) >= _BATCH:
-                pass
-            next_tick = await self.queue.next_tick_at()
+            try:
+                while await self.run_due(utcnow() + lookahead) >= _BATCH:
+                    pass
+                next_tick = await self.queue.next_tick_at()
+            except StoreError as exc:
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            outage.succeeded()
             timeout = self.settings.sweep_interval_s
             if next_tick is not None:
                 until = (next_tick - lookahead - utcnow()).total_seconds()
