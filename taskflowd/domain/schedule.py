@@ -205,8 +205,8 @@ def due_ticks(
     to `now`. A due tick at most `misfire_grace` old is on time; an older one is a
     misfire. With no misfire every due tick is enqueued; otherwise `policy` decides:
 
-    - RUN_ONCE: all due ticks fold into one run, of the newest due tick (its scheduledFor
-      is the most recent instant the task was due).
+    - RUN_ONCE: the misfires fold into one run, of the newest misfire (its scheduledFor
+      is the most recent instant that was missed); on-time ticks run as usual.
     - SKIP: misfires are dropped, on-time ticks are enqueued.
     - RUN_ALL: every due tick runs, but at most the `run_all_limit` most recent ones (the
       latest runs carry the freshest data; the oldest are dropped).
@@ -246,8 +246,7 @@ def due_ticks(
     if policy is MisfirePolicy.SKIP:
         return DueTicks(on_time, following, len(late))
     if policy is MisfirePolicy.RUN_ONCE:
-        newest = on_time[-1] if on_time else late[0]
-        return DueTicks([newest], following, len(on_time) + len(late) - 1)
+        return DueTicks([late[0], *on_time], following, len(late) - 1)
     kept = (on_time[::-1] + late)[:run_all_limit]
     return DueTicks(kept[::-1], following, len(on_time) + len(late) - len(kept))
 

@@ -54,8 +54,18 @@ def test_run_once_folds_an_outage_into_the_latest_tick() -> None:
     assert hourly(at(10), at(14, 30), RUN_ONCE) == DueTicks([at(14)], at(15), 4)
 
 
-def test_run_once_folds_misfires_into_an_on_time_latest_tick() -> None:
-    assert hourly(at(10), at(14, 0, 5), RUN_ONCE) == DueTicks([at(14)], at(15), 4)
+def test_run_once_folds_only_the_misfires_and_runs_an_on_time_tick_as_well() -> None:
+    # 10:00 .. 13:00 were missed and fold into one run of 13:00; 14:00 is on time.
+    assert hourly(at(10), at(14, 0, 5), RUN_ONCE) == DueTicks([at(13), at(14)], at(15), 3)
+
+
+def test_run_once_keeps_every_on_time_tick_after_a_late_one() -> None:
+    # A timer back 12 s after a per-second task's next_run_at: 10:00:00 and 10:00:01 are
+    # past the 10 s grace and fold into one run; 10:00:02 .. 10:00:12 are on time.
+    result = due_ticks(EVERY_SECOND, UTC_ZONE, at(10), at(10, 0, 12), RUN_ONCE, 100)
+    assert result == DueTicks(
+        [at(10, 0, 1), *(at(10, 0, s) for s in range(2, 13))], at(10, 0, 13), 1
+    )
 
 
 def test_run_once_with_a_single_late_tick() -> None:
@@ -120,7 +130,8 @@ def test_year_long_outage_of_a_per_second_cron_stays_bounded() -> None:
     grace_ticks = int(DEFAULT_MISFIRE_GRACE.total_seconds())
 
     once = due_ticks(EVERY_SECOND, BERLIN, down_since, now, RUN_ONCE, 50)
-    assert once.ticks == [whole_now]
+    # The year of misfires folds into one run of the newest; the grace's ticks all run.
+    assert once.ticks == [whole_now - timedelta(seconds=s) for s in range(grace_ticks + 1)][::-1]
     assert once.next_run_at == whole_now + timedelta(seconds=1)
     assert once.missed >= 100
 
