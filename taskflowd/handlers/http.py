@@ -11,6 +11,10 @@ Payload: `{"url", "method"?, "headers"?, "body"?, "expectStatus"?}`. Guarantees:
   the body parsed as JSON when the response says it is JSON, else text. 408, 429 and 5xx
   fail retryably (`http_status`, honouring `Retry-After` up to `max_retry_after_s`);
   other statuses fail for good. Network failures fail retryably (`connection`).
+- Every request (each redirect hop too) carries the attempt's identity, so a receiver
+  can stay idempotent under at-least-once delivery: `X-Taskflow-Delivery-Id` (stable for
+  one attempt of one execution, `<executionId>:<attempt>`), `X-Taskflow-Execution-Id`
+  and `X-Taskflow-Attempt`. A payload cannot set these (its `headers` are refused).
 - Cookies are never kept between requests, proxies from the environment are never used,
   and neither header values nor query strings are logged (they may hold secrets).
 """
@@ -55,6 +59,14 @@ _RESERVED_HEADERS = frozenset(
 # Credentials meant for one origin must not follow a redirect to another (as browsers,
 # curl and requests do).
 _ORIGIN_BOUND_HEADERS = ("authorization", "proxy-authorization", "cookie")
+DELIVERY_ID_HEADER = "X-Taskflow-Delivery-Id"
+EXECUTION_ID_HEADER = "X-Taskflow-Execution-Id"
+ATTEMPT_HEADER = "X-Taskflow-Attempt"
+# The attempt's identity is taskflowd's to state: a payload naming one of these would make
+# a receiver's idempotency check trust a value the task's author chose.
+_DELIVERY_HEADERS = frozenset(
+    h.lower() for h in (DELIVERY_ID_HEADER, EXECUTION_ID_HEADER, ATTEMPT_HEADER)
+)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE_STATUSES = frozenset({408, 429})
 _CHUNK_BYTES = 64 * 1024
@@ -101,7 +113,7 @@ class HttpPayload(BaseModel):
         for name, text in value.items():
             if not _TOKEN.match(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
-            if name.lower() in _RESERVED_HEADERS:
+            if name.lower() in _RESERVED_HEADERS | _DELIVERY_HEADERS:
                 raise ValueError(f"header {name!r} is set by taskflowd and cannot be given")
             if any(c in text for c in "\r\n\0"):
                 raise ValueError(f"header {name!r} contains a line break or NUL")
@@ -188,6 +200,7 @@ class HttpHandler:
         session = self._session_or_fail()
         url = URL(request.url)
         headers, data = _encode_body(request.body, request.headers)
+        headers.update(delivery_headers(ctx))
         expect = frozenset(request.expect_status) if request.expect_status else None
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -309,6 +322,15 @@ class HttpHandler:
             if len(body) > cap:
                 raise _too_large(cap)
         return bytes(body)
+
+
+def delivery_headers(ctx: JobContext) -> dict[str, str]:
+    """The headers that tell a receiver which attempt of which execution it sees."""
+    return {
+        DELIVERY_ID_HEADER: ctx.delivery_id,
+        EXECUTION_ID_HEADER: ctx.execution_id,
+        ATTEMPT_HEADER: str(ctx.attempt),
+    }
 
 
 def _blocked(message: str) -> JobError:

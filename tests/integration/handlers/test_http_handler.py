@@ -17,6 +17,7 @@ from taskflowd.handlers.ssrf import AddressPolicy
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 CAP = 4096
+DELIVERY_HEADERS = ("X-Taskflow-Delivery-Id", "X-Taskflow-Execution-Id", "X-Taskflow-Attempt")
 
 
 def make_ctx() -> JobContext:
@@ -47,6 +48,12 @@ async def echo(request: web.Request) -> web.Response:
             "xTest": request.headers.get("X-Test"),
             "body": (await request.read()).decode(),
         }
+    )
+
+
+async def delivery(request: web.Request) -> web.Response:
+    return web.json_response(
+        {name: request.headers.getall(name, []) for name in DELIVERY_HEADERS},
     )
 
 
@@ -88,6 +95,7 @@ async def server(aiohttp_server: ServerFactory) -> TestServer:
     app.router.add_get("/text", text)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/delivery", delivery)
     app.router.add_route("*", "/redirect", redirect)
     app.router.add_get("/loop", loop)
     app.router.add_get("/big-streamed", big_streamed)
@@ -157,6 +165,34 @@ async def test_json_and_text_bodies_and_headers_are_sent(
     )
     assert sent["body"]["contentType"] == "text/plain; charset=utf-8"
     assert sent["body"]["body"] == "hi"
+
+
+async def test_each_request_names_its_delivery_execution_and_attempt(
+    handler: HttpHandler, server: TestServer
+) -> None:
+    ctx = JobContext("exec-7", "task-1", 3, "exec-7:3", logging.getLogger("test"))
+    expected = {
+        "X-Taskflow-Delivery-Id": ["exec-7:3"],
+        "X-Taskflow-Execution-Id": ["exec-7"],
+        "X-Taskflow-Attempt": ["3"],
+    }
+    direct = await handler.run({"url": url(server, "/delivery"), "method": "POST"}, ctx)
+    assert direct["body"] == expected
+    # A redirect hop is the same delivery.
+    hop = await handler.run({"url": url(server, "/redirect?to=/delivery")}, ctx)
+    assert hop["body"] == expected
+
+
+@pytest.mark.parametrize("name", [*DELIVERY_HEADERS, "x-taskflow-delivery-id"])
+async def test_a_payload_cannot_set_the_delivery_headers(
+    handler: HttpHandler, server: TestServer, name: str
+) -> None:
+    payload = {"url": url(server, "/delivery"), "headers": {name: "chosen"}}
+    [error] = handler.validate(payload)
+    assert error.field == "payload.headers"
+    assert "set by taskflowd" in error.message
+    refused = await fails(handler, payload)
+    assert refused.error_type == "invalid_payload"
 
 
 async def test_expected_status_other_than_2xx_succeeds(
