@@ -200,7 +200,9 @@ class HandlerSettings:
 class LogSettings:
     level: str = setting("INFO", "Log level.", _one_of("DEBUG", "INFO", "WARNING", "ERROR"))
     format: str = setting(
-        "json", "json: one object per line; text: for a terminal.", _one_of("json", "text")
+        "auto",
+        "auto: text on a terminal, else JSON; json: one object per line; text: for people.",
+        _one_of("auto", "json", "text"),
     )
 
 

@@ -1,4 +1,5 @@
-"""Logging: one JSON object per line on stderr, or plain text for a terminal.
+"""Logging: plain text when stderr is a terminal, else one JSON object per line (systemd's
+journal, containers, pipes); `log.format` forces either.
 
 Context (request id, task id, execution id, node id) travels in context variables, so
 every line logged while handling a request or running a job carries it. A redaction
@@ -178,10 +179,28 @@ class TextFormatter(_RedactingFormatter):
         return f"{head} {' '.join(extras)}{newline}{rest}"
 
 
-def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> logging.Handler:
-    """Route the `taskflowd` loggers (and aiohttp's) to one stderr handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+FORMATS = ("auto", "json", "text")
+
+
+def resolve_format(fmt: str, stream: Any) -> str:
+    """`json` or `text`: `auto` is text on an interactive terminal, JSON anywhere else."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream, "isatty", None)
+    try:
+        interactive = bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed or detached stream is no terminal
+        interactive = False
+    return "text" if interactive else "json"
+
+
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> logging.Handler:
+    """Route the `taskflowd` loggers (and aiohttp's) to one stderr handler, formatted as
+    `fmt` says (`auto`, `json` or `text`; see `resolve_format`)."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    text = resolve_format(fmt, stream) == "text"
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -86,6 +86,7 @@ def test_defaults() -> None:
     assert settings.auth.allow_registration is True
     assert settings.handlers.shell_enabled is False
     assert settings.http.cors_origins == ()
+    assert settings.log.format == "auto"
     assert all(settings.has_role(role) for role in ROLES)
 
 

@@ -157,3 +157,40 @@ def test_text_format_is_one_readable_line_with_context(restore_logging: None) ->
     first = text.splitlines()[0]
     assert "WARNING" in first and "taskflowd.test" in first and first.endswith("task_id=task-9")
     assert not text.startswith("{")
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is an interactive terminal (and, closed, fails as files do)."""
+
+    def isatty(self) -> bool:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        return True
+
+
+@pytest.mark.parametrize(
+    ("fmt", "stream_type", "expected"),
+    [
+        ("auto", Terminal, "text"),
+        ("auto", io.StringIO, "json"),
+        ("json", Terminal, "json"),
+        ("text", io.StringIO, "text"),
+    ],
+)
+def test_the_format_follows_the_terminal_unless_forced(
+    restore_logging: None, fmt: str, stream_type: type[io.StringIO], expected: str
+) -> None:
+    stream = stream_type()
+    logs.configure("INFO", fmt, stream)
+    logging.getLogger("taskflowd.test").info("hello")
+    line = stream.getvalue().rstrip("\n")
+    if expected == "json":
+        assert orjson.loads(line)["msg"] == "hello"
+    else:
+        assert not line.startswith("{") and line.endswith("INFO    taskflowd.test: hello")
+
+
+def test_a_closed_stream_is_no_terminal() -> None:
+    stream = Terminal()
+    stream.close()
+    assert logs.resolve_format("auto", stream) == "json"
