@@ -157,6 +157,43 @@ def test_theme_toggle_is_remembered_across_reloads(site: Site) -> None:
     assert page.evaluate(background) == light
 
 
+_LOOK = """() => {
+  const style = (selector) => getComputedStyle(document.querySelector(selector));
+  const drawn = (selector) =>
+    style(selector).display !== "none" && style(selector).stroke !== "rgba(0, 0, 0, 0)";
+  return {
+    background: style("body").backgroundColor,
+    text: style("body").color,
+    button: style("button[type=submit]").backgroundColor,
+    moon: drawn("#theme-toggle .icon-moon"),
+    sun: drawn("#theme-toggle .icon-sun"),
+  };
+}"""
+
+
+@pytest.mark.parametrize("system", ["light", "dark"])
+def test_the_viewers_theme_beats_the_systems(site: Site, system: str) -> None:
+    """One palette serves both ways in: the system's preference and html[data-theme]."""
+    other = "dark" if system == "light" else "light"
+    looks = {}
+    for scheme in ("light", "dark"):
+        page = site.new_page(DESKTOP, color_scheme=scheme)
+        page.goto("/dashboard/login")
+        looks[scheme] = page.evaluate(_LOOK)
+    assert looks["light"]["background"] != looks["dark"]["background"]
+    # The moon offers the dark theme, the sun the light one: one of them at a time.
+    assert (looks["light"]["moon"], looks["light"]["sun"]) == (True, False)
+    assert (looks["dark"]["moon"], looks["dark"]["sun"]) == (False, True)
+
+    page = site.new_page(DESKTOP, color_scheme=system)
+    page.goto("/dashboard/login")
+    for chosen in (system, other):
+        page.evaluate(f"() => document.documentElement.setAttribute('data-theme', '{chosen}')")
+        assert page.evaluate(_LOOK) == looks[chosen], chosen
+        assert contrast_problems(page) == [], chosen
+        screenshot(page, f"login-chosen-{chosen}-on-{system}-system")
+
+
 def test_the_dashboard_is_usable_with_the_keyboard(site: Site) -> None:
     page = site.new_page()
     page.goto("/dashboard/login")
