@@ -9,7 +9,7 @@ from taskflowd.api.context import CONTEXT_KEY, ApiContext
 from taskflowd.api.cors import cors_middleware
 from taskflowd.api.middleware import front_middleware, log_access, response_headers
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
-from taskflowd.api.routes import auth, meta, users
+from taskflowd.api.routes import api_keys, auth, meta, users
 from taskflowd.api.security import IN_FLIGHT_KEY, InFlight, guard_middleware
 
 
@@ -35,7 +35,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
-    accounts = (auth.install, users.install) if ctx.accounts else ()
+    accounts = (auth.install, users.install, api_keys.install) if ctx.accounts else ()
     for install in (meta.install, *accounts, *ctx.extra_routes):
         install(registry)
     return app

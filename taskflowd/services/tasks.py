@@ -60,7 +60,8 @@ class TaskService:
         errors = validate_task(spec)
         if spec.handler not in self.handlers:
             errors.append(FieldError("handler", f"unknown handler {spec.handler!r}"))
-        else:
+        elif spec.type is not TaskType.ON_DEMAND or spec.payload is not None:
+            # An on-demand task may leave its payload to its runs (checked when they come).
             errors.extend(self.handlers.validate(spec.handler, spec.payload))
         if errors:
             raise ValidationFailed(errors)
@@ -278,8 +279,7 @@ class TaskService:
             prefix = f"items[{index}]." if name_items else ""
             problems = validate_run(spec)
             payload = spec.payload if spec.has_payload else task.payload
-            if spec.has_payload:
-                problems += self.handlers.validate(task.handler, payload)
+            problems += self.handlers.validate(task.handler, payload)
             if spec.idempotency_key is not None:
                 if spec.idempotency_key in seen:
                     problems.append(FieldError("idempotencyKey", "is used twice in this request"))

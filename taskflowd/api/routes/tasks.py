@@ -238,9 +238,14 @@ async def task_executions(request: web.Request) -> web.Response:
     return read_response(request, page_body(page.items, page.next_cursor))
 
 
+# `batch` is a path of its own, never a task id (ids are UUIDs): without this, OPTIONS
+# on /tasks/batch would advertise the methods of /tasks/{id} too.
+TASK_ID = ID_PARAM.replace("{id:", "{id:(?!batch$)")
+
+
 def install(api: ApiRegistry) -> None:
     user = Access.USER
-    one = f"{PREFIX}/{ID_PARAM}"
+    one = f"{PREFIX}/{TASK_ID}"
     for operation in (
         Operation(
             "GET",
