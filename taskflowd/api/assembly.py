@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 def build_daemon_app(daemon: Daemon) -> web.Application:
     settings = daemon.settings
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.bcrypt_threads)
-    auth = AuthService(
-        daemon.store, hasher, settings.auth, daemon.jwt_secret, events=daemon.events
-    )
+    auth = AuthService(daemon.store, hasher, settings.auth, daemon.jwt_secret, events=daemon.events)
     if daemon.metrics is None:
         raise RuntimeError("the daemon's metrics must exist before its web app")
     # Cluster-wide limits when the cluster shares a Redis; else this node's own.
