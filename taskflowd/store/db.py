@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -91,7 +92,9 @@ def _translate_sqlite(exc: BaseException) -> StoreError:
     return StoreError(f"sqlite: {exc}")
 
 
+@functools.lru_cache(maxsize=2048)
 def _sqlite_sql(sql: str) -> str:
+    """PostgreSQL's `$1` placeholders as SQLite's `?1` (statements repeat: converted once)."""
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
