@@ -213,6 +213,10 @@ async def update_task(request: web.Request) -> web.Response:
     return _form_page(request, form, task, status=422)
 
 
+def _execution_link(execution: Execution) -> tuple[str, str]:
+    return f"{PREFIX}/executions/{execution.id}", "Open the execution"
+
+
 async def task_action(request: web.Request) -> web.Response:
     """Run now, pause, resume or delete; the outcome comes back as a flash message."""
     ctx, user = dashboard(request), viewer(request)
@@ -221,7 +225,12 @@ async def task_action(request: web.Request) -> web.Response:
     try:
         if action == "run":
             execution = await ctx.tasks.run_now(user, task_id)
-            return redirect(request, here, f"Queued a run now (execution {execution.id[:8]}).")
+            return redirect(
+                request,
+                here,
+                f"Queued a run now (execution {execution.id[:8]}).",
+                link=_execution_link(execution),
+            )
         if action == "pause":
             task = await ctx.tasks.pause(user, task_id)
             return redirect(request, here, f"Paused “{task.name}”.")
@@ -273,7 +282,7 @@ async def run_task(request: web.Request) -> web.Response:
                 request,
                 f"{PREFIX}/tasks/{task.id}",
                 f"Queued a run{due} (execution {execution.id[:8]}).",
-                link=(f"{PREFIX}/executions/{execution.id}", "Open the execution"),
+                link=_execution_link(execution),
             )
     return _run_page(request, task, form, status=422)
 

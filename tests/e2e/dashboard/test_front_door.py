@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from taskflowd.auth.api_keys import MAX_KEYS_PER_USER
 from tests.e2e.conftest import ADMIN_EMAIL, DaemonProcess
 from tests.e2e.dashboard.conftest import Site
 
@@ -74,6 +75,48 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(site: Sit
     expect(page.locator("[data-flash]")).to_contain_text("Revoked “deploy script”")
     expect(page.locator("#keys-table tbody tr", has_text="deploy script")).to_have_count(0)
     assert status_within(site, key, 401) == 401
+    assert key not in site.daemon.stderr
+
+
+def test_a_user_sees_only_their_own_keys_and_is_told_when_there_are_too_many(
+    site: Site,
+) -> None:
+    status, admin_key = site.api(
+        "POST", "/api/v1/api-keys", {"name": "admin automation"}, token=site.token()
+    )
+    assert status == 201
+    user = {"email": "kim@example.com", "password": "kim-password-123"}
+    status, _ = site.api(
+        "POST", "/api/v1/auth/register", {**user, "firstName": "Kim", "lastName": "Lee"}
+    )
+    assert status == 201
+    token = site.token(user["email"], user["password"])
+    for n in range(MAX_KEYS_PER_USER):
+        status, _ = site.api("POST", "/api/v1/api-keys", {"name": f"worker {n}"}, token=token)
+        assert status == 201
+    page = site.new_page()
+    site.sign_in(page, user["email"], user["password"])
+    page.goto("/dashboard/api-keys")
+    rows = page.locator("#keys-table tbody tr")
+    expect(rows).to_have_count(MAX_KEYS_PER_USER)
+    expect(rows.filter(has_text="admin automation")).to_have_count(0)
+    page.fill("#f-name", "one too many")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#error-summary")).to_contain_text(
+        f"You have {MAX_KEYS_PER_USER} API keys already"
+    )
+    assert page.input_value("#f-name") == "one too many"
+    # Another user's key cannot be revoked from here, even knowing its id.
+    csrf = page.get_attribute("meta[name=csrf-token]", "content")
+    response = page.request.post(
+        f"/dashboard/api-keys/{admin_key['id']}/revoke",
+        form={"_csrf": csrf or ""},
+        max_redirects=0,
+    )
+    assert response.status == 303
+    page.goto("/dashboard/api-keys")
+    expect(page.locator("[data-flash]")).to_contain_text("already revoked")
+    assert status_within(site, admin_key["key"], 200) == 200
 
 
 def test_an_on_demand_task_runs_with_a_payload_typed_on_its_page(site: Site) -> None:
