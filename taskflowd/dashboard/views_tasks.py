@@ -243,6 +243,11 @@ async def task_action(request: web.Request) -> web.Response:
             return redirect(request, f"{PREFIX}/tasks", f"Deleted “{task.name}”.")
     except (Conflict, Forbidden) as exc:
         return redirect(request, here, str(exc).capitalize() + ".", error=True)
+    except ValidationFailed as exc:
+        # An on-demand task may have no payload of its own that its handler accepts.
+        problems = "; ".join(f"{e.field} {e.message}" for e in exc.errors)
+        message = f"Not queued: {problems}. Use “Run with payload…” to give it one."
+        return redirect(request, here, message, error=True)
     raise web.HTTPNotFound()
 
 
