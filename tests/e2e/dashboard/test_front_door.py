@@ -49,7 +49,9 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(site: Sit
 
     page.fill("#f-name", "deploy script")
     page.select_option("#f-expiresIn", "30")
-    page.click("#key-form button[type=submit]")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("#key-form button[type=submit]")
+    assert answer.value.headers["cache-control"] == "no-store"
     expect(page.locator("#key-once")).to_contain_text("you will not see it again")
     key = page.inner_text("#new-key")
     assert re.fullmatch(r"tfk_[A-Za-z0-9_-]{43}", key)
