@@ -64,8 +64,10 @@ class ApiKeys:
         """A new key of `owner` and its raw value (the only time it is known)."""
         now = self._clock()
         problems = []
-        if not name.strip() or len(name) > MAX_NAME_LENGTH:
-            problems.append(FieldError("name", f"must be 1 to {MAX_NAME_LENGTH} characters"))
+        if not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+            problems.append(
+                FieldError("name", f"must be 1 to {MAX_NAME_LENGTH} printable characters")
+            )
         if expires_at is not None and expires_at <= now:
             problems.append(FieldError("expiresAt", "must be in the future"))
         if problems:
