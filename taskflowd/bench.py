@@ -21,11 +21,11 @@ from taskflowd.background import Supervisor
 from taskflowd.config import Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.jobs import new_execution
 from taskflowd.events import Event, EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
-from taskflowd.scheduler.timer import new_execution
 from taskflowd.store import SqlStore, open_store
 from taskflowd.worker.pool import WorkerPool
 

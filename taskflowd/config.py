@@ -119,7 +119,28 @@ class AuthSettings:
         10, "Login attempts per client address and email per minute.", _between(1, 100_000)
     )
     api_limit_per_min: int = setting(
-        1200, "API requests per user per minute.", _between(1, 10_000_000)
+        600_000,
+        "API requests per user (per client address when signed out) per minute, with a "
+        "burst of as many; one connection sending requests back to back stays below it.",
+        _between(1, 100_000_000),
+    )
+    api_max_in_flight: int = setting(
+        16,
+        "Requests of one user answered at once on a node; more at the same moment are "
+        "refused (429): this is what stops a client with many connections.",
+        _between(1, 100_000),
+    )
+    job_limit_per_min: int = setting(
+        1_200_000,
+        "Jobs one user may create per minute (tasks, runs, batch items), with a burst of as "
+        "many at once.",
+        _between(1, 100_000_000),
+    )
+    principal_cache_ttl_s: float = setting(
+        1.0,
+        "How long a node trusts an authenticated credential before reading its user or key "
+        "again (changes that end access reach every node at once regardless); 0 disables.",
+        _between(0, 60),
     )
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("taskflowd.events")
+Listener = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +30,32 @@ class EventBus:
         self._buffer = subscriber_buffer
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._local_subscribers: set[asyncio.Queue[Event]] = set()
+        self._listeners: dict[str, list[Listener]] = {}
 
     def publish(self, kind: str, **data: Any) -> None:
         """Publish one of this node's own events."""
         event = Event(kind, data)
+        self._call_listeners(event)
         _fan_out(event, self._subscribers)
         _fan_out(event, self._local_subscribers)
 
     def deliver(self, event: Event) -> None:
         """Fan out an event another node published (`event.origin` set) to the
         subscribers that want other nodes' events."""
+        self._call_listeners(event)
         _fan_out(event, self._subscribers)
+
+    def on(self, kind: str, listener: Listener) -> None:
+        """Call `listener(data)` synchronously for every event of `kind`, this node's and
+        other nodes'; for cheap reactions that must not lag (cache invalidation)."""
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def _call_listeners(self, event: Event) -> None:
+        for listener in self._listeners.get(event.kind, ()):
+            try:
+                listener(event.data)
+            except Exception:
+                log.exception("a listener of %s events failed", event.kind)
 
     @contextlib.asynccontextmanager
     async def subscribe(

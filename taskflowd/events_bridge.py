@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskflowd.events")
 
-BRIDGED_KINDS = frozenset({"execution"})
+BRIDGED_KINDS = frozenset({"execution", "principal"})
 PG_CHANNEL = "taskflow_events"
 REDIS_CHANNEL_PREFIX = "taskflow:events:"
 CLUSTER_ID_SETTING = "cluster_id"

@@ -208,6 +208,4 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> log
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # aiosqlite logs every statement with its parameters (payloads, hashes) at DEBUG.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return handler

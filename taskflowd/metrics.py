@@ -14,12 +14,11 @@ import logging
 import platform
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -33,7 +32,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from taskflowd import __version__
-from taskflowd.api.middleware import observed, route_template
+from taskflowd.api.middleware import Report, route_template
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.store.errors import StoreUnavailable
@@ -68,8 +67,6 @@ LATENESS_BUCKETS = (
 HTTP_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class DepthSource(Protocol):
@@ -218,6 +215,7 @@ class Metrics:
             ["route", "method", "status"],
             registry=r,
         )
+        self._http_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.http_duration = Histogram(
             "taskflow_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template and method.",
@@ -326,10 +324,22 @@ class Metrics:
             self.dead_lettered.inc()
 
     def observe_request(self, route: str, method: str, status: int, duration_s: float) -> None:
-        method = method.upper() if method.upper() in _METHODS else OTHER.upper()
-        self.http_requests.labels(route, method, str(status)).inc()
+        label = method if method in _METHODS else method.upper()
+        if label not in _METHODS:
+            label = OTHER.upper()
+        key = (route, label, status)
+        series = self._http_series.get(key)
+        if series is None:
+            # Label look-ups are the costly part of an observation: keep each series'
+            # children (routes are templates and methods a fixed set: it stays small).
+            series = self._http_series[key] = (
+                self.http_requests.labels(route, label, str(status)),
+                self.http_duration.labels(route, label),
+            )
+        count, latency = series
+        count.inc()
         if status != 101:  # a WebSocket's lifetime is not a request latency
-            self.http_duration.labels(route, method).observe(duration_s)
+            latency.observe(duration_s)
 
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(label_word(reason)).inc()
@@ -409,23 +419,19 @@ def _rate_scope(request: web.Request, route: str) -> str:
     return "user" if hdrs.AUTHORIZATION in request.headers else "address"
 
 
-def metrics_middleware(metrics: Metrics) -> Middleware:
-    """Counts every request by route template, method and status, with its latency; 401s
-    count as auth failures (reason: the problem code) and 429s as rate-limited requests.
+def http_report(metrics: Metrics) -> Report:
+    """A request report (see `taskflowd.api.middleware.front_middleware`) counting every
+    request by route template, method and status, with its latency; 401s count as auth
+    failures (reason: the problem code) and 429s as rate-limited requests."""
 
-    Place it outside the error middleware, so it sees the final status of every request.
-    """
+    def record(
+        request: web.Request, status: int, seconds: float, response: web.StreamResponse | None
+    ) -> None:
+        route = route_template(request, UNMATCHED)
+        metrics.observe_request(route, request.method, status, seconds)
+        if status == 401:
+            metrics.auth_failure(_problem_code(response) if response is not None else OTHER)
+        elif status == 429:
+            metrics.rate_limited(_rate_scope(request, route))
 
-    @web.middleware
-    async def record_http(request: web.Request, handler: Handler) -> web.StreamResponse:
-        def record(status: int, seconds: float, response: web.StreamResponse | None) -> None:
-            route = route_template(request, UNMATCHED)
-            metrics.observe_request(route, request.method, status, seconds)
-            if status == 401:
-                metrics.auth_failure(_problem_code(response) if response is not None else OTHER)
-            elif status == 429:
-                metrics.rate_limited(_rate_scope(request, route))
-
-        return await observed(request, handler, record)
-
-    return record_http
+    return record

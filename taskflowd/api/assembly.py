@@ -19,7 +19,7 @@ from taskflowd.auth.ratelimit_redis import RedisRateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.cluster import shared_redis_url
 from taskflowd.dashboard.app import install_dashboard
-from taskflowd.metrics import metrics_middleware
+from taskflowd.metrics import http_report
 from taskflowd.services.readiness import Probe
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def build_daemon_app(daemon: Daemon) -> web.Application:
     settings = daemon.settings
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.bcrypt_threads)
-    auth = AuthService(daemon.store, hasher, settings.auth, daemon.jwt_secret)
+    auth = AuthService(daemon.store, hasher, settings.auth, daemon.jwt_secret, events=daemon.events)
     if daemon.metrics is None:
         raise RuntimeError("the daemon's metrics must exist before its web app")
     # Cluster-wide limits when the cluster shares a Redis; else this node's own.
@@ -57,7 +57,7 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
         auth,
         limiter,
         extra_routes=(ops.mount(ops_ctx, stats=serves_api), *routes),
-        extra_middlewares=(metrics_middleware(daemon.metrics),),
+        reports=(http_report(daemon.metrics),),
         accounts=serves_api,
     )
     app = build_app(ctx)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
+from taskflowd.auth.principals import Principal
 from taskflowd.auth.ratelimit import Decision, RateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.config import Settings
@@ -16,6 +16,7 @@ from taskflowd.domain.entities import User
 from taskflowd.store.base import Store
 
 if TYPE_CHECKING:
+    from taskflowd.api.middleware import Report
     from taskflowd.api.openapi import ApiRegistry
 
 RouteInstaller = Callable[["ApiRegistry"], None]
@@ -31,7 +32,8 @@ class ApiContext:
     auth: AuthService
     rate_limiter: RateLimiter
     extra_routes: tuple[RouteInstaller, ...] = ()
-    extra_middlewares: tuple[Middleware, ...] = ()
+    reports: tuple[Report, ...] = ()
+    """Told of every request after the access log (e.g. metrics)."""
     accounts: bool = True
     """Serve the auth and users routes; False on a node without the `api` role."""
 
@@ -46,5 +48,6 @@ class RateState:
 
 CONTEXT_KEY = web.AppKey("taskflowd.api.context", ApiContext)
 USER_KEY = web.RequestKey("taskflowd.user", User)
+PRINCIPAL_KEY = web.RequestKey("taskflowd.principal", Principal)
 REQUEST_ID_KEY = web.RequestKey("taskflowd.request_id", str)
 RATE_KEY = web.RequestKey("taskflowd.rate", RateState)

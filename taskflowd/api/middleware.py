@@ -1,27 +1,30 @@
-"""The middlewares every request passes, outermost first: request id, access log, errors.
+"""The outermost middleware of every request: its id, its problem responses, its
+compression, and what the access log and metrics learn of it.
 
 (`security.guard_middleware` comes last, right before the handler.) Response headers —
 security headers, the request id, RateLimit-* — are added in an `on_response_prepare`
 hook instead, so that they reach every response, including the problem responses the
-error middleware builds and responses aiohttp produces itself.
+front middleware builds and responses aiohttp produces itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import re
+import secrets
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web import ContentCoding
 
 from taskflowd.api.context import RATE_KEY, REQUEST_ID_KEY
 from taskflowd.api.cors import add_cors_headers
-from taskflowd.api.problems import ApiError, problem_response, status_title
+from taskflowd.api.problems import PROBLEM_CONTENT_TYPE, ApiError, problem_response, status_title
 from taskflowd.auth.service import InvalidCredentials
 from taskflowd.auth.tokens import InvalidToken
 from taskflowd.config import HttpSettings
@@ -30,8 +33,11 @@ from taskflowd.logs import request_id_var
 from taskflowd.store.errors import DuplicateKey, StoreUnavailable
 
 REQUEST_ID_HEADER = "X-Request-Id"
+COMPRESS_OVER_BYTES = 1024
+_COMPRESSIBLE = frozenset({"application/json", PROBLEM_CONTENT_TYPE, "application/x-ndjson"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BEARER = 'Bearer realm="taskflowd"'
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _PASSED_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER, hdrs.WWW_AUTHENTICATE, hdrs.LOCATION)
 _HTTP_CODES = {
     400: "bad_request",
@@ -55,17 +61,16 @@ access_logger = logging.getLogger("taskflowd.api.access")
 error_logger = logging.getLogger("taskflowd.api")
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Adopt a well-formed incoming X-Request-Id, else make one; log lines carry it."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    request[REQUEST_ID_KEY] = request_id
-    token = request_id_var.set(request_id)
-    try:
-        return await handler(request)
-    finally:
-        request_id_var.reset(token)
+class RequestIds:
+    """Request ids unique per process: a random prefix and a counter (cheaper than a
+    UUID per request, and still unique across nodes and restarts in practice)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
 
 
 def route_template(request: web.Request, unmatched: str = "(unmatched)") -> str:
@@ -74,46 +79,98 @@ def route_template(request: web.Request, unmatched: str = "(unmatched)") -> str:
     return resource.canonical if resource is not None else unmatched
 
 
-Report = Callable[[int, float, web.StreamResponse | None], None]
+Report = Callable[[web.Request, int, float, web.StreamResponse | None], None]
+"""Told of every answered request: (request, status, seconds, response or None)."""
 
 
-async def observed(request: web.Request, handler: Handler, report: Report) -> web.StreamResponse:
-    """Answer `request` with `handler`, then `report(status, seconds, response)` however it
-    ended: an HTTP exception's status, 499 when the client went away before the answer,
-    500 for anything else raised (`response` is None unless the handler returned one)."""
-    started = time.perf_counter()
-    status = 500
-    response: web.StreamResponse | None = None
+def log_access(request: web.Request, status: int, seconds: float, _: object) -> None:
+    """One access log line per request: method, route template, status, duration. No
+    headers, no bodies, no raw paths (they may carry ids or tokens)."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "method": request.method,
+        "route": route_template(request),
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    access_logger.info(
+        "%s %s %s", fields["method"], fields["route"], status, extra={"fields": fields}
+    )
+
+
+def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:
+    """The outermost middleware: gives the request its id (a well-formed incoming
+    X-Request-Id is adopted), turns every failure into a problem response (an unexpected
+    one into a 500 that reveals nothing), and reports the final status and duration of
+    each request to `reports` (the access log, metrics): 499 when the client went away
+    before the answer."""
+    ids = RequestIds()
+    observers = tuple(reports)
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+            request_id = incoming
+        else:
+            request_id = ids.next()
+        request[REQUEST_ID_KEY] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response: web.StreamResponse | None = None
+        try:
+            response = await _answer(request, handler)
+            status = response.status
+            _compress(request, response)
+            return response
+        except web.HTTPException as exc:  # redirects and other non-error statuses
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            for report in observers:
+                report(request, status, elapsed, response)
+            request_id_var.reset(token)
+
+    return front
+
+
+def _compress(request: web.Request, response: web.StreamResponse) -> None:
+    """gzip JSON bodies over 1 KiB for clients that accept it."""
+    if not isinstance(response, web.Response) or response.content_type not in _COMPRESSIBLE:
+        return
+    body = response.body
+    if not isinstance(body, bytes) or len(body) <= COMPRESS_OVER_BYTES:
+        return
+    response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
+        response.enable_compression(ContentCoding.gzip)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
-        status = response.status
-        return response
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
     except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499
-        raise
-    finally:
-        report(status, time.perf_counter() - started, response)
-
-
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One line per request: method, route template, status, duration. No headers or bodies."""
-
-    def log_line(status: int, seconds: float, _: web.StreamResponse | None) -> None:
-        fields = {
-            "method": request.method,
-            "route": route_template(request),
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        access_logger.info(
-            "%s %s %s", fields["method"], fields["route"], status, extra={"fields": fields}
+        if exc.status < 400:
+            raise
+        return _http_problem(request, exc)
+    except Exception as exc:
+        mapped = _domain_problem(exc)
+        if mapped is not None:
+            return mapped
+        error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
+        return problem_response(
+            500,
+            "internal_error",
+            detail="Something went wrong on our side; quote the requestId when reporting it.",
         )
-
-    return await observed(request, handler, log_line)
 
 
 def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -140,56 +197,36 @@ def _domain_problem(exc: Exception) -> web.Response | None:
     return None
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes a problem response; unexpected ones a 500 that reveals nothing."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _http_problem(request, exc)
-    except Exception as exc:
-        mapped = _domain_problem(exc)
-        if mapped is not None:
-            return mapped
-        error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
-        return problem_response(
-            500,
-            "internal_error",
-            detail="Something went wrong on our side; quote the requestId when reporting it.",
-        )
-
-
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
 def response_headers(http: HttpSettings) -> ResponseHook:
     """An on_response_prepare hook adding security, request-id, CORS and RateLimit-* headers."""
-    tls = bool(http.tls_cert)
     origins = frozenset(http.cors_origins)
+    always = {
+        hdrs.SERVER: "taskflowd",  # no version banner
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+    }
+    if http.tls_cert:
+        always["Strict-Transport-Security"] = "max-age=31536000"
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
-        headers[hdrs.SERVER] = "taskflowd"  # no version banner
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["X-Frame-Options"] = "DENY"
-        if tls:
-            headers["Strict-Transport-Security"] = "max-age=31536000"
+        headers.update(always)
         request_id = request.get(REQUEST_ID_KEY)
         if request_id is not None:
             headers[REQUEST_ID_HEADER] = request_id
-        if request.path.startswith("/api/"):
-            headers.setdefault(
-                "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"
-            )
-            headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
-        if request.path.startswith("/api/v1/auth/"):
-            headers[hdrs.CACHE_CONTROL] = "no-store"
-        add_cors_headers(request, response, origins)
+        path = request.path
+        if path.startswith("/api/"):
+            headers.setdefault("Content-Security-Policy", _API_CSP)
+            if path.startswith("/api/v1/auth/"):
+                headers[hdrs.CACHE_CONTROL] = "no-store"
+            else:
+                headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
+        if origins:
+            add_cors_headers(request, response, origins)
         rate = request.get(RATE_KEY)
         if rate is not None:
             headers["RateLimit-Limit"] = str(rate.limit)

@@ -76,6 +76,7 @@ class Operation:
     rate_limited: bool = True
     etag: bool = False
     description: str = ""
+    body_required: bool = True
 
     @property
     def operation_id(self) -> str:
@@ -201,7 +202,7 @@ def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[st
         doc["parameters"] = parameters
     if op.body is not None:
         doc["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": ref_of[(op.body, "validation")]}},
         }
     return doc

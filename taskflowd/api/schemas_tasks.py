@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field, JsonValue, StringConstraints, WithJsonSchema
 
 from taskflowd.api.schemas import Cursor, QueryModel, RequestModel, ResponseModel
-from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Task
+from taskflowd.api.shapes import shape_of
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, TaskStatus, TaskType
 from taskflowd.domain.rules import (
     BOUNDS,
@@ -28,6 +28,8 @@ Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 DelayMs = Annotated[int, Field(ge=0, le=MAX_DELAY_MS)]
 FieldList = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 _OPTIONAL_STRING = {"type": "string", "minLength": 1, "maxLength": 64}
+MAX_RUNS = 1000
+MAX_BATCH = 500
 
 
 def _range(attr: str) -> Any:
@@ -149,32 +151,7 @@ class TaskOut(ResponseModel):
     next_run_at: datetime | None
 
 
-def task_out(task: Task) -> TaskOut:
-    return TaskOut(
-        id=task.id,
-        name=task.name,
-        description=task.description,
-        type=task.type,
-        status=task.status,
-        handler=task.handler,
-        payload=task.payload,
-        cron_expression=task.cron_expression,
-        timezone=task.timezone,
-        scheduled_at=task.scheduled_at,
-        delay_ms=task.delay_ms,
-        priority=task.priority,
-        max_retries=task.max_retries,
-        backoff_ms=task.backoff_ms,
-        timeout=task.timeout_ms,
-        rate_limit=task.rate_limit,
-        concurrency=task.concurrency,
-        misfire_policy=task.misfire_policy,
-        created_by=task.created_by,
-        created_at=task.created_at,
-        updated_at=task.updated_at,
-        last_run_at=task.last_run_at,
-        next_run_at=task.next_run_at,
-    )
+TASK_SHAPE = shape_of(TaskOut, {"timeout": "timeout_ms"})
 
 
 class TaskList(ResponseModel):
@@ -199,6 +176,7 @@ class ExecutionOut(ResponseModel):
     completed_at: datetime | None
     duration: int | None = Field(description="Run time of the last attempt in ms")
     attempts: int
+    payload: JsonValue = Field(description="The payload this execution runs with")
     result: JsonValue
     error: JsonValue
     created_at: datetime
@@ -209,34 +187,8 @@ class ExecutionDetailOut(ExecutionOut):
     retry_history: list[RetryOut]
 
 
-def execution_fields(e: Execution) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "task_id": e.task_id,
-        "job_id": e.job_id,
-        "status": e.status,
-        "scheduled_for": e.scheduled_for,
-        "started_at": e.started_at,
-        "completed_at": e.completed_at,
-        "duration": e.duration_ms,
-        "attempts": e.attempts,
-        "result": e.result,
-        "error": e.error,
-        "created_at": e.created_at,
-        "updated_at": e.updated_at,
-    }
-
-
-def execution_out(e: Execution) -> ExecutionOut:
-    return ExecutionOut(**execution_fields(e))
-
-
-def execution_detail_out(e: Execution, history: list[RetryRecord]) -> ExecutionDetailOut:
-    retries = [
-        RetryOut(attempt=r.attempt, error=r.error, failed_at=r.failed_at, next_run_at=r.next_run_at)
-        for r in history
-    ]
-    return ExecutionDetailOut(**execution_fields(e), retry_history=retries)
+EXECUTION_SHAPE = shape_of(ExecutionOut, {"duration": "duration_ms"})
+RETRY_SHAPE = shape_of(RetryOut)
 
 
 class ExecutionList(ResponseModel):
@@ -255,19 +207,46 @@ class DeadLetterOut(ResponseModel):
     created_at: datetime
 
 
-def dead_letter_out(d: DeadLetterJob) -> DeadLetterOut:
-    return DeadLetterOut(
-        id=d.id,
-        task_id=d.task_id,
-        job_id=d.job_id,
-        execution_id=d.execution_id,
-        payload=d.payload,
-        error=d.error,
-        attempts=d.attempts,
-        created_at=d.created_at,
-    )
+DEAD_LETTER_SHAPE = shape_of(DeadLetterOut)
 
 
 class DeadLetterList(ResponseModel):
     items: list[DeadLetterOut]
     next_cursor: str | None
+
+
+class RunRequest(RequestModel):
+    """A run of the task: its own `payload` (default: the task's), `priority` (default:
+    the task's), and when: `runAt` or `delayMs` (default: now)."""
+
+    payload: JsonValue = None
+    priority: Priority | None = None
+    run_at: AwareDatetime | None = None
+    delay_ms: DelayMs | None = None
+
+
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+]
+
+
+class RunItem(RunRequest):
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None, description="Unique per task: a run with a used key is not queued again"
+    )
+
+
+class RunsRequest(RequestModel):
+    items: list[RunItem] = Field(min_length=1, max_length=MAX_RUNS)
+
+
+class ExecutionItems(ResponseModel):
+    items: list[ExecutionOut]
+
+
+class TaskBatchRequest(RequestModel):
+    items: list[TaskCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class TaskItems(ResponseModel):
+    items: list[TaskOut]

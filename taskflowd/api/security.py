@@ -1,9 +1,14 @@
 """Who is calling and how often: bearer authentication, roles and rate limits.
 
 `guard_middleware` enforces what each registered `Operation` declares: public routes are
-limited per client address; USER and ADMIN routes authenticate the bearer token (from
-the Authorization header only), then limit per user, then check the role. Handlers read
-the caller with `current_user(request)`.
+limited per client address; USER and ADMIN routes authenticate the bearer credential (an
+access token or an API key, from the Authorization header only), then bound the user's
+requests in flight on this node and their rate, then check the role. Handlers read the
+caller with `current_user(request)` (and `current_principal` for how it signed in).
+
+The defaults let a program send requests back to back, or in batches, without ever
+being throttled (one connection cannot reach the per-user rate), while a client that
+opens many connections at once meets the in-flight bound (429).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import math
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from taskflowd.api.context import CONTEXT_KEY, RATE_KEY, USER_KEY, RateState
+from taskflowd.api.context import CONTEXT_KEY, PRINCIPAL_KEY, RATE_KEY, USER_KEY, RateState
 from taskflowd.api.openapi import REGISTRY_KEY, Access
 from taskflowd.api.problems import ApiError
+from taskflowd.auth.principals import Principal
 from taskflowd.auth.ratelimit import RateLimiterUnavailable
 from taskflowd.auth.tokens import InvalidToken
 from taskflowd.domain.entities import User
@@ -52,21 +58,24 @@ def bearer_token(request: web.Request) -> str | None:
     return token
 
 
-async def authenticate(request: web.Request) -> User:
-    """The caller, from the bearer token; raises a 401 ApiError when there is none."""
-    if USER_KEY in request:
-        return request[USER_KEY]
+async def authenticate(request: web.Request) -> Principal:
+    """The caller, from the bearer credential; raises a 401 ApiError when there is none."""
+    if PRINCIPAL_KEY in request:
+        return request[PRINCIPAL_KEY]
     token = bearer_token(request)
     if token is None:
-        raise unauthorized("This endpoint needs a bearer access token.", token_given=False)
+        raise unauthorized(
+            "This endpoint needs a bearer access token or API key.", token_given=False
+        )
     try:
-        user = await request.app[CONTEXT_KEY].auth.authenticate(token)
+        principal = await request.app[CONTEXT_KEY].auth.authenticate(token)
     except InvalidToken:
         raise unauthorized(
-            "The access token is invalid, expired or revoked; log in again.", token_given=True
+            "The access token or API key is invalid, expired or revoked.", token_given=True
         ) from None
-    request[USER_KEY] = user
-    return user
+    request[PRINCIPAL_KEY] = principal
+    request[USER_KEY] = principal.user
+    return principal
 
 
 def current_user(request: web.Request) -> User:
@@ -74,6 +83,36 @@ def current_user(request: web.Request) -> User:
     if USER_KEY not in request:
         raise RuntimeError("current_user() called on a route that is not authenticated")
     return request[USER_KEY]
+
+
+def current_principal(request: web.Request) -> Principal:
+    """The authenticated caller with the credential it used."""
+    if PRINCIPAL_KEY not in request:
+        raise RuntimeError("current_principal() called on a route that is not authenticated")
+    return request[PRINCIPAL_KEY]
+
+
+class InFlight:
+    """Requests being answered now, per user, on this node."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def enter(self, user_id: str) -> int:
+        """Count one more request of `user_id`; returns how many are in flight now."""
+        count = self._counts.get(user_id, 0) + 1
+        self._counts[user_id] = count
+        return count
+
+    def leave(self, user_id: str) -> None:
+        count = self._counts[user_id] - 1
+        if count:
+            self._counts[user_id] = count
+        else:
+            del self._counts[user_id]
+
+
+IN_FLIGHT_KEY = web.AppKey("taskflowd.in_flight", InFlight)
 
 
 def require_role(user: User, *roles: Role) -> None:
@@ -88,7 +127,14 @@ def client_address(request: web.Request) -> str:
 
 
 async def apply_rate_limit(
-    request: web.Request, key: str, limit_per_min: int, *, fail_open: bool = True
+    request: web.Request,
+    key: str,
+    limit_per_min: int,
+    *,
+    fail_open: bool = True,
+    cost: int = 1,
+    code: str = "rate_limited",
+    what: str = "requests",
 ) -> None:
     """Count one request against `key`; a 429 ApiError with Retry-After when over the limit.
 
@@ -97,7 +143,7 @@ async def apply_rate_limit(
     if `fail_open`, else the limiter's RateLimiterUnavailable propagates (a 503).
     """
     try:
-        decision = await request.app[CONTEXT_KEY].rate_limiter.hit(key, limit_per_min)
+        decision = await request.app[CONTEXT_KEY].rate_limiter.hit(key, limit_per_min, cost)
     except RateLimiterUnavailable:
         if not fail_open:
             raise
@@ -108,10 +154,32 @@ async def apply_rate_limit(
         retry_after = max(1, math.ceil(decision.retry_after_s))
         raise ApiError(
             429,
-            "rate_limited",
-            detail=f"Too many requests; try again in {retry_after} s.",
+            code,
+            detail=f"Too many {what} (at most {limit_per_min} per minute); "
+            f"try again in {retry_after} s.",
             headers={hdrs.RETRY_AFTER: str(retry_after)},
         )
+
+
+async def limit_jobs(request: web.Request, count: int) -> None:
+    """Charge `count` created jobs to the caller's job-creation limit (429 beyond)."""
+    limit = request.app[CONTEXT_KEY].settings.auth.job_limit_per_min
+    if count > limit:
+        raise ApiError(
+            429,
+            "job_limit_exceeded",
+            detail=f"One request may create at most {limit} jobs (auth.job_limit_per_min).",
+            headers={hdrs.RETRY_AFTER: "60"},
+        )
+    user = current_user(request)
+    await apply_rate_limit(
+        request,
+        f"jobs:{user.id}",
+        limit,
+        cost=count,
+        code="job_rate_limited",
+        what="jobs created",
+    )
 
 
 async def limit_login(request: web.Request, email: str) -> None:
@@ -134,20 +202,40 @@ async def limit_login(request: web.Request, email: str) -> None:
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     operation = request.app[REGISTRY_KEY].lookup(request)
-    api_limit = request.app[CONTEXT_KEY].settings.auth.api_limit_per_min
-    address_key = f"addr:{client_address(request)}"
+    auth = request.app[CONTEXT_KEY].settings.auth
     if operation is None or operation.access is Access.PUBLIC:
         if operation is None or operation.rate_limited:
-            await apply_rate_limit(request, address_key, api_limit)
+            await apply_rate_limit(
+                request, f"addr:{client_address(request)}", auth.api_limit_per_min
+            )
         return await handler(request)
     try:
-        user = await authenticate(request)
+        principal = await authenticate(request)
     except ApiError:
         if operation.rate_limited:
-            await apply_rate_limit(request, address_key, api_limit)
+            await apply_rate_limit(
+                request, f"addr:{client_address(request)}", auth.api_limit_per_min
+            )
         raise
-    if operation.rate_limited:
-        await apply_rate_limit(request, f"user:{user.id}", api_limit)
-    if operation.access is Access.ADMIN:
-        require_role(user, Role.ADMIN)
-    return await handler(request)
+    user = principal.user
+    if not operation.rate_limited:
+        if operation.access is Access.ADMIN:
+            require_role(user, Role.ADMIN)
+        return await handler(request)
+    in_flight = request.app[IN_FLIGHT_KEY]
+    count = in_flight.enter(user.id)
+    try:
+        if count > auth.api_max_in_flight:
+            raise ApiError(
+                429,
+                "too_many_in_flight",
+                detail=f"You have {auth.api_max_in_flight} requests in flight already "
+                "(auth.api_max_in_flight); wait for their answers, or send a batch.",
+                headers={hdrs.RETRY_AFTER: "1"},
+            )
+        await apply_rate_limit(request, f"user:{user.id}", auth.api_limit_per_min)
+        if operation.access is Access.ADMIN:
+            require_role(user, Role.ADMIN)
+        return await handler(request)
+    finally:
+        in_flight.leave(user.id)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pydantic
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.problems import ApiError
@@ -111,6 +111,16 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if misspelt:
         raise ValidationFailed(misspelt)
     return parsed
+
+
+async def parse_optional_body(request: web.Request, model: type[M]) -> M:
+    """`parse_body` for an optional body: no body at all (or an empty one without a
+    Content-Type) stands for `{}`."""
+    if request.content_length == 0 or (not request.body_exists and not request.can_read_body):
+        return model.model_validate({})
+    if hdrs.CONTENT_TYPE not in request.headers and not await request.read():
+        return model.model_validate({})
+    return await parse_body(request, model)
 
 
 def _python_names(

@@ -13,11 +13,13 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from taskflowd.auth.api_keys import ApiKeys, is_api_key
 from taskflowd.auth.emails import normalize_email
 from taskflowd.auth.passwords import MAX_PASSWORD_BYTES, PasswordHasher, password_problems
+from taskflowd.auth.principals import PRINCIPAL_EVENT, Principal, PrincipalCache
 from taskflowd.auth.tokens import AccessTokens, Clock, InvalidToken, RefreshTokens
 from taskflowd.config import AuthSettings
-from taskflowd.domain.entities import User, utcnow
+from taskflowd.domain.entities import ApiKey, User, utcnow
 from taskflowd.domain.enums import Role
 from taskflowd.domain.errors import (
     Conflict,
@@ -27,6 +29,7 @@ from taskflowd.domain.errors import (
     TaskflowError,
     ValidationFailed,
 )
+from taskflowd.events import EventBus
 from taskflowd.store.base import Page, Store
 from taskflowd.store.errors import DuplicateKey
 
@@ -100,11 +103,16 @@ class AuthService:
         settings: AuthSettings,
         jwt_secret: str,
         clock: Clock = utcnow,
+        events: EventBus | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self.settings = settings
         self._clock = clock
+        self._events = events or EventBus()
+        self.principals = PrincipalCache(settings.principal_cache_ttl_s)
+        self._events.on(PRINCIPAL_EVENT, self.principals.on_event)
+        self.api_keys = ApiKeys(store, self._key_revoked, clock)
         self._access = AccessTokens(
             jwt_secret,
             issuer=settings.issuer,
@@ -188,6 +196,7 @@ class AuthService:
         if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound("No user has this id.")
         await self._refresh.revoke_user(user_id)
+        self._events.publish(PRINCIPAL_EVENT, userId=user_id)
 
     async def change_password(self, user: User, current: str, new: str) -> None:
         """Replace the caller's password after checking the current one; ends all sessions."""
@@ -212,7 +221,12 @@ class AuthService:
         saved = await self._store.update_user(user)
         if saved is None:
             raise NotFound("No user has this id.")
+        # Cached principals on every node hold the old role and activation: end them.
+        self._events.publish(PRINCIPAL_EVENT, userId=user.id)
         return saved
+
+    def _key_revoked(self, key: ApiKey) -> None:
+        self._events.publish(PRINCIPAL_EVENT, apiKeyId=key.id, userId=key.user_id)
 
     # --- sessions --------------------------------------------------------------
     async def login(self, email: str, password: str) -> TokenPair:
@@ -248,13 +262,25 @@ class AuthService:
         """End the session (token family) of a refresh token; unknown tokens are ignored."""
         await self._refresh.revoke(refresh_token)
 
-    async def authenticate(self, access_token: str) -> User:
-        """The live, active user of a valid access token whose version is still current."""
-        claims = self._access.decode(access_token)
-        user = await self._store.get_user(claims.user_id)
-        if user is None or not user.is_active or user.token_version != claims.token_version:
-            raise InvalidToken("the access token is no longer valid")
-        return user
+    async def authenticate(self, credential: str) -> Principal:
+        """The caller of a bearer credential: an API key (`tfk_…`) that is usable, or a
+        valid access token whose user is live, active and of the token's version.
+        Raises InvalidToken otherwise. Answers come from the principal cache when they
+        can (see `taskflowd.auth.principals`)."""
+        cached = self.principals.get(credential)
+        if cached is not None:
+            return cached
+        if is_api_key(credential):
+            principal, expires_in = await self.api_keys.authenticate(credential)
+        else:
+            claims = self._access.decode(credential)
+            user = await self._store.get_user(claims.user_id)
+            if user is None or not user.is_active or user.token_version != claims.token_version:
+                raise InvalidToken("the access token is no longer valid")
+            principal = Principal(user)
+            expires_in = (claims.expires_at - self._clock()).total_seconds()
+        self.principals.put(credential, principal, expires_in)
+        return principal
 
     async def me(self, user: User) -> User:
         """The caller's account as stored now."""

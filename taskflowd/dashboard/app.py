@@ -21,7 +21,13 @@ from aiohttp import hdrs, web
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.routes.ops import OPS_KEY
 from taskflowd.auth.service import AuthService
-from taskflowd.dashboard import views_account, views_overview, views_runs, views_tasks
+from taskflowd.dashboard import (
+    views_account,
+    views_keys,
+    views_overview,
+    views_runs,
+    views_tasks,
+)
 from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
 from taskflowd.dashboard.formatting import install_filters
 from taskflowd.dashboard.live import RecentEvents, StatsFeed, TaskDirectory
@@ -123,6 +129,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_tasks.install,
         views_runs.install,
         views_account.install,
+        views_keys.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

@@ -17,6 +17,7 @@ from taskflowd.dashboard.sessions import (
     FLASH_COOKIE,
     IDLE_TTL_S,
     SESSION_COOKIE,
+    Flash,
     Session,
     Sessions,
 )
@@ -50,7 +51,7 @@ class Dashboard:
 DASHBOARD_KEY = web.AppKey("taskflowd.dashboard", Dashboard)
 VIEWER_KEY = web.RequestKey("taskflowd.dashboard.viewer", User)
 SESSION_KEY = web.RequestKey("taskflowd.dashboard.session", Session)
-FLASH_KEY = web.RequestKey("taskflowd.dashboard.flash", tuple)
+FLASH_KEY = web.RequestKey("taskflowd.dashboard.flash", Flash)
 
 
 def dashboard(request: web.Request) -> Dashboard:
@@ -131,12 +132,18 @@ def render(
 
 
 def redirect(
-    request: web.Request, location: str, message: str | None = None, *, error: bool = False
+    request: web.Request,
+    location: str,
+    message: str | None = None,
+    *,
+    error: bool = False,
+    link: tuple[str, str] | None = None,
 ) -> web.Response:
-    """303 See Other to `location` (a path on this server), with an optional flash message."""
+    """303 See Other to `location` (a path on this server), with an optional flash message
+    and a link (a dashboard path and its text) to show after it."""
     response = web.Response(status=303, headers={hdrs.LOCATION: location})
     if message:
-        value = dashboard(request).sessions.flash("error" if error else "ok", message)
+        value = dashboard(request).sessions.flash("error" if error else "ok", message, link)
         set_cookie(request, response, FLASH_COOKIE, value, 120)
     return response
 

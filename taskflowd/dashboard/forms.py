@@ -1,4 +1,5 @@
-"""The task form: raw text fields ⇄ `TaskSpec`, with one message per bad field.
+"""The task form (raw text fields ⇄ `TaskSpec`) and the run form (→ `RunSpec`), with one
+message per bad field.
 
 Form inputs carry the API's field names, so the services' `FieldError`s land next to the
 input they are about; the only exception is the delay, which people type in seconds.
@@ -21,7 +22,9 @@ from taskflowd.domain.rules import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRIORITY,
     MAX_DELAY_MS,
+    RunSpec,
     TaskSpec,
+    validate_run,
     validate_task,
 )
 from taskflowd.domain.schedule import TimezoneError, validate_timezone
@@ -48,6 +51,13 @@ LABELS = {
 }
 """The label of each input, also used in the error summary."""
 FIELDS = tuple(LABELS)
+RUN_LABELS = {
+    "payload": "Payload (JSON)",
+    "priority": "Priority",
+    "delay": "Delay (seconds)",
+    "runAt": "Run at",
+}
+"""The inputs of the run form and their labels."""
 _INPUT_OF = {"delayMs": "delay"}
 _REQUIRED_INTS = (
     ("priority", "priority"),
@@ -63,8 +73,8 @@ _LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass
-class TaskForm:
-    """What the form shows: the values as typed and a message per input name."""
+class Form:
+    """What a form shows: the values as typed (one per input) and a message per input."""
 
     values: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
@@ -72,13 +82,11 @@ class TaskForm:
     """A message about the whole form (e.g. a handler only admins may use)."""
 
     def add(self, errors: list[FieldError]) -> None:
+        """Put each error next to its input; one about no input becomes the problem."""
         for error in errors:
             name = input_name(error.field)
-            if name in FIELDS:
-                # A message about a part of an input (`payload.headers.x`) names the part.
-                nested = error.field not in (name, *_INPUT_OF)
-                message = f"{error.field}: {error.message}" if nested else error.message
-                self.errors.setdefault(name, message)
+            if name in self.values:
+                self.errors.setdefault(name, _message(error))
             else:
                 self.problem = f"{error.field}: {error.message}"
 
@@ -89,8 +97,16 @@ def input_name(api_field: str) -> str:
     return _INPUT_OF.get(head, head)
 
 
-def blank_form(timezone: str = "UTC") -> TaskForm:
-    return TaskForm(
+def _message(error: FieldError) -> str:
+    """The message shown after the input's label; names the part of a JSON document it is
+    about (`payload.url` → "url: Field required")."""
+    head = error.field.split(".", 1)[0].split("[", 1)[0]
+    inner = error.field[len(head) :].lstrip(".")
+    return f"{inner}: {error.message}" if inner else error.message
+
+
+def blank_form(timezone: str = "UTC") -> Form:
+    return Form(
         {
             "name": "",
             "description": "",
@@ -112,7 +128,7 @@ def blank_form(timezone: str = "UTC") -> TaskForm:
     )
 
 
-def form_of_task(task: Task) -> TaskForm:
+def form_of_task(task: Task) -> Form:
     """The edit form of an existing task."""
     tz = _zone(task.timezone)
     scheduled = ""
@@ -122,13 +138,13 @@ def form_of_task(task: Task) -> TaskForm:
     delay = ""
     if task.delay_ms is not None:
         delay = f"{task.delay_ms / 1000:g}"
-    return TaskForm(
+    return Form(
         {
             "name": task.name,
             "description": task.description,
             "type": task.type.value,
             "handler": task.handler,
-            "payload": "" if task.payload is None else json.dumps(task.payload, indent=2),
+            "payload": _json_text(task.payload),
             "cronExpression": task.cron_expression or "",
             "timezone": task.timezone,
             "scheduledAt": scheduled,
@@ -144,7 +160,7 @@ def form_of_task(task: Task) -> TaskForm:
     )
 
 
-def read_form(data: Mapping[str, Any], fixed_type: TaskType | None = None) -> TaskForm:
+def read_form(data: Mapping[str, Any], fixed_type: TaskType | None = None) -> Form:
     """The submitted form; inputs left out entirely take the new-task defaults."""
     defaults = blank_form().values
     values = {}
@@ -153,10 +169,10 @@ def read_form(data: Mapping[str, Any], fixed_type: TaskType | None = None) -> Ta
         values[name] = raw if isinstance(raw, str) else ""
     if fixed_type is not None:
         values["type"] = fixed_type.value
-    return TaskForm(values)
+    return Form(values)
 
 
-def to_spec(form: TaskForm) -> TaskSpec | None:
+def to_spec(form: Form) -> TaskSpec | None:
     """The task the form describes; None (with `form.errors` set) when it cannot be read.
 
     Only what cannot be expressed as a TaskSpec is checked here (numbers, JSON, dates);
@@ -204,6 +220,40 @@ def to_spec(form: TaskForm) -> TaskSpec | None:
     return None
 
 
+def run_form_of_task(task: Task) -> Form:
+    """The run form of a task: its payload to start from, everything else the task's."""
+    return Form({"payload": _json_text(task.payload), "priority": "", "delay": "", "runAt": ""})
+
+
+def read_run_form(data: Mapping[str, Any]) -> Form:
+    values = {}
+    for name in RUN_LABELS:
+        raw = data.get(name, "")
+        values[name] = raw if isinstance(raw, str) else ""
+    return Form(values)
+
+
+def to_run_spec(form: Form, timezone: str) -> RunSpec | None:
+    """The run the form asks for (its payload always given: empty means none), with a run
+    time read in the task's `timezone`; None, with `form.errors` set, when it cannot be
+    read. Left empty, the priority is the task's and the run is due now."""
+    v = form.values
+    errors: list[FieldError] = []
+    payload = _payload(errors, v["payload"])
+    priority = _int(errors, "priority", v["priority"], required=False)
+    delay_ms = _delay_ms(errors, v["delay"]) if v["delay"].strip() else None
+    when = v["runAt"].strip()
+    run_at = _local_time(errors, when, timezone, "runAt") if when else None
+    spec = RunSpec(
+        payload=payload, has_payload=True, priority=priority, run_at=run_at, delay_ms=delay_ms
+    )
+    if not errors:
+        return spec
+    form.add(errors)
+    form.add(validate_run(spec))
+    return None
+
+
 def changes_of(spec: TaskSpec) -> dict[str, Any]:
     """`spec` as a full set of changes for `TaskService.update` (everything but the type)."""
     from taskflowd.services.tasks import SPEC_FIELDS
@@ -219,7 +269,7 @@ def _when(
         when["cron_expression"] = v["cronExpression"].strip()
     elif task_type is TaskType.DELAYED:
         when["delay_ms"] = _delay_ms(errors, v["delay"])
-    elif v["scheduledAt"].strip():
+    elif task_type is TaskType.ONE_TIME and v["scheduledAt"].strip():
         when["scheduled_at"] = _local_time(errors, v["scheduledAt"].strip(), timezone)
     return when
 
@@ -271,7 +321,13 @@ def _payload(errors: list[FieldError], raw: str) -> Any:
     return None if refused else payload
 
 
-def _local_time(errors: list[FieldError], raw: str, timezone: str) -> datetime | None:
+def _json_text(value: Any) -> str:
+    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _local_time(
+    errors: list[FieldError], raw: str, timezone: str, name: str = "scheduledAt"
+) -> datetime | None:
     for fmt in _LOCAL_FORMATS:
         try:
             naive = datetime.strptime(raw, fmt)
@@ -279,7 +335,7 @@ def _local_time(errors: list[FieldError], raw: str, timezone: str) -> datetime |
         except ValueError:
             continue
     else:
-        errors.append(FieldError("scheduledAt", "must be a date and time, e.g. 2026-05-01T09:00"))
+        errors.append(FieldError(name, "must be a date and time, e.g. 2026-05-01T09:00"))
         return None
     tz = _zone(timezone)
     if tz is None:

@@ -33,6 +33,7 @@ IDLE_TTL_S = 8 * 3600
 ABSOLUTE_TTL_S = 7 * 86400
 MAX_COOKIE_CHARS = 2048
 MAX_FLASH_CHARS = 300
+FLASH_LINK_PREFIX = "/dashboard/"
 _KEY_LABEL = b"taskflowd.dashboard.session.v1"
 
 
@@ -57,6 +58,16 @@ class Session:
     def due_for_renewal(self, now: float) -> bool:
         """Past half of its idle lifetime: worth re-issuing to slide the expiry."""
         return self.expires_at - now < IDLE_TTL_S / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    """A message for the next page: `kind` is "ok" or "error"; `link` an optional
+    (dashboard path, text) shown after the message."""
+
+    kind: str
+    text: str
+    link: tuple[str, str] | None = None
 
 
 class Signer:
@@ -156,14 +167,24 @@ class Sessions:
         return secrets.token_urlsafe(24)
 
     # --- flash messages ------------------------------------------------------------
-    def flash(self, kind: str, text: str) -> str:
-        return self._signer.dump("flash", {"k": kind, "t": text[:MAX_FLASH_CHARS]})
+    def flash(self, kind: str, text: str, link: tuple[str, str] | None = None) -> str:
+        data: dict[str, Any] = {"k": kind, "t": text[:MAX_FLASH_CHARS]}
+        if link is not None:
+            data["l"] = [link[0][:MAX_FLASH_CHARS], link[1][:MAX_FLASH_CHARS]]
+        return self._signer.dump("flash", data)
 
-    def read_flash(self, value: str | None) -> tuple[str, str] | None:
+    def read_flash(self, value: str | None) -> Flash | None:
         data = self._signer.load("flash", value)
         if not isinstance(data, dict):
             return None
-        kind, text = data.get("k"), data.get("t")
+        kind, text, link = data.get("k"), data.get("t"), data.get("l")
         if kind not in ("ok", "error") or not isinstance(text, str):
             return None
-        return kind, text
+        if (
+            isinstance(link, list)
+            and len(link) == 2
+            and all(isinstance(part, str) for part in link)
+            and link[0].startswith(FLASH_LINK_PREFIX)
+        ):
+            return Flash(kind, text, (link[0], link[1]))
+        return Flash(kind, text)

@@ -88,7 +88,7 @@ async def _identify(request: web.Request, ctx: Dashboard) -> tuple[User, StillVa
         return None
     if token is not None:
         try:
-            user = await ctx.auth.authenticate(token)
+            user = (await ctx.auth.authenticate(token)).user
         except InvalidToken:
             return None
         version = user.token_version

@@ -86,7 +86,7 @@ async def login(request: web.Request) -> web.Response:
     except InvalidCredentials:
         return _login_page(request, email, "Wrong email or password.", 401)
     # The dashboard keeps its own session; the API session login opened is not needed.
-    user = await ctx.auth.authenticate(pair.access_token)
+    user = (await ctx.auth.authenticate(pair.access_token)).user
     await ctx.auth.logout(pair.refresh_token)
     response = redirect(request, safe_next(_text(form, "next", 2048)))
     start_session(request, response, user)

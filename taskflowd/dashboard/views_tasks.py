@@ -1,4 +1,5 @@
-"""Task pages: list with filters, detail, create and edit forms, actions, cron preview."""
+"""Task pages: list with filters, detail, create and edit forms, actions, runs with a
+payload of their own, cron preview."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, viewer
-from taskflowd.dashboard.formatting import label
+from taskflowd.dashboard.formatting import label, when
 from taskflowd.dashboard.forms import (
     LABELS,
-    TaskForm,
+    RUN_LABELS,
+    Form,
     blank_form,
     changes_of,
     form_of_task,
     read_form,
+    read_run_form,
+    run_form_of_task,
+    to_run_spec,
     to_spec,
 )
 from taskflowd.domain import schedule
@@ -147,7 +152,7 @@ async def task_page(request: web.Request) -> web.Response:
 
 
 def _form_page(
-    request: web.Request, form: TaskForm, task: Task | None, status: int = 200
+    request: web.Request, form: Form, task: Task | None, status: int = 200
 ) -> web.Response:
     return render(
         request,
@@ -208,6 +213,10 @@ async def update_task(request: web.Request) -> web.Response:
     return _form_page(request, form, task, status=422)
 
 
+def _execution_link(execution: Execution) -> tuple[str, str]:
+    return f"{PREFIX}/executions/{execution.id}", "Open the execution"
+
+
 async def task_action(request: web.Request) -> web.Response:
     """Run now, pause, resume or delete; the outcome comes back as a flash message."""
     ctx, user = dashboard(request), viewer(request)
@@ -216,7 +225,12 @@ async def task_action(request: web.Request) -> web.Response:
     try:
         if action == "run":
             execution = await ctx.tasks.run_now(user, task_id)
-            return redirect(request, here, f"Queued a run now (execution {execution.id[:8]}).")
+            return redirect(
+                request,
+                here,
+                f"Queued a run now (execution {execution.id[:8]}).",
+                link=_execution_link(execution),
+            )
         if action == "pause":
             task = await ctx.tasks.pause(user, task_id)
             return redirect(request, here, f"Paused “{task.name}”.")
@@ -229,7 +243,53 @@ async def task_action(request: web.Request) -> web.Response:
             return redirect(request, f"{PREFIX}/tasks", f"Deleted “{task.name}”.")
     except (Conflict, Forbidden) as exc:
         return redirect(request, here, str(exc).capitalize() + ".", error=True)
+    except ValidationFailed as exc:
+        # An on-demand task may have no payload of its own that its handler accepts.
+        problems = "; ".join(f"{e.field} {e.message}" for e in exc.errors)
+        message = f"Not queued: {problems}. Use “Run with payload…” to give it one."
+        return redirect(request, here, message, error=True)
     raise web.HTTPNotFound()
+
+
+def _run_page(request: web.Request, task: Task, form: Form, status: int = 200) -> web.Response:
+    return render(
+        request,
+        "task_run.html",
+        {"task": task, "form": form, "labels": RUN_LABELS},
+        status=status,
+        section="tasks",
+    )
+
+
+async def run_task_page(request: web.Request) -> web.Response:
+    task = await dashboard(request).tasks.get(viewer(request), request.match_info["id"])
+    return _run_page(request, task, run_form_of_task(task))
+
+
+async def run_task(request: web.Request) -> web.Response:
+    """Queue one run with the payload, priority and time given; back to the task with a
+    link to the execution, or the form again with what was typed and why it was refused."""
+    ctx, user = dashboard(request), viewer(request)
+    task = await ctx.tasks.get(user, request.match_info["id"])
+    form = read_run_form(await request.post())
+    spec = to_run_spec(form, task.timezone)
+    if spec is not None:
+        try:
+            (execution,) = await ctx.tasks.run(user, task.id, [spec], name_items=False)
+        except ValidationFailed as exc:
+            form.add(exc.errors)
+        except (Conflict, Forbidden) as exc:
+            form.problem = str(exc).capitalize() + "."
+        else:
+            later = spec.run_at is not None or spec.delay_ms is not None
+            due = f" due {when(execution.run_at)}" if later else ""
+            return redirect(
+                request,
+                f"{PREFIX}/tasks/{task.id}",
+                f"Queued a run{due} (execution {execution.id[:8]}).",
+                link=_execution_link(execution),
+            )
+    return _run_page(request, task, form, status=422)
 
 
 def _preview(expression: str, timezone: str) -> dict[str, Any]:
@@ -270,3 +330,5 @@ def install(router: web.UrlDispatcher) -> None:
     router.add_get(f"{one}/edit", edit_task_page)
     router.add_post(f"{one}/edit", update_task)
     router.add_post(one + "/{action:run|pause|resume|delete}", task_action)
+    router.add_get(f"{one}/runs/new", run_task_page)
+    router.add_post(f"{one}/runs/new", run_task)

@@ -89,6 +89,7 @@ class Execution:
     lease_expires_at: datetime | None = None
     fence: int = 0
     rescues: int = 0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,26 @@ class RefreshToken:
     created_at: datetime
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A program's credential: only `key_hash` (SHA-256 of the key) is stored; `prefix`
+    is the key's visible start, to tell keys apart."""
+
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def usable_at(self, moment: datetime) -> bool:
+        """Not revoked and not expired at `moment`."""
+        return self.revoked_at is None and (self.expires_at is None or moment < self.expires_at)
 
 
 @dataclass(frozen=True, slots=True)

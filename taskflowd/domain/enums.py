@@ -9,6 +9,8 @@ class TaskType(StrEnum):
     ONE_TIME = "ONE_TIME"
     DELAYED = "DELAYED"
     RECURRING = "RECURRING"
+    ON_DEMAND = "ON_DEMAND"
+    """Never runs by itself: only runs requested through the API start it."""
 
 
 class TaskStatus(StrEnum):

@@ -38,6 +38,7 @@ _WHEN_FIELDS = {
     TaskType.ONE_TIME: frozenset({"scheduledAt"}),
     TaskType.DELAYED: frozenset({"delayMs"}),
     TaskType.RECURRING: frozenset({"cronExpression"}),
+    TaskType.ON_DEMAND: frozenset(),
 }
 
 
@@ -148,3 +149,32 @@ def _check_instant(errors: list[FieldError], field: str, value: datetime) -> Non
 
 def _choices(values: type[TaskType] | type[MisfirePolicy]) -> str:
     return ", ".join(member.value for member in values)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One run of a task asked for through the API. Left unset, the payload and the
+    priority are the task's, and the run is due now; `run_at` and `delay_ms` exclude
+    each other. `idempotency_key` makes the run unique per task."""
+
+    payload: JSON = None
+    has_payload: bool = False
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay_ms: int | None = None
+    idempotency_key: str | None = None
+
+
+def validate_run(spec: RunSpec) -> list[FieldError]:
+    """Every rule `spec` breaks (the payload is the handler's to judge)."""
+    errors: list[FieldError] = []
+    if spec.priority is not None:
+        low, high = BOUNDS["priority"]
+        _check_int(errors, "priority", spec.priority, low, high)
+    if spec.run_at is not None and spec.delay_ms is not None:
+        errors.append(FieldError("delayMs", "give runAt or delayMs, not both"))
+    elif spec.run_at is not None:
+        _check_instant(errors, "runAt", spec.run_at)
+    elif spec.delay_ms is not None:
+        _check_int(errors, "delayMs", spec.delay_ms, 0, MAX_DELAY_MS)
+    return errors

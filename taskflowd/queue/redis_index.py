@@ -302,4 +302,4 @@ class RedisIndex:
             yield pubsub
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call,unused-ignore]

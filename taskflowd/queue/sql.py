@@ -18,6 +18,7 @@ from typing import Any
 from taskflowd.background import Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
+from taskflowd.domain.jobs import OWN_JOB_SUFFIX, RUN_MARK, own_job_id
 from taskflowd.queue import completions, limits
 from taskflowd.queue.base import (
     LeaseStatus,
@@ -38,10 +39,7 @@ SCHEDULE_CHANNEL = "taskflow_schedule"
 _PENDING = ExecutionStatus.PENDING.value
 _RETRYING = ExecutionStatus.RETRYING.value
 _PROCESSING = ExecutionStatus.PROCESSING.value
-_INSERT = (
-    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) "
-    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
-)
+_INSERT = rows.EXECUTION_INSERT
 PRIORITIES = range(10, -1, -1)
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
@@ -215,7 +213,8 @@ class SqlQueue:
             "UPDATE job_executions SET handler = $1, payload = $2, priority = $3, "
             "max_retries = $4, backoff_ms = $5, timeout_ms = $6, updated_at = $7, "
             "run_at = COALESCE($8, run_at), scheduled_for = COALESCE($8, scheduled_for) "
-            "WHERE task_id = $9 AND status = $10 AND completed_at IS NULL",
+            "WHERE task_id = $9 AND status = $10 AND completed_at IS NULL "
+            f"AND job_id NOT LIKE '%{RUN_MARK}%'",
             task.handler,
             rows.dump_json(task.payload),
             task.priority,
@@ -433,26 +432,25 @@ class SqlQueue:
         )
 
     async def _touch_tasks(self, conn: Conn, outcomes: Sequence[Outcome]) -> None:
-        """End one-time tasks with their last job."""
+        """End one-time and delayed tasks with their own job (runs asked for through the
+        API do not end a task)."""
         final: dict[str, TaskStatus] = {}
         for o in outcomes:
             if o.kind is OutcomeKind.COMPLETED:
-                final[o.task_id] = TaskStatus.COMPLETED
+                final[o.execution_id] = TaskStatus.COMPLETED
             elif o.kind is not OutcomeKind.RETRY:
-                final[o.task_id] = TaskStatus.FAILED
+                final[o.execution_id] = TaskStatus.FAILED
         if not final:
             return
         ids = list(final)
-        one_time = await conn.fetch(
-            f"SELECT id FROM tasks WHERE id IN ({_marks(len(ids), 3)}) AND type <> $1 "
-            "AND status = $2",
-            TaskType.RECURRING.value,
-            TaskStatus.ACTIVE.value,
+        own = await conn.fetch(
+            f"SELECT e.id, e.task_id FROM job_executions e WHERE e.id IN ({_marks(len(ids))}) "
+            f"AND e.job_id = e.task_id || '{OWN_JOB_SUFFIX}'",
             *ids,
         )
         now = utcnow()
-        for row in one_time:
-            await self._end_one_time_task(conn, row["id"], final[row["id"]], now)
+        for row in own:
+            await self._end_one_time_task(conn, row["task_id"], final[row["id"]], now)
 
     async def release(self, claims: Sequence[tuple[str, int]]) -> int:
         count = 0
@@ -480,7 +478,7 @@ class SqlQueue:
         jobs: dict[str, ReapedJob] = {}
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
-                "SELECT id, task_id, handler, owner_id, attempts, rescues, lease_owner "
+                "SELECT id, task_id, job_id, handler, owner_id, attempts, rescues, lease_owner "
                 "FROM job_executions "
                 "WHERE status = $1 AND lease_expires_at < $2 AND completed_at IS NULL "
                 f"AND run_at <= $2 LIMIT 500{lock}",
@@ -515,7 +513,8 @@ class SqlQueue:
                 )
                 if give_up:
                     await self._dead_letter(conn, row["id"], error, now)
-                    await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
+                    if row["job_id"] == own_job_id(row["task_id"]):
+                        await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
                     dead.append(row["id"])
                 else:
                     rescued.append(row["id"])
@@ -552,22 +551,26 @@ class SqlQueue:
                 execution_id,
                 *owner_args,
             )
-            if row is not None and row["status"] == ExecutionStatus.CANCELLED.value:
+            if (
+                row is not None
+                and row["status"] == ExecutionStatus.CANCELLED.value
+                and row["job_id"] == own_job_id(row["task_id"])
+            ):
                 await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
         return rows.execution_from_row(row, self._t) if row else None
 
     async def _end_one_time_task(
         self, conn: Conn, task_id: str, status: TaskStatus, at: datetime
     ) -> None:
+        """Mark an active one-time or delayed task `status`: its own job has ended."""
         await conn.execute(
             "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL WHERE id = $3 "
-            "AND type <> $4 AND status = $5 AND NOT EXISTS (SELECT 1 FROM job_executions "
-            f"WHERE task_id = $3 AND status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') "
-            "AND completed_at IS NULL)",
+            "AND type IN ($4, $5) AND status = $6",
             status.value,
             at,
             task_id,
-            TaskType.RECURRING.value,
+            TaskType.ONE_TIME.value,
+            TaskType.DELAYED.value,
             TaskStatus.ACTIVE.value,
         )
 
@@ -595,15 +598,18 @@ class SqlQueue:
                 False,
                 entry["execution_id"],
             )
-            await conn.execute(
-                "UPDATE tasks SET status = $1, updated_at = $2 WHERE id = $3 AND type <> $4 "
-                "AND status = $5 AND deleted_at IS NULL",
-                TaskStatus.ACTIVE.value,
-                now,
-                entry["task_id"],
-                TaskType.RECURRING.value,
-                TaskStatus.FAILED.value,
-            )
+            if row is not None and row["job_id"] == own_job_id(entry["task_id"]):
+                # The task's own job runs again: the task is active again until it ends.
+                await conn.execute(
+                    "UPDATE tasks SET status = $1, updated_at = $2 WHERE id = $3 "
+                    "AND type IN ($4, $5) AND status = $6 AND deleted_at IS NULL",
+                    TaskStatus.ACTIVE.value,
+                    now,
+                    entry["task_id"],
+                    TaskType.ONE_TIME.value,
+                    TaskType.DELAYED.value,
+                    TaskStatus.FAILED.value,
+                )
             await self._notify(conn)
         self._wake.set()
         return rows.execution_from_row(row, self._t) if row else None

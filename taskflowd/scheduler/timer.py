@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from taskflowd.background import Outage, Supervisor
 from taskflowd.config import SchedulerSettings
 from taskflowd.domain import schedule
-from taskflowd.domain.entities import Execution, Task, utcnow
-from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.entities import Task, utcnow
+from taskflowd.domain.jobs import new_execution, tick_job_id
 from taskflowd.events import EventBus
 from taskflowd.queue.base import JobQueue, TickBatch
 from taskflowd.store.errors import StoreError
@@ -29,37 +28,6 @@ log = logging.getLogger("taskflowd.scheduler")
 _BATCH = 500
 _MAX_TICKS_PER_PASS = 1000
 _OUTAGE_RETRY_CAP_S = 0.5
-
-
-def tick_job_id(task_id: str, instant: datetime) -> str:
-    """The job id of a cron tick: the tick's identity, (task, scheduled instant)."""
-    return f"{task_id}@{int(instant.timestamp() * 1000)}"
-
-
-def new_execution(
-    task: Task, run_at: datetime, job_id: str, request_id: str | None = None
-) -> Execution:
-    """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
-    now = utcnow()
-    return Execution(
-        id=str(uuid.uuid4()),
-        task_id=task.id,
-        job_id=job_id,
-        owner_id=task.created_by,
-        status=ExecutionStatus.PENDING,
-        scheduled_for=run_at,
-        run_at=run_at,
-        priority=task.priority,
-        attempts=0,
-        handler=task.handler,
-        payload=task.payload,
-        max_retries=task.max_retries,
-        backoff_ms=task.backoff_ms,
-        timeout_ms=task.timeout_ms,
-        request_id=request_id,
-        created_at=now,
-        updated_at=now,
-    )
 
 
 class Timer:

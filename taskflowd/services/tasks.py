@@ -7,9 +7,12 @@ Ownership: a USER acts on its own records only, and anyone else's look missing
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,12 +20,13 @@ from taskflowd.domain import schedule
 from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from taskflowd.domain.rules import TaskSpec, validate_task
+from taskflowd.domain.jobs import new_execution, own_job_id, run_job_id
+from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue
-from taskflowd.scheduler.timer import new_execution
-from taskflowd.store.base import ExecutionFilter, Page, Store, TaskFilter
+from taskflowd.store.base import ExecutionFilter, IdempotencyClaim, Page, Store, TaskFilter
+from taskflowd.store.render import Shape
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 
@@ -56,12 +60,17 @@ class TaskService:
         errors = validate_task(spec)
         if spec.handler not in self.handlers:
             errors.append(FieldError("handler", f"unknown handler {spec.handler!r}"))
-        else:
+        elif spec.type is not TaskType.ON_DEMAND or spec.payload is not None:
+            # An on-demand task may leave its payload to its runs (checked when they come).
             errors.extend(self.handlers.validate(spec.handler, spec.payload))
         if errors:
             raise ValidationFailed(errors)
-        if self.handlers.get(spec.handler).admin_only and actor.role is not Role.ADMIN:
-            raise Forbidden(f"only admins may use the {spec.handler!r} handler")
+        self._check_handler_access(actor, spec.handler, "use")
+
+    def _check_handler_access(self, actor: User, handler: str, verb: str) -> None:
+        admin_only = handler in self.handlers and self.handlers.get(handler).admin_only
+        if admin_only and actor.role is not Role.ADMIN:
+            raise Forbidden(f"only admins may {verb} tasks using the {handler!r} handler")
 
     @staticmethod
     def _first_run_at(spec: TaskSpec, now: Any) -> Any:
@@ -82,11 +91,14 @@ class TaskService:
             raise Conflict("the task changed while this request ran (a job ended?); try again")
 
     # --- tasks -------------------------------------------------------------------
-    async def create(self, actor: User, spec: TaskSpec, request_id: str | None = None) -> Task:
+    def _new_task(
+        self, actor: User, spec: TaskSpec, now: datetime, request_id: str | None
+    ) -> tuple[Task, Execution | None]:
+        """A task built from `spec` and its own first job (none for recurring and
+        on-demand tasks); raises ValidationFailed or Forbidden."""
         self._check(actor, spec)
-        now = utcnow()
-        run_at = self._first_run_at(spec, now)
         fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
+        run_at = None if spec.type is TaskType.ON_DEMAND else self._first_run_at(spec, now)
         if spec.type is TaskType.DELAYED:
             fields["scheduled_at"] = run_at  # DESIGN §4: a delayed task's scheduledAt is set
         task = Task(
@@ -98,14 +110,55 @@ class TaskService:
             next_run_at=run_at,
             **fields,
         )
-        if task.type is TaskType.RECURRING:
-            await self.store.create_task(task)
-            await self.queue.schedule_changed()
-            return task
-        first = new_execution(task, run_at, f"{task.id}@once", request_id)
-        await self.store.create_task(task, first)
-        await self.queue.announce([first])
+        if run_at is None or task.type is TaskType.RECURRING:
+            return task, None
+        return task, new_execution(task, run_at, own_job_id(task.id), request_id)
+
+    async def create(
+        self,
+        actor: User,
+        spec: TaskSpec,
+        request_id: str | None = None,
+        claim: IdempotencyClaim | None = None,
+    ) -> Task:
+        """A new task, stored with its first job (and `claim`'s idempotency record) in one
+        transaction; raises ValidationFailed, Forbidden, or Replay for a used key."""
+        task, first = self._new_task(actor, spec, utcnow(), request_id)
+        await self.store.create_task(task, first, claim)
+        await self._announce([(task, first)])
         return task
+
+    async def create_many(
+        self,
+        actor: User,
+        specs: Sequence[TaskSpec],
+        request_id: str | None = None,
+        claim: IdempotencyClaim | None = None,
+    ) -> list[Task]:
+        """`create` for many tasks at once: all or nothing; a bad item is named by its
+        index (`items[3].payload`)."""
+        now = utcnow()
+        entries: list[tuple[Task, Execution | None]] = []
+        errors: list[FieldError] = []
+        for index, spec in enumerate(specs):
+            try:
+                entries.append(self._new_task(actor, spec, now, request_id))
+            except ValidationFailed as exc:
+                errors += [FieldError(f"items[{index}].{e.field}", e.message) for e in exc.errors]
+            except Forbidden as exc:
+                raise Forbidden(f"items[{index}]: {exc}") from None
+        if errors:
+            raise ValidationFailed(errors)
+        tasks = await self.store.create_tasks(entries, claim)
+        await self._announce(entries)
+        return tasks
+
+    async def _announce(self, entries: Sequence[tuple[Task, Execution | None]]) -> None:
+        if any(task.type is TaskType.RECURRING for task, _ in entries):
+            await self.queue.schedule_changed()
+        firsts = [first for _, first in entries if first is not None]
+        if firsts:
+            await self.queue.announce(firsts)
 
     async def get(self, actor: User, task_id: str) -> Task:
         task = await self.store.get_task(task_id, owner_scope(actor))
@@ -119,12 +172,44 @@ class TaskService:
         scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
         return await self.store.list_tasks(scoped, limit, cursor)
 
+    # Reads that end in a response: the database renders each record in `shape`.
+    async def get_json(self, actor: User, task_id: str, shape: Shape) -> str:
+        found = await self.store.get_task_json(task_id, owner_scope(actor), shape)
+        if found is None:
+            raise NotFound(f"task {task_id} not found")
+        return found
+
+    async def list_json(
+        self, actor: User, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None
+    ) -> Page[str]:
+        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        return await self.store.list_tasks_json(scoped, shape, limit, cursor)
+
+    async def executions_json(
+        self, actor: User, filters: ExecutionFilter, shape: Shape, limit: int, cursor: str | None
+    ) -> Page[str]:
+        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        return await self.store.list_executions_json(scoped, shape, limit, cursor)
+
+    async def execution_json(
+        self, actor: User, execution_id: str, shape: Shape, history: Shape
+    ) -> str:
+        found = await self.store.get_execution_json(
+            execution_id, owner_scope(actor), shape, history
+        )
+        if found is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return found
+
+    async def dead_letter_json(
+        self, actor: User, shape: Shape, limit: int, cursor: str | None
+    ) -> Page[str]:
+        return await self.store.list_dead_letter_json(owner_scope(actor), shape, limit, cursor)
+
     async def update(self, actor: User, task_id: str, changes: dict[str, Any]) -> Task:
         """Apply `changes` (TaskSpec field names); the type of a task cannot change."""
         task = await self.get(actor, task_id)
-        admin_only = task.handler in self.handlers and self.handlers.get(task.handler).admin_only
-        if admin_only and actor.role is not Role.ADMIN:
-            raise Forbidden(f"only admins may change tasks using the {task.handler!r} handler")
+        self._check_handler_access(actor, task.handler, "change")
         if "type" in changes and changes["type"] is not task.type:
             raise ValidationFailed([FieldError("type", "the type of a task cannot change")])
         current = TaskSpec(**{name: getattr(task, name) for name in SPEC_FIELDS})
@@ -140,7 +225,8 @@ class TaskService:
         if task.type is TaskType.DELAYED:
             updated = dataclasses.replace(updated, scheduled_at=task.scheduled_at)
         timing = ("cron_expression", "timezone", "scheduled_at", "delay_ms")
-        retime = any(getattr(spec, n) != getattr(current, n) for n in timing)
+        scheduled = task.type is not TaskType.ON_DEMAND
+        retime = scheduled and any(getattr(spec, n) != getattr(current, n) for n in timing)
         if retime and task.status in (TaskStatus.ACTIVE, TaskStatus.PAUSED):
             if task.type is TaskType.DELAYED:
                 run_at = schedule.initial_run_at(
@@ -167,14 +253,69 @@ class TaskService:
         if not await self.store.delete_task(task_id, owner_scope(actor), utcnow()):
             raise NotFound(f"task {task_id} not found")
 
-    async def run_now(self, actor: User, task_id: str, request_id: str | None = None) -> Execution:
+    async def run(
+        self,
+        actor: User,
+        task_id: str,
+        runs: Sequence[RunSpec],
+        request_id: str | None = None,
+        claim: IdempotencyClaim | None = None,
+        *,
+        name_items: bool = True,
+    ) -> builtins.list[Execution]:
+        """Queue runs of a task, each with its own payload, priority and due time, all or
+        nothing (bad items named `items[3].payload`, or just `payload` without
+        `name_items`). A run whose idempotency key the task has used before stands for
+        the execution it created then. A paused task cannot run (Conflict)."""
         task = await self.get(actor, task_id)
         if task.status is TaskStatus.PAUSED:
             raise Conflict("the task is paused; resume it first")
+        self._check_handler_access(actor, task.handler, "run")
         now = utcnow()
-        execution = new_execution(task, now, f"{task.id}@run-{uuid.uuid4().hex[:12]}", request_id)
-        await self.queue.add([execution])
+        executions: list[Execution] = []
+        errors: list[FieldError] = []
+        seen: set[str] = set()
+        for index, spec in enumerate(runs):
+            prefix = f"items[{index}]." if name_items else ""
+            problems = validate_run(spec)
+            payload = spec.payload if spec.has_payload else task.payload
+            problems += self.handlers.validate(task.handler, payload)
+            if spec.idempotency_key is not None:
+                if spec.idempotency_key in seen:
+                    problems.append(FieldError("idempotencyKey", "is used twice in this request"))
+                seen.add(spec.idempotency_key)
+            errors += [FieldError(prefix + p.field, p.message) for p in problems]
+            if problems:
+                continue
+            executions.append(self._new_run(task, spec, payload, now, request_id))
+        if errors:
+            raise ValidationFailed(errors)
+        result, inserted = await self.store.add_runs(executions, claim)
+        if inserted:
+            await self.queue.announce(inserted)
+        return result
+
+    async def run_now(self, actor: User, task_id: str, request_id: str | None = None) -> Execution:
+        """One run of the task, now, as the task defines it."""
+        (execution,) = await self.run(actor, task_id, [RunSpec()], request_id, name_items=False)
         return execution
+
+    @staticmethod
+    def _new_run(
+        task: Task, spec: RunSpec, payload: Any, now: datetime, request_id: str | None
+    ) -> Execution:
+        run_at = now
+        if spec.run_at is not None:
+            run_at = spec.run_at
+        elif spec.delay_ms is not None:
+            run_at = now + timedelta(milliseconds=spec.delay_ms)
+        execution = new_execution(task, run_at, run_job_id(task.id), request_id)
+        return dataclasses.replace(
+            execution,
+            payload=payload,
+            priority=task.priority if spec.priority is None else spec.priority,
+            idempotency_key=spec.idempotency_key,
+        )
 
     async def pause(self, actor: User, task_id: str) -> Task:
         task = await self.get(actor, task_id)

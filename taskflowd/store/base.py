@@ -7,11 +7,13 @@ Every method raises `StoreUnavailable` when the database cannot be reached and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from taskflowd.domain.entities import (
+    ApiKey,
     DeadLetterJob,
     Execution,
     Node,
@@ -21,6 +23,8 @@ from taskflowd.domain.entities import (
     User,
 )
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
+from taskflowd.domain.errors import TaskflowError
+from taskflowd.store.render import Shape
 
 T = TypeVar("T")
 
@@ -56,6 +60,33 @@ class IdempotentResponse:
     created_at: datetime
 
 
+Render = Callable[[Any], tuple[int, str]]
+"""The response (status, JSON body) a request gives for its result."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A request's claim on (user, key); `stale_before` marks records old enough to
+    replace, and `render` turns the request's result into the response kept for replays."""
+
+    user_id: str
+    key: str
+    fingerprint: str
+    created_at: datetime
+    stale_before: datetime
+    render: Render
+
+
+class Replay(TaskflowError):
+    """The key was used before: `response` is what the first request answered."""
+
+    code = "idempotent_replay"
+
+    def __init__(self, response: IdempotentResponse) -> None:
+        super().__init__("this Idempotency-Key was used before")
+        self.response = response
+
+
 class Store(Protocol):
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -83,8 +114,37 @@ class Store(Protocol):
     async def count_users(self) -> int: ...
 
     # --- tasks -----------------------------------------------------------------
-    async def create_task(self, task: Task, first_run: Execution | None = None) -> Task:
-        """Insert a task and, atomically with it, its first execution when given."""
+    async def create_task(
+        self,
+        task: Task,
+        first_run: Execution | None = None,
+        claim: IdempotencyClaim | None = None,
+    ) -> Task:
+        """Insert a task and, atomically with it, its first execution when given, and the
+        claim's idempotency record (`claim.render` receives the task). Raises Replay,
+        writing nothing, when the claim's key holds a fresh record."""
+
+    async def create_tasks(
+        self,
+        entries: Sequence[tuple[Task, Execution | None]],
+        claim: IdempotencyClaim | None = None,
+    ) -> list[Task]:
+        """`create_task` for many tasks in one transaction (`claim.render` receives the
+        list of tasks)."""
+
+    async def add_runs(
+        self, runs: Sequence[Execution], claim: IdempotencyClaim | None = None
+    ) -> tuple[list[Execution], list[Execution]]:
+        """Insert PENDING runs of one task in one transaction; a run whose
+        `idempotency_key` the task has already is replaced by the stored execution.
+        Returns (every execution in order, those inserted now). Raises Replay as above."""
+
+    async def get_task_json(self, task_id: str, owner_id: str | None, shape: Shape) -> str | None:
+        """The task rendered as a JSON object in `shape`."""
+
+    async def list_tasks_json(
+        self, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]: ...
 
     async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None: ...
     async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
@@ -107,6 +167,14 @@ class Store(Protocol):
         self, filters: ExecutionFilter, limit: int, cursor: str | None = None
     ) -> Page[Execution]: ...
     async def retry_history(self, execution_id: str) -> list[RetryRecord]: ...
+    async def get_execution_json(
+        self, execution_id: str, owner_id: str | None, shape: Shape, history: Shape
+    ) -> str | None:
+        """The execution in `shape` with its retry history (`history`) as `retryHistory`."""
+
+    async def list_executions_json(
+        self, filters: ExecutionFilter, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]: ...
 
     # --- dead letter -----------------------------------------------------------
     async def get_dead_letter(
@@ -115,6 +183,9 @@ class Store(Protocol):
     async def list_dead_letter(
         self, owner_id: str | None, limit: int, cursor: str | None = None
     ) -> Page[DeadLetterJob]: ...
+    async def list_dead_letter_json(
+        self, owner_id: str | None, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]: ...
     async def delete_dead_letter(self, dead_letter_id: str, owner_id: str | None) -> bool: ...
 
     # --- refresh tokens --------------------------------------------------------
@@ -125,6 +196,22 @@ class Store(Protocol):
 
     async def revoke_token_family(self, family_id: str, at: datetime) -> None: ...
     async def revoke_user_tokens(self, user_id: str, at: datetime) -> None: ...
+
+    # --- API keys --------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey: ...
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+
+    async def list_api_keys(
+        self, user_id: str, limit: int, cursor: str | None = None
+    ) -> Page[ApiKey]:
+        """A user's keys that are not revoked, newest first."""
+
+    async def revoke_api_key(self, key_id: str, user_id: str | None, at: datetime) -> ApiKey | None:
+        """Revoke a live key (of `user_id`, unless None); None when there was none."""
+
+    async def touch_api_key(self, key_id: str, at: datetime) -> None:
+        """Record a use of the key (never moves `last_used_at` back)."""
 
     # --- settings, nodes, idempotency -----------------------------------------
     async def get_setting(self, key: str) -> str | None: ...
@@ -137,12 +224,4 @@ class Store(Protocol):
     async def expire_nodes(self, before: datetime) -> int: ...
 
     async def get_idempotent(self, user_id: str, key: str) -> IdempotentResponse | None: ...
-    async def put_idempotent(self, user_id: str, key: str, response: IdempotentResponse) -> bool:
-        """Record the first response for a key; False when one was recorded already."""
-
-    async def finish_idempotent(self, user_id: str, key: str, status: int, body: str) -> None:
-        """Fill in the response of a key recorded (reserved) earlier with status 0."""
-
-    async def drop_idempotent(self, user_id: str, key: str) -> None: ...
-
     async def purge_idempotent(self, before: datetime) -> int: ...

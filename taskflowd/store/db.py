@@ -1,4 +1,4 @@
-"""A thin async database handle over aiosqlite and asyncpg with one SQL dialect for both.
+"""A thin async database handle over sqlite3 (in threads) and asyncpg, one SQL dialect.
 
 Queries are written with PostgreSQL's `$1` placeholders; SQLite receives them as `?1`.
 Times go in as aware datetimes: PostgreSQL keeps `timestamptz`, SQLite integer
@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
-from taskflowd.store.errors import DuplicateKey, StoreError, StoreUnavailable
+from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
+from taskflowd.store.sqlite_thread import SqliteThread
 
 if TYPE_CHECKING:
-    import aiosqlite
     import asyncpg
+
+T = TypeVar("T")
 
 Row = Mapping[str, Any]
 Dialect = Literal["sqlite", "postgresql"]
@@ -42,6 +46,17 @@ class Conn(Protocol):
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a `Database.script`: `args` is a row of values, or with `many`
+    a sequence of rows; `required` aborts the script unless it changed a row."""
+
+    sql: str
+    args: Sequence[Any] = ()
+    many: bool = False
+    required: bool = False
+
+
 class Database(Conn, Protocol):
     dialect: Dialect
 
@@ -49,6 +64,11 @@ class Database(Conn, Protocol):
     async def close(self) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[Conn]:
         """An async context manager yielding a `Conn` whose statements commit together."""
+
+    async def script(self, steps: Sequence[Step]) -> list[int]:
+        """Run `steps` in one transaction, in one hand-over where the driver allows;
+        returns each step's changed-row count. Raises NothingChanged (everything rolled
+        back) when a `required` step changed no row."""
 
     def decode_time(self, value: Any) -> datetime: ...
 
@@ -72,48 +92,105 @@ def _translate_sqlite(exc: BaseException) -> StoreError:
     return StoreError(f"sqlite: {exc}")
 
 
-class _SqliteConn:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+@functools.lru_cache(maxsize=2048)
+def _sqlite_sql(sql: str) -> str:
+    """PostgreSQL's `$1` placeholders as SQLite's `?1` (statements repeat: converted once)."""
+    return _PLACEHOLDER.sub(r"?\1", sql)
 
-    @staticmethod
-    def _sql(sql: str) -> str:
-        return _PLACEHOLDER.sub(r"?\1", sql)
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+def _sqlite_args(args: Sequence[Any]) -> list[Any]:
+    return [_encode_sqlite(a) for a in args]
+
+
+def _fetch(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Row]]:
+    def job(conn: sqlite3.Connection) -> list[Row]:
+        return cast(list[Row], conn.execute(sql, args).fetchall())
+
+    return job
+
+
+def _execute(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], int]:
+    def job(conn: sqlite3.Connection) -> int:
+        return conn.execute(sql, args).rowcount
+
+    return job
+
+
+def _executemany(sql: str, rows: list[list[Any]]) -> Callable[[sqlite3.Connection], None]:
+    def job(conn: sqlite3.Connection) -> None:
+        conn.executemany(sql, rows)
+
+    return job
+
+
+def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
+    prepared = [
+        (
+            _sqlite_sql(step.sql),
+            [_sqlite_args(a) for a in step.args] if step.many else _sqlite_args(step.args),
+            step,
+        )
+        for step in steps
+    ]
+
+    def job(conn: sqlite3.Connection) -> list[int]:
+        counts: list[int] = []
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            rows = await self._conn.execute_fetchall(
-                self._sql(sql), [_encode_sqlite(a) for a in args]
-            )
+            for index, (sql, args, step) in enumerate(prepared):
+                cursor = conn.executemany(sql, args) if step.many else conn.execute(sql, args)
+                counts.append(cursor.rowcount)
+                if step.required and cursor.rowcount < 1:
+                    raise NothingChanged(index)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return counts
+
+    return job
+
+
+class _SqliteConn:
+    """Statements of one transaction, each run in the writer's thread."""
+
+    def __init__(self, thread: SqliteThread) -> None:
+        self._thread = thread
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._thread.run(job)
         except sqlite3.Error as exc:
             raise _translate_sqlite(exc) from exc
-        return [cast(Row, r) for r in rows]
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self._run(_fetch(_sqlite_sql(sql), _sqlite_args(args)))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
-            cursor = await self._conn.execute(self._sql(sql), [_encode_sqlite(a) for a in args])
-        except sqlite3.Error as exc:
-            raise _translate_sqlite(exc) from exc
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return await self._run(_execute(_sqlite_sql(sql), _sqlite_args(args)))
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        rows = [[_encode_sqlite(a) for a in row] for row in args]
-        if not rows:
-            return
-        try:
-            await self._conn.executemany(self._sql(sql), rows)
-        except sqlite3.Error as exc:
-            raise _translate_sqlite(exc) from exc
+        rows = [_sqlite_args(row) for row in args]
+        if rows:
+            await self._run(_executemany(_sqlite_sql(sql), rows))
+
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA temp_store=MEMORY",
+)
 
 
 class SqliteDatabase:
-    """SQLite in WAL mode: one writer connection behind a lock, one reader connection.
+    """SQLite in WAL mode: one writer connection behind a lock, and reader connections
+    (WAL readers never wait for the writer), each in a thread of its own.
 
     Statements outside a transaction that change data also take the writer, so a
     transaction never interleaves with another coroutine's statements.
@@ -121,70 +198,74 @@ class SqliteDatabase:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, url: str, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, url: str, busy_timeout_ms: int = 10_000, readers: int = 2) -> None:
         self.path = sqlite_path(url)
-        self._busy_timeout_ms = busy_timeout_ms
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        pragmas = (*_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}")
+        self._writer_thread = SqliteThread(self.path, pragmas, "sqlite-writer")
+        self._reader_threads = [
+            SqliteThread(self.path, (*pragmas, "PRAGMA query_only=ON"), f"sqlite-reader-{i}")
+            for i in range(readers)
+        ]
+        self._writer: _SqliteConn | None = None
+        self._readers: list[_SqliteConn] = []
         self._lock = asyncio.Lock()
-
-    async def _open(self) -> aiosqlite.Connection:
-        import aiosqlite
-
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA cache_size=-65536",
-            "PRAGMA temp_store=MEMORY",
-            f"PRAGMA busy_timeout={self._busy_timeout_ms}",
-        ):
-            await conn.execute(pragma)
-        return conn
 
     async def connect(self) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise StoreUnavailable(f"directory {self.path.parent} does not exist")
+        opened: list[SqliteThread] = []
         try:
-            self._writer = await self._open()
-            self._reader = await self._open()
+            # The writer first: it switches the file to WAL before readers open it.
+            for thread in (self._writer_thread, *self._reader_threads):
+                await thread.open()
+                opened.append(thread)
         except sqlite3.Error as exc:
+            for thread in opened:
+                await thread.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._writer = _SqliteConn(self._writer_thread)
+        self._readers = [_SqliteConn(t) for t in self._reader_threads]
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        self._readers, self._writer = [], None
+        for thread in (*self._reader_threads, self._writer_thread):
+            await thread.close()
 
-    def _require(self, conn: aiosqlite.Connection | None) -> _SqliteConn:
-        if conn is None:
+    def _write_conn(self) -> _SqliteConn:
+        if self._writer is None:
             raise StoreUnavailable("the database is not connected")
-        return _SqliteConn(conn)
+        return self._writer
+
+    def _read_conn(self) -> _SqliteConn:
+        if not self._readers:
+            raise StoreUnavailable("the database is not connected")
+        return min(self._readers, key=lambda r: r._thread.pending)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return await self._require(self._reader).fetch(sql, *args)
+        return await self._read_conn().fetch(sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self._require(self._reader).fetchrow(sql, *args)
+        return await self._read_conn().fetchrow(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
-            return await self._require(self._writer).execute(sql, *args)
+            return await self._write_conn().execute(sql, *args)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
             await conn.executemany(sql, args)
 
+    async def script(self, steps: Sequence[Step]) -> list[int]:
+        async with self._lock:
+            return await self._write_conn()._run(_run_script(steps))
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        # aiosqlite runs a statement to its end in its thread even when the awaiting task
+        # A statement runs to its end in the writer's thread even when the awaiting task
         # is cancelled, so BEGIN, ROLLBACK and COMMIT are shielded: a cancellation must
         # never leave the writer inside a transaction nobody will finish.
         async with self._lock:
-            conn = self._require(self._writer)
+            conn = self._write_conn()
             begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
             try:
                 await asyncio.shield(begin)
@@ -290,6 +371,8 @@ class PostgresDatabase:
                 max_size=self._max_size,
                 command_timeout=60,
                 timeout=10,
+                # Times rendered by the server (JSON built in SQL) read as UTC.
+                server_settings={"timezone": "UTC"},
             )
         except (*_pg_errors(), ValueError) as exc:  # type: ignore[misc]
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -316,6 +399,20 @@ class PostgresDatabase:
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         await _PgConn(self.pool).executemany(sql, args)
+
+    async def script(self, steps: Sequence[Step]) -> list[int]:
+        counts: list[int] = []
+        async with self.transaction() as conn:
+            for index, step in enumerate(steps):
+                if step.many:
+                    await conn.executemany(step.sql, step.args)
+                    counts.append(len(step.args))
+                    continue
+                changed = await conn.execute(step.sql, *step.args)
+                counts.append(changed)
+                if step.required and changed < 1:
+                    raise NothingChanged(index)
+        return counts
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

@@ -21,3 +21,13 @@ class DuplicateKey(StoreError):
     """A unique key (an email, a cron tick, an idempotency key) already exists."""
 
     code = "duplicate_key"
+
+
+class NothingChanged(StoreError):
+    """A step of a script that had to change a row changed none; nothing was written."""
+
+    code = "nothing_changed"
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"step {step} of the script changed no row")
+        self.step = step

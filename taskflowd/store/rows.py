@@ -12,6 +12,7 @@ import orjson
 
 from taskflowd.domain.entities import (
     JSON,
+    ApiKey,
     DeadLetterJob,
     Execution,
     Node,
@@ -148,6 +149,7 @@ def execution_from_row(row: Row, t: TimeDecoder) -> Execution:
         lease_expires_at=_opt(t, row["lease_expires_at"]),
         fence=row["fence"],
         rescues=row["rescues"],
+        idempotency_key=row["idempotency_key"],
         created_at=t(row["created_at"]),
         updated_at=t(row["updated_at"]),
     )
@@ -156,7 +158,11 @@ def execution_from_row(row: Row, t: TimeDecoder) -> Execution:
 EXECUTION_INSERT_COLUMNS = (
     "id, task_id, job_id, owner_id, status, scheduled_for, run_at, tick_at, priority, "
     "attempts, handler, payload, max_retries, backoff_ms, timeout_ms, request_id, "
-    "created_at, updated_at"
+    "created_at, updated_at, idempotency_key"
+)
+EXECUTION_INSERT = (
+    f"INSERT INTO job_executions ({EXECUTION_INSERT_COLUMNS}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 20))})"
 )
 
 
@@ -181,6 +187,7 @@ def execution_insert_values(e: Execution, tick_at: datetime | None) -> tuple[Any
         e.request_id,
         e.created_at,
         e.updated_at,
+        e.idempotency_key,
     )
 
 
@@ -218,6 +225,20 @@ def refresh_token_from_row(row: Row, t: TimeDecoder) -> RefreshToken:
         expires_at=t(row["expires_at"]),
         created_at=t(row["created_at"]),
         used_at=_opt(t, row["used_at"]),
+        revoked_at=_opt(t, row["revoked_at"]),
+    )
+
+
+def api_key_from_row(row: Row, t: TimeDecoder) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        key_hash=row["key_hash"],
+        created_at=t(row["created_at"]),
+        expires_at=_opt(t, row["expires_at"]),
+        last_used_at=_opt(t, row["last_used_at"]),
         revoked_at=_opt(t, row["revoked_at"]),
     )
 

@@ -2,77 +2,41 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from taskflowd.domain.entities import (
-    DeadLetterJob,
-    Execution,
-    Node,
-    RefreshToken,
-    RetryRecord,
-    Task,
-    User,
-    utcnow,
-)
+from taskflowd.domain.entities import DeadLetterJob, Execution, Node, RetryRecord, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.store import rows
-from taskflowd.store.base import ExecutionFilter, IdempotentResponse, Page, TaskFilter
-from taskflowd.store.db import Database, Row
-from taskflowd.store.errors import DuplicateKey
-from taskflowd.store.migrate import migrate
-
-T = TypeVar("T")
-
-_USER_COLUMNS = (
-    "id, email, password_hash, first_name, last_name, role, is_active, token_version, "
-    "created_at, updated_at, deleted_at"
+from taskflowd.store.base import (
+    ExecutionFilter,
+    IdempotencyClaim,
+    IdempotentResponse,
+    Page,
+    TaskFilter,
 )
+from taskflowd.store.db import Step
+from taskflowd.store.errors import NothingChanged
+from taskflowd.store.idempotency import claim_step, replay, stored_response
+from taskflowd.store.migrate import migrate
+from taskflowd.store.render import Shape, join_objects
+from taskflowd.store.sql_accounts import AccountRecords
+from taskflowd.store.sql_common import Where
+
 _QUEUED = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
 _OPEN = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING})
+_TASK_INSERT = (
+    f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 25))})"
+)
+_RUN_INSERT = (
+    rows.EXECUTION_INSERT
+    + " ON CONFLICT (task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
 
 
-class _Where:
-    """WHERE clauses from fixed fragments; every value is a bound parameter."""
-
-    def __init__(self) -> None:
-        self.clauses: list[str] = []
-        self.args: list[Any] = []
-
-    def add(self, fragment: str, *values: Any) -> None:
-        """`fragment` uses `{}` once per value, in order, for the placeholders."""
-        marks = []
-        for value in values:
-            self.args.append(value)
-            marks.append(f"${len(self.args)}")
-        self.clauses.append(fragment.format(*marks))
-
-    def after(self, cursor: str | None) -> None:
-        if cursor is not None:
-            created_at, item_id = rows.decode_cursor(cursor)
-            self.add(
-                "(created_at < {} OR (created_at = {} AND id < {}))",
-                created_at,
-                created_at,
-                item_id,
-            )
-
-    def sql(self) -> str:
-        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
-
-    def limit(self, limit: int) -> str:
-        self.args.append(limit + 1)
-        return f" ORDER BY created_at DESC, id DESC LIMIT ${len(self.args)}"
-
-
-class SqlStore:
+class SqlStore(AccountRecords):
     """Records in SQLite or PostgreSQL; see `taskflowd.store.base.Store` for the contract."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._t = db.decode_time
 
     async def start(self) -> None:
         await self.db.connect()
@@ -84,116 +48,121 @@ class SqlStore:
     async def ping(self) -> None:
         await self.db.fetchrow("SELECT 1 AS ok")
 
-    async def _page(
-        self,
-        table: str,
-        columns: str,
-        where: _Where,
-        limit: int,
-        build: Callable[[Row, rows.TimeDecoder], T],
-    ) -> Page[T]:
-        sql = f"SELECT {columns} FROM {table}{where.sql()}{where.limit(limit)}"
-        found = await self.db.fetch(sql, *where.args)
-        items = [build(r, self._t) for r in found[:limit]]
-        next_cursor = None
-        if len(found) > limit and items:
-            last = found[limit - 1]
-            next_cursor = rows.encode_cursor(self._t(last["created_at"]), last["id"])
-        return Page(items, next_cursor)
-
-    # --- users -----------------------------------------------------------------
-    async def create_user(self, user: User) -> User:
-        """Emails are kept in lower case, so uniqueness and look-up ignore case."""
-        await self.db.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-            user.id,
-            user.email.lower(),
-            user.password_hash,
-            user.first_name,
-            user.last_name,
-            user.role.value,
-            user.is_active,
-            user.token_version,
-            user.created_at,
-            user.updated_at,
-            user.deleted_at,
-        )
-        return dataclasses.replace(user, email=user.email.lower())
-
-    async def _one_user(self, where: str, value: str) -> User | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE {where} = $1 AND deleted_at IS NULL", value
-        )
-        return rows.user_from_row(row, self._t) if row else None
-
-    async def get_user(self, user_id: str) -> User | None:
-        return await self._one_user("id", user_id)
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        return await self._one_user("email", email.lower())
-
-    async def update_user(self, user: User) -> User | None:
-        changed = await self.db.execute(
-            "UPDATE users SET email = $2, password_hash = $3, first_name = $4, last_name = $5, "
-            "role = $6, is_active = $7, token_version = $8, updated_at = $9 "
-            "WHERE id = $1 AND deleted_at IS NULL",
-            user.id,
-            user.email.lower(),
-            user.password_hash,
-            user.first_name,
-            user.last_name,
-            user.role.value,
-            user.is_active,
-            user.token_version,
-            user.updated_at,
-        )
-        return user if changed else None
-
-    async def delete_user(self, user_id: str, at: datetime) -> bool:
-        changed = await self.db.execute(
-            "UPDATE users SET deleted_at = $2, updated_at = $2, is_active = $3, "
-            "token_version = token_version + 1 WHERE id = $1 AND deleted_at IS NULL",
-            user_id,
-            at,
-            False,
-        )
-        return changed > 0
-
-    async def list_users(self, limit: int, cursor: str | None = None) -> Page[User]:
-        where = _Where()
-        where.clauses.append("deleted_at IS NULL")
-        where.after(cursor)
-        return await self._page("users", _USER_COLUMNS, where, limit, rows.user_from_row)
-
-    async def count_users(self) -> int:
-        row = await self.db.fetchrow("SELECT COUNT(*) AS n FROM users WHERE deleted_at IS NULL")
-        return int(row["n"]) if row else 0
+    async def _script(self, steps: list[Step], claim: IdempotencyClaim | None) -> list[int]:
+        """Run `steps` (led by `claim`'s step when there is one); a claim that finds its
+        key taken raises the first request's Replay."""
+        try:
+            return await self.db.script(steps)
+        except NothingChanged as exc:
+            if claim is None or exc.step != 0:
+                raise
+            raise await replay(self.db, claim) from None
 
     # --- tasks -----------------------------------------------------------------
-    async def create_task(self, task: Task, first_run: Execution | None = None) -> Task:
-        marks = ",".join(f"${i}" for i in range(1, 25))
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({marks})", *rows.task_values(task)
-            )
-            if first_run is not None:
-                await conn.execute(
-                    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) "
-                    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-                    *rows.execution_insert_values(first_run, first_run.scheduled_for),
-                )
+    async def create_task(
+        self,
+        task: Task,
+        first_run: Execution | None = None,
+        claim: IdempotencyClaim | None = None,
+    ) -> Task:
+        await self._write_tasks([(task, first_run)], claim, task)
         return task
 
-    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
-        where = _Where()
+    async def create_tasks(
+        self,
+        entries: Sequence[tuple[Task, Execution | None]],
+        claim: IdempotencyClaim | None = None,
+    ) -> list[Task]:
+        created = [task for task, _ in entries]
+        await self._write_tasks(entries, claim, created)
+        return created
+
+    async def _write_tasks(
+        self,
+        entries: Sequence[tuple[Task, Execution | None]],
+        claim: IdempotencyClaim | None,
+        result: Any,
+    ) -> None:
+        steps = [] if claim is None else [claim_step(claim, *claim.render(result))]
+        steps.append(Step(_TASK_INSERT, [rows.task_values(t) for t, _ in entries], many=True))
+        runs = [run for _, run in entries if run is not None]
+        if runs:
+            values = [rows.execution_insert_values(r, r.scheduled_for) for r in runs]
+            steps.append(Step(rows.EXECUTION_INSERT, values, many=True))
+        await self._script(steps, claim)
+
+    async def add_runs(
+        self, runs: Sequence[Execution], claim: IdempotencyClaim | None = None
+    ) -> tuple[list[Execution], list[Execution]]:
+        """Insert PENDING runs of one task, atomically. A run whose `idempotency_key` the
+        task has already is not inserted: the stored execution takes its place. Returns
+        (the executions in the order of `runs`, the ones inserted now); `claim.render`
+        receives the first of the two."""
+        values = [rows.execution_insert_values(r, None) for r in runs]
+        if not any(r.idempotency_key for r in runs):
+            steps = [] if claim is None else [claim_step(claim, *claim.render(list(runs)))]
+            steps.append(Step(_RUN_INSERT, values, many=True))
+            await self._script(steps, claim)
+            return list(runs), list(runs)
+        try:
+            return await self._add_keyed_runs(runs, values, claim)
+        except NothingChanged:
+            assert claim is not None
+            raise await replay(self.db, claim) from None
+
+    async def _add_keyed_runs(
+        self, runs: Sequence[Execution], values: list[Any], claim: IdempotencyClaim | None
+    ) -> tuple[list[Execution], list[Execution]]:
+        keys = [r.idempotency_key for r in runs if r.idempotency_key]
+        async with self.db.transaction() as conn:
+            if claim is not None:
+                step = claim_step(claim, 0, "")
+                if not await conn.execute(step.sql, *step.args):
+                    raise NothingChanged(0)
+            await conn.executemany(_RUN_INSERT, values)
+            found = await conn.fetch(
+                f"SELECT * FROM job_executions WHERE task_id = $1 AND idempotency_key IN "
+                f"({', '.join(f'${i}' for i in range(2, len(keys) + 2))})",
+                runs[0].task_id,
+                *keys,
+            )
+            stored = {r["idempotency_key"]: rows.execution_from_row(r, self._t) for r in found}
+            result = [stored[r.idempotency_key] if r.idempotency_key else r for r in runs]
+            if claim is not None:
+                status, body = claim.render(result)
+                await conn.execute(
+                    "UPDATE idempotency_keys SET status = $3, body = $4 "
+                    "WHERE user_id = $1 AND key = $2",
+                    claim.user_id,
+                    claim.key,
+                    status,
+                    body,
+                )
+        inserted = [e for e, r in zip(result, runs, strict=True) if e.id == r.id]
+        return result, inserted
+
+    @staticmethod
+    def _one_task(task_id: str, owner_id: str | None) -> Where:
+        where = Where()
         where.add("id = {}", task_id)
         where.clauses.append("deleted_at IS NULL")
         if owner_id is not None:
             where.add("created_by = {}", owner_id)
+        return where
+
+    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
+        where = self._one_task(task_id, owner_id)
         row = await self.db.fetchrow(
             f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}", *where.args
         )
         return rows.task_from_row(row, self._t) if row else None
+
+    async def get_task_json(self, task_id: str, owner_id: str | None, shape: Shape) -> str | None:
+        where = self._one_task(task_id, owner_id)
+        row = await self.db.fetchrow(
+            f"SELECT {self._render(shape)} AS j FROM tasks{where.sql()}", *where.args
+        )
+        return None if row is None else str(row["j"])
 
     async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
         values = rows.task_values(task)
@@ -233,10 +202,9 @@ class SqlStore:
                 )
         return changed > 0
 
-    async def list_tasks(
-        self, filters: TaskFilter, limit: int, cursor: str | None = None
-    ) -> Page[Task]:
-        where = _Where()
+    @staticmethod
+    def _tasks_where(filters: TaskFilter, cursor: str | None) -> Where:
+        where = Where()
         where.clauses.append("deleted_at IS NULL")
         if filters.owner_id is not None:
             where.add("created_by = {}", filters.owner_id)
@@ -257,23 +225,54 @@ class SqlStore:
             )
             where.add("LOWER(name) LIKE {} ESCAPE '\\'", pattern)
         where.after(cursor)
+        return where
+
+    async def list_tasks(
+        self, filters: TaskFilter, limit: int, cursor: str | None = None
+    ) -> Page[Task]:
+        where = self._tasks_where(filters, cursor)
         return await self._page("tasks", rows.TASK_COLUMNS, where, limit, rows.task_from_row)
 
+    async def list_tasks_json(
+        self, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]:
+        return await self._json_page("tasks", shape, self._tasks_where(filters, cursor), limit)
+
     # --- executions ------------------------------------------------------------
-    async def get_execution(
-        self, execution_id: str, owner_id: str | None = None
-    ) -> Execution | None:
-        where = _Where()
+    @staticmethod
+    def _one_execution(execution_id: str, owner_id: str | None) -> Where:
+        where = Where()
         where.add("id = {}", execution_id)
         if owner_id is not None:
             where.add("owner_id = {}", owner_id)
+        return where
+
+    async def get_execution(
+        self, execution_id: str, owner_id: str | None = None
+    ) -> Execution | None:
+        where = self._one_execution(execution_id, owner_id)
         row = await self.db.fetchrow(f"SELECT * FROM job_executions{where.sql()}", *where.args)
         return rows.execution_from_row(row, self._t) if row else None
 
-    async def list_executions(
-        self, filters: ExecutionFilter, limit: int, cursor: str | None = None
-    ) -> Page[Execution]:
-        where = _Where()
+    async def get_execution_json(
+        self, execution_id: str, owner_id: str | None, shape: Shape, history: Shape
+    ) -> str | None:
+        where = self._one_execution(execution_id, owner_id)
+        row = await self.db.fetchrow(
+            f"SELECT {self._render(shape)} AS j FROM job_executions{where.sql()}", *where.args
+        )
+        if row is None:
+            return None
+        found = await self.db.fetch(
+            f"SELECT {self._render(history)} AS j FROM retry_history WHERE execution_id = $1 "
+            "ORDER BY attempt, id",
+            execution_id,
+        )
+        return f'{str(row["j"])[:-1]},"retryHistory":{join_objects(r["j"] for r in found)}}}'
+
+    @staticmethod
+    def _executions_where(filters: ExecutionFilter, cursor: str | None) -> Where:
+        where = Where()
         if filters.owner_id is not None:
             where.add("owner_id = {}", filters.owner_id)
         if filters.task_id is not None:
@@ -287,7 +286,19 @@ class SqlStore:
         if wanted and wanted <= _OPEN:
             where.add("completed_at IS NULL")  # lets PostgreSQL read the open-row indexes
         where.after(cursor)
+        return where
+
+    async def list_executions(
+        self, filters: ExecutionFilter, limit: int, cursor: str | None = None
+    ) -> Page[Execution]:
+        where = self._executions_where(filters, cursor)
         return await self._page("job_executions", "*", where, limit, rows.execution_from_row)
+
+    async def list_executions_json(
+        self, filters: ExecutionFilter, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]:
+        where = self._executions_where(filters, cursor)
+        return await self._json_page("job_executions", shape, where, limit)
 
     async def retry_history(self, execution_id: str) -> list[RetryRecord]:
         found = await self.db.fetch(
@@ -300,72 +311,39 @@ class SqlStore:
     async def get_dead_letter(
         self, dead_letter_id: str, owner_id: str | None = None
     ) -> DeadLetterJob | None:
-        where = _Where()
+        where = Where()
         where.add("id = {}", dead_letter_id)
         if owner_id is not None:
             where.add("owner_id = {}", owner_id)
         row = await self.db.fetchrow(f"SELECT * FROM dead_letter_jobs{where.sql()}", *where.args)
         return rows.dead_letter_from_row(row, self._t) if row else None
 
-    async def list_dead_letter(
-        self, owner_id: str | None, limit: int, cursor: str | None = None
-    ) -> Page[DeadLetterJob]:
-        where = _Where()
+    @staticmethod
+    def _dead_letter_where(owner_id: str | None, cursor: str | None) -> Where:
+        where = Where()
         if owner_id is not None:
             where.add("owner_id = {}", owner_id)
         where.after(cursor)
+        return where
+
+    async def list_dead_letter(
+        self, owner_id: str | None, limit: int, cursor: str | None = None
+    ) -> Page[DeadLetterJob]:
+        where = self._dead_letter_where(owner_id, cursor)
         return await self._page("dead_letter_jobs", "*", where, limit, rows.dead_letter_from_row)
 
+    async def list_dead_letter_json(
+        self, owner_id: str | None, shape: Shape, limit: int, cursor: str | None = None
+    ) -> Page[str]:
+        where = self._dead_letter_where(owner_id, cursor)
+        return await self._json_page("dead_letter_jobs", shape, where, limit)
+
     async def delete_dead_letter(self, dead_letter_id: str, owner_id: str | None) -> bool:
-        where = _Where()
+        where = Where()
         where.add("id = {}", dead_letter_id)
         if owner_id is not None:
             where.add("owner_id = {}", owner_id)
         return await self.db.execute(f"DELETE FROM dead_letter_jobs{where.sql()}", *where.args) > 0
-
-    # --- refresh tokens --------------------------------------------------------
-    async def add_refresh_token(self, token: RefreshToken) -> None:
-        await self.db.execute(
-            "INSERT INTO refresh_tokens (id, user_id, token_hash, family_id, expires_at, "
-            "created_at, used_at, revoked_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-            token.id,
-            token.user_id,
-            token.token_hash,
-            token.family_id,
-            token.expires_at,
-            token.created_at,
-            token.used_at,
-            token.revoked_at,
-        )
-
-    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        row = await self.db.fetchrow(
-            "SELECT * FROM refresh_tokens WHERE token_hash = $1", token_hash
-        )
-        return rows.refresh_token_from_row(row, self._t) if row else None
-
-    async def spend_refresh_token(self, token_id: str, at: datetime) -> bool:
-        changed = await self.db.execute(
-            "UPDATE refresh_tokens SET used_at = $2 "
-            "WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL",
-            token_id,
-            at,
-        )
-        return changed > 0
-
-    async def revoke_token_family(self, family_id: str, at: datetime) -> None:
-        await self.db.execute(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
-            family_id,
-            at,
-        )
-
-    async def revoke_user_tokens(self, user_id: str, at: datetime) -> None:
-        await self.db.execute(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-            user_id,
-            at,
-        )
 
     # --- settings, nodes, idempotency -----------------------------------------
     async def get_setting(self, key: str) -> str | None:
@@ -413,47 +391,7 @@ class SqlStore:
         return await self.db.execute("DELETE FROM nodes WHERE last_heartbeat < $1", before)
 
     async def get_idempotent(self, user_id: str, key: str) -> IdempotentResponse | None:
-        row = await self.db.fetchrow(
-            "SELECT fingerprint, status, body, created_at FROM idempotency_keys "
-            "WHERE user_id = $1 AND key = $2",
-            user_id,
-            key,
-        )
-        if row is None:
-            return None
-        return IdempotentResponse(
-            row["fingerprint"], row["status"], row["body"], self._t(row["created_at"])
-        )
-
-    async def put_idempotent(self, user_id: str, key: str, response: IdempotentResponse) -> bool:
-        try:
-            await self.db.execute(
-                "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                user_id,
-                key,
-                response.fingerprint,
-                response.status,
-                response.body,
-                response.created_at,
-            )
-        except DuplicateKey:
-            return False
-        return True
-
-    async def finish_idempotent(self, user_id: str, key: str, status: int, body: str) -> None:
-        await self.db.execute(
-            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2",
-            user_id,
-            key,
-            status,
-            body,
-        )
-
-    async def drop_idempotent(self, user_id: str, key: str) -> None:
-        await self.db.execute(
-            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2", user_id, key
-        )
+        return await stored_response(self.db, user_id, key)
 
     async def purge_idempotent(self, before: datetime) -> int:
         return await self.db.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)

@@ -5,20 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import etag_response, json_response, no_content
-from taskflowd.api.routes.tasks import _EXECUTION_FIELDS, TASKS_KEY, select_fields
+from taskflowd.api.responses import json_bytes, no_content, read_response
+from taskflowd.api.routes.tasks import TASKS_KEY
 from taskflowd.api.schemas import ListQuery
 from taskflowd.api.schemas_tasks import (
+    DEAD_LETTER_SHAPE,
+    EXECUTION_SHAPE,
+    RETRY_SHAPE,
     DeadLetterList,
     ExecutionDetailOut,
     ExecutionList,
     ExecutionListQuery,
     ExecutionOut,
-    dead_letter_out,
-    execution_detail_out,
-    execution_out,
 )
 from taskflowd.api.security import current_user
+from taskflowd.api.shapes import choose, page_body, render
 from taskflowd.api.validation import parse_query
 from taskflowd.store.base import ExecutionFilter
 
@@ -29,38 +30,38 @@ DEAD_LETTER = "/api/v1/dead-letter"
 async def list_executions(request: web.Request) -> web.Response:
     query = parse_query(request, ExecutionListQuery)
     filters = ExecutionFilter(task_id=query.task_id, status=query.status)
-    page = await request.app[TASKS_KEY].list_executions(
-        current_user(request), filters, query.limit, query.cursor
+    shape = choose(EXECUTION_SHAPE, query.fields)
+    page = await request.app[TASKS_KEY].executions_json(
+        current_user(request), filters, shape, query.limit, query.cursor
     )
-    items = [select_fields(execution_out(e), query.fields, _EXECUTION_FIELDS) for e in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
+    return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def get_execution(request: web.Request) -> web.Response:
-    detail = await request.app[TASKS_KEY].execution(current_user(request), request.match_info["id"])
-    return etag_response(request, execution_detail_out(detail.execution, detail.retry_history))
+    found = await request.app[TASKS_KEY].execution_json(
+        current_user(request), request.match_info["id"], EXECUTION_SHAPE, RETRY_SHAPE
+    )
+    return read_response(request, found.encode())
 
 
 async def cancel_execution(request: web.Request) -> web.Response:
     execution = await request.app[TASKS_KEY].cancel(current_user(request), request.match_info["id"])
-    return json_response(execution_out(execution))
+    return json_bytes(render(EXECUTION_SHAPE, execution))
 
 
 async def list_dead_letter(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
-    page = await request.app[TASKS_KEY].list_dead_letter(
-        current_user(request), query.limit, query.cursor
+    page = await request.app[TASKS_KEY].dead_letter_json(
+        current_user(request), DEAD_LETTER_SHAPE, query.limit, query.cursor
     )
-    return json_response(
-        DeadLetterList(items=[dead_letter_out(d) for d in page.items], next_cursor=page.next_cursor)
-    )
+    return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def retry_dead_letter(request: web.Request) -> web.Response:
     execution = await request.app[TASKS_KEY].retry_dead_letter(
         current_user(request), request.match_info["id"]
     )
-    return json_response(execution_out(execution), status=202)
+    return json_bytes(render(EXECUTION_SHAPE, execution), status=202)
 
 
 async def delete_dead_letter(request: web.Request) -> web.Response:
@@ -80,6 +81,7 @@ def install(api: ApiRegistry) -> None:
             user,
             query=ExecutionListQuery,
             response=ExecutionList,
+            etag=True,
         ),
         Operation(
             "GET",
@@ -110,6 +112,7 @@ def install(api: ApiRegistry) -> None:
             user,
             query=ListQuery,
             response=DeadLetterList,
+            etag=True,
         ),
         Operation(
             "POST",

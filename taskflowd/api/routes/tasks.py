@@ -1,68 +1,54 @@
-"""/api/v1/tasks: create, list, read, change, delete, run now, pause and resume tasks."""
+"""/api/v1/tasks: create (one or a batch), list, read, change, delete, run (one or many
+runs with their own payloads), pause and resume tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
-from pydantic import BaseModel
 
-from taskflowd.api.idempotency import idempotent
+from taskflowd.api.idempotency import Rendered, idempotent
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import etag_response, json_response, no_content
+from taskflowd.api.responses import json_bytes, no_content, read_response
 from taskflowd.api.schemas_tasks import (
+    EXECUTION_SHAPE,
     NULLABLE_ON_PATCH,
+    TASK_SHAPE,
+    ExecutionItems,
     ExecutionList,
     ExecutionListQuery,
     ExecutionOut,
+    RunRequest,
+    RunsRequest,
+    TaskBatchRequest,
     TaskCreate,
+    TaskItems,
     TaskList,
     TaskListQuery,
     TaskOut,
     TaskPatch,
-    execution_out,
-    task_out,
 )
-from taskflowd.api.security import current_user
-from taskflowd.api.validation import parse_body, parse_query
+from taskflowd.api.security import current_user, limit_jobs
+from taskflowd.api.shapes import as_dict, choose, page_body, render
+from taskflowd.api.validation import parse_body, parse_optional_body, parse_query
+from taskflowd.domain.entities import Execution, Task
 from taskflowd.domain.enums import TaskType
 from taskflowd.domain.errors import FieldError, ValidationFailed
-from taskflowd.domain.rules import TaskSpec
+from taskflowd.domain.rules import RunSpec, TaskSpec
 from taskflowd.logs import request_id_var
 from taskflowd.services.tasks import TaskService
 from taskflowd.store.base import ExecutionFilter, TaskFilter
 
 PREFIX = "/api/v1/tasks"
 TASKS_KEY = web.AppKey("taskflowd.tasks", TaskService)
-_TASK_FIELDS = frozenset(TaskOut.model_json_schema(by_alias=True)["properties"])
-_EXECUTION_FIELDS = frozenset(ExecutionOut.model_json_schema(by_alias=True)["properties"])
 # API names whose TaskSpec attribute is spelled differently.
 _SPEC_NAMES = {"timeout": "timeout_ms"}
 
 
 def _service(request: web.Request) -> TaskService:
     return request.app[TASKS_KEY]
-
-
-def select_fields(item: BaseModel, fields: str | None, allowed: frozenset[str]) -> dict[str, Any]:
-    """`item` as JSON, keeping only the comma-separated `fields` (all when None)."""
-    data: dict[str, Any] = orjson.loads(orjson.dumps(item.model_dump(mode="python", by_alias=True)))
-    if fields is None:
-        return data
-    wanted = [f.strip() for f in fields.split(",") if f.strip()]
-    unknown = sorted(set(wanted) - allowed)
-    if unknown or not wanted:
-        raise ValidationFailed(
-            [
-                FieldError(
-                    "fields",
-                    f"unknown field(s): {', '.join(unknown) or '(none)'}; "
-                    f"choose from {', '.join(sorted(allowed))}",
-                )
-            ]
-        )
-    return {name: data[name] for name in wanted}
 
 
 def _infer_type(body: TaskCreate) -> TaskType:
@@ -75,35 +61,84 @@ def _infer_type(body: TaskCreate) -> TaskType:
     return TaskType.ONE_TIME
 
 
+def _spec(body: TaskCreate) -> TaskSpec:
+    return TaskSpec(
+        name=body.name,
+        type=_infer_type(body),
+        description=body.description,
+        handler=body.handler,
+        payload=body.payload,
+        cron_expression=body.cron_expression,
+        timezone=body.timezone,
+        scheduled_at=body.scheduled_at,
+        delay_ms=body.delay_ms,
+        priority=body.priority,
+        max_retries=body.max_retries,
+        backoff_ms=body.backoff_ms,
+        timeout_ms=body.timeout,
+        rate_limit=body.rate_limit,
+        concurrency=body.concurrency,
+        misfire_policy=body.misfire_policy,
+    )
+
+
+def _run_spec(body: RunRequest, idempotency_key: str | None = None) -> RunSpec:
+    return RunSpec(
+        payload=body.payload,
+        has_payload="payload" in body.model_fields_set,
+        priority=body.priority,
+        run_at=body.run_at,
+        delay_ms=body.delay_ms,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _task_location(task: Task) -> Mapping[str, str]:
+    return {hdrs.LOCATION: f"{PREFIX}/{task.id}"}
+
+
+def _one_task(task: Task) -> Rendered:
+    return 201, render(TASK_SHAPE, task)
+
+
+def _task_items(tasks: Sequence[Task]) -> Rendered:
+    return 201, orjson.dumps({"items": [as_dict(TASK_SHAPE, t) for t in tasks]})
+
+
+def _one_run(executions: Sequence[Execution]) -> Rendered:
+    return 202, render(EXECUTION_SHAPE, executions[0])
+
+
+def _run_items(executions: Sequence[Execution]) -> Rendered:
+    return 202, orjson.dumps({"items": [as_dict(EXECUTION_SHAPE, e) for e in executions]})
+
+
 async def create_task(request: web.Request) -> web.Response:
     body = await parse_body(request, TaskCreate)
     user = current_user(request)
+    await limit_jobs(request, 1)
+    return await idempotent(
+        request,
+        user,
+        body.model_dump_json().encode(),
+        lambda claim: _service(request).create(user, _spec(body), request_id_var.get(), claim),
+        _one_task,
+        _task_location,
+    )
 
-    async def make() -> web.Response:
-        spec = TaskSpec(
-            name=body.name,
-            type=_infer_type(body),
-            description=body.description,
-            handler=body.handler,
-            payload=body.payload,
-            cron_expression=body.cron_expression,
-            timezone=body.timezone,
-            scheduled_at=body.scheduled_at,
-            delay_ms=body.delay_ms,
-            priority=body.priority,
-            max_retries=body.max_retries,
-            backoff_ms=body.backoff_ms,
-            timeout_ms=body.timeout,
-            rate_limit=body.rate_limit,
-            concurrency=body.concurrency,
-            misfire_policy=body.misfire_policy,
-        )
-        task = await _service(request).create(user, spec, request_id_var.get())
-        return json_response(
-            task_out(task), status=201, headers={hdrs.LOCATION: f"{PREFIX}/{task.id}"}
-        )
 
-    return await idempotent(request, user, body.model_dump_json().encode(), make)
+async def create_tasks(request: web.Request) -> web.Response:
+    body = await parse_body(request, TaskBatchRequest)
+    user = current_user(request)
+    await limit_jobs(request, len(body.items))
+    specs = [_spec(item) for item in body.items]
+    return await idempotent(
+        request,
+        user,
+        body.model_dump_json().encode(),
+        lambda claim: _service(request).create_many(user, specs, request_id_var.get(), claim),
+        _task_items,
+    )
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -111,14 +146,18 @@ async def list_tasks(request: web.Request) -> web.Response:
     filters = TaskFilter(
         status=query.status, type=query.type, handler=query.handler, name_contains=query.search
     )
-    page = await _service(request).list(current_user(request), filters, query.limit, query.cursor)
-    items = [select_fields(task_out(t), query.fields, _TASK_FIELDS) for t in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
+    shape = choose(TASK_SHAPE, query.fields)
+    page = await _service(request).list_json(
+        current_user(request), filters, shape, query.limit, query.cursor
+    )
+    return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def get_task(request: web.Request) -> web.Response:
-    task = await _service(request).get(current_user(request), request.match_info["id"])
-    return etag_response(request, task_out(task))
+    found = await _service(request).get_json(
+        current_user(request), request.match_info["id"], TASK_SHAPE
+    )
+    return read_response(request, found.encode())
 
 
 async def update_task(request: web.Request) -> web.Response:
@@ -134,7 +173,7 @@ async def update_task(request: web.Request) -> web.Response:
     if errors:
         raise ValidationFailed(errors)
     task = await _service(request).update(current_user(request), request.match_info["id"], changes)
-    return json_response(task_out(task))
+    return json_bytes(render(TASK_SHAPE, task))
 
 
 async def delete_task(request: web.Request) -> web.Response:
@@ -143,29 +182,50 @@ async def delete_task(request: web.Request) -> web.Response:
 
 
 async def run_task(request: web.Request) -> web.Response:
+    body = await parse_optional_body(request, RunRequest)
     user = current_user(request)
+    await limit_jobs(request, 1)
+    task_id = request.match_info["id"]
+    spec = _run_spec(body)
 
-    async def make() -> web.Response:
-        execution = await _service(request).run_now(
-            user, request.match_info["id"], request_id_var.get()
-        )
-        return json_response(
-            execution_out(execution),
-            status=202,
-            headers={hdrs.LOCATION: f"/api/v1/executions/{execution.id}"},
-        )
+    def location(executions: Sequence[Execution]) -> Mapping[str, str]:
+        return {hdrs.LOCATION: f"/api/v1/executions/{executions[0].id}"}
 
-    return await idempotent(request, user, b"", make)
+    return await idempotent(
+        request,
+        user,
+        body.model_dump_json(exclude_unset=True).encode(),
+        lambda claim: _service(request).run(
+            user, task_id, [spec], request_id_var.get(), claim, name_items=False
+        ),
+        _one_run,
+        location,
+    )
+
+
+async def run_task_many(request: web.Request) -> web.Response:
+    body = await parse_body(request, RunsRequest)
+    user = current_user(request)
+    await limit_jobs(request, len(body.items))
+    task_id = request.match_info["id"]
+    specs = [_run_spec(item, item.idempotency_key) for item in body.items]
+    return await idempotent(
+        request,
+        user,
+        body.model_dump_json(exclude_unset=True).encode(),
+        lambda claim: _service(request).run(user, task_id, specs, request_id_var.get(), claim),
+        _run_items,
+    )
 
 
 async def pause_task(request: web.Request) -> web.Response:
     task = await _service(request).pause(current_user(request), request.match_info["id"])
-    return json_response(task_out(task))
+    return json_bytes(render(TASK_SHAPE, task))
 
 
 async def resume_task(request: web.Request) -> web.Response:
     task = await _service(request).resume(current_user(request), request.match_info["id"])
-    return json_response(task_out(task))
+    return json_bytes(render(TASK_SHAPE, task))
 
 
 async def task_executions(request: web.Request) -> web.Response:
@@ -173,14 +233,19 @@ async def task_executions(request: web.Request) -> web.Response:
     user = current_user(request)
     task = await _service(request).get(user, request.match_info["id"])
     filters = ExecutionFilter(task_id=task.id, status=query.status)
-    page = await _service(request).list_executions(user, filters, query.limit, query.cursor)
-    items = [select_fields(execution_out(e), query.fields, _EXECUTION_FIELDS) for e in page.items]
-    return json_response({"items": items, "nextCursor": page.next_cursor})
+    shape = choose(EXECUTION_SHAPE, query.fields)
+    page = await _service(request).executions_json(user, filters, shape, query.limit, query.cursor)
+    return read_response(request, page_body(page.items, page.next_cursor))
+
+
+# `batch` is a path of its own, never a task id (ids are UUIDs): without this, OPTIONS
+# on /tasks/batch would advertise the methods of /tasks/{id} too.
+TASK_ID = ID_PARAM.replace("{id:", "{id:(?!batch$)")
 
 
 def install(api: ApiRegistry) -> None:
     user = Access.USER
-    one = f"{PREFIX}/{ID_PARAM}"
+    one = f"{PREFIX}/{TASK_ID}"
     for operation in (
         Operation(
             "GET",
@@ -191,6 +256,7 @@ def install(api: ApiRegistry) -> None:
             user,
             query=TaskListQuery,
             response=TaskList,
+            etag=True,
         ),
         Operation(
             "POST",
@@ -204,6 +270,18 @@ def install(api: ApiRegistry) -> None:
             response=TaskOut,
             problems=(403, 409),
         ),
+        Operation(
+            "POST",
+            f"{PREFIX}/batch",
+            create_tasks,
+            "Create up to 500 tasks at once, all or nothing (honours Idempotency-Key)",
+            "tasks",
+            user,
+            status=201,
+            body=TaskBatchRequest,
+            response=TaskItems,
+            problems=(403, 409),
+        ),
         Operation("GET", one, get_task, "One task", "tasks", user, response=TaskOut, etag=True),
         Operation(
             "PATCH",
@@ -214,7 +292,7 @@ def install(api: ApiRegistry) -> None:
             user,
             body=TaskPatch,
             response=TaskOut,
-            problems=(403,),
+            problems=(403, 409),
         ),
         Operation(
             "DELETE",
@@ -229,12 +307,28 @@ def install(api: ApiRegistry) -> None:
             "POST",
             f"{one}/run",
             run_task,
-            "Run now (honours Idempotency-Key)",
+            "Run now, or at runAt / after delayMs, optionally with its own payload and "
+            "priority (honours Idempotency-Key)",
             "tasks",
             user,
             status=202,
+            body=RunRequest,
+            body_required=False,
             response=ExecutionOut,
-            problems=(409, 422),
+            problems=(403, 409),
+        ),
+        Operation(
+            "POST",
+            f"{one}/runs",
+            run_task_many,
+            "Queue up to 1,000 runs with their own payloads at once, all or nothing "
+            "(honours Idempotency-Key, and idempotencyKey per run)",
+            "tasks",
+            user,
+            status=202,
+            body=RunsRequest,
+            response=ExecutionItems,
+            problems=(403, 409),
         ),
         Operation(
             "POST",
@@ -265,6 +359,7 @@ def install(api: ApiRegistry) -> None:
             user,
             query=ExecutionListQuery,
             response=ExecutionList,
+            etag=True,
         ),
     ):
         api.add(operation)

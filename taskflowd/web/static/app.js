@@ -205,6 +205,47 @@
     refresh();
   }
 
+  /* --- copying a value shown once (a new API key) ------------------------------------- */
+  function selectText(node) {
+    var range = document.createRange();
+    range.selectNodeContents(node);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  function setupCopy() {
+    Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
+      var source = document.getElementById(button.getAttribute("data-copy"));
+      if (!source) return;
+      var label = button.textContent;
+      button.hidden = false;
+      function copied() {
+        button.textContent = "Copied";
+        toast("Copied to the clipboard.", "ok");
+        window.setTimeout(function () { button.textContent = label; }, 2500);
+      }
+      function selectInstead() {
+        selectText(source);
+        var done = false;
+        try {
+          done = document.execCommand("copy");
+        } catch (err) {
+          done = false;
+        }
+        if (done) copied();
+        else toast("Copying is not allowed here; the key is selected, so press Ctrl+C.", "error");
+      }
+      button.addEventListener("click", function () {
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(source.textContent.trim()).then(copied, selectInstead);
+        } else {
+          selectInstead();
+        }
+      });
+    });
+  }
+
   function focusErrors() {
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
@@ -226,6 +267,7 @@
     setupTheme();
     setupConfirm();
     setupSelection();
+    setupCopy();
     focusErrors();
   });
 })();

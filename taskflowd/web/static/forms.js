@@ -1,6 +1,6 @@
 /* The task form: shows only the "when" fields of the chosen type, previews the next
-   runs of the cron expression as it is typed, and checks the payload's JSON. The server
-   checks everything again; this only answers sooner. */
+   runs of the cron expression as it is typed, and checks the payload's JSON (the run
+   form's too). The server checks everything again; this only answers sooner. */
 (function () {
   "use strict";
 
@@ -118,7 +118,11 @@
   function setupPayloadCheck() {
     var payload = document.getElementById("f-payload");
     if (!payload) return;
-    payload.addEventListener("blur", function () {
+    payload.addEventListener("blur", function (event) {
+      // Leaving for a button (a submit, most likely): a message appearing now would move
+      // the button away between press and release and lose the click; the server answers.
+      var next = event.relatedTarget;
+      if (next && next.closest && next.closest("button, .button")) return;
       var text = payload.value.trim();
       if (!text) {
         fieldError("payload", "");
@@ -136,6 +140,7 @@
   Taskflow.fieldError = fieldError;
 
   document.addEventListener("DOMContentLoaded", function () {
+    if (document.getElementById("run-form")) setupPayloadCheck();
     var form = document.getElementById("task-form");
     if (!form) return;
     setupTypeSwitch(form);

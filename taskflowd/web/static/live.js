@@ -111,6 +111,48 @@
     outcome.appendChild(Taskflow.timeElement(new Date()));
   }
 
+  /* The execution page re-reads itself when its execution changes and swaps in the
+     parts marked data-live-part (details, timeline, result, payload); the server's HTML
+     is parsed into an inert document, so nothing in it runs. If the page cannot be read,
+     a notice asks for a reload instead. */
+  var detailRefresh = { running: false, again: false };
+
+  function refreshDetail() {
+    if (detailRefresh.running) {
+      detailRefresh.again = true;
+      return;
+    }
+    detailRefresh.running = true;
+    var notice = document.getElementById("stale-notice");
+    fetch(location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var parts = document.querySelectorAll("[data-live-part]");
+        Array.prototype.forEach.call(parts, function (old) {
+          var found = fresh.getElementById(old.id);
+          if (!found) return;
+          var copy = document.importNode(found, true);
+          old.parentNode.replaceChild(copy, old);
+          Taskflow.formatTimes(copy);
+        });
+        if (notice) notice.hidden = true;
+      })
+      .catch(function () {
+        if (notice) notice.hidden = false;
+      })
+      .then(function () {
+        detailRefresh.running = false;
+        if (detailRefresh.again) {
+          detailRefresh.again = false;
+          refreshDetail();
+        }
+      });
+  }
+
   function applyToDetail(item) {
     var head = document.getElementById("execution-head");
     if (!head || head.getAttribute("data-execution-id") !== item.id) return;
@@ -118,8 +160,7 @@
     if (status && status.textContent.trim() !== Taskflow.label(item.status)) {
       while (status.firstChild) status.removeChild(status.firstChild);
       status.appendChild(Taskflow.badge(item.status));
-      var notice = document.getElementById("stale-notice");
-      if (notice) notice.hidden = false;
+      refreshDetail();
     }
   }
 

@@ -22,13 +22,12 @@ import pytest
 from taskflowd.config import Settings
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import TaskStatus, TaskType
+from taskflowd.domain.jobs import new_execution, own_job_id
 from taskflowd.domain.rules import TaskSpec
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue import open_queue
-from taskflowd.scheduler.timer import new_execution
 from taskflowd.services.tasks import SPEC_FIELDS, TaskService
 from taskflowd.store import open_store
-from taskflowd.store import rows as store_rows
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons, Jobs
 from tests.integration.cluster.private_redis import PrivateRedis
 
@@ -148,19 +147,8 @@ async def create_one_time(
                 **{name: getattr(spec, name) for name in SPEC_FIELDS},
             )
             tasks.append(task)
-            firsts.append(new_execution(task, now, f"{task.id}@once"))
-        task_marks = ",".join(f"${i}" for i in range(1, 25))
-        execution_marks = ",".join(f"${i}" for i in range(1, 19))
-        async with jobs.store.db.transaction() as conn:
-            await conn.executemany(
-                f"INSERT INTO tasks ({store_rows.TASK_COLUMNS}) VALUES ({task_marks})",
-                [store_rows.task_values(t) for t in tasks],
-            )
-            await conn.executemany(
-                f"INSERT INTO job_executions ({store_rows.EXECUTION_INSERT_COLUMNS}) "
-                f"VALUES ({execution_marks})",
-                [store_rows.execution_insert_values(e, e.scheduled_for) for e in firsts],
-            )
+            firsts.append(new_execution(task, now, own_job_id(task.id)))
+        await jobs.store.create_tasks(list(zip(tasks, firsts, strict=True)))
         await jobs.service.queue.announce(firsts)
         created += tasks
     return created

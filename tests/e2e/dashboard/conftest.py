@@ -97,6 +97,17 @@ def dashboard_daemon(daemons: Daemons) -> DaemonProcess:
     return daemons.start()
 
 
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One daemon for all the tests of a module, for modules whose tests each work on
+    records of their own (a module opts in by making `dashboard_daemon` return it)."""
+    daemons = Daemons(tmp_path_factory.mktemp("shared-daemon"))
+    try:
+        yield daemons.start()
+    finally:
+        daemons.close_all()
+
+
 class Site:
     """A browser context on one daemon, with helpers for signing in and for the API."""
 

@@ -9,9 +9,18 @@ import pytest
 
 from taskflowd.dashboard import formatting
 from taskflowd.dashboard.context import safe_next
-from taskflowd.dashboard.forms import blank_form, input_name, read_form, to_spec
-from taskflowd.dashboard.sessions import ABSOLUTE_TTL_S, IDLE_TTL_S, Sessions
+from taskflowd.dashboard.forms import (
+    Form,
+    blank_form,
+    input_name,
+    read_form,
+    read_run_form,
+    to_run_spec,
+    to_spec,
+)
+from taskflowd.dashboard.sessions import ABSOLUTE_TTL_S, IDLE_TTL_S, Flash, Sessions
 from taskflowd.domain.enums import TaskType
+from taskflowd.domain.errors import FieldError
 
 SECRET = "s" * 48
 
@@ -81,11 +90,17 @@ def test_csrf_tokens_belong_to_their_session() -> None:
     assert not sessions.check_csrf(one, "")
 
 
-def test_flash_messages_are_signed() -> None:
+def test_flash_messages_are_signed_and_link_only_to_the_dashboard() -> None:
     sessions = Sessions(SECRET)
-    assert sessions.read_flash(sessions.flash("ok", "Saved.")) == ("ok", "Saved.")
+    assert sessions.read_flash(sessions.flash("ok", "Saved.")) == Flash("ok", "Saved.")
     assert sessions.read_flash(Sessions("t" * 48).flash("ok", "forged")) is None
     assert sessions.read_flash("garbage") is None
+    link = ("/dashboard/executions/e1", "Open the execution")
+    assert sessions.read_flash(sessions.flash("ok", "Queued.", link)) == Flash(
+        "ok", "Queued.", link
+    )
+    elsewhere = sessions.flash("ok", "Queued.", ("https://evil.example/", "Open"))
+    assert sessions.read_flash(elsewhere) == Flash("ok", "Queued.")
 
 
 @pytest.mark.parametrize(
@@ -144,11 +159,56 @@ def test_an_edit_form_keeps_the_type_of_the_task() -> None:
     assert spec is not None and spec.type is TaskType.RECURRING
 
 
+def test_an_on_demand_task_takes_no_schedule_from_the_form() -> None:
+    form = read_form(_form(name="on call", type="ON_DEMAND", scheduledAt="2030-07-01T09:30"))
+    spec = to_spec(form)
+    assert spec is not None and spec.type is TaskType.ON_DEMAND
+    assert (spec.cron_expression, spec.scheduled_at, spec.delay_ms) == (None, None, None)
+
+
 def test_service_errors_land_on_their_inputs() -> None:
     assert input_name("payload.url") == "payload"
     assert input_name("delayMs") == "delay"
     assert input_name("payload[0]") == "payload"
     assert input_name("cronExpression") == "cronExpression"
+    form = Form({"payload": "{}", "delay": ""})
+    form.add(
+        [
+            FieldError("payload.url", "Field required"),
+            FieldError("delayMs", "give runAt or delayMs, not both"),
+            FieldError("handler", "unknown handler 'x'"),
+        ]
+    )
+    assert form.errors == {
+        "payload": "url: Field required",
+        "delay": "give runAt or delayMs, not both",
+    }
+    assert form.problem == "handler: unknown handler 'x'"
+
+
+def _run_form(**values: str) -> dict[str, str]:
+    return {"payload": "", "priority": "", "delay": "", "runAt": "", **values}
+
+
+def test_the_run_form_reads_a_payload_of_its_own_and_when_to_run() -> None:
+    spec = to_run_spec(read_run_form(_run_form(payload='{"n": 1}', delay="2.5")), "UTC")
+    assert spec is not None and spec.has_payload and spec.payload == {"n": 1}
+    assert spec.delay_ms == 2500 and spec.run_at is None and spec.priority is None
+    empty = to_run_spec(read_run_form(_run_form(priority="7")), "UTC")
+    assert empty is not None and empty.has_payload and empty.payload is None
+    assert empty.priority == 7 and empty.delay_ms is None and empty.run_at is None
+    timed = to_run_spec(read_run_form(_run_form(runAt="2030-07-01T09:30")), "Europe/Berlin")
+    assert timed is not None and timed.run_at == datetime(2030, 7, 1, 7, 30, tzinfo=UTC)
+
+
+def test_the_run_form_reports_every_problem_and_keeps_what_was_typed() -> None:
+    typed = _run_form(payload='{"n": ', priority="eleven", delay="5", runAt="2030-07-01T09:30")
+    form = read_run_form(typed)
+    assert to_run_spec(form, "UTC") is None
+    assert set(form.errors) == {"payload", "priority", "delay"}
+    assert "is not valid JSON" in form.errors["payload"]
+    assert "not both" in form.errors["delay"]
+    assert form.values == typed
 
 
 def test_text_filters() -> None:

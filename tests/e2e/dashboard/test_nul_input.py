@@ -49,7 +49,7 @@ async def test_a_query_with_a_nul_is_refused(client: Browserless, path: str) -> 
     ("field", "value", "shown"),
     [
         ("name", "nul\u0000name", "The field name must not contain a NUL"),
-        ("payload", '{"headers": {"x": "a\\u0000b"}}', "payload.headers.x: must not contain"),
+        ("payload", '{"headers": {"x": "a\\u0000b"}}', "headers.x: must not contain"),
     ],
 )
 async def test_a_task_form_with_a_nul_is_refused_naming_the_field(

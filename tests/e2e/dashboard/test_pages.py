@@ -55,6 +55,21 @@ def seed(site: Site) -> dict[str, str]:
         token, name="monthly invoices", cronExpression="0 6 1 * *", timezone="Europe/Berlin"
     )
     site.create_task(token, name="send welcome email", delayMs=3_600_000, handler="echo")
+    on_demand = site.create_task(
+        token, name="resize image", type="ON_DEMAND", payload={"width": 100, "format": "png"}
+    )
+    status, run = site.api(
+        "POST",
+        f"/api/v1/tasks/{on_demand['id']}/run",
+        {"payload": {"width": 640, "format": "webp"}, "priority": 5},
+        token=token,
+    )
+    assert status == 202, run
+    for name, expires in (("nightly export", None), ("ci deploys", "2999-01-01T00:00:00Z")):
+        status, _ = site.api(
+            "POST", "/api/v1/api-keys", {"name": name, "expiresAt": expires}, token=token
+        )
+        assert status == 201
     deadline = time.monotonic() + 30
     dead: list[Any] = []
     while time.monotonic() < deadline and not dead:
@@ -67,6 +82,8 @@ def seed(site: Site) -> dict[str, str]:
         time.sleep(0.2)
         _, executions = site.api("GET", f"/api/v1/tasks/{ticking['id']}/executions", token=token)
     return {
+        "on_demand": on_demand["id"],
+        "run_execution": run["id"],
         "ticking": ticking["id"],
         "flaky": flaky["id"],
         "flaky_execution": dead[0]["executionId"],
@@ -89,6 +106,10 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("dead-letter", "/dashboard/dead-letter"),
         ("users", "/dashboard/users"),
         ("profile", "/dashboard/profile"),
+        ("api-keys", "/dashboard/api-keys"),
+        ("task-detail-on-demand", f"/dashboard/tasks/{ids['on_demand']}"),
+        ("task-run", f"/dashboard/tasks/{ids['on_demand']}/runs/new"),
+        ("execution-own-payload", f"/dashboard/executions/{ids['run_execution']}"),
         ("not-found", "/dashboard/tasks/00000000-0000-0000-0000-000000000000"),
     ]
     listed.append(("execution-failed", f"/dashboard/executions/{flaky_execution}"))
@@ -134,6 +155,23 @@ def test_every_page_in_both_themes_and_on_a_phone(site: Site, theme: str) -> Non
     desktop.wait_for_selector("#error-summary")
     screenshot(desktop, f"task-form-errors-{theme}")
     problems.extend(f"form errors: contrast {p}" for p in contrast_problems(desktop))
+    desktop.goto(f"/dashboard/tasks/{ids['on_demand']}/runs/new")
+    desktop.fill("#f-payload", '{"width": ')
+    desktop.fill("#f-priority", "11")
+    desktop.click("#run-form button[type=submit]")
+    desktop.wait_for_selector("#error-summary")
+    screenshot(desktop, f"task-run-errors-{theme}")
+    problems.extend(f"run errors: contrast {p}" for p in contrast_problems(desktop))
+    # The key shown once is the answer to a form, so it has no address of its own.
+    for page, suffix in ((desktop, ""), (phone, "-phone")):
+        page.goto("/dashboard/api-keys")
+        page.fill("#f-name", f"screenshot {theme}{suffix}")
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#new-key")
+        if has_horizontal_scroll(page):
+            problems.append(f"api-key-created{suffix}: horizontal scroll")
+        problems.extend(f"new key{suffix}: contrast {p}" for p in contrast_problems(page))
+        screenshot(page, f"api-key-created-{theme}{suffix}")
     assert not problems, "\n".join(problems)
 
 

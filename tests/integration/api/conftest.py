@@ -16,10 +16,14 @@ from aiohttp.test_utils import TestClient
 
 from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext, RouteInstaller
+from taskflowd.api.routes import executions
+from taskflowd.api.routes import tasks as tasks_routes
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter
 from taskflowd.auth.service import AuthService, ensure_admin
 from taskflowd.config import AuthSettings, HttpSettings, Settings
+from taskflowd.events import EventBus
+from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -51,11 +55,23 @@ def make_settings(**overrides: Any) -> Settings:
 def make_client(
     aiohttp_client: Callable[..., Awaitable[Client]], store: SqlStore, hasher: PasswordHasher
 ) -> MakeClient:
-    async def make(extra_routes: Sequence[RouteInstaller] = (), **overrides: Any) -> Client:
+    """`make(extra_routes, tasks=None, events=None, **settings)`: the API over the test's
+    store; with `tasks` (a TaskService) the task and execution routes are mounted too."""
+
+    async def make(
+        extra_routes: Sequence[RouteInstaller] = (),
+        tasks: TaskService | None = None,
+        events: EventBus | None = None,
+        **overrides: Any,
+    ) -> Client:
         settings = make_settings(**overrides)
-        auth = AuthService(store, hasher, settings.auth, SECRET)
-        ctx = ApiContext(settings, store, auth, GcraRateLimiter(), tuple(extra_routes))
-        return await aiohttp_client(build_app(ctx))
+        auth = AuthService(store, hasher, settings.auth, SECRET, events=events)
+        routes = (*extra_routes, *((tasks_routes.install, executions.install) if tasks else ()))
+        ctx = ApiContext(settings, store, auth, GcraRateLimiter(), routes)
+        app = build_app(ctx)
+        if tasks is not None:
+            app[tasks_routes.TASKS_KEY] = tasks
+        return await aiohttp_client(app)
 
     return make
 

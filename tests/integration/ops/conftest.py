@@ -21,7 +21,7 @@ from taskflowd.auth.ratelimit import GcraRateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.config import AuthSettings, MetricsSettings, Settings
 from taskflowd.domain.entities import User
-from taskflowd.metrics import Metrics, metrics_middleware
+from taskflowd.metrics import Metrics, http_report
 from taskflowd.store import SqlStore
 from tests.integration.engine.harness import SCHEDULER, WORKER, Engine
 from tests.integration.queue.isolation import _pg_reused_url, pg_url
@@ -94,10 +94,15 @@ async def make_stack(
         ops_ctx = ops.OpsContext.build(
             store, engine.queue, metrics, metrics_token=metrics_token, ready_timeout_s=2.0
         )
-        ctx = ApiContext(settings, store, auth, GcraRateLimiter(), (ops.mount(ops_ctx),))
+        ctx = ApiContext(
+            settings,
+            store,
+            auth,
+            GcraRateLimiter(),
+            (ops.mount(ops_ctx),),
+            reports=(http_report(metrics),),
+        )
         app = build_app(ctx)
-        # As the daemon's app does: outside the error middleware, inside the access log.
-        app.middlewares.insert(2, metrics_middleware(metrics))
         stack = OpsStack(store, engine, metrics, await aiohttp_client(app))
         stacks.append(stack)
         return stack

@@ -10,12 +10,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from taskflowd.api.middleware import front_middleware
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
 from taskflowd.api.routes import meta, ops
 from taskflowd.config import AuthSettings, HttpSettings, Settings, WorkerSettings
 from taskflowd.daemon import Daemon
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.metrics import metrics_middleware
+from taskflowd.metrics import http_report
 from taskflowd.store.base import ExecutionFilter
 from tests.integration.engine.harness import spec
 from tests.integration.queue.polling import eventually
@@ -25,7 +26,7 @@ from tests.unit.ops.notify import listening
 def ops_app(daemon: Daemon) -> web.Application:
     """The ops part of the daemon's app, mounted as the composition root mounts it."""
     assert daemon.metrics is not None
-    app = web.Application(middlewares=[metrics_middleware(daemon.metrics)])
+    app = web.Application(middlewares=[front_middleware((http_report(daemon.metrics),))])
     registry = ApiRegistry(app, "taskflowd", "test")
     app[REGISTRY_KEY] = registry
     meta.install(registry)

@@ -11,8 +11,8 @@ from typing import Any
 
 from taskflowd.domain.entities import JSON, Execution, Task, User
 from taskflowd.domain.enums import Role, TaskType
+from taskflowd.domain.jobs import new_execution, own_job_id, tick_job_id
 from taskflowd.queue.base import Outcome, OutcomeKind
-from taskflowd.scheduler.timer import new_execution, tick_job_id
 from taskflowd.store import SqlStore
 from tests.integration.store.factories import make_execution, make_task, make_user, now
 
@@ -49,8 +49,10 @@ async def new_recurring_task(store: SqlStore, owner: User, next_run_at: datetime
 
 
 def due_job(task: Task, run_at: datetime | None = None, **changes: Any) -> Execution:
-    """A PENDING execution of `task`, due at `run_at` (a second ago by default)."""
+    """A PENDING execution of `task`, due at `run_at` (a second ago by default): the
+    task's own job, whose end ends a one-time task, unless `job_id` says otherwise."""
     when = run_at or ago(1)
+    changes.setdefault("job_id", own_job_id(task.id))
     return make_execution(task, scheduled_for=when, run_at=when, **changes)
 
 

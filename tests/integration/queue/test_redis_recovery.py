@@ -253,11 +253,7 @@ async def test_a_job_committed_but_never_indexed_is_found_by_the_reconciler(
         await pg_store.db.execute(
             "UPDATE tasks SET status = $1 WHERE id = $2", TaskStatus.ACTIVE.value, task.id
         )
-        await pg_store.db.execute(
-            f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) VALUES "
-            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-            *rows.execution_insert_values(first, None),
-        )
+        await pg_store.db.execute(rows.EXECUTION_INSERT, *rows.execution_insert_values(first, None))
         assert await queue.acquire("node", 10, 30) == []
 
         async def claimed() -> list[Execution]:

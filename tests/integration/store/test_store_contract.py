@@ -16,7 +16,14 @@ from taskflowd.domain.entities import DeadLetterJob, Execution, Task, User
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import ValidationFailed
 from taskflowd.store import SqlStore, open_store
-from taskflowd.store.base import ExecutionFilter, IdempotentResponse, Page, TaskFilter
+from taskflowd.store.base import (
+    ExecutionFilter,
+    IdempotencyClaim,
+    IdempotentResponse,
+    Page,
+    Replay,
+    TaskFilter,
+)
 from taskflowd.store.errors import DuplicateKey, StoreUnavailable
 from taskflowd.store.migrate import available, current_version, migrate
 from tests.integration.store.factories import (
@@ -757,26 +764,50 @@ async def test_list_expire_and_delete_nodes(store: SqlStore) -> None:
 # --- idempotency ---------------------------------------------------------------
 
 
-async def test_idempotent_response_is_recorded_once(store: SqlStore) -> None:
-    first = IdempotentResponse("fp-1", 201, '{"id": "a"}', at(0))
-    second = IdempotentResponse("fp-2", 409, '{"id": "b"}', at(1))
-    assert await store.get_idempotent("user-1", "key") is None
-    assert await store.put_idempotent("user-1", "key", first) is True
-    assert await store.put_idempotent("user-1", "key", second) is False
-    assert await store.get_idempotent("user-1", "key") == first
+def claim(key: str, created_at: datetime, body: str = "{}") -> IdempotencyClaim:
+    return IdempotencyClaim(
+        "user-1",
+        key,
+        f"fp-{key}",
+        created_at,
+        created_at - timedelta(hours=24),
+        lambda result: (201, body),
+    )
+
+
+async def test_a_claim_is_kept_with_the_task_it_created(store: SqlStore) -> None:
+    user = await new_user(store)
+    first = make_task(user.id)
+    await store.create_task(first, None, claim("key", at(0), '{"id": "first"}'))
+    stored = await store.get_idempotent("user-1", "key")
+    assert stored == IdempotentResponse("fp-key", 201, '{"id": "first"}', at(0))
+    second = make_task(user.id)
+    with pytest.raises(Replay) as replayed:
+        await store.create_task(second, None, claim("key", at(1), '{"id": "second"}'))
+    assert replayed.value.response == stored
+    assert await store.get_task(second.id) is None, "a replayed request writes nothing"
     assert await store.get_idempotent("user-2", "key") is None
-    assert await store.put_idempotent("user-2", "key", second) is True
-    assert await store.get_idempotent("user-2", "key") == second
+
+
+async def test_a_stale_claim_is_replaced(store: SqlStore) -> None:
+    user = await new_user(store)
+    await store.create_task(make_task(user.id), None, claim("key", at(0), '{"n": 1}'))
+    later = at(0) + timedelta(hours=25)
+    fresh = make_task(user.id)
+    await store.create_task(fresh, None, claim("key", later, '{"n": 2}'))
+    stored = await store.get_idempotent("user-1", "key")
+    assert stored is not None and (stored.body, stored.created_at) == ('{"n": 2}', later)
+    assert await store.get_task(fresh.id) is not None
 
 
 async def test_purge_idempotent_removes_older_entries(store: SqlStore) -> None:
+    user = await new_user(store)
     for i in range(4):
-        response = IdempotentResponse(f"fp-{i}", 200, "{}", at(i))
-        assert await store.put_idempotent("user", f"key-{i}", response) is True
+        await store.create_task(make_task(user.id), None, claim(f"key-{i}", at(i)))
     assert await store.purge_idempotent(at(2)) == 2
-    assert await store.get_idempotent("user", "key-0") is None
-    assert await store.get_idempotent("user", "key-1") is None
-    kept = await store.get_idempotent("user", "key-2")
+    assert await store.get_idempotent("user-1", "key-0") is None
+    assert await store.get_idempotent("user-1", "key-1") is None
+    kept = await store.get_idempotent("user-1", "key-2")
     assert kept is not None
     assert kept.created_at == at(2)
     assert await store.purge_idempotent(at(2)) == 0
@@ -812,7 +843,7 @@ async def test_datetimes_round_trip_exactly(store: SqlStore, moment: datetime) -
     await store.add_refresh_token(token)
     node = make_node(started_at=moment, last_heartbeat=later)
     await store.upsert_node(node)
-    await store.put_idempotent(user.id, "k", IdempotentResponse("f", 200, "{}", moment))
+    await store.create_task(make_task(user.id), None, claim("k", moment))
     dead = make_dead_letter(run, created_at=later)
     await insert_dead_letter(store.db, dead)
 
@@ -821,7 +852,7 @@ async def test_datetimes_round_trip_exactly(store: SqlStore, moment: datetime) -
     got_run = await store.get_execution(run.id)
     got_token = await store.get_refresh_token(token.token_hash)
     got_nodes = await store.list_nodes()
-    got_idem = await store.get_idempotent(user.id, "k")
+    got_idem = await store.get_idempotent("user-1", "k")
     got_dead = await store.get_dead_letter(dead.id)
     assert got_user is not None and got_task is not None and got_run is not None
     assert got_token is not None and got_idem is not None and got_dead is not None

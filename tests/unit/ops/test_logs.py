@@ -132,12 +132,6 @@ def test_json_lines_carry_context_and_mask_secrets(restore_logging: None) -> Non
     assert "unformattable" in str(fourth["msg"])
 
 
-def test_configure_quiets_loggers_that_dump_sql_parameters(restore_logging: None) -> None:
-    logs.configure("DEBUG", "json", io.StringIO())
-    assert not logging.getLogger("aiosqlite").isEnabledFor(logging.DEBUG)
-    assert logging.getLogger("taskflowd.worker").isEnabledFor(logging.DEBUG)
-
-
 def test_text_format_is_one_readable_line_with_context(restore_logging: None) -> None:
     stream = io.StringIO()
     logs.configure("INFO", "text", stream)

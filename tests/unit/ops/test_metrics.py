@@ -10,9 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from taskflowd.api.middleware import front_middleware
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
-from taskflowd.metrics import Metrics, label_word, metrics_middleware
+from taskflowd.metrics import Metrics, http_report, label_word
 from taskflowd.store.errors import StoreUnavailable
 from tests.integration.queue.polling import DEADLINE_S, eventually
 
@@ -170,7 +171,7 @@ async def test_middleware_labels_by_template_and_normalises_methods(
     aiohttp_client: Callable[..., Awaitable[Client]],
 ) -> None:
     metrics = make_metrics()
-    app = web.Application(middlewares=[metrics_middleware(metrics)])
+    app = web.Application(middlewares=[front_middleware((http_report(metrics),))])
     app.router.add_route("*", "/items/{id}", _ok)
     app.router.add_get("/boom", _boom)
     client = await aiohttp_client(app)

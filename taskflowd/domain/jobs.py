@@ -1,0 +1,58 @@
+"""Executions as jobs: how a new one is built and what its job id says about it.
+
+A job id names what the execution is for: a task's own job (`<task>@once`, the one that
+ends a one-time or delayed task), a cron tick (`<task>@<instant in ms>`, unique per
+task), or a run asked for through the API (`<task>@run-<random>`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from taskflowd.domain.entities import Execution, Task, utcnow
+from taskflowd.domain.enums import ExecutionStatus
+
+OWN_JOB_SUFFIX = "@once"
+RUN_MARK = "@run-"
+
+
+def own_job_id(task_id: str) -> str:
+    """The job id of a one-time or delayed task's own job."""
+    return f"{task_id}{OWN_JOB_SUFFIX}"
+
+
+def tick_job_id(task_id: str, instant: datetime) -> str:
+    """The job id of a cron tick: the tick's identity, (task, scheduled instant)."""
+    return f"{task_id}@{int(instant.timestamp() * 1000)}"
+
+
+def run_job_id(task_id: str) -> str:
+    """A fresh job id for a run of a task asked for through the API."""
+    return f"{task_id}{RUN_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def new_execution(
+    task: Task, run_at: datetime, job_id: str, request_id: str | None = None
+) -> Execution:
+    """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
+    now = utcnow()
+    return Execution(
+        id=str(uuid.uuid4()),
+        task_id=task.id,
+        job_id=job_id,
+        owner_id=task.created_by,
+        status=ExecutionStatus.PENDING,
+        scheduled_for=run_at,
+        run_at=run_at,
+        priority=task.priority,
+        attempts=0,
+        handler=task.handler,
+        payload=task.payload,
+        max_retries=task.max_retries,
+        backoff_ms=task.backoff_ms,
+        timeout_ms=task.timeout_ms,
+        request_id=request_id,
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,59 @@
+"""Idempotency keys recorded in the same transaction as the change they guard.
+
+A create that carries an `Idempotency-Key` writes the key, with the response it is about
+to give, as the first statement of its transaction. If the transaction commits, a retry
+finds the stored response; if the process dies before the commit, nothing of it remains
+and a retry simply runs again. A concurrent request with the same key waits on the key's
+unique index (PostgreSQL) or the single writer (SQLite) and then finds the stored
+response. A record older than its keeping time is replaced as if it were absent.
+"""
+
+from __future__ import annotations
+
+from taskflowd.domain.errors import Conflict
+from taskflowd.store.base import IdempotencyClaim, IdempotentResponse, Replay
+from taskflowd.store.db import Database, Step
+
+
+def claim_step(claim: IdempotencyClaim, status: int, body: str) -> Step:
+    """The statement that records `claim` with its response; it changes no row (and the
+    script aborts) when a fresh record for the key exists."""
+    return Step(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO UPDATE SET "
+        "fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, "
+        "created_at = excluded.created_at WHERE idempotency_keys.created_at < $7",
+        (
+            claim.user_id,
+            claim.key,
+            claim.fingerprint,
+            status,
+            body,
+            claim.created_at,
+            claim.stale_before,
+        ),
+        required=True,
+    )
+
+
+async def stored_response(db: Database, user_id: str, key: str) -> IdempotentResponse | None:
+    row = await db.fetchrow(
+        "SELECT fingerprint, status, body, created_at FROM idempotency_keys "
+        "WHERE user_id = $1 AND key = $2",
+        user_id,
+        key,
+    )
+    if row is None:
+        return None
+    return IdempotentResponse(
+        row["fingerprint"], row["status"], row["body"], db.decode_time(row["created_at"])
+    )
+
+
+async def replay(db: Database, claim: IdempotencyClaim) -> Replay:
+    """The Replay for a claim that lost to an earlier request (read after it committed)."""
+    found = await stored_response(db, claim.user_id, claim.key)
+    if found is None:
+        # The earlier record was purged between the two statements: the caller may retry.
+        raise Conflict("the Idempotency-Key was in use a moment ago; send the request again")
+    return Replay(found)

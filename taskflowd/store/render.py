@@ -1,0 +1,106 @@
+"""Rows rendered as JSON objects by the database itself.
+
+A read that ends in an HTTP response would otherwise turn every column into a Python
+object, the objects into an entity, the entity into a response model and that into JSON
+again. A `Shape` names the JSON key and kind of each column once; the database builds
+each row's JSON object (SQLite and PostgreSQL both can, without the GIL, beside the event
+loop), and the caller joins the objects into a document.
+
+Times come out as Python's `isoformat()` writes an aware UTC datetime
+(`2026-05-01T09:00:00.123456+00:00`, no fraction when it is zero), so documents built
+here and from entities in Python read the same. JSON columns are embedded as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from taskflowd.store.db import Dialect
+
+
+class Kind(StrEnum):
+    TEXT = "text"
+    INT = "int"
+    BOOL = "bool"
+    TIME = "time"
+    JSON = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    key: str
+    """The JSON key."""
+    column: str
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The JSON object of one row: its fields in order."""
+
+    fields: tuple[Field, ...]
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.fields)
+
+    def only(self, keys: Iterable[str]) -> Shape:
+        """The fields named in `keys`, in that order (each must be a key of this shape)."""
+        by_key = {f.key: f for f in self.fields}
+        return Shape(tuple(by_key[k] for k in keys))
+
+
+def _sqlite_time(column: str) -> str:
+    # Integer microseconds since the epoch; floor division keeps instants before 1970 right.
+    seconds = f"(({column} - (({column} % 1000000) + 1000000) % 1000000) / 1000000)"
+    micros = f"((({column} % 1000000) + 1000000) % 1000000)"
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL ELSE "
+        f"strftime('%Y-%m-%dT%H:%M:%S', {seconds}, 'unixepoch') || "
+        f"CASE WHEN {micros} = 0 THEN '' ELSE printf('.%06d', {micros}) END || '+00:00' END"
+    )
+
+
+def _sqlite_value(field: Field, prefix: str) -> str:
+    column = f"{prefix}{field.column}"
+    if field.kind is Kind.TIME:
+        return _sqlite_time(column)
+    if field.kind is Kind.JSON:
+        return f"json({column})"
+    if field.kind is Kind.BOOL:
+        return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
+    return column
+
+
+def _postgres_time(column: str) -> str:
+    # The session's time zone is UTC (see PostgresDatabase.connect).
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL ELSE "
+        f"to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+        f"CASE WHEN date_part('microseconds', {column})::bigint % 1000000 = 0 THEN '' "
+        f"ELSE to_char({column}, '.US') END || '+00:00' END"
+    )
+
+
+def _postgres_value(field: Field, prefix: str) -> str:
+    column = f"{prefix}{field.column}"
+    if field.kind is Kind.JSON:
+        return f"{column}::json"
+    if field.kind is Kind.TIME:
+        return _postgres_time(column)
+    return column
+
+
+def json_object(shape: Shape, dialect: Dialect, prefix: str = "") -> str:
+    """An SQL expression for the JSON object of one row (`prefix` qualifies columns)."""
+    if dialect == "sqlite":
+        parts = [f"'{f.key}', {_sqlite_value(f, prefix)}" for f in shape.fields]
+        return f"json_object({', '.join(parts)})"
+    parts = [f"'{f.key}', {_postgres_value(f, prefix)}" for f in shape.fields]
+    return f"json_build_object({', '.join(parts)})"
+
+
+def join_objects(items: Iterable[str]) -> str:
+    """A JSON array of rendered objects."""
+    return "[" + ",".join(items) + "]"

@@ -1,0 +1,91 @@
+"""What every group of SQL records shares: WHERE clauses from fixed fragments and pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from taskflowd.store import rows
+from taskflowd.store.base import Page
+from taskflowd.store.db import Database, Row
+from taskflowd.store.render import Shape, json_object
+
+T = TypeVar("T")
+_MAX_SHAPES = 256  # `?fields=` chooses shapes: keep the cache of their SQL bounded
+
+
+class Where:
+    """WHERE clauses from fixed fragments; every value is a bound parameter."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[Any] = []
+
+    def add(self, fragment: str, *values: Any) -> None:
+        """`fragment` uses `{}` once per value, in order, for the placeholders."""
+        marks = []
+        for value in values:
+            self.args.append(value)
+            marks.append(f"${len(self.args)}")
+        self.clauses.append(fragment.format(*marks))
+
+    def after(self, cursor: str | None) -> None:
+        if cursor is not None:
+            created_at, item_id = rows.decode_cursor(cursor)
+            self.add(
+                "(created_at < {} OR (created_at = {} AND id < {}))",
+                created_at,
+                created_at,
+                item_id,
+            )
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+    def limit(self, limit: int) -> str:
+        self.args.append(limit + 1)
+        return f" ORDER BY created_at DESC, id DESC LIMIT ${len(self.args)}"
+
+
+class SqlRecords:
+    """Base of the store's record groups: one `Database` handle and its time decoder."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._t = db.decode_time
+        self._shapes: dict[tuple[str, Shape], str] = {}
+
+    async def _page(
+        self,
+        table: str,
+        columns: str,
+        where: Where,
+        limit: int,
+        build: Callable[[Row, rows.TimeDecoder], T],
+    ) -> Page[T]:
+        sql = f"SELECT {columns} FROM {table}{where.sql()}{where.limit(limit)}"
+        found = await self.db.fetch(sql, *where.args)
+        items = [build(r, self._t) for r in found[:limit]]
+        return Page(items, self._next_cursor(found, limit))
+
+    async def _json_page(self, table: str, shape: Shape, where: Where, limit: int) -> Page[str]:
+        """A page of rows rendered by the database as JSON objects in `shape`."""
+        sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
+        found = await self.db.fetch(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
+        return Page([r["j"] for r in found[:limit]], self._next_cursor(found, limit))
+
+    def _render(self, shape: Shape) -> str:
+        """The SQL of `shape`'s JSON object for this dialect, built once per shape."""
+        key = (self.db.dialect, shape)
+        sql = self._shapes.get(key)
+        if sql is None:
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()
+            sql = self._shapes[key] = json_object(shape, self.db.dialect)
+        return sql
+
+    def _next_cursor(self, found: list[Row], limit: int) -> str | None:
+        if len(found) <= limit or limit < 1:
+            return None
+        last = found[limit - 1]
+        return rows.encode_cursor(self._t(last["created_at"]), last["id"])

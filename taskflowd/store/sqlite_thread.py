@@ -1,0 +1,143 @@
+"""One SQLite connection owned by one thread, driven from the event loop.
+
+SQLite calls block, so each connection lives in a thread of its own and the loop hands
+it work: a function of the connection, run in submission order. Results go back to the
+loop in batches (one wake-up of the loop for every job that finished meanwhile), and a
+transaction of several statements can be one job, so it costs one hand-over instead of
+one per statement. sqlite3 releases the GIL while SQLite itself works, so queries run
+beside the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+_MAX_BATCH = 64
+
+
+class _Stop:
+    """Sentinel: close the connection and end the thread."""
+
+
+_Item = tuple[asyncio.Future[Any] | None, Job | type[_Stop]]
+_Results = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+
+
+def _deliver(results: _Results) -> None:
+    for future, value, error in results:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+
+class SqliteThread:
+    """A sqlite3 connection in its own thread; `run(job)` runs `job(conn)` there."""
+
+    def __init__(self, path: Path, pragmas: tuple[str, ...], name: str) -> None:
+        self.path = path
+        self._pragmas = pragmas
+        self._name = name
+        self._queue: SimpleQueue[_Item] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pending = 0
+        """Jobs submitted and not yet finished (to pick the least busy reader)."""
+
+    async def open(self) -> None:
+        """Start the thread and open the connection; raises sqlite3.Error when it cannot."""
+        self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._main, args=(opened,), name=self._name, daemon=True
+        )
+        self._thread.start()
+        try:
+            await opened
+        except BaseException:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            for pragma in self._pragmas:
+                conn.execute(pragma)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _main(self, opened: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        outcome: _Results
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            outcome = [(opened, None, exc)]
+            loop.call_soon_threadsafe(_deliver, outcome)
+            return
+        outcome = [(opened, None, None)]
+        loop.call_soon_threadsafe(_deliver, outcome)
+        try:
+            self._serve(conn, loop)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            results: _Results = []
+            stop = False
+            for future, job in batch:
+                if job is _Stop:
+                    stop = True
+                    continue
+                assert future is not None and not isinstance(job, type)
+                try:
+                    results.append((future, job(conn), None))
+                except BaseException as exc:
+                    results.append((future, None, exc))
+            if results:
+                loop.call_soon_threadsafe(self._finished, results)
+            if stop:
+                return
+
+    def _finished(self, results: _Results) -> None:
+        self.pending -= len(results)
+        _deliver(results)
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `job(conn)` in the connection's thread and return its result.
+
+        The job runs to its end even if the caller is cancelled meanwhile.
+        """
+        if self._thread is None or self._loop is None:
+            raise sqlite3.ProgrammingError("the connection is closed")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self.pending += 1
+        self._queue.put((future, job))
+        return await future
+
+    async def close(self) -> None:
+        """Finish queued jobs, close the connection and end the thread."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put((None, _Stop))
+        await asyncio.to_thread(thread.join)
