@@ -9,6 +9,12 @@ from aiohttp import web
 
 from taskflowd.config import HttpSettings
 
+MAX_REQUEST_LINE_BYTES = 32 * 1024
+"""Longest request line read (aiohttp's default is 8190). Every query string the OpenAPI
+document allows must fit, percent-encoded (up to 12 bytes per character): a longer line
+is refused before the application sees it, with a plain-text 400 no problem document
+describes."""
+
 
 class HttpServer:
     """Serves the application that `build_app` returns, built when the server starts (so
@@ -32,7 +38,11 @@ class HttpServer:
     async def start(self) -> None:
         self.app = self._build_app()
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            max_line_size=MAX_REQUEST_LINE_BYTES,
         )
         await self._runner.setup()
         site = web.TCPSite(
