@@ -44,7 +44,7 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(site: Sit
     page.wait_for_url("**/dashboard/api-keys")
     page.fill("#f-name", "   ")
     page.click("#key-form button[type=submit]")
-    expect(page.locator("#e-name")).to_contain_text("Name must be 1 to 100 characters")
+    expect(page.locator("#e-name")).to_contain_text("Name must be 1 to 100 printable characters")
     assert page.locator("#error-summary").is_visible()
 
     page.fill("#f-name", "deploy script")
