@@ -95,7 +95,7 @@ LINE = r"^[^\x00-\x1f\x7f]*$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 Cursor = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=CURSOR_PATTERN)]
 # A query parameter is absent or a string; it is never null, so the document says so.
-_CURSOR_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 512, "pattern": CURSOR_PATTERN}
+CURSOR_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 512, "pattern": CURSOR_PATTERN}
 Name = Annotated[
     str,
     StringConstraints(
@@ -144,7 +144,7 @@ class ChangePasswordRequest(RequestModel):
 
 class ListQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: Annotated[Cursor | None, WithJsonSchema(_CURSOR_SCHEMA)] = None
+    cursor: Annotated[Cursor | None, WithJsonSchema(CURSOR_SCHEMA)] = None
 
 
 # --- responses ------------------------------------------------------------------

@@ -22,7 +22,10 @@ class ReadyOut(ResponseModel):
     """The same shape answers 200 (every check ok) and 503 (at least one failed)."""
 
     status: Literal["ready", "unavailable"]
-    checks: dict[str, CheckOut] = Field(description="One entry per backend: database, queue")
+    checks: dict[str, CheckOut] = Field(
+        description="One entry per check: database, queue, and where they apply scheduler, "
+        "redis, handlers"
+    )
 
 
 def ready_out(report: Report) -> ReadyOut:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, JsonValue, StringConstraints, WithJsonSchema
 
-from taskflowd.api.schemas import Cursor, QueryModel, RequestModel, ResponseModel
+from taskflowd.api.schemas import CURSOR_SCHEMA, Cursor, QueryModel, RequestModel, ResponseModel
 from taskflowd.api.shapes import shape_of
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, TaskStatus, TaskType
 from taskflowd.domain.rules import (
@@ -103,7 +103,7 @@ NULLABLE_ON_PATCH = frozenset(
 
 class TaskListQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: Annotated[Cursor | None, WithJsonSchema({"type": "string", "maxLength": 512})] = None
+    cursor: Annotated[Cursor | None, WithJsonSchema(CURSOR_SCHEMA)] = None
     status: TaskStatus | None = None
     type: TaskType | None = None
     handler: Annotated[HandlerName | None, WithJsonSchema(_OPTIONAL_STRING)] = None
@@ -114,15 +114,18 @@ class TaskListQuery(QueryModel):
     fields: Annotated[FieldList | None, WithJsonSchema({"type": "string", "maxLength": 500})] = None
 
 
-class ExecutionListQuery(QueryModel):
+class TaskExecutionsQuery(QueryModel):
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: Annotated[Cursor | None, WithJsonSchema({"type": "string", "maxLength": 512})] = None
+    cursor: Annotated[Cursor | None, WithJsonSchema(CURSOR_SCHEMA)] = None
     status: ExecutionStatus | None = None
+    fields: Annotated[FieldList | None, WithJsonSchema({"type": "string", "maxLength": 500})] = None
+
+
+class ExecutionListQuery(TaskExecutionsQuery):
     task_id: Annotated[
         Annotated[str, StringConstraints(min_length=1, max_length=64)] | None,
         WithJsonSchema(_OPTIONAL_STRING),
     ] = None
-    fields: Annotated[FieldList | None, WithJsonSchema({"type": "string", "maxLength": 500})] = None
 
 
 class TaskOut(ResponseModel):

@@ -16,8 +16,12 @@ ROOT = "payload"
 
 
 def field_path(loc: tuple[int | str, ...], root: str = ROOT) -> str:
-    """Join a pydantic error location onto `root` as a dotted path (`payload.argv.3`)."""
-    return ".".join([root, *(str(part) for part in loc)])
+    """Join a pydantic error location onto `root` as the API writes paths:
+    `payload.headers.x`, list items in brackets (`payload.argv[3]`)."""
+    path = root
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
 
 
 def field_errors(exc: ValidationError, root: str = ROOT) -> list[FieldError]:

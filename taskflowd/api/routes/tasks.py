@@ -18,12 +18,12 @@ from taskflowd.api.schemas_tasks import (
     TASK_SHAPE,
     ExecutionItems,
     ExecutionList,
-    ExecutionListQuery,
     ExecutionOut,
     RunRequest,
     RunsRequest,
     TaskBatchRequest,
     TaskCreate,
+    TaskExecutionsQuery,
     TaskItems,
     TaskList,
     TaskListQuery,
@@ -229,7 +229,7 @@ async def resume_task(request: web.Request) -> web.Response:
 
 
 async def task_executions(request: web.Request) -> web.Response:
-    query = parse_query(request, ExecutionListQuery)
+    query = parse_query(request, TaskExecutionsQuery)
     user = current_user(request)
     task = await _service(request).get(user, request.match_info["id"])
     filters = ExecutionFilter(task_id=task.id, status=query.status)
@@ -357,7 +357,7 @@ def install(api: ApiRegistry) -> None:
             "Executions of one task",
             "tasks",
             user,
-            query=ExecutionListQuery,
+            query=TaskExecutionsQuery,
             response=ExecutionList,
             etag=True,
         ),
