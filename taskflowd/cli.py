@@ -1,4 +1,5 @@
-"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`."""
+"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`,
+and the client commands `task …` and `runs wait` (taskflowd/client_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from taskflowd import __version__
+from taskflowd import __version__, client_cli
 from taskflowd.config import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--delayed", type=int, default=10_000, help="jobs due in the same second")
     bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
     bench.add_argument("--concurrency", type=int, help="worker slots")
+
+    client_cli.add_commands(sub)
     return parser
 
 
@@ -103,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"taskflowd {__version__}")
         return 0
+    if args.command in client_cli.COMMANDS:
+        return client_cli.main(args)
     try:
         settings = _settings(args)
     except ConfigError as exc:

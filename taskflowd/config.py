@@ -19,6 +19,10 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "TASKFLOW_"
 ROLES = ("api", "scheduler", "worker")
 DEFAULT_CONFIG_PATHS = (Path("taskflowd.toml"), Path("/etc/taskflowd/taskflowd.toml"))
+# TASKFLOW_* variables that are not settings: the config file's path, and the server and
+# API key of the client commands (`taskflowd task …`), which a shell may well have set
+# when it runs `taskflowd serve`.
+NOT_SETTINGS = frozenset(f"{ENV_PREFIX}{name}" for name in ("CONFIG", "URL", "API_KEY"))
 
 Check = Callable[[Any], str | None]
 
@@ -361,7 +365,7 @@ def _flatten_toml(
 def _from_env(env: Mapping[str, str], known: Mapping[str, Any]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         if key not in known:
