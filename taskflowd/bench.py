@@ -247,6 +247,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if getattr(args, "api", False):
+        from taskflowd.bench_api import run_api_bench
+
+        return run_api_bench(settings, args)
     from taskflowd.daemon import run_loop
 
     temp: tempfile.TemporaryDirectory[str] | None = None

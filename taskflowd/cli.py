@@ -20,6 +20,23 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", metavar="URL", help="sqlite:///path or postgresql://…")
 
 
+def _bench_api_args(bench: argparse.ArgumentParser) -> None:
+    """The flags of `taskflowd bench --api` (taskflowd/bench_api.py)."""
+    bench.add_argument("--api", action="store_true", help="measure the HTTP API and the client")
+    bench.add_argument("--duration", type=int, default=10, help="--api: seconds per request kind")
+    bench.add_argument("--connections", type=int, default=32, help="--api: HTTP connections")
+    bench.add_argument("--threads", type=int, default=2, help="--api: load generator threads")
+    bench.add_argument(
+        "--load",
+        choices=("auto", "wrk", "builtin"),
+        default="auto",
+        help="--api: HTTP load generator (auto: wrk when installed)",
+    )
+    bench.add_argument("--runs", type=int, default=5000, help="--api: runs, one per request")
+    bench.add_argument("--batches", type=int, default=20, help="--api: batches of 1,000 runs")
+    bench.add_argument("--latency-runs", type=int, default=200, help="--api: latency samples")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskflowd", description="Task scheduler and job runner daemon."
@@ -73,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--delayed", type=int, default=10_000, help="jobs due in the same second")
     bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
     bench.add_argument("--concurrency", type=int, help="worker slots")
+    _bench_api_args(bench)
 
     client_cli.add_commands(sub)
     return parser
