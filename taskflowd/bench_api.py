@@ -155,7 +155,8 @@ def _wrk(target: Target, args: argparse.Namespace, workdir: Path) -> Load:
 
 
 def _builtin(target: Target, args: argparse.Namespace, workdir: Path) -> Load:
-    """One generator process per `--threads`, sharing the connections between them."""
+    """One generator process per `--threads`, sharing the connections between them and
+    started together once every one is ready."""
     shares = [args.connections // args.threads] * args.threads
     shares[0] += args.connections - sum(shares)
     procs = []
@@ -166,10 +167,27 @@ def _builtin(target: Target, args: argparse.Namespace, workdir: Path) -> Load:
             argv += ["--header", f"{name}: {value}"]
         if target.body is not None:
             argv += ["--body", target.body]
-        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        procs.append(
+            subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"ready":
+                _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+                raise BenchError(
+                    f"the load generator did not start: {err.decode(errors='replace')}"
+                )
+        results = [proc.communicate(b"go\n", timeout=args.duration + 60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     rate, other, errors = 0.0, 0, 0
-    for proc in procs:
-        out, err = proc.communicate(timeout=args.duration + 60)
+    for proc, (out, err) in zip(procs, results, strict=True):
         if proc.returncode != 0:
             raise BenchError(f"the load generator failed: {err.decode(errors='replace')}")
         result = orjson.loads(out)

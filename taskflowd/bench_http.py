@@ -2,9 +2,10 @@
 
 - `bare`: the reference, a bare aiohttp handler on uvloop answering `GET /health` with a
   small JSON body; prints `listening on PORT` and serves until SIGTERM or SIGINT.
-- `load`: the built-in load generator (used when wrk is not installed): keeps
-  `--connections` requests in flight for `--duration` seconds over keep-alive
-  connections and prints `{"ok": n, "other": n, "errors": n, "seconds": s}`.
+- `load`: the built-in load generator (used when wrk is not installed): prints `ready`
+  once set up, starts on a line on stdin (so several processes measure the same
+  window), keeps `--connections` requests in flight for `--duration` seconds over
+  keep-alive connections and prints `{"ok": n, "other": n, "errors": n, "seconds": s}`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import time
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 _HEALTH = b'{"status":"ok"}'
 
 
-async def _health(request: web.Request) -> web.Response:
-    return web.Response(body=_HEALTH, content_type="application/json")
-
-
 async def serve_bare() -> None:
+    from aiohttp import web
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(body=_HEALTH, content_type="application/json")
+
     app = web.Application()
-    app.router.add_get("/health", _health)
+    app.router.add_get("/health", health)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -71,6 +72,8 @@ async def generate_load(
     async with aiohttp.ClientSession(
         connector=connector, headers=headers, skip_auto_headers=("Accept-Encoding",)
     ) as session:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         started = time.monotonic()
         deadline = started + duration_s
         await asyncio.gather(

@@ -25,6 +25,9 @@ COMMANDS = [
     ["user", "list"],
     ["user", "set-password"],
     ["user", "deactivate"],
+    ["task"],
+    ["task", "run"],
+    ["runs", "wait"],
 ]
 
 

@@ -298,6 +298,16 @@ def test_unknown_env_var(name: str) -> None:
     assert_config_error(caught, name)
 
 
+def test_the_client_commands_variables_are_not_settings() -> None:
+    """A shell set up for `taskflowd task …` can still start the daemon; its other
+    misspelt variables are still refused."""
+    client = {"TASKFLOW_URL": "http://127.0.0.1:8080", "TASKFLOW_API_KEY": "tfk_secret"}
+    assert load(env=client) == Settings()
+    with pytest.raises(ConfigError) as caught:
+        load(env={**client, "TASKFLOW_URLS": "x"})
+    assert_config_error(caught, "TASKFLOW_URLS")
+
+
 def test_unknown_override() -> None:
     with pytest.raises(ConfigError) as caught:
         load(overrides={"http.nope": "1"})

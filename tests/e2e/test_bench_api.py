@@ -1,0 +1,69 @@
+"""`taskflowd bench --api` runs to the end with tiny numbers and prints every row (a smoke
+test: the figures themselves are for people, not assertions)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+
+from taskflowd.store import open_store
+from tests.e2e.conftest import clean_env, run_cli
+
+TINY = ("--duration", "1", "--runs", "20", "--batches", "1", "--latency-runs", "3")
+ROWS = [
+    r"bare aiohttp handler \(uvloop\), GET /health +[\d,]+ req/s +100\.0 %",
+    r"GET /health +[\d,]+ req/s +[\d.]+ %",
+    r"GET /api/v1/tasks\?limit=20, API key, 50 tasks +[\d,]+ req/s +[\d.]+ %",
+    r"POST /api/v1/tasks, one-time echo task +[\d,]+ req/s +[\d.]+ %",
+    r"enqueue: 20 runs, one tasks.run\(\) per request, one connection +[\d,]+ jobs/s",
+    r"enqueue: 1 tasks.runs\(\) of 1,000, accepted +[\d,]+ jobs/s",
+    r"enqueue: 1 tasks.runs\(\) of 1,000, accepted and drained +[\d,]+ jobs/s",
+    r"create-to-start latency p50 / p99, 3 runs +[\d.]+ / [\d.]+ ms",
+]
+
+
+def assert_table(stdout: str, generator: str) -> None:
+    heading, *lines = stdout.strip().splitlines()
+    assert heading.startswith("taskflowd bench --api"), stdout
+    assert f"load generator {generator}" in heading
+    assert len(lines) == len(ROWS), stdout
+    for line, row in zip(lines, ROWS, strict=True):
+        assert re.search(row, line), (row, line)
+        assert "non-2xx" not in line, "the bench must not be throttled"
+
+
+def test_bench_api_on_a_temporary_sqlite_database(workdir: Path) -> None:
+    done = run_cli("bench", "--api", *TINY, cwd=workdir, env=clean_env(fast=False), timeout_s=600)
+
+    assert done.returncode == 0, done.stderr
+    assert_table(done.stdout, "wrk" if shutil.which("wrk") else "built-in aiohttp")
+    assert list(workdir.iterdir()) == [], "nothing left in the working directory"
+
+
+def test_bench_api_on_postgresql_leaves_nothing_behind(workdir: Path, pg_url: str) -> None:
+    done = run_cli(
+        "bench", "--api", *TINY, "--load", "builtin", "--database", pg_url,
+        cwd=workdir, env=clean_env(fast=False), timeout_s=600,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert_table(done.stdout, "built-in aiohttp")
+
+    tables = ("users", "tasks", "job_executions", "api_keys", "idempotency_keys")
+
+    async def leftovers() -> dict[str, int]:
+        store = open_store(pg_url)
+        await store.start()
+        try:
+            counts = {}
+            for table in tables:
+                row = await store.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table}")
+                assert row is not None
+                counts[table] = int(row["n"])
+            return counts
+        finally:
+            await store.stop()
+
+    assert asyncio.run(leftovers()) == dict.fromkeys(tables, 0)
