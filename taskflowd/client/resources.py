@@ -28,12 +28,12 @@ from taskflowd.client.models import (
     NewRun,
     NewTask,
     Page,
+    Task,
     TaskChanges,
     TokenPair,
     Unset,
     User,
 )
-from taskflowd.client.models import Task as TaskModel
 from taskflowd.client.transport import Transport
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 
@@ -47,7 +47,7 @@ def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
-def items_of(cls: type[T], data: Any) -> builtins.list[T]:
+def items_of(cls: type[T], data: Any) -> list[T]:
     """The items of a response `{"items": [...], …}` as `cls` instances."""
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise ProtocolError(f"expected a list of {cls.__name__}, got {type(data).__name__}")
@@ -88,7 +88,7 @@ class Tasks(_Resource):
         search: str | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
-    ) -> Page[TaskModel]:
+    ) -> Page[Task]:
         """One page of the caller's tasks (an admin's: everyone's), newest first."""
         params = {
             "status": status,
@@ -98,7 +98,7 @@ class Tasks(_Resource):
             "limit": limit,
             "cursor": cursor,
         }
-        return page_of(TaskModel, await self._http.call("GET", "/api/v1/tasks", params=params))
+        return page_of(Task, await self._http.call("GET", "/api/v1/tasks", params=params))
 
     def iter(
         self,
@@ -108,7 +108,7 @@ class Tasks(_Resource):
         handler: str | None = None,
         search: str | None = None,
         page_size: int = ITER_PAGE,
-    ) -> AsyncIterator[TaskModel]:
+    ) -> AsyncIterator[Task]:
         """Every task `list` would show, page after page."""
         return every_item(
             lambda cursor: self.list(
@@ -121,10 +121,10 @@ class Tasks(_Resource):
             )
         )
 
-    async def get(self, task_id: str) -> TaskModel:
-        return decode(TaskModel, await self._http.call("GET", f"/api/v1/tasks/{task_id}"))
+    async def get(self, task_id: str) -> Task:
+        return decode(Task, await self._http.call("GET", f"/api/v1/tasks/{task_id}"))
 
-    async def create(self, task: NewTask, *, idempotency_key: str | None = None) -> TaskModel:
+    async def create(self, task: NewTask, *, idempotency_key: str | None = None) -> Task:
         """Create one task; retried safely under one Idempotency-Key."""
         data = await self._http.call(
             "POST",
@@ -133,11 +133,11 @@ class Tasks(_Resource):
             idempotency_key=idempotency_key or new_idempotency_key(),
             ok=(201,),
         )
-        return decode(TaskModel, data)
+        return decode(Task, data)
 
     async def create_batch(
         self, tasks: Sequence[NewTask], *, idempotency_key: str | None = None
-    ) -> builtins.list[TaskModel]:
+    ) -> builtins.list[Task]:
         """Create up to 500 tasks in one request, all or none (a 422 names the bad item,
         e.g. `items[3].cronExpression`)."""
         data = await self._http.call(
@@ -147,11 +147,11 @@ class Tasks(_Resource):
             idempotency_key=idempotency_key or new_idempotency_key(),
             ok=(201,),
         )
-        return items_of(TaskModel, data)
+        return items_of(Task, data)
 
-    async def update(self, task_id: str, changes: TaskChanges) -> TaskModel:
+    async def update(self, task_id: str, changes: TaskChanges) -> Task:
         data = await self._http.call("PATCH", f"/api/v1/tasks/{task_id}", body=changes.to_json())
-        return decode(TaskModel, data)
+        return decode(Task, data)
 
     async def delete(self, task_id: str) -> None:
         """Delete a task (soft); its queued runs are cancelled."""
@@ -192,11 +192,11 @@ class Tasks(_Resource):
         )
         return items_of(Execution, data)
 
-    async def pause(self, task_id: str) -> TaskModel:
-        return decode(TaskModel, await self._http.call("POST", f"/api/v1/tasks/{task_id}/pause"))
+    async def pause(self, task_id: str) -> Task:
+        return decode(Task, await self._http.call("POST", f"/api/v1/tasks/{task_id}/pause"))
 
-    async def resume(self, task_id: str) -> TaskModel:
-        return decode(TaskModel, await self._http.call("POST", f"/api/v1/tasks/{task_id}/resume"))
+    async def resume(self, task_id: str) -> Task:
+        return decode(Task, await self._http.call("POST", f"/api/v1/tasks/{task_id}/resume"))
 
     async def executions(
         self,

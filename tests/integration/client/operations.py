@@ -46,19 +46,29 @@ CLIENT_METHODS = {
 }
 
 
-async def operation_ids(base_url: str) -> set[str]:
-    """The operationIds of the server's OpenAPI document, read without the client."""
+async def openapi_document(base_url: str) -> dict[str, Any]:
+    """The server's OpenAPI document, read without the client."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{base_url}/api/openapi.json") as response,
     ):
         document: dict[str, Any] = await response.json()
+    return document
+
+
+async def operation_ids(base_url: str) -> set[str]:
+    document = await openapi_document(base_url)
     return {
         operation["operationId"]
         for path in document["paths"].values()
         for operation in path.values()
         if isinstance(operation, dict) and "operationId" in operation
     }
+
+
+async def openapi_schemas(base_url: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = (await openapi_document(base_url))["components"]["schemas"]
+    return schemas
 
 
 def method_of(client: object, dotted: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,10 +20,17 @@ from taskflowd.client import (
     TaskStatus,
     TaskType,
     WaitTimeout,
+    models,
 )
+from taskflowd.client.codec import json_name
 from taskflowd.domain.entities import utcnow
 from tests.integration.client.conftest import ADMIN_EMAIL, QUICK_RETRIES, Node
-from tests.integration.client.operations import CLIENT_METHODS, method_of, operation_ids
+from tests.integration.client.operations import (
+    CLIENT_METHODS,
+    method_of,
+    openapi_schemas,
+    operation_ids,
+)
 
 PASSWORD = "a user password that is long"
 WAIT_S = 30.0
@@ -309,3 +317,37 @@ async def test_every_operation_of_the_document_has_a_method(sqlite_node: Node) -
     async with AsyncClient(sqlite_node.url) as client:
         for dotted in CLIENT_METHODS.values():
             assert callable(method_of(client, dotted)), dotted
+
+
+RESPONSE_MODELS: dict[type, str] = {
+    models.Task: "TaskOut",
+    models.Execution: "ExecutionOut",
+    models.ExecutionDetail: "ExecutionDetailOut",
+    models.RetryRecord: "RetryOut",
+    models.DeadLetter: "DeadLetterOut",
+    models.ApiKey: "ApiKeyOut",
+    models.NewApiKey: "NewApiKeyOut",
+    models.User: "UserOut",
+    models.TokenPair: "TokenPairOut",
+    models.Health: "HealthOut",
+    models.Readiness: "ReadyOut",
+    models.Check: "CheckOut",
+    models.Stats: "StatsOut",
+    models.Throughput: "WindowOut",
+    models.RunTimes: "RunTimesOut",
+    models.Node: "NodeOut",
+}
+
+
+async def test_models_mirror_the_document(sqlite_node: Node) -> None:
+    schemas = await openapi_schemas(sqlite_node.url)
+    for model, schema in RESPONSE_MODELS.items():
+        fields = {json_name(f) for f in dataclasses.fields(model)}
+        assert fields == set(schemas[schema]["properties"]), schema
+
+    every = {f.name: 1 for f in dataclasses.fields(models.NewTask)}
+    assert set(models.NewTask(**every).to_json()) == set(schemas["TaskCreate"]["properties"])
+    changes = models.TaskChanges(**{f.name: 1 for f in dataclasses.fields(models.TaskChanges)})
+    assert set(changes.to_json()) == set(schemas["TaskPatch"]["properties"])
+    run = models.NewRun(**{f.name: 1 for f in dataclasses.fields(models.NewRun)})
+    assert set(run.to_json()) == set(schemas["RunItem"]["properties"])
