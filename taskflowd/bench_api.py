@@ -218,12 +218,17 @@ async def _create_account(database: str) -> Account:
     """A bench user, written straight into the database before the node starts."""
     from taskflowd.auth.passwords import PasswordHasher
     from taskflowd.store import open_store
+    from taskflowd.store.errors import StoreError
 
     password = secrets.token_urlsafe(18)
     email = f"bench-{uuid.uuid4().hex[:10]}@bench.invalid"
     hasher = PasswordHasher(rounds=4, threads=1)
     store = open_store(database)
-    await store.start()
+    try:
+        await store.start()
+    except StoreError as exc:
+        hasher.close()
+        raise BenchError(f"cannot open the database: {exc}") from exc
     try:
         now = utcnow()
         user = User(
