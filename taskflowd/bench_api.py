@@ -40,6 +40,7 @@ from taskflowd.domain.enums import Role
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 600.0
+DRAIN_POLL_S = 0.05
 LATENCY_GAP_S = 0.02
 """Pause between the runs of the latency phase, so each meets an idle node."""
 BATCH = 1000
@@ -298,7 +299,7 @@ async def _drained(client: AsyncClient, task_id: str | None = None) -> None:
             busy = busy or bool(page.items)
         if not busy:
             return
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(DRAIN_POLL_S)
     raise BenchError(f"runs were not drained within {DRAIN_TIMEOUT_S:g} s")
 
 
