@@ -247,7 +247,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    if getattr(args, "api", False):
+    if args.api:
         from taskflowd.bench_api import run_api_bench
 
         return run_api_bench(settings, args)

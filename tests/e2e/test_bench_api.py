@@ -8,6 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from taskflowd.store import open_store
 from tests.e2e.conftest import clean_env, run_cli
 
@@ -34,6 +36,7 @@ def assert_table(stdout: str, generator: str) -> None:
         assert "non-2xx" not in line, "the bench must not be throttled"
 
 
+@pytest.mark.slow
 def test_bench_api_on_a_temporary_sqlite_database(workdir: Path) -> None:
     done = run_cli("bench", "--api", *TINY, cwd=workdir, env=clean_env(fast=False), timeout_s=600)
 
@@ -42,6 +45,7 @@ def test_bench_api_on_a_temporary_sqlite_database(workdir: Path) -> None:
     assert list(workdir.iterdir()) == [], "nothing left in the working directory"
 
 
+@pytest.mark.slow
 def test_bench_api_on_postgresql_leaves_nothing_behind(workdir: Path, pg_url: str) -> None:
     done = run_cli(
         "bench", "--api", *TINY, "--load", "builtin", "--database", pg_url,
