@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     from taskflowd import commands, logs
 
-    logs.configure(settings.log.level, settings.log.format)
+    logs.configure(settings.log.level, settings.log.format, background=True)
     handler = commands.COMMANDS[args.command]
     try:
         return handler(settings, args)

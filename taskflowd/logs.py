@@ -3,14 +3,17 @@ journal, containers, pipes); `log.format` forces either.
 
 Context (request id, task id, execution id, node id) travels in context variables, so
 every line logged while handling a request or running a job carries it. A redaction
-filter masks values under secret-looking keys and bearer tokens in messages.
+filter masks values under secret-looking keys and bearer tokens in messages. Lines are
+formatted and written by a thread of their own: the event loop never waits on stderr.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import sys
+import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -107,6 +110,11 @@ def redact_text(text: str) -> str:
     return text
 
 
+VERBATIM = "verbatim"
+"""An `extra` flag for lines made only of what the program chose (the access log's
+method, route template and status): no secret can be in them, so they skip redaction."""
+
+
 class ContextFilter(logging.Filter):
     """Adds the context variables to each record and redacts its message and extras."""
 
@@ -114,6 +122,8 @@ class ContextFilter(logging.Filter):
         for name, var in _CONTEXT:
             if getattr(record, name, None) is None:
                 setattr(record, name, var.get())
+        if getattr(record, VERBATIM, False):
+            return True
         try:
             message = record.getMessage()
         except Exception:  # bad %-arguments must not lose the line, nor leak the arguments
@@ -194,13 +204,59 @@ def resolve_format(fmt: str, stream: Any) -> str:
     return "text" if interactive else "json"
 
 
-def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> logging.Handler:
+class BackgroundHandler(logging.Handler):
+    """Hands records to a thread that formats and writes them with `target`, so a slow
+    journal or a full pipe never stalls the event loop. The context and redaction filter
+    runs here, on the logging thread, where the context variables are. Lines keep their
+    order; `flush` waits until every line handed over is written, and `close` (which
+    `logging.shutdown` calls at exit) writes them all before it returns."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self._target = target
+        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
+        self._writer = threading.Thread(target=self._write, name="taskflowd-log", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._queue.put(record)
+
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+            else:
+                self._target.handle(item)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        if not self._writer.is_alive():
+            return
+        written = threading.Event()
+        self._queue.put(written)
+        written.wait(timeout)
+        self._target.flush()
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join(timeout=5.0)
+        self._target.flush()
+        super().close()
+
+
+def configure(
+    level: str = "INFO", fmt: str = "auto", stream: Any = None, *, background: bool = False
+) -> logging.Handler:
     """Route the `taskflowd` loggers (and aiohttp's) to one stderr handler, formatted as
-    `fmt` says (`auto`, `json` or `text`; see `resolve_format`)."""
+    `fmt` says (`auto`, `json` or `text`; see `resolve_format`); with `background`, a
+    thread of its own writes the lines (see `BackgroundHandler`)."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    writer = logging.StreamHandler(stream)
     text = resolve_format(fmt, stream) == "text"
-    handler.setFormatter(TextFormatter() if text else JsonFormatter())
+    writer.setFormatter(TextFormatter() if text else JsonFormatter())
+    handler: logging.Handler = BackgroundHandler(writer) if background else writer
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

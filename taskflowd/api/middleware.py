@@ -29,7 +29,7 @@ from taskflowd.auth.service import InvalidCredentials
 from taskflowd.auth.tokens import InvalidToken
 from taskflowd.config import HttpSettings
 from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from taskflowd.logs import request_id_var
+from taskflowd.logs import VERBATIM, request_id_var
 from taskflowd.store.errors import DuplicateKey, StoreUnavailable
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -83,19 +83,27 @@ Report = Callable[[web.Request, int, float, web.StreamResponse | None], None]
 """Told of every answered request: (request, status, seconds, response or None)."""
 
 
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 def log_access(request: web.Request, status: int, seconds: float, _: object) -> None:
     """One access log line per request: method, route template, status, duration. No
-    headers, no bodies, no raw paths (they may carry ids or tokens)."""
+    headers, no bodies, no raw paths (they may carry ids or tokens), nothing else a client
+    chose (another method is `OTHER`), so the line needs no redaction."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
     fields = {
-        "method": request.method,
+        "method": request.method if request.method in _METHODS else "OTHER",
         "route": route_template(request),
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
     }
     access_logger.info(
-        "%s %s %s", fields["method"], fields["route"], status, extra={"fields": fields}
+        "%s %s %s",
+        fields["method"],
+        fields["route"],
+        status,
+        extra={"fields": fields, VERBATIM: True},
     )
 
 

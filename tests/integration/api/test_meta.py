@@ -108,6 +108,17 @@ async def test_access_log_has_route_template_but_no_secrets(
     assert "sekrit" not in repr(lines[0].__dict__)
 
 
+async def test_access_log_names_other_methods_other(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="taskflowd.api.access"):
+        response = await client.request("PURGE", "/api/v1/tasks")
+    assert response.status >= 400
+    lines = [r for r in caplog.records if r.name == "taskflowd.api.access"]
+    assert [line.fields["method"] for line in lines] == ["OTHER"]  # type: ignore[attr-defined]
+    assert "PURGE" not in repr(lines[0].__dict__)
+
+
 async def test_api_responses_are_not_cached_by_default(client: Client) -> None:
     response = await client.post("/api/v1/auth/login", json={"email": "a@b.c", "password": "x"})
     assert response.headers["Cache-Control"] == "no-store"

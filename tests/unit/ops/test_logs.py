@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Iterator
 
 import orjson
@@ -188,3 +189,41 @@ def test_a_closed_stream_is_no_terminal() -> None:
     stream = Terminal()
     stream.close()
     assert logs.resolve_format("auto", stream) == "json"
+
+
+class GatedStream(io.StringIO):
+    """A stream whose writes wait until the gate opens, as a stalled journal would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.gate.wait(2)
+        return super().write(text)
+
+
+def test_a_stalled_stream_never_stalls_the_caller_and_loses_no_line(
+    restore_logging: None,
+) -> None:
+    stream = GatedStream()
+    handler = logs.configure("INFO", "json", stream, background=True)
+    log = logging.getLogger("taskflowd.test")
+    try:
+        for n in range(20):
+            token = logs.request_id_var.set(f"req-{n}")
+            try:
+                log.info("line %d password=%s", n, f"secret{n}")
+            finally:
+                logs.request_id_var.reset(token)
+        assert stream.getvalue() == ""  # every call returned while the stream was stalled
+        stream.gate.set()
+        handler.flush()
+        lines = _json_lines(stream)
+        assert [line["request_id"] for line in lines] == [f"req-{n}" for n in range(20)]
+        assert lines[7]["msg"] == f"line 7 password={REDACTED}"
+        log.info("written before close returns")
+    finally:
+        stream.gate.set()
+        handler.close()
+    assert _json_lines(stream)[-1]["msg"] == "written before close returns"
