@@ -29,6 +29,8 @@ from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
 from taskflowd.worker.pool import WorkerPool
+from taskflowd.workflows.records import WorkflowRecords
+from taskflowd.workflows.service import WorkflowService
 
 T = TypeVar("T")
 
@@ -54,6 +56,7 @@ class Daemon:
     events: EventBus
     supervisor: Supervisor
     tasks: TaskService
+    workflows: WorkflowService
     node_id: str
     membership: Membership | None = None
     bridge: EventsBridge | None = None
@@ -95,8 +98,10 @@ class Daemon:
             events=events,
             supervisor=Supervisor(lambda name, exc: None),
             tasks=TaskService(store, queue, handlers, events),
+            workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, events),
             node_id=node_id,
         )
+        queue.set_final_hook(daemon.workflows.on_final)
         daemon.supervisor = Supervisor(daemon._on_fatal)
         daemon.membership = Membership(store, settings, node_id, daemon.supervisor)
         daemon.bridge = build_bridge(

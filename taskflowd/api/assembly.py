@@ -12,7 +12,7 @@ from aiohttp import web
 
 from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext
-from taskflowd.api.routes import docs, executions, ops, tasks
+from taskflowd.api.routes import docs, executions, ops, tasks, workflows
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter, RateLimiter
 from taskflowd.auth.ratelimit_redis import RedisRateLimiter
@@ -50,7 +50,7 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
         checks=checks,
     )
     serves_api = settings.has_role("api")
-    routes = (tasks.install, executions.install) if serves_api else ()
+    routes = (tasks.install, executions.install, workflows.install) if serves_api else ()
     ctx = ApiContext(
         settings,
         daemon.store,
@@ -64,6 +64,7 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
     if serves_api:
         docs.install(app)
     app[tasks.TASKS_KEY] = daemon.tasks
+    app[workflows.WORKFLOWS_KEY] = daemon.workflows
     if serves_api:
         install_dashboard(app, daemon, auth, stats=ops_ctx.stats)
 

@@ -8,7 +8,7 @@ lease can never overwrite the outcome of the job's new owner.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import Protocol
 
 from taskflowd.domain.entities import JSON, Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.store.db import Conn
 
 
 class OutcomeKind(StrEnum):
@@ -81,9 +82,19 @@ class TickBatch:
     executions: Sequence[Execution]
 
 
+FinalHook = Callable[[Conn, Sequence[str]], Awaitable[Sequence[Execution]]]
+"""Called inside the transaction that records that executions ended for good (COMPLETED,
+FAILED after their last attempt, CANCELLED) with their ids; returns the executions it
+queued in that transaction, which the queue makes deliverable after the commit."""
+
+
 class JobQueue(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+    def set_final_hook(self, hook: FinalHook) -> None:
+        """Run `hook` in every transaction that ends executions for good (workflows use it
+        to queue the next steps atomically with the end of the last upstream one)."""
 
     async def add(self, executions: Sequence[Execution]) -> None:
         """Store new PENDING executions and make them deliverable at their `run_at`."""

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from taskflowd.background import Outage, Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.queue.base import LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
+from taskflowd.queue.base import FinalHook, LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
 from taskflowd.queue.reconcile import Reconciler
 from taskflowd.queue.redis_claims import RecordClaims
 from taskflowd.queue.redis_index import (
@@ -161,6 +161,10 @@ class RedisQueue:
 
     def _index_answered(self) -> None:
         self._index_outage.succeeded()
+
+    def set_final_hook(self, hook: FinalHook) -> None:
+        self.sql.set_final_hook(hook)
+        self.sql.after_spawn = self.announce
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:

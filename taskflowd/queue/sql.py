@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.jobs import OWN_JOB_SUFFIX, RUN_MARK, own_job_id
 from taskflowd.queue import completions, limits
 from taskflowd.queue.base import (
+    FinalHook,
     LeaseStatus,
     Outcome,
     OutcomeKind,
@@ -101,6 +102,27 @@ class SqlQueue:
         self._listener_lost = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
+        self._final_hook: FinalHook | None = None
+        self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
+
+    def set_final_hook(self, hook: FinalHook) -> None:
+        self._final_hook = hook
+
+    async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> list[Execution]:
+        """Run the final-outcome hook inside the caller's transaction."""
+        if self._final_hook is None or not execution_ids:
+            return []
+        spawned = list(await self._final_hook(conn, execution_ids))
+        if spawned:
+            await self._notify(conn)
+        return spawned
+
+    async def _spawned(self, executions: Sequence[Execution]) -> None:
+        """After the commit: make executions the hook queued deliverable."""
+        if executions:
+            self._wake.set()
+            if self.after_spawn is not None:
+                await self.after_spawn(executions)
 
     # --- lifecycle and wake-ups ------------------------------------------------
     async def start(self) -> None:
@@ -355,7 +377,14 @@ class SqlQueue:
             await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied])
             if any(o.kind is OutcomeKind.RETRY for o in outcomes):
                 await self._notify(conn)
+            ended = [
+                o.execution_id
+                for o in outcomes
+                if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
+            ]
+            spawned = await self._ended(conn, ended)
         self._wake.set()
+        await self._spawned(spawned)
         return applied
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
@@ -520,8 +549,10 @@ class SqlQueue:
                     rescued.append(row["id"])
             if rescued:
                 await self._notify(conn)
+            spawned = await self._ended(conn, dead)
         if rescued:
             self._wake.set()
+        await self._spawned(spawned)
         return Reaped(rescued, dead, jobs)
 
     # --- user actions ------------------------------------------------------------
@@ -557,6 +588,9 @@ class SqlQueue:
                 and row["job_id"] == own_job_id(row["task_id"])
             ):
                 await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
+            cancelled = row is not None and row["status"] == ExecutionStatus.CANCELLED.value
+            spawned = await self._ended(conn, [execution_id] if cancelled else [])
+        await self._spawned(spawned)
         return rows.execution_from_row(row, self._t) if row else None
 
     async def _end_one_time_task(

@@ -145,7 +145,7 @@ class SqlStore(AccountRecords):
     def _one_task(task_id: str, owner_id: str | None) -> Where:
         where = Where()
         where.add("id = {}", task_id)
-        where.clauses.append("deleted_at IS NULL")
+        where.clauses.append("deleted_at IS NULL AND workflow_id IS NULL")
         if owner_id is not None:
             where.add("created_by = {}", owner_id)
         return where
@@ -205,7 +205,8 @@ class SqlStore(AccountRecords):
     @staticmethod
     def _tasks_where(filters: TaskFilter, cursor: str | None) -> Where:
         where = Where()
-        where.clauses.append("deleted_at IS NULL")
+        # A workflow's backing task is not the user's task: it is reached through the workflow.
+        where.clauses.append("deleted_at IS NULL AND workflow_id IS NULL")
         if filters.owner_id is not None:
             where.add("created_by = {}", filters.owner_id)
         if filters.status is not None:

@@ -73,7 +73,7 @@ def _condition_errors(cond: Any, where: str, upstream: set[str], depth: int) -> 
 def _leaf_errors(cond: Mapping[str, Any], where: str, upstream: set[str]) -> list[FieldError]:
     found = []
     step, path, op = cond.get("step"), cond.get("path"), cond.get("op")
-    if step not in upstream:
+    if not isinstance(step, str) or step not in upstream:
         found.append(FieldError(f"{where}.step", "must name a step listed in dependsOn"))
     if not isinstance(path, str):
         found.append(FieldError(f"{where}.path", "must be a dotted path such as result.status"))

@@ -176,13 +176,15 @@ def advance(graph: Graph, views: Mapping[str, StepView]) -> list[Decision]:
 
 
 def run_status(graph: Graph, views: Mapping[str, StepView], cancelled: bool) -> RunStatus:
-    """RUNNING while any step is not done; then CANCELLED (when the run was cancelled),
-    FAILED when any step failed or was cancelled, else SUCCEEDED."""
+    """RUNNING while any step is not done; then FAILED when any step failed or was
+    cancelled, else SUCCEEDED. A cancelled run decides nothing more: it is RUNNING while
+    a step is still queued or running, then CANCELLED."""
     states = [views.get(s.key, UNDECIDED) for s in graph.steps]
+    if cancelled:
+        busy = any(v.state is StepState.QUEUED for v in states)
+        return RunStatus.RUNNING if busy else RunStatus.CANCELLED
     if not all(v.done for v in states):
         return RunStatus.RUNNING
-    if cancelled:
-        return RunStatus.CANCELLED
     if any(v.state in (StepState.FAILED, StepState.CANCELLED) for v in states):
         return RunStatus.FAILED
     return RunStatus.SUCCEEDED

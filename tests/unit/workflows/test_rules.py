@@ -159,6 +159,7 @@ def test_run_status() -> None:
     assert run_status(graph, {**done, "b": FAIL}, cancelled=False) is RunStatus.FAILED
     assert run_status(graph, {**done, "b": GONE}, cancelled=True) is RunStatus.CANCELLED
     assert run_status(graph, {**done, "d": BUSY}, cancelled=True) is RunStatus.RUNNING
+    assert run_status(graph, {"a": GONE}, cancelled=True) is RunStatus.CANCELLED
 
 
 def test_retry_reruns_failed_and_failure_skips_only() -> None:

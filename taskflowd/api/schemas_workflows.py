@@ -1,0 +1,123 @@
+"""Request and response models of /api/v1/workflows and /api/v1/workflow-runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, JsonValue, StringConstraints
+
+from taskflowd.api.schemas import ListQuery, RequestModel, ResponseModel
+from taskflowd.api.schemas_tasks import (
+    BackoffMs,
+    Description,
+    HandlerName,
+    MaxRetries,
+    Priority,
+    TaskName,
+    TimeoutMs,
+)
+from taskflowd.domain.rules import DEFAULT_BACKOFF_MS, DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY
+from taskflowd.workflows.graph import MAX_STEPS, Trigger
+from taskflowd.workflows.model import WorkflowStatus
+from taskflowd.workflows.rules import RunStatus
+
+StepKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+
+
+class StepIn(RequestModel):
+    """One step. `when` is data, never code: `{"step", "path", "op", "value"}` with op
+    eq|ne|in|exists|gt|lt, or `{"all": [...]}` / `{"any": [...]}` of those."""
+
+    key: StepKey
+    handler: HandlerName = "echo"
+    payload: JsonValue = None
+    timeout: TimeoutMs | None = Field(default=None, description="Per-attempt timeout in ms")
+    max_retries: MaxRetries = DEFAULT_MAX_RETRIES
+    backoff_ms: BackoffMs = DEFAULT_BACKOFF_MS
+    priority: Priority = DEFAULT_PRIORITY
+    depends_on: list[StepKey] = Field(default_factory=list, max_length=MAX_STEPS)
+    trigger: Trigger = Trigger.ALL_SUCCESS
+    when: dict[str, JsonValue] | None = None
+
+
+Steps = Annotated[list[StepIn], Field(min_length=1, max_length=MAX_STEPS)]
+
+
+class WorkflowCreate(RequestModel):
+    name: TaskName
+    description: Description = ""
+    steps: Steps
+
+
+class WorkflowPatch(RequestModel):
+    """Fields to change; runs already started keep the steps they started with."""
+
+    name: TaskName | None = None
+    description: Description | None = None
+    steps: Steps | None = None
+
+
+class StepOut(ResponseModel):
+    key: str
+    handler: str
+    payload: JsonValue
+    timeout: int | None
+    max_retries: int
+    backoff_ms: int
+    priority: int
+    depends_on: list[str]
+    trigger: Trigger
+    when: JsonValue
+
+
+class WorkflowOut(ResponseModel):
+    id: str
+    name: str
+    description: str
+    status: WorkflowStatus
+    steps: list[StepOut]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowList(ResponseModel):
+    items: list[WorkflowOut]
+    next_cursor: str | None
+
+
+class StepRunOut(ResponseModel):
+    key: str
+    status: str = Field(description="An execution status, or SKIPPED")
+    execution_id: str | None
+    attempts: int
+    result: JsonValue
+    error: JsonValue
+    started_at: datetime | None
+    finished_at: datetime | None
+    skip_cause: str | None = Field(description="FAILURE, TRIGGER or CONDITION when SKIPPED")
+
+
+class WorkflowRunSummary(ResponseModel):
+    id: str
+    workflow_id: str
+    status: RunStatus
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class WorkflowRunOut(WorkflowRunSummary):
+    steps: list[StepRunOut]
+
+
+class WorkflowRunList(ResponseModel):
+    items: list[WorkflowRunSummary]
+    next_cursor: str | None
+
+
+class WorkflowRunQuery(ListQuery):
+    workflow_id: str | None = Field(default=None, max_length=64)

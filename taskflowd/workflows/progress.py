@@ -1,0 +1,308 @@
+"""Advancing workflow runs inside the transactions that change their steps.
+
+`RunProgress.advance` is the queue's final-outcome hook: called in the transaction that
+records the end of step executions, it locks each affected run (PostgreSQL row lock;
+SQLite has one writer), decides the steps whose upstream steps are now all done, records
+each decision under the (run, step) primary key and creates (or, after a retry, queues
+again) the executions of the steps that run. Two nodes ending two upstream steps at once
+are serialised by the run's lock, so the last of them sees both ends and decides the
+child exactly once; a crash rolls back the end and its children together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskflowd.domain.entities import Execution, utcnow
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.jobs import RUN_MARK
+from taskflowd.store import rows
+from taskflowd.store.db import Conn, Database, Row
+from taskflowd.workflows.graph import Graph, StepSpec, build
+from taskflowd.workflows.model import steps_from_json
+from taskflowd.workflows.rules import (
+    RunStatus,
+    SkipCause,
+    StepState,
+    StepView,
+    advance,
+    retry_set,
+    run_status,
+)
+
+_STATE = {
+    ExecutionStatus.COMPLETED.value: StepState.SUCCEEDED,
+    ExecutionStatus.FAILED.value: StepState.FAILED,
+    ExecutionStatus.CANCELLED.value: StepState.CANCELLED,
+}
+_LIVE = (
+    ExecutionStatus.PENDING.value,
+    ExecutionStatus.RETRYING.value,
+    ExecutionStatus.PROCESSING.value,
+)
+_INSERT = (
+    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}, workflow_run_id, step_key) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 22))}) ON CONFLICT DO NOTHING"
+)
+_REQUEUE = (
+    "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, payload = $3, "
+    "completed_at = NULL, result = NULL, rescues = 0, cancel_requested = $4, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE workflow_run_id = $5 AND step_key = $6 AND status IN ($7, $8) RETURNING *"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A run that reached a final status in this transaction."""
+
+    run_id: str
+    workflow_id: str
+    owner_id: str
+    status: RunStatus
+    created_at: datetime
+    finished_at: datetime
+
+
+@dataclass(slots=True)
+class Advanced:
+    """What one transaction did to runs: executions to announce, runs that finished."""
+
+    spawned: list[Execution]
+    finished: list[Finished]
+
+
+class RunProgress:
+    """Decides and enqueues the steps of workflow runs (see the module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._t = db.decode_time
+        self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        self._graphs: dict[str, Graph] = {}
+
+    def _graph(self, steps_json: str) -> Graph:
+        graph = self._graphs.get(steps_json)
+        if graph is None:
+            if len(self._graphs) > 256:
+                self._graphs.clear()
+            graph = build(steps_from_json(rows.load_json(steps_json)))
+            self._graphs[steps_json] = graph
+        return graph
+
+    async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> Advanced:
+        """The queue's hook: advance the runs of these executions, which just ended."""
+        done = Advanced([], [])
+        if not execution_ids:
+            return done
+        marks = ", ".join(f"${i}" for i in range(1, len(execution_ids) + 1))
+        found = await conn.fetch(
+            "SELECT DISTINCT workflow_run_id FROM job_executions "
+            f"WHERE id IN ({marks}) AND workflow_run_id IS NOT NULL",
+            *execution_ids,
+        )
+        for run_id in sorted(r["workflow_run_id"] for r in found):
+            await self.advance(conn, run_id, done)
+        return done
+
+    async def lock_run(self, conn: Conn, run_id: str, owner_id: str | None = None) -> Row | None:
+        owner = "" if owner_id is None else " AND owner_id = $2"
+        args = () if owner_id is None else (owner_id,)
+        return await conn.fetchrow(
+            "SELECT id, workflow_id, task_id, owner_id, steps, status, cancelled, created_at "
+            f"FROM workflow_runs WHERE id = $1{owner}{self._lock}",
+            run_id,
+            *args,
+        )
+
+    async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
+        """Each decided step's view (a step with no decision row is undecided), and the
+        run's execution rows."""
+        decided = await conn.fetch(
+            "SELECT step_key, decision, skip_cause FROM workflow_steps WHERE run_id = $1", run_id
+        )
+        executions = await conn.fetch(
+            "SELECT id, step_key, status, result, error, attempts, started_at, completed_at "
+            "FROM job_executions WHERE workflow_run_id = $1",
+            run_id,
+        )
+        by_step = {e["step_key"]: e for e in executions}
+        views: dict[str, StepView] = {}
+        for d in decided:
+            if d["decision"] == "SKIPPED":
+                views[d["step_key"]] = StepView(StepState.SKIPPED, cause=SkipCause(d["skip_cause"]))
+                continue
+            e = by_step.get(d["step_key"])
+            state = StepState.QUEUED if e is None else _STATE.get(e["status"], StepState.QUEUED)
+            result = rows.load_json(e["result"]) if e is not None else None
+            views[d["step_key"]] = StepView(state, result)
+        return views, executions
+
+    async def advance(
+        self, conn: Conn, run_id: str, done: Advanced, run: Row | None = None
+    ) -> None:
+        """Decide what can be decided in run `run_id` and settle its status."""
+        run = run or await self.lock_run(conn, run_id)
+        if run is None:
+            return
+        graph = self._graph(run["steps"])
+        views, _ = await self.views(conn, run_id)
+        cancelled = bool(run["cancelled"])
+        now = utcnow()
+        for decision in [] if cancelled else advance(graph, views):
+            step = graph.by_key[decision.key]
+            if decision.skip is not None:
+                views[step.key] = StepView(StepState.SKIPPED, cause=decision.skip)
+                await self._decide(conn, run_id, step.key, "SKIPPED", decision.skip, now)
+                continue
+            views[step.key] = StepView(StepState.QUEUED)
+            await self._decide(conn, run_id, step.key, "RUN", None, now)
+            execution = await self._enqueue(conn, run, step, views, now)
+            if execution is not None:
+                done.spawned.append(execution)
+        status = run_status(graph, views, cancelled)
+        if status.value != run["status"]:
+            final = status is not RunStatus.RUNNING
+            await conn.execute(
+                "UPDATE workflow_runs SET status = $1, finished_at = $2, updated_at = $3 "
+                "WHERE id = $4",
+                status.value,
+                now if final else None,
+                now,
+                run_id,
+            )
+            if final:
+                created = self._t(run["created_at"])
+                done.finished.append(
+                    Finished(run_id, run["workflow_id"], run["owner_id"], status, created, now)
+                )
+
+    async def _decide(
+        self,
+        conn: Conn,
+        run_id: str,
+        key: str,
+        decision: str,
+        cause: SkipCause | None,
+        now: datetime,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO workflow_steps (run_id, step_key, decision, skip_cause, decided_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            run_id,
+            key,
+            decision,
+            None if cause is None else cause.value,
+            now,
+        )
+
+    async def _enqueue(
+        self, conn: Conn, run: Row, step: StepSpec, views: dict[str, StepView], now: datetime
+    ) -> Execution | None:
+        """The step's execution: a new one, or its failed one queued again (retry)."""
+        upstream = {d: views[d].result for d in step.depends_on}
+        payload: Any = {"payload": step.payload, "upstream": upstream}
+        requeued = await conn.fetchrow(
+            _REQUEUE,
+            ExecutionStatus.PENDING.value,
+            now,
+            rows.dump_json(payload),
+            False,
+            run["id"],
+            step.key,
+            ExecutionStatus.FAILED.value,
+            ExecutionStatus.CANCELLED.value,
+        )
+        if requeued is not None:
+            await conn.execute(
+                "DELETE FROM dead_letter_jobs WHERE execution_id = $1", requeued["id"]
+            )
+            return rows.execution_from_row(requeued, self._t)
+        execution = Execution(
+            id=str(uuid.uuid4()),
+            task_id=run["task_id"],
+            job_id=f"{run['task_id']}{RUN_MARK}{run['id']}/{step.key}",
+            owner_id=run["owner_id"],
+            status=ExecutionStatus.PENDING,
+            scheduled_for=now,
+            run_at=now,
+            priority=step.priority,
+            attempts=0,
+            handler=step.handler,
+            payload=payload,
+            max_retries=step.max_retries,
+            backoff_ms=step.backoff_ms,
+            timeout_ms=step.timeout_ms,
+            created_at=now,
+            updated_at=now,
+        )
+        values = rows.execution_insert_values(execution, None)
+        inserted = await conn.execute(_INSERT, *values, run["id"], step.key)
+        return execution if inserted else None
+
+    # --- user actions on runs ------------------------------------------------------
+    async def start(
+        self, conn: Conn, run_id: str, workflow: Row, at: datetime, tick_at: datetime | None
+    ) -> Advanced:
+        """Insert a run of `workflow` (its row) and queue its root steps."""
+        inserted = await conn.execute(
+            "INSERT INTO workflow_runs (id, workflow_id, owner_id, task_id, steps, status, "
+            "cancelled, tick_at, created_at, started_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) ON CONFLICT DO NOTHING",
+            run_id,
+            workflow["id"],
+            workflow["created_by"],
+            workflow["task_id"],
+            workflow["steps"],
+            RunStatus.RUNNING.value,
+            False,
+            tick_at,
+            at,
+        )
+        done = Advanced([], [])
+        if inserted:
+            await self.advance(conn, run_id, done)
+        return done
+
+    async def cancel(self, conn: Conn, run: Row) -> list[str]:
+        """Mark a running run cancelled (no step starts from now on); returns the ids of
+        its executions still queued or running, for the queue to cancel."""
+        if run["status"] != RunStatus.RUNNING.value:
+            return []
+        await conn.execute(
+            "UPDATE workflow_runs SET cancelled = $1, updated_at = $2 WHERE id = $3",
+            True,
+            utcnow(),
+            run["id"],
+        )
+        _, executions = await self.views(conn, run["id"])
+        return [e["id"] for e in executions if e["status"] in _LIVE]
+
+    async def retry(self, conn: Conn, run: Row) -> Advanced:
+        """Undecide the failed steps of a failed run and those skipped because of them,
+        then queue again those whose upstream steps are done."""
+        graph = self._graph(run["steps"])
+        views, _ = await self.views(conn, run["id"])
+        again = sorted(retry_set(graph, views))
+        if again:
+            marks = ", ".join(f"${i}" for i in range(2, len(again) + 2))
+            await conn.execute(
+                f"DELETE FROM workflow_steps WHERE run_id = $1 AND step_key IN ({marks})",
+                run["id"],
+                *again,
+            )
+        await conn.execute(
+            "UPDATE workflow_runs SET status = $1, finished_at = NULL, updated_at = $2 "
+            "WHERE id = $3",
+            RunStatus.RUNNING.value,
+            utcnow(),
+            run["id"],
+        )
+        done = Advanced([], [])
+        fresh = await self.lock_run(conn, run["id"])
+        await self.advance(conn, run["id"], done, fresh)
+        return done

@@ -1,0 +1,280 @@
+"""Workflows and their runs in SQLite or PostgreSQL; every change to a run's steps goes
+through `RunProgress`, in one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from taskflowd.domain.entities import Task
+from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, TaskStatus
+from taskflowd.store import rows
+from taskflowd.store.base import Page
+from taskflowd.store.db import Database, Row
+from taskflowd.store.sql_common import SqlRecords, Where
+from taskflowd.workflows.model import (
+    StepRun,
+    Workflow,
+    WorkflowRun,
+    WorkflowStatus,
+    steps_from_json,
+    steps_to_json,
+)
+from taskflowd.workflows.progress import Advanced, RunProgress
+from taskflowd.workflows.rules import RunStatus, StepState, StepView
+
+COLUMNS = (
+    "id, name, description, steps, status, task_id, cron_expression, timezone, "
+    "misfire_policy, next_run_at, created_by, org_id, created_at, updated_at"
+)
+RUN_COLUMNS = "id, workflow_id, owner_id, status, created_at, started_at, finished_at"
+_TASK_INSERT = (
+    f"INSERT INTO tasks ({rows.TASK_COLUMNS}, workflow_id) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 26))})"
+)
+
+
+def workflow_from_row(row: Row, t: rows.TimeDecoder) -> Workflow:
+    return Workflow(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        steps=steps_from_json(rows.load_json(row["steps"])),
+        status=WorkflowStatus(row["status"]),
+        task_id=row["task_id"],
+        cron_expression=row["cron_expression"],
+        timezone=row["timezone"],
+        misfire_policy=MisfirePolicy(row["misfire_policy"]),
+        next_run_at=None if row["next_run_at"] is None else t(row["next_run_at"]),
+        created_by=row["created_by"],
+        org_id=row["org_id"],
+        created_at=t(row["created_at"]),
+        updated_at=t(row["updated_at"]),
+    )
+
+
+def run_from_row(row: Row, t: rows.TimeDecoder) -> WorkflowRun:
+    return WorkflowRun(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        owner_id=row["owner_id"],
+        status=RunStatus(row["status"]),
+        created_at=t(row["created_at"]),
+        started_at=None if row["started_at"] is None else t(row["started_at"]),
+        finished_at=None if row["finished_at"] is None else t(row["finished_at"]),
+    )
+
+
+class WorkflowRecords(SqlRecords):
+    """Workflow and run records; `owner_id` None means any owner (an admin)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.progress = RunProgress(db)
+
+    # --- workflows -------------------------------------------------------------------
+    async def create(self, workflow: Workflow, task: Task) -> Workflow:
+        """Insert the workflow and its hidden backing task together."""
+        async with self.db.transaction() as conn:
+            await conn.execute(_TASK_INSERT, *rows.task_values(task), workflow.id)
+            await conn.execute(
+                f"INSERT INTO workflows ({COLUMNS}) VALUES "
+                f"({', '.join(f'${i}' for i in range(1, 15))})",
+                *self._values(workflow),
+            )
+        return workflow
+
+    @staticmethod
+    def _values(w: Workflow) -> tuple[object, ...]:
+        return (
+            w.id,
+            w.name,
+            w.description,
+            rows.dump_json(steps_to_json(w.steps)),
+            w.status.value,
+            w.task_id,
+            w.cron_expression,
+            w.timezone,
+            w.misfire_policy.value,
+            w.next_run_at,
+            w.created_by,
+            w.org_id,
+            w.created_at,
+            w.updated_at,
+        )
+
+    @staticmethod
+    def _one(workflow_id: str, owner_id: str | None) -> Where:
+        where = Where()
+        where.add("id = {}", workflow_id)
+        where.clauses.append("deleted_at IS NULL")
+        if owner_id is not None:
+            where.add("created_by = {}", owner_id)
+        return where
+
+    async def get(self, workflow_id: str, owner_id: str | None) -> Workflow | None:
+        where = self._one(workflow_id, owner_id)
+        row = await self.db.fetchrow(f"SELECT {COLUMNS} FROM workflows{where.sql()}", *where.args)
+        return None if row is None else workflow_from_row(row, self._t)
+
+    async def list_workflows(
+        self, owner_id: str | None, limit: int, cursor: str | None
+    ) -> Page[Workflow]:
+        where = Where()
+        where.clauses.append("deleted_at IS NULL")
+        if owner_id is not None:
+            where.add("created_by = {}", owner_id)
+        where.after(cursor)
+        return await self._page("workflows", COLUMNS, where, limit, workflow_from_row)
+
+    async def update(self, workflow: Workflow) -> Workflow | None:
+        """Save changed fields; the backing task is paused or resumed with the workflow,
+        so the steps of its runs wait while it is paused."""
+        async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE workflows SET name = $2, description = $3, steps = $4, status = $5, "
+                "cron_expression = $6, timezone = $7, misfire_policy = $8, next_run_at = $9, "
+                "updated_at = $10 WHERE id = $1 AND deleted_at IS NULL",
+                workflow.id,
+                workflow.name,
+                workflow.description,
+                rows.dump_json(steps_to_json(workflow.steps)),
+                workflow.status.value,
+                workflow.cron_expression,
+                workflow.timezone,
+                workflow.misfire_policy.value,
+                workflow.next_run_at,
+                workflow.updated_at,
+            )
+            if not changed:
+                return None
+            paused = workflow.status is WorkflowStatus.PAUSED
+            await conn.execute(
+                "UPDATE tasks SET status = $1, updated_at = $2 WHERE id = $3",
+                (TaskStatus.PAUSED if paused else TaskStatus.ACTIVE).value,
+                workflow.updated_at,
+                workflow.task_id,
+            )
+        return workflow
+
+    async def delete(
+        self, workflow_id: str, owner_id: str | None, at: datetime
+    ) -> list[str] | None:
+        """Soft-delete a workflow and its backing task and cancel its running runs;
+        returns the ids of their executions still queued or running (for the queue to
+        cancel), or None when the workflow is not found."""
+        async with self.db.transaction() as conn:
+            where = self._one(workflow_id, owner_id)
+            row = await conn.fetchrow(f"SELECT task_id FROM workflows{where.sql()}", *where.args)
+            if row is None:
+                return None
+            await conn.execute(
+                "UPDATE workflows SET deleted_at = $1, updated_at = $1, next_run_at = NULL "
+                "WHERE id = $2",
+                at,
+                workflow_id,
+            )
+            await conn.execute(
+                "UPDATE tasks SET deleted_at = $1, updated_at = $1 WHERE id = $2",
+                at,
+                row["task_id"],
+            )
+            live: list[str] = []
+            running = await conn.fetch(
+                "SELECT id FROM workflow_runs WHERE workflow_id = $1 AND status = $2",
+                workflow_id,
+                RunStatus.RUNNING.value,
+            )
+            for run in running:
+                locked = await self.progress.lock_run(conn, run["id"])
+                if locked is not None:
+                    live += await self.progress.cancel(conn, locked)
+        return live
+
+    # --- runs --------------------------------------------------------------------------
+    async def start_run(
+        self, workflow_id: str, run_id: str, at: datetime, tick_at: datetime | None = None
+    ) -> Advanced | None:
+        """Insert a run and queue its root steps; None when the workflow is gone."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, created_by, task_id, steps FROM workflows "
+                "WHERE id = $1 AND deleted_at IS NULL",
+                workflow_id,
+            )
+            if row is None:
+                return None
+            return await self.progress.start(conn, run_id, row, at, tick_at)
+
+    async def get_run(self, run_id: str, owner_id: str | None) -> WorkflowRun | None:
+        where = Where()
+        where.add("id = {}", run_id)
+        if owner_id is not None:
+            where.add("owner_id = {}", owner_id)
+        row = await self.db.fetchrow(
+            f"SELECT {RUN_COLUMNS}, steps FROM workflow_runs{where.sql()}", *where.args
+        )
+        if row is None:
+            return None
+        run = run_from_row(row, self._t)
+        views, executions = await self.progress.views(self.db, run_id)
+        by_step = {e["step_key"]: e for e in executions}
+        steps = []
+        for spec in steps_from_json(rows.load_json(row["steps"])):
+            steps.append(self._step_run(spec.key, views.get(spec.key), by_step.get(spec.key), run))
+        return dataclasses.replace(run, steps=tuple(steps))
+
+    def _step_run(
+        self, key: str, view: StepView | None, e: Row | None, run: WorkflowRun
+    ) -> StepRun:
+        if view is not None and view.state is StepState.SKIPPED:
+            cause = None if view.cause is None else view.cause.value
+            return StepRun(key, "SKIPPED", skip_cause=cause)
+        if e is None or view is None:
+            ended = run.status is not RunStatus.RUNNING
+            status = "SKIPPED" if ended else ExecutionStatus.PENDING.value
+            return StepRun(key, status)
+        t = self._t
+        return StepRun(
+            key=key,
+            status=e["status"],
+            execution_id=e["id"],
+            attempts=e["attempts"],
+            result=rows.load_json(e["result"]),
+            error=rows.load_json(e["error"]),
+            started_at=None if e["started_at"] is None else t(e["started_at"]),
+            finished_at=None if e["completed_at"] is None else t(e["completed_at"]),
+        )
+
+    async def list_runs(
+        self, owner_id: str | None, workflow_id: str | None, limit: int, cursor: str | None
+    ) -> Page[WorkflowRun]:
+        where = Where()
+        if owner_id is not None:
+            where.add("owner_id = {}", owner_id)
+        if workflow_id is not None:
+            where.add("workflow_id = {}", workflow_id)
+        where.after(cursor)
+        return await self._page("workflow_runs", RUN_COLUMNS, where, limit, run_from_row)
+
+    async def cancel_run(self, run_id: str, owner_id: str | None) -> list[str] | None:
+        """Cancel a run; the ids of its executions to cancel, or None when not found."""
+        async with self.db.transaction() as conn:
+            run = await self.progress.lock_run(conn, run_id, owner_id)
+            if run is None:
+                return None
+            live = await self.progress.cancel(conn, run)
+            if run["status"] == RunStatus.RUNNING.value:
+                await self.progress.advance(conn, run_id, Advanced([], []))
+        return live
+
+    async def retry_run(self, run_id: str, owner_id: str | None) -> tuple[str, Advanced] | None:
+        """Re-run the failed steps of a failed run; (the run's status before, what was
+        queued), or None when not found. Only a FAILED run changes."""
+        async with self.db.transaction() as conn:
+            run = await self.progress.lock_run(conn, run_id, owner_id)
+            if run is None:
+                return None
+            if run["status"] != RunStatus.FAILED.value:
+                return run["status"], Advanced([], [])
+            return run["status"], await self.progress.retry(conn, run)

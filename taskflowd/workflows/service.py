@@ -1,0 +1,204 @@
+"""Workflow operations with their rules; the API calls these.
+
+Ownership as for tasks: a USER acts on its own workflows and runs only (anyone else's
+look missing), an ADMIN on all. Step executions are jobs of the workflow's hidden task,
+so the queue, the workers and the execution endpoints treat them like any other job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.errors import Conflict, Forbidden, NotFound
+from taskflowd.events import EventBus
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.queue.base import JobQueue
+from taskflowd.store.base import Page
+from taskflowd.store.db import Conn
+from taskflowd.workflows.graph import StepSpec, build
+from taskflowd.workflows.model import Workflow, WorkflowRun, WorkflowStatus
+from taskflowd.workflows.progress import Advanced
+from taskflowd.workflows.records import WorkflowRecords
+from taskflowd.workflows.rules import RunStatus
+
+
+def _scope(actor: User) -> str | None:
+    return None if actor.role is Role.ADMIN else actor.id
+
+
+class WorkflowService:
+    def __init__(
+        self,
+        records: WorkflowRecords,
+        queue: JobQueue,
+        handlers: HandlerRegistry,
+        events: EventBus | None = None,
+    ) -> None:
+        self.records = records
+        self.queue = queue
+        self.handlers = handlers
+        self.events = events or EventBus()
+
+    async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> list[Execution]:
+        """The queue's final-outcome hook (see `RunProgress`)."""
+        advanced = await self.records.progress.on_final(conn, execution_ids)
+        self._finished(advanced)
+        return advanced.spawned
+
+    def _finished(self, advanced: Advanced) -> None:
+        for run in advanced.finished:
+            self.events.publish(
+                "workflow_run.finished",
+                id=run.run_id,
+                workflowId=run.workflow_id,
+                ownerId=run.owner_id,
+                status=run.status.value,
+                durationS=(run.finished_at - run.created_at).total_seconds(),
+            )
+
+    def _graph(self, actor: User, steps: Sequence[StepSpec]) -> tuple[StepSpec, ...]:
+        graph = build(steps, lambda name: name in self.handlers)
+        for step in graph.steps:
+            spec = self.handlers.get(step.handler)
+            if spec.admin_only and actor.role is not Role.ADMIN:
+                raise Forbidden(f"only admins may use the {step.handler!r} handler in a step")
+        return tuple(steps)
+
+    # --- workflows -----------------------------------------------------------------
+    async def create(
+        self, actor: User, name: str, description: str, steps: Sequence[StepSpec]
+    ) -> Workflow:
+        checked = self._graph(actor, steps)
+        now = utcnow()
+        workflow_id = str(uuid.uuid4())
+        task = Task(
+            id=str(uuid.uuid4()),
+            name=f"workflow {name}"[:200],
+            description="",
+            type=TaskType.ON_DEMAND,
+            status=TaskStatus.ACTIVE,
+            handler="echo",
+            payload=None,
+            cron_expression=None,
+            timezone="UTC",
+            scheduled_at=None,
+            delay_ms=None,
+            priority=0,
+            max_retries=0,
+            backoff_ms=1000,
+            timeout_ms=None,
+            rate_limit=None,
+            concurrency=None,
+            misfire_policy=MisfirePolicy.RUN_ONCE,
+            created_by=actor.id,
+            created_at=now,
+            updated_at=now,
+        )
+        workflow = Workflow(
+            id=workflow_id,
+            name=name,
+            description=description,
+            steps=checked,
+            status=WorkflowStatus.ACTIVE,
+            task_id=task.id,
+            created_by=actor.id,
+            created_at=now,
+            updated_at=now,
+        )
+        return await self.records.create(workflow, task)
+
+    async def get(self, actor: User, workflow_id: str) -> Workflow:
+        found = await self.records.get(workflow_id, _scope(actor))
+        if found is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return found
+
+    async def list(self, actor: User, limit: int, cursor: str | None) -> Page[Workflow]:
+        return await self.records.list_workflows(_scope(actor), limit, cursor)
+
+    async def update(self, actor: User, workflow_id: str, changes: dict[str, Any]) -> Workflow:
+        """Apply `changes` (name, description, steps); runs already started keep the
+        steps they started with."""
+        current = await self.get(actor, workflow_id)
+        if "steps" in changes:
+            changes["steps"] = self._graph(actor, changes["steps"])
+        updated = dataclasses.replace(current, **changes, updated_at=utcnow())
+        if await self.records.update(updated) is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return updated
+
+    async def _set_status(self, actor: User, workflow_id: str, status: WorkflowStatus) -> Workflow:
+        current = await self.get(actor, workflow_id)
+        if current.status is status:
+            return current
+        updated = dataclasses.replace(current, status=status, updated_at=utcnow())
+        if await self.records.update(updated) is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        if status is WorkflowStatus.ACTIVE:
+            await self.queue.schedule_changed()
+            self.queue.wake()
+        return updated
+
+    async def pause(self, actor: User, workflow_id: str) -> Workflow:
+        """Steps of its runs wait (none starts) until the workflow is resumed."""
+        return await self._set_status(actor, workflow_id, WorkflowStatus.PAUSED)
+
+    async def resume(self, actor: User, workflow_id: str) -> Workflow:
+        return await self._set_status(actor, workflow_id, WorkflowStatus.ACTIVE)
+
+    async def delete(self, actor: User, workflow_id: str) -> None:
+        live = await self.records.delete(workflow_id, _scope(actor), utcnow())
+        if live is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        await self._cancel_executions(live)
+
+    # --- runs ------------------------------------------------------------------------
+    async def run(self, actor: User, workflow_id: str) -> WorkflowRun:
+        await self.get(actor, workflow_id)
+        run_id = str(uuid.uuid4())
+        advanced = await self.records.start_run(workflow_id, run_id, utcnow())
+        if advanced is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        await self.queue.announce(advanced.spawned)
+        self._finished(advanced)
+        return await self.get_run(actor, run_id)
+
+    async def get_run(self, actor: User, run_id: str) -> WorkflowRun:
+        found = await self.records.get_run(run_id, _scope(actor))
+        if found is None:
+            raise NotFound(f"workflow run {run_id} not found")
+        return found
+
+    async def list_runs(
+        self, actor: User, workflow_id: str | None, limit: int, cursor: str | None
+    ) -> Page[WorkflowRun]:
+        return await self.records.list_runs(_scope(actor), workflow_id, limit, cursor)
+
+    async def cancel_run(self, actor: User, run_id: str) -> WorkflowRun:
+        """Stop the run: queued steps are cancelled at once, running ones are asked to
+        stop, and no further step starts."""
+        live = await self.records.cancel_run(run_id, _scope(actor))
+        if live is None:
+            raise NotFound(f"workflow run {run_id} not found")
+        await self._cancel_executions(live)
+        return await self.get_run(actor, run_id)
+
+    async def _cancel_executions(self, execution_ids: Sequence[str]) -> None:
+        for execution_id in execution_ids:
+            await self.queue.cancel(execution_id, None)
+
+    async def retry_run(self, actor: User, run_id: str) -> WorkflowRun:
+        """Re-run the FAILED steps of a FAILED run and those skipped because of them."""
+        outcome = await self.records.retry_run(run_id, _scope(actor))
+        if outcome is None:
+            raise NotFound(f"workflow run {run_id} not found")
+        before, advanced = outcome
+        if before != RunStatus.FAILED.value:
+            raise Conflict(f"only a FAILED run can be retried; this one is {before}")
+        await self.queue.announce(advanced.spawned)
+        return await self.get_run(actor, run_id)
