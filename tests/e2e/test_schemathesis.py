@@ -82,6 +82,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
+@pytest.mark.timeout(600)  # one test for every operation: it grows with the API
 @settings(
     max_examples=25,
     deadline=None,
