@@ -45,6 +45,7 @@ QUEUED_STATES = ("PENDING", "RETRYING", "PROCESSING")
 """Execution states that count as queue depth; final states are history, not backlog."""
 
 OUTCOMES = ("COMPLETED", "RETRY", "DEAD", "CANCELLED")
+RUN_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
 EVENT_BUFFER = 100_000
 """Events the counters may lag behind before the oldest are lost (bounded memory)."""
 OTHER = "other"
@@ -198,6 +199,18 @@ class Metrics:
             "taskflow_jobs_dead_lettered", "Jobs moved to the dead-letter queue.", registry=r
         )
         self.ticks = Counter("taskflow_cron_ticks", "Cron ticks enqueued.", registry=r)
+        self.workflow_runs = Counter(
+            "taskflow_workflow_runs",
+            "Workflow runs finished, by status (SUCCEEDED, FAILED, CANCELLED).",
+            ["status"],
+            registry=r,
+        )
+        self.workflow_run_duration = Histogram(
+            "taskflow_workflow_run_duration_seconds",
+            "Time from a workflow run's start to its end.",
+            buckets=JOB_DURATION_BUCKETS,
+            registry=r,
+        )
         self.ticks_missed = Counter(
             "taskflow_cron_ticks_missed",
             "Cron ticks missed while nothing ran (before the misfire policy applied).",
@@ -301,10 +314,21 @@ class Metrics:
             lateness = data.get("lateness")
             if isinstance(lateness, int | float):
                 self.lateness.observe(max(0.0, float(lateness)))
+        elif event.kind == "workflow_run.finished":
+            self._record_run(data)
         elif event.kind == "misfire":
             missed = data.get("missed")
             if isinstance(missed, int) and missed > 0:
                 self.ticks_missed.inc(missed)
+
+    def _record_run(self, data: Mapping[str, Any]) -> None:
+        status = data.get("status")
+        if status not in RUN_STATUSES:
+            return
+        self.workflow_runs.labels(status).inc()
+        duration_s = data.get("durationS")
+        if isinstance(duration_s, int | float) and duration_s >= 0:
+            self.workflow_run_duration.observe(float(duration_s))
 
     def _record_outcome(self, data: Mapping[str, Any]) -> None:
         outcome = data.get("outcome")

@@ -79,6 +79,8 @@ async def run_of(
 async def test_diamond_hands_results_downstream(
     flows: tuple[WorkflowService, Engine], owner: User
 ) -> None:
+    finished_events: list[dict[str, Any]] = []
+    flows[1].events.on("workflow_run.finished", finished_events.append)
     run = await run_of(
         flows,
         owner,
@@ -101,6 +103,9 @@ async def test_diamond_hands_results_downstream(
     starts = {s.key: s.started_at for s in run.steps}
     ends = {s.key: s.finished_at for s in run.steps}
     assert ends["b"] <= starts["d"] and ends["c"] <= starts["d"]  # type: ignore[operator]
+    assert [(e["id"], e["status"], e["ownerId"]) for e in finished_events] == [
+        (run.id, "SUCCEEDED", owner.id)
+    ]
 
 
 async def test_fan_out_fan_in_runs_each_step_once(

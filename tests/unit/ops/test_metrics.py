@@ -82,6 +82,17 @@ def test_tick_and_misfire_events() -> None:
     assert sample(metrics, "taskflow_scheduler_lateness_seconds_bucket", le="0.25") == 1
 
 
+def test_workflow_run_events() -> None:
+    metrics = make_metrics()
+    metrics.record_event(Event("workflow_run.finished", {"status": "SUCCEEDED", "durationS": 2}))
+    metrics.record_event(Event("workflow_run.finished", {"status": "FAILED", "durationS": 0.5}))
+    metrics.record_event(Event("workflow_run.finished", {"status": "RUNNING"}))
+    assert sample(metrics, "taskflow_workflow_runs_total", status="SUCCEEDED") == 1
+    assert sample(metrics, "taskflow_workflow_runs_total", status="FAILED") == 1
+    assert sample(metrics, "taskflow_workflow_run_duration_seconds_count") == 2
+    assert sample(metrics, "taskflow_workflow_run_duration_seconds_sum") == 2.5
+
+
 async def test_events_published_right_after_start_are_counted() -> None:
     events = EventBus()
     supervisor = Supervisor(lambda name, exc: None)
