@@ -9,6 +9,7 @@ from taskflowd.client.codec import decode
 from taskflowd.client.models import Health, Readiness, Stats
 from taskflowd.client.resources import ApiKeys, Auth, DeadLetters, Executions, Tasks, Users
 from taskflowd.client.transport import RetryPolicy, Transport
+from taskflowd.client.workflows import WorkflowRuns, Workflows
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -48,6 +49,8 @@ class AsyncClient:
         self.api_keys = ApiKeys(self._http)
         self.auth = Auth(self._http)
         self.users = Users(self._http)
+        self.workflows = Workflows(self._http)
+        self.workflow_runs = WorkflowRuns(self._http)
 
     @property
     def base_url(self) -> str:

@@ -40,6 +40,7 @@ from taskflowd.client.models import (
 )
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE
 from taskflowd.client.transport import RetryPolicy
+from taskflowd.client.workflows import SyncWorkflowRuns, SyncWorkflows
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 
 T = TypeVar("T")
@@ -407,6 +408,8 @@ class Client:
         self.api_keys = ApiKeys(self._aio, call)
         self.auth = Auth(self._aio, call)
         self.users = Users(self._aio, call)
+        self.workflows = SyncWorkflows(self._aio.workflows, call)
+        self.workflow_runs = SyncWorkflowRuns(self._aio.workflow_runs, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:

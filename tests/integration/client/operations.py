@@ -43,6 +43,18 @@ CLIENT_METHODS = {
     "list_api_keys": "api_keys.list",
     "create_api_key": "api_keys.create",
     "revoke_api_key": "api_keys.revoke",
+    "list_workflows": "workflows.list",
+    "create_workflow": "workflows.create",
+    "get_workflow": "workflows.get",
+    "update_workflow": "workflows.update",
+    "delete_workflow": "workflows.delete",
+    "run_workflow": "workflows.run",
+    "pause_workflow": "workflows.pause",
+    "resume_workflow": "workflows.resume",
+    "list_workflow_runs": "workflow_runs.list",
+    "get_workflow_run": "workflow_runs.get",
+    "cancel_workflow_run": "workflow_runs.cancel",
+    "retry_workflow_run": "workflow_runs.retry",
 }
 
 
