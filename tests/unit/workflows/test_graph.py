@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskflowd.domain.errors import ValidationFailed
@@ -103,6 +103,7 @@ def test_bad_conditions(when: object, field: str) -> None:
     assert field in fields(exc)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=2, max_value=30), st.data())
 def test_random_dags_validate_and_order(n: int, data: st.DataObject) -> None:
     steps = []
@@ -120,6 +121,7 @@ def test_random_dags_validate_and_order(n: int, data: st.DataObject) -> None:
         assert all(position[d] < position[step.key] for d in step.depends_on)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=2, max_value=20), st.data())
 def test_a_back_edge_is_always_found(n: int, data: st.DataObject) -> None:
     edges = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(n)}

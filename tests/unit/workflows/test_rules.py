@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskflowd.workflows.graph import StepSpec, Trigger, build
@@ -170,6 +170,7 @@ def test_retry_reruns_failed_and_failure_skips_only() -> None:
     assert advance(graph, undecided) == [Decision("b")]
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from([OK, FAIL, GONE, SKIP, SKIP_FAIL]), min_size=1, max_size=6))
 def test_rules_agree_with_their_definitions(upstream: list[StepView]) -> None:
     states = [u.state for u in upstream]
@@ -188,6 +189,7 @@ def test_rules_agree_with_their_definitions(upstream: list[StepView]) -> None:
             assert (cause is R.FAILURE) is any_fail
 
 
+@settings(deadline=None)
 @given(st.data())
 def test_every_step_gets_decided_once(data: st.DataObject) -> None:
     n = data.draw(st.integers(min_value=1, max_value=12))
