@@ -24,6 +24,7 @@ from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskSta
 from taskflowd.domain.jobs import new_execution
 from taskflowd.events import Event, EventBus
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.lifecycle.keys import keyring_of
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.store import SqlStore, open_store
@@ -47,7 +48,7 @@ def _rss_mb() -> float:
 class _Bench:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: SqlStore = open_store(settings.database)
+        self.store: SqlStore = open_store(settings.database, keyring_of(settings))
         self.queue: JobQueue = open_queue(settings, self.store)
         self.events = EventBus(subscriber_buffer=1_000_000)
         self.supervisor = Supervisor(lambda name, exc: None)
