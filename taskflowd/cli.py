@@ -1,5 +1,6 @@
-"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`,
-and the client commands `task …` and `runs wait` (taskflowd/client_cli.py)."""
+"""Command line: `taskflowd serve | migrate | user … | check-config | backup | rotate-keys
+| bench | version`, and the client commands `task …` and `runs wait`
+(taskflowd/client_cli.py)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     _config_args(migrate)
+    migrate.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="SQLite: rewrite a file made by an older version so pruning shrinks it",
+    )
+    rotate = sub.add_parser(
+        "rotate-keys", help="re-encrypt stored payloads under the first encryption key"
+    )
+    _config_args(rotate)
 
     check = sub.add_parser("check-config", help="validate the configuration and print it")
     _config_args(check)
