@@ -100,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--delayed", type=int, default=10_000, help="jobs due in the same second")
     bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
     bench.add_argument("--concurrency", type=int, help="worker slots")
+    bench.add_argument(
+        "--prune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: drain --jobs jobs without, then with, the pruner deleting N old executions",
+    )
+    bench.add_argument(
+        "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
+    )
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)

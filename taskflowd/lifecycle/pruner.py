@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -15,7 +15,7 @@ from taskflowd.config import RetentionSettings
 from taskflowd.domain.entities import utcnow
 from taskflowd.lifecycle import sweeps
 from taskflowd.lifecycle.lease import Lease
-from taskflowd.store.db import Database
+from taskflowd.store.db import Database, SqliteDatabase
 from taskflowd.store.errors import StoreError
 
 log = logging.getLogger("taskflowd.lifecycle.pruner")
@@ -28,8 +28,8 @@ the database's writer at most a fifth of the time however much there is to delet
 MIN_REST_S = 0.002
 INCREMENTAL = 2
 """`PRAGMA auto_vacuum` of a SQLite file that gives pages back on request."""
-VACUUM_PAGES = 2000
-"""Pages freed per incremental-vacuum step (8 MB with 4 KB pages): one short write each."""
+VACUUM_PAGES = 500
+"""Pages freed per incremental-vacuum step (2 MB with 4 KB pages): one short write each."""
 
 
 class PruneReport(Protocol):
@@ -55,6 +55,7 @@ class Pruner:
         idempotency_keep: timedelta = timedelta(hours=24),
         report: PruneReport | None = None,
         clock: Callable[[], datetime] = utcnow,
+        vacuum: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.retention = retention
@@ -65,6 +66,9 @@ class Pruner:
         lease_s = max(60.0, 3 * retention.interval_s)
         self.lease = Lease(db, LEASE_NAME, node_id, lease_s, clock)
         self._warned_vacuum = False
+        self._vacuum_step = vacuum
+        if vacuum is None and isinstance(db, SqliteDatabase):
+            self._vacuum_step = db.incremental_vacuum
 
     async def start(self) -> None:
         if self._supervisor is not None:
@@ -111,8 +115,8 @@ class Pruner:
                 break
         else:
             await self._idempotency(now - self._idempotency_keep, deleted)
-        if self.db.dialect == "sqlite" and any(deleted.values()):
-            await self._vacuum()
+        if self._vacuum_step is not None and any(deleted.values()):
+            await self._vacuum(self._vacuum_step)
         took = time.monotonic() - began
         if self._report is not None:
             for table, count in deleted.items():
@@ -152,7 +156,7 @@ class Pruner:
                 return
             await self._rest(began)
 
-    async def _vacuum(self) -> None:
+    async def _vacuum(self, step: Callable[[int], Awaitable[None]]) -> None:
         """Return a SQLite file's free pages to the file system, a few at a time."""
         row = await self.db.fetchrow("PRAGMA auto_vacuum")
         if row is None or int(row["auto_vacuum"]) != INCREMENTAL:
@@ -163,14 +167,15 @@ class Pruner:
                 )
                 self._warned_vacuum = True
             return
+        left: int | None = None
         while True:
             began = time.monotonic()
             row = await self.db.fetchrow("PRAGMA freelist_count")
-            if row is None or int(row["freelist_count"]) == 0:
+            free = 0 if row is None else int(row["freelist_count"])
+            if free == 0 or (left is not None and free >= left):
                 break
-            async with self.db.transaction() as conn:
-                # Each row of the statement is a page freed: it must be read to the end.
-                await conn.fetch(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+            left = free
+            await step(VACUUM_PAGES)
             await self._rest(began)
         # PASSIVE never waits for readers (a waiting checkpoint would hold the writer);
         # the file shrinks once the checkpoint reaches the vacuumed pages.

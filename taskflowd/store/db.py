@@ -293,6 +293,16 @@ class SqliteDatabase:
                 raise
             await asyncio.shield(conn.execute("COMMIT"))
 
+    async def incremental_vacuum(self, pages: int) -> None:
+        """Give up to `pages` free pages back to the file system, in one short write.
+        (Run as a script: a cursor steps the PRAGMA once, which frees a single page.)"""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+
+        async with self._lock:
+            await self._write_conn()._run(job)
+
     def decode_time(self, value: Any) -> datetime:
         moment: datetime = _EPOCH + value * _MICRO
         return moment

@@ -21,9 +21,9 @@ from tests.integration.lifecycle.helpers import ids, task_at
 from tests.integration.queue.factories import due_job
 from tests.integration.store.factories import insert_execution, make_execution, make_user, now
 
-OLD_ROWS = 1200
+OLD_ROWS = 600
 JOBS = 150
-BATCH = 50
+BATCH = 25
 
 
 class Journal:

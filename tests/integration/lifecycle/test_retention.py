@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 from taskflowd.config import RetentionSettings
 from taskflowd.domain.enums import ExecutionStatus as X
 from taskflowd.domain.enums import TaskStatus, TaskType
 from taskflowd.lifecycle.pruner import Pruner
-from taskflowd.store import SqlStore
+from taskflowd.store import SqlStore, open_store
 from tests.integration.lifecycle.helpers import execution_at, ids, task_at
-from tests.integration.store.factories import make_user, now
+from tests.integration.store.factories import insert_execution, make_execution, make_user, now
 
 DAY = 86_400
 RETENTION = RetentionSettings(executions_s=DAY, dead_letters_s=DAY, tasks_s=DAY, batch_size=2)
@@ -100,3 +101,29 @@ async def test_stale_idempotency_records_go(store: SqlStore) -> None:
     counts = await pruner.run_once()
     assert counts is not None and counts["idempotency_keys"] == 2
     assert await ids(store, "idempotency_keys", "key") == {"fresh"}
+
+
+async def test_the_sqlite_file_shrinks_after_a_prune(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'shrinks.db'}")
+    await store.start()
+    try:
+        owner = (await store.create_user(make_user())).id
+        old = now() - timedelta(days=3)
+        task = await task_at(store, owner, old, payload={"blob": "x" * 4000})
+        async with store.db.transaction() as conn:
+            for _ in range(1500):
+                await insert_execution(conn, make_execution(task, created_at=old))
+        await store.db.execute(
+            "UPDATE job_executions SET status = 'COMPLETED', completed_at = $1", old
+        )
+        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = (tmp_path / "shrinks.db").stat().st_size
+        retention = dataclasses.replace(RETENTION, batch_size=500)
+        counts = await Pruner(store.db, retention, "node-a").run_once()
+        assert counts is not None and counts["job_executions"] == 1500
+        free = await store.db.fetchrow("PRAGMA freelist_count")
+        assert free is not None and free["freelist_count"] == 0
+    finally:
+        await store.stop()  # the last connection's close checkpoints the WAL
+    after = (tmp_path / "shrinks.db").stat().st_size
+    assert after < before / 4, (before, after)
