@@ -29,7 +29,7 @@ from taskflowd.store.errors import StoreError
 
 log = logging.getLogger("taskflowd.worker")
 _FINAL_FLUSH_S = 15.0
-_OUTAGE_RETRY_CAP_S = 2.0
+_OUTAGE_RETRY_CAP_S = 0.5
 
 
 class _Stop(Enum):
@@ -46,8 +46,8 @@ class _Running:
 
 
 def _outage(what: str) -> Outage:
-    """A worker loop's view of a store outage: retried every 2 s at most, so work resumes
-    within seconds of the store's return."""
+    """A worker loop's view of a store outage: retried every 0.5 s at most, so every loop
+    resumes within a second of the store's return."""
     return Outage(
         log,
         f"{what}: the store is unavailable (%s); retrying",
@@ -309,7 +309,7 @@ class WorkerPool:
     async def _flush(self) -> None:
         """Commit every outcome collected so far in one transaction. On failure they stay
         queued and are retried with backoff; their leases expire meanwhile at worst."""
-        delay = 0.05
+        outage = _outage("recording outcomes")
         while self._pending:
             batch, self._pending = self._pending, []
             self._settling = batch
@@ -318,18 +318,12 @@ class WorkerPool:
             except asyncio.CancelledError:
                 self._pending[:0] = batch
                 raise
-            except Exception:
+            except Exception as exc:
                 self._pending[:0] = batch
                 self._settling = []
-                log.warning(
-                    "could not record %d outcomes; retrying in %.2f s",
-                    len(batch),
-                    delay,
-                    exc_info=True,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
                 continue
+            outage.succeeded()
             self._settling = []
             for outcome in batch:
                 if outcome.execution_id not in applied:
@@ -387,8 +381,8 @@ class WorkerPool:
             try:
                 reaped = await self.queue.reap_expired(self.settings.max_rescues)
             except StoreError as exc:
-                outage.failed(exc)
-                await asyncio.sleep(interval)
+                # Retried soon rather than after a whole interval: rescues wait for it.
+                await asyncio.sleep(outage.failed(exc))
                 continue
             outage.succeeded()
             if reaped.rescued or reaped.dead:
