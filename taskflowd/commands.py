@@ -100,9 +100,10 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
                 flat[f"{prefix}{f.name}"] = value
 
     walk(settings, "")
-    # Keys *named* as secrets (auth.jwt_secret, admin_password, metrics.token), not every
-    # key mentioning one: auth.access_token_ttl_s is a plain number worth showing.
-    secret = re.compile(r"(secret|password|token)$", re.IGNORECASE)
+    # Keys *named* as secrets (auth.jwt_secret, admin_password, metrics.token,
+    # security.encryption_keys), not every key mentioning one: auth.access_token_ttl_s is a
+    # plain number worth showing.
+    secret = re.compile(r"(secret|password|token|encryption_keys)$", re.IGNORECASE)
     for key in known_keys():
         value = flat[key]
         if value and secret.search(key):

@@ -25,9 +25,9 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from taskflowd.domain.entities import JSON
 from taskflowd.store.errors import StoreError
 
-JSON = Any
 SEALED_PREFIX = '"\\/tf1:'
 _RENDERED_PREFIX = "/tf1:"
 _NONCE_BYTES = 12
