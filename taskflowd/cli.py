@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -128,15 +127,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         overrides[key] = None if value is None else str(value)
     return load_settings(getattr(args, "config", None), overrides=overrides)
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat: ") != first:
-        raise SystemExit("taskflowd: passwords differ")
-    return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
