@@ -41,6 +41,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu_s() -> float:
+    """CPU time of this process (every thread), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -167,12 +173,16 @@ class _Bench:
         await self._set_active(True)
         enqueue_s = await self._add(jobs)
         async with self.events.subscribe() as events:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_s()
             await self.worker.start()
             await self._wait_done({j.id for j in jobs}, events)
-            drain_s = time.perf_counter() - started
+            drain_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu
         await self._set_active(False)
-        return {"enqueue_per_s": count / enqueue_s, "drain_per_s": count / drain_s}
+        return {
+            "enqueue_per_s": count / enqueue_s,
+            "drain_per_s": count / drain_s,
+            "cpu_us_per_job": cpu_s / count * 1e6,
+        }
 
     async def latency(self, count: int, rate: float) -> list[float]:
         """An idle worker, jobs arriving one per enqueue at a steady `rate`: from the
@@ -223,6 +233,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
         rows.append(
             (f"drain, {args.jobs:,} {args.handler} jobs (jobs/s)", f"{drained['drain_per_s']:,.0f}")
         )
+        rows.append(("drain, process CPU per job (µs)", f"{drained['cpu_us_per_job']:,.0f}"))
         e2e = await bench.latency(args.latency_jobs, args.rate)
         rows.append(
             (

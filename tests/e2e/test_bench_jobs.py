@@ -20,6 +20,7 @@ def assert_table(stdout: str, handler: str) -> None:
     rows = [
         r"enqueue rate \(jobs/s\) +[\d,]+",
         rf"drain, 200 {handler} jobs \(jobs/s\) +[\d,]+",
+        r"drain, process CPU per job \(µs\) +[\d,]+",
         r"enqueue to start at 100/s, p50 / p99 \(ms\) +[\d.]+ / [\d.]+",
         r"lateness, 100 due at one instant, p50 / p99 \(ms\) +-?[\d.]+ / -?[\d.]+",
         r"peak RSS \(MB\) +[\d,]+",
