@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
     )
+    bench.add_argument(
+        "--handler",
+        choices=("noop", "tcp", "redis"),
+        default="noop",
+        help="job body: none, one TCP round trip, or one Redis INCR",
+    )
+    bench.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0", help="--handler redis: the server"
+    )
+    bench.add_argument("--rate", type=float, default=200.0, help="jobs/s for the latency run")
+    bench.add_argument("--latency-jobs", type=int, default=1000, help="jobs of the latency run")
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)
