@@ -81,7 +81,7 @@ class RunProgress:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._t = db.decode_time
+        self._t = db.codec
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
         self._graphs: dict[str, Graph] = {}
 
@@ -90,7 +90,7 @@ class RunProgress:
         if graph is None:
             if len(self._graphs) > 256:
                 self._graphs.clear()
-            graph = build(steps_from_json(rows.load_json(steps_json)))
+            graph = build(steps_from_json(self._t.load(steps_json)))
             self._graphs[steps_json] = graph
         return graph
 
@@ -138,7 +138,7 @@ class RunProgress:
                 continue
             e = by_step.get(d["step_key"])
             state = StepState.QUEUED if e is None else _STATE.get(e["status"], StepState.QUEUED)
-            result = rows.load_json(e["result"]) if e is not None else None
+            result = self._t.load(e["result"]) if e is not None else None
             views[d["step_key"]] = StepView(state, result)
         return views, executions
 
@@ -210,7 +210,7 @@ class RunProgress:
             _REQUEUE,
             ExecutionStatus.PENDING.value,
             now,
-            rows.dump_json(payload),
+            self._t.dump(payload),
             False,
             run["id"],
             step.key,
@@ -240,7 +240,7 @@ class RunProgress:
             created_at=now,
             updated_at=now,
         )
-        values = rows.execution_insert_values(execution, None)
+        values = rows.execution_insert_values(execution, None, self._t)
         inserted = await conn.execute(_INSERT, *values, run["id"], step.key)
         return execution if inserted else None
 

@@ -10,6 +10,7 @@ from taskflowd.domain.entities import Task
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, TaskStatus
 from taskflowd.store import rows
 from taskflowd.store.base import Page
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Row
 from taskflowd.store.sql_common import SqlRecords, Where
 from taskflowd.workflows.model import (
@@ -34,12 +35,12 @@ _TASK_INSERT = (
 )
 
 
-def workflow_from_row(row: Row, t: rows.TimeDecoder) -> Workflow:
+def workflow_from_row(row: Row, t: RowCodec) -> Workflow:
     return Workflow(
         id=row["id"],
         name=row["name"],
         description=row["description"],
-        steps=steps_from_json(rows.load_json(row["steps"])),
+        steps=steps_from_json(t.load(row["steps"])),
         status=WorkflowStatus(row["status"]),
         task_id=row["task_id"],
         cron_expression=row["cron_expression"],
@@ -53,7 +54,7 @@ def workflow_from_row(row: Row, t: rows.TimeDecoder) -> Workflow:
     )
 
 
-def run_from_row(row: Row, t: rows.TimeDecoder) -> WorkflowRun:
+def run_from_row(row: Row, t: RowCodec) -> WorkflowRun:
     return WorkflowRun(
         id=row["id"],
         workflow_id=row["workflow_id"],
@@ -76,7 +77,7 @@ class WorkflowRecords(SqlRecords):
     async def create(self, workflow: Workflow, task: Task) -> Workflow:
         """Insert the workflow and its hidden backing task together."""
         async with self.db.transaction() as conn:
-            await conn.execute(_TASK_INSERT, *rows.task_values(task), workflow.id)
+            await conn.execute(_TASK_INSERT, *rows.task_values(task, self._t), workflow.id)
             await conn.execute(
                 f"INSERT INTO workflows ({COLUMNS}) VALUES "
                 f"({', '.join(f'${i}' for i in range(1, 15))})",
@@ -84,13 +85,12 @@ class WorkflowRecords(SqlRecords):
             )
         return workflow
 
-    @staticmethod
-    def _values(w: Workflow) -> tuple[object, ...]:
+    def _values(self, w: Workflow) -> tuple[object, ...]:
         return (
             w.id,
             w.name,
             w.description,
-            rows.dump_json(steps_to_json(w.steps)),
+            self._t.dump(steps_to_json(w.steps)),
             w.status.value,
             w.task_id,
             w.cron_expression,
@@ -138,7 +138,7 @@ class WorkflowRecords(SqlRecords):
                 workflow.id,
                 workflow.name,
                 workflow.description,
-                rows.dump_json(steps_to_json(workflow.steps)),
+                self._t.dump(steps_to_json(workflow.steps)),
                 workflow.status.value,
                 workflow.cron_expression,
                 workflow.timezone,
@@ -220,7 +220,7 @@ class WorkflowRecords(SqlRecords):
         views, executions = await self.progress.views(self.db, run_id)
         by_step = {e["step_key"]: e for e in executions}
         steps = []
-        for spec in steps_from_json(rows.load_json(row["steps"])):
+        for spec in steps_from_json(self._t.load(row["steps"])):
             steps.append(self._step_run(spec.key, views.get(spec.key), by_step.get(spec.key), run))
         return dataclasses.replace(run, steps=tuple(steps))
 
@@ -240,8 +240,8 @@ class WorkflowRecords(SqlRecords):
             status=e["status"],
             execution_id=e["id"],
             attempts=e["attempts"],
-            result=rows.load_json(e["result"]),
-            error=rows.load_json(e["error"]),
+            result=self._t.load(e["result"]),
+            error=self._t.load(e["error"]),
             started_at=None if e["started_at"] is None else t(e["started_at"]),
             finished_at=None if e["completed_at"] is None else t(e["completed_at"]),
         )
