@@ -11,6 +11,7 @@ from taskflowd.domain.entities import Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.queue.base import JobQueue, OutcomeKind
 from taskflowd.store import SqlStore, rows
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn
 from taskflowd.store.errors import StoreError
 from tests.integration.queue.factories import due_job, failure, outcome
@@ -20,7 +21,8 @@ from tests.integration.queue.helpers import claim, claim_one, read
 class Chain:
     """A hook that queues `follow` when `first` ends, recording what it saw."""
 
-    def __init__(self, first: Execution, follow: Execution) -> None:
+    def __init__(self, first: Execution, follow: Execution, codec: RowCodec) -> None:
+        self.codec = codec
         self.first = first
         self.follow = follow
         self.seen: list[list[str]] = []
@@ -32,7 +34,9 @@ class Chain:
             raise StoreError("the hook failed")
         if self.first.id not in ended:
             return []
-        await conn.execute(rows.EXECUTION_INSERT, *rows.execution_insert_values(self.follow, None))
+        await conn.execute(
+            rows.EXECUTION_INSERT, *rows.execution_insert_values(self.follow, None, self.codec)
+        )
         return [self.follow]
 
 
@@ -41,7 +45,7 @@ async def test_a_final_outcome_queues_what_the_hook_adds(
     queue: JobQueue, store: SqlStore, task: Task, kind: OutcomeKind
 ) -> None:
     first, follow = due_job(task, job_id="a"), due_job(task, job_id="b")
-    chain = Chain(first, follow)
+    chain = Chain(first, follow, store.db.codec)
     queue.set_final_hook(chain)
     await queue.add([first])
     claimed = await claim_one(queue)
@@ -55,7 +59,7 @@ async def test_retries_do_not_call_the_hook_but_cancels_and_reaps_do(
     queue: JobQueue, store: SqlStore, task: Task
 ) -> None:
     first, follow = due_job(task, job_id="a"), due_job(task, job_id="b")
-    chain = Chain(first, follow)
+    chain = Chain(first, follow, store.db.codec)
     queue.set_final_hook(chain)
     await queue.add([first])
     claimed = await claim_one(queue)
@@ -72,7 +76,7 @@ async def test_a_failing_hook_undoes_the_outcome(
     queue: JobQueue, store: SqlStore, task: Task
 ) -> None:
     first, follow = due_job(task, job_id="a"), due_job(task, job_id="b")
-    chain = Chain(first, follow)
+    chain = Chain(first, follow, store.db.codec)
     chain.fail = True
     queue.set_final_hook(chain)
     await queue.add([first])
