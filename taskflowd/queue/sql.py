@@ -423,8 +423,8 @@ class SqlQueue:
     async def _dead_letter(self, conn: Conn, execution_id: str, error: Any, at: datetime) -> None:
         await conn.execute(
             "INSERT INTO dead_letter_jobs (id, execution_id, task_id, job_id, owner_id, payload, "
-            "error, attempts, created_at) SELECT $1, id, task_id, job_id, owner_id, payload, $2, "
-            "attempts, $3 FROM job_executions WHERE id = $4",
+            "error, attempts, created_at, org_id) SELECT $1, id, task_id, job_id, owner_id, "
+            "payload, $2, attempts, $3, org_id FROM job_executions WHERE id = $4",
             str(uuid.uuid4()),
             rows.dump_json(error),
             at,
@@ -478,15 +478,17 @@ class SqlQueue:
         jobs: dict[str, ReapedJob] = {}
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
-                "SELECT id, task_id, job_id, handler, owner_id, attempts, rescues, lease_owner "
-                "FROM job_executions "
+                "SELECT id, task_id, job_id, handler, owner_id, org_id, attempts, rescues, "
+                "lease_owner FROM job_executions "
                 "WHERE status = $1 AND lease_expires_at < $2 AND completed_at IS NULL "
                 f"AND run_at <= $2 LIMIT 500{lock}",
                 _PROCESSING,
                 now,
             )
             for row in expired:
-                jobs[row["id"]] = ReapedJob(row["task_id"], row["handler"], row["owner_id"])
+                jobs[row["id"]] = ReapedJob(
+                    row["task_id"], row["handler"], row["owner_id"], row["org_id"]
+                )
                 error = {
                     "type": "lease_expired",
                     "message": f"worker {row['lease_owner']} stopped renewing its lease",
@@ -525,9 +527,9 @@ class SqlQueue:
         return Reaped(rescued, dead, jobs)
 
     # --- user actions ------------------------------------------------------------
-    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
-        owner_clause = "" if owner_id is None else " AND owner_id = $4"
-        owner_args = () if owner_id is None else (owner_id,)
+    async def cancel(self, execution_id: str, org_id: str | None) -> Execution | None:
+        owner_clause = "" if org_id is None else " AND org_id = $4"
+        owner_args = () if org_id is None else (org_id,)
         now = utcnow()
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -574,11 +576,9 @@ class SqlQueue:
             TaskStatus.ACTIVE.value,
         )
 
-    async def retry_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None
-    ) -> Execution | None:
-        owner_clause = "" if owner_id is None else " AND owner_id = $2"
-        owner_args = () if owner_id is None else (owner_id,)
+    async def retry_dead_letter(self, dead_letter_id: str, org_id: str | None) -> Execution | None:
+        owner_clause = "" if org_id is None else " AND org_id = $2"
+        owner_args = () if org_id is None else (org_id,)
         now = utcnow()
         async with self.db.transaction() as conn:
             # A deleted task's jobs stay dead: there is nothing left to run them for.
