@@ -21,6 +21,8 @@ from taskflowd.config import Settings
 from taskflowd.events import EventBus
 from taskflowd.events_bridge import EventsBridge, build_bridge
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.lifecycle.keys import check_keys, keyring_of
+from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
@@ -64,6 +66,7 @@ class Daemon:
     jwt_secret: str = ""
     metrics: Metrics | None = None
     notifier: SystemdNotifier | None = None
+    pruner: Pruner | None = None
     _components: list[_Component] = field(default_factory=list)
     _started: list[_Component] = field(default_factory=list)
     _stop_requested: asyncio.Event | None = None
@@ -74,7 +77,7 @@ class Daemon:
         cls, settings: Settings, app_factory: Callable[[Daemon], web.Application] | None = None
     ) -> Daemon:
         node_id = uuid.uuid4().hex[:16]
-        store = open_store(settings.database)
+        store = open_store(settings.database, keyring_of(settings))
         queue = open_queue(settings, store)
         h = settings.handlers
         handlers = HandlerRegistry.build(
@@ -119,6 +122,16 @@ class Daemon:
             handler_names=handlers.names(),
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
+        from taskflowd.api.idempotency import KEEP
+
+        daemon.pruner = Pruner(
+            store.db,
+            settings.retention,
+            node_id,
+            daemon.supervisor,
+            idempotency_keep=KEEP,
+            report=daemon.metrics,
+        )
         # The watchdog follows an embedded database only: a PostgreSQL outage is no
         # reason for systemd to restart a node, which keeps running and says so on /ready.
         local_db = store.db.dialect == "sqlite"
@@ -137,6 +150,7 @@ class Daemon:
     def _plan(self) -> list[_Component]:
         parts = [
             _Component("store", self.store.start, self.store.stop),
+            _Component("keys", self._check_keys, _nothing),
             _Component("bootstrap", self._bootstrap, _nothing),
             _Component("queue", self.queue.start, self.queue.stop),
         ]
@@ -152,6 +166,8 @@ class Daemon:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
             parts.append(_Component("worker", self.worker.start, self.worker.stop))
+        if self.pruner is not None:
+            parts.append(_Component("pruner", self.pruner.start, self.pruner.stop))
         parts.append(_Component("http", self.http.start, self.http.stop))
         return parts
 
@@ -164,6 +180,9 @@ class Daemon:
         from taskflowd.services.bootstrap import bootstrap
 
         await bootstrap(self)
+
+    async def _check_keys(self) -> None:
+        await check_keys(self.store.db)
 
     async def _check_handlers(self) -> None:
         from taskflowd.services.handler_check import check_handlers

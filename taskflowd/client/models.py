@@ -262,6 +262,7 @@ class Stats:
     throughput: dict[str, Throughput]
     run_time: RunTimes
     nodes: tuple[Node, ...]
+    tables: dict[str, int] | None = None
 
 
 # --- requests -------------------------------------------------------------------
