@@ -44,6 +44,9 @@ ALTER TABLE job_executions ADD COLUMN org_id TEXT NOT NULL
     DEFAULT '00000000-0000-4000-8000-000000000001';
 ALTER TABLE job_executions ALTER COLUMN org_id DROP DEFAULT;
 CREATE INDEX job_executions_org ON job_executions (org_id, created_at, id);
+-- Claims take each org's due jobs in turn (a fair share of worker slots).
+CREATE INDEX job_executions_org_ready ON job_executions (org_id, priority, run_at)
+    WHERE completed_at IS NULL;
 CREATE INDEX job_executions_org_completed_at ON job_executions (org_id, completed_at)
     WHERE completed_at IS NOT NULL;
 
