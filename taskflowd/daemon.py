@@ -32,6 +32,7 @@ from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import Timer
 from taskflowd.services.bootstrap import bootstrap
 from taskflowd.services.handler_check import check_handlers
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
@@ -104,7 +105,9 @@ class Daemon:
             handlers=handlers,
             events=events,
             supervisor=Supervisor(lambda name, exc: None),
-            tasks=TaskService(store, queue, handlers, events),
+            tasks=TaskService(
+                store, queue, handlers, events, QuotaBook(store, settings.orgs.quotas())
+            ),
             node_id=node_id,
         )
         daemon.supervisor = Supervisor(daemon._on_fatal)

@@ -26,9 +26,11 @@ from taskflowd.client.models import (
     ExecutionDetail,
     Health,
     JsonIn,
+    Member,
     NewApiKey,
     NewRun,
     NewTask,
+    Org,
     Page,
     Readiness,
     Stats,
@@ -40,7 +42,7 @@ from taskflowd.client.models import (
 )
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE
 from taskflowd.client.transport import RetryPolicy
-from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
+from taskflowd.domain.enums import ExecutionStatus, OrgRole, Role, TaskStatus, TaskType
 
 T = TypeVar("T")
 
@@ -375,6 +377,48 @@ class Users:
         self._call(self._aio.delete(user_id))
 
 
+class Orgs:
+    """Blocking `AsyncClient.orgs`."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._aio = client.orgs
+        self._call = call
+
+    def list(self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> Page[Org]:
+        return self._call(self._aio.list(limit=limit, cursor=cursor))
+
+    def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[Org]:
+        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+
+    def create(self, name: str) -> Org:
+        return self._call(self._aio.create(name))
+
+    def get(self, org: str) -> Org:
+        return self._call(self._aio.get(org))
+
+    def update(
+        self, org: str, *, name: str | None = None, quotas: dict[str, int | None] | None = None
+    ) -> Org:
+        return self._call(self._aio.update(org, name=name, quotas=quotas))
+
+    def delete(self, org: str) -> None:
+        self._call(self._aio.delete(org))
+
+    def members(
+        self, org: str, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> Page[Member]:
+        return self._call(self._aio.members(org, limit=limit, cursor=cursor))
+
+    def invite(self, org: str, email: str, role: OrgRole = OrgRole.MEMBER) -> Member:
+        return self._call(self._aio.invite(org, email, role))
+
+    def set_role(self, org: str, user_id: str, role: OrgRole) -> Member:
+        return self._call(self._aio.set_role(org, user_id, role))
+
+    def remove(self, org: str, user_id: str) -> None:
+        self._call(self._aio.remove(org, user_id))
+
+
 class Client:
     """A blocking client of one taskflowd server; arguments as for `AsyncClient`.
 
@@ -390,6 +434,7 @@ class Client:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         connections: int = 10,
+        org: str | None = None,
     ) -> None:
         self._aio = AsyncClient(
             base_url,
@@ -398,6 +443,7 @@ class Client:
             timeout_s=timeout_s,
             retry=retry,
             connections=connections,
+            org=org,
         )
         self._thread: _LoopThread | None = _LoopThread()
         call = self._call
@@ -407,6 +453,7 @@ class Client:
         self.api_keys = ApiKeys(self._aio, call)
         self.auth = Auth(self._aio, call)
         self.users = Users(self._aio, call)
+        self.orgs = Orgs(self._aio, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:

@@ -43,7 +43,7 @@ from taskflowd.dashboard.sessions import SESSION_COOKIE
 from taskflowd.domain.entities import User
 from taskflowd.domain.errors import NotFound
 from taskflowd.events import Event
-from taskflowd.services.tasks import owner_scope
+from taskflowd.services.tasks import org_scope
 
 EVENTS_PATH = "/api/v1/events"
 FLUSH_S = 0.25
@@ -183,7 +183,7 @@ class _Client:
         await self._ws.send_str(orjson.dumps(message).decode())
 
     async def pump(self, queue: asyncio.Queue[Event]) -> None:
-        scope = owner_scope(self._user)
+        scope = org_scope(self._user)
         await self._send(
             {
                 "type": "hello",

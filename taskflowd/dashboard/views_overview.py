@@ -10,7 +10,7 @@ from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, vie
 from taskflowd.dashboard.socket import LIVE_KEY
 from taskflowd.dashboard.views_runs import task_names
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.services.tasks import owner_scope
+from taskflowd.services.tasks import org_scope
 from taskflowd.store.base import ExecutionFilter
 
 RECENT_FAILURES = 8
@@ -19,7 +19,7 @@ DEPTH_STATES = ("PENDING", "RETRYING", "PROCESSING")
 
 async def overview_page(request: web.Request) -> web.Response:
     ctx, user = dashboard(request), viewer(request)
-    snapshot = await request.config_dict[LIVE_KEY].feed.snapshot(owner_scope(user))
+    snapshot = await request.config_dict[LIVE_KEY].feed.snapshot(org_scope(user))
     failures = await ctx.tasks.list_executions(
         user, ExecutionFilter(status=ExecutionStatus.FAILED), RECENT_FAILURES, None
     )

@@ -43,6 +43,15 @@ CLIENT_METHODS = {
     "list_api_keys": "api_keys.list",
     "create_api_key": "api_keys.create",
     "revoke_api_key": "api_keys.revoke",
+    "list_orgs": "orgs.list",
+    "create_org": "orgs.create",
+    "get_org": "orgs.get",
+    "update_org": "orgs.update",
+    "delete_org": "orgs.delete",
+    "list_members": "orgs.members",
+    "invite_member": "orgs.invite",
+    "update_member": "orgs.set_role",
+    "remove_member": "orgs.remove",
 }
 
 
