@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import aiohttp_jinja2
 import jinja2
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.routes.ops import OPS_KEY
@@ -123,6 +124,7 @@ def _dashboard_app(root: Path) -> web.Application:
         lstrip_blocks=True,
         default_helpers=False,
     )
+    sub.middlewares.insert(0, _templates_first(env))  # outermost: error pages need them too
     install_filters(env)
     for install in (
         views_overview.install,
@@ -134,13 +136,27 @@ def _dashboard_app(root: Path) -> web.Application:
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)
 
-    async def preload_templates(_: web.Application) -> None:
-        # Read and compile every template once, off the event loop; with auto_reload off
-        # no request touches the disk for a template again.
-        await asyncio.to_thread(lambda: [env.get_template(n) for n in env.list_templates()])
-
-    sub.on_startup.append(preload_templates)
     return sub
+
+
+def _templates_first(env: jinja2.Environment) -> Middleware:
+    """Compile every template once, off the event loop, when the first dashboard request
+    arrives; with auto_reload off no request touches the disk for a template again, and a
+    node nobody browses never pays for them (nor does its start-up)."""
+    compiled: list[asyncio.Future[list[jinja2.Template]]] = []
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not compiled:
+            compiled.append(asyncio.ensure_future(asyncio.to_thread(_compile, env)))
+        await asyncio.shield(compiled[0])
+        return await handler(request)
+
+    return middleware
+
+
+def _compile(env: jinja2.Environment) -> list[jinja2.Template]:
+    return [env.get_template(name) for name in env.list_templates()]
 
 
 def asset_versions(static: Path) -> dict[str, str]:

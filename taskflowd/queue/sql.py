@@ -448,24 +448,39 @@ class SqlQueue:
             f"AND e.job_id = e.task_id || '{OWN_JOB_SUFFIX}'",
             *ids,
         )
-        now = utcnow()
+        ending: dict[TaskStatus, list[str]] = {}
         for row in own:
-            await self._end_one_time_task(conn, row["task_id"], final[row["id"]], now)
+            ending.setdefault(final[row["id"]], []).append(row["task_id"])
+        now = utcnow()
+        for status, task_ids in ending.items():
+            await self._end_one_time_tasks(conn, task_ids, status, now)
 
     async def release(self, claims: Sequence[tuple[str, int]]) -> int:
-        count = 0
+        if not claims:
+            return 0
+        ids = [i for i, _ in claims]
         async with self.db.transaction() as conn:
-            for execution_id, fence in claims:
-                count += await conn.execute(
-                    "UPDATE job_executions SET status = $1, attempts = attempts - 1, "
-                    "lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, "
-                    "run_at = $2, updated_at = $2 WHERE id = $3 AND fence = $4 AND status = $5",
-                    _PENDING,
-                    utcnow(),
-                    execution_id,
-                    fence,
-                    _PROCESSING,
-                )
+            # The fences are checked on the rows read (and locked) first, so one statement
+            # releases the whole batch.
+            lock = " FOR UPDATE" if self._pg else ""
+            found = await conn.fetch(
+                f"SELECT id, fence FROM job_executions WHERE id IN ({_marks(len(ids))}) "
+                f"AND status = '{_PROCESSING}'{lock}",
+                *ids,
+            )
+            fences = dict(claims)
+            mine = [r["id"] for r in found if r["fence"] == fences[r["id"]]]
+            if not mine:
+                return 0
+            count = await conn.execute(
+                "UPDATE job_executions SET status = $1, attempts = attempts - 1, "
+                "lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, run_at = $2, "
+                f"updated_at = $2 WHERE status = $3 AND id IN ({_marks(len(mine), 4)})",
+                _PENDING,
+                utcnow(),
+                _PROCESSING,
+                *mine,
+            )
             if count:
                 await self._notify(conn)
         return count
@@ -562,16 +577,21 @@ class SqlQueue:
     async def _end_one_time_task(
         self, conn: Conn, task_id: str, status: TaskStatus, at: datetime
     ) -> None:
-        """Mark an active one-time or delayed task `status`: its own job has ended."""
+        await self._end_one_time_tasks(conn, [task_id], status, at)
+
+    async def _end_one_time_tasks(
+        self, conn: Conn, task_ids: Sequence[str], status: TaskStatus, at: datetime
+    ) -> None:
+        """Mark active one-time or delayed tasks `status`: their own jobs have ended."""
         await conn.execute(
-            "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL WHERE id = $3 "
-            "AND type IN ($4, $5) AND status = $6",
+            "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL "
+            f"WHERE type IN ($3, $4) AND status = $5 AND id IN ({_marks(len(task_ids), 6)})",
             status.value,
             at,
-            task_id,
             TaskType.ONE_TIME.value,
             TaskType.DELAYED.value,
             TaskStatus.ACTIVE.value,
+            *sorted(task_ids),
         )
 
     async def retry_dead_letter(
