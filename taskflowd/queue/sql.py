@@ -186,9 +186,10 @@ class SqlQueue:
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
+            # This node's worker first: it claims while the other nodes are told.
+            self._wake.set()
             if self._pg:
                 await self.db.execute(f"NOTIFY {CHANNEL}")
-            self._wake.set()
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         now = utcnow()
