@@ -1,6 +1,9 @@
 """The dashboard's security properties, checked over HTTP against a real daemon (no
 browser needed): cookie flags, CSP, CSRF, the cookie being useless on the bearer API,
-login rate limiting, and the event stream's authentication and per-user filtering."""
+login rate limiting, and the event stream's authentication and per-user filtering.
+
+The tests share one daemon, each in a session of its own; the two that would disturb
+the others (locking the admin out, watching every execution) get a daemon of their own."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -63,9 +66,22 @@ class Browserless:
 
 
 @pytest.fixture
+def dashboard_daemon(shared_daemon: DaemonProcess) -> DaemonProcess:
+    return shared_daemon
+
+
+@pytest.fixture
 async def client(dashboard_daemon: DaemonProcess) -> AsyncIterator[Browserless]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield Browserless(dashboard_daemon, session)
+
+
+@pytest.fixture
+async def own_client(daemons: Daemons) -> AsyncIterator[Browserless]:
+    """A client on a daemon of this test's own."""
+    daemon = await daemons.astart()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield Browserless(daemon, session)
 
 
 async def test_sign_in_sets_a_locked_down_session_cookie_and_pages_a_strict_csp(
@@ -118,7 +134,8 @@ async def test_state_changes_need_the_csrf_token_and_this_origin(client: Browser
         assert response.status == 303, await response.text()
 
 
-async def test_sign_in_attempts_are_rate_limited(client: Browserless) -> None:
+async def test_sign_in_attempts_are_rate_limited(own_client: Browserless) -> None:
+    client = own_client
     statuses = []
     for _ in range(12):
         token = await client.token_on("/dashboard/login")
@@ -177,7 +194,8 @@ async def test_the_event_stream_needs_a_session_from_this_origin(client: Browser
         assert len(stats["series"]["completed"]) == 60
 
 
-async def test_a_user_hears_only_about_their_own_executions(client: Browserless) -> None:
+async def test_a_user_hears_only_about_their_own_executions(own_client: Browserless) -> None:
+    client = own_client
     admin_token = await client.api_token()
     async with client.http.post(
         client.url("/api/v1/auth/register"),
