@@ -120,10 +120,12 @@ class ContextFilter(logging.Filter):
     """Adds the context variables to each record and redacts its message and extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The record's __dict__ directly: a getattr() that misses costs an exception.
+        attributes = record.__dict__
         for name, var in _CONTEXT:
-            if getattr(record, name, None) is None:
-                setattr(record, name, var.get())
-        if getattr(record, VERBATIM, False):
+            if attributes.get(name) is None:
+                attributes[name] = var.get()
+        if attributes.get(VERBATIM, False):
             return True
         try:
             message = record.getMessage()
