@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
+import os
 import resource
 import tempfile
 import time
@@ -18,12 +20,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from taskflowd.background import Supervisor
-from taskflowd.config import Settings, known_keys
+from taskflowd.config import SecuritySettings, Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.jobs import new_execution
 from taskflowd.events import Event, EventBus
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.lifecycle.keys import keyring_of
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.store import SqlStore, open_store
@@ -47,7 +50,7 @@ def _rss_mb() -> float:
 class _Bench:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: SqlStore = open_store(settings.database)
+        self.store: SqlStore = open_store(settings.database, keyring_of(settings))
         self.queue: JobQueue = open_queue(settings, self.store)
         self.events = EventBus(subscriber_buffer=1_000_000)
         self.supervisor = Supervisor(lambda name, exc: None)
@@ -219,6 +222,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
     await bench.setup()
     rows: list[tuple[str, str]] = []
     try:
+        if getattr(args, "prune", 0):
+            from taskflowd.bench_prune import prune_rows
+
+            return await prune_rows(bench, args.prune, args.jobs)
         drained = await bench.drain(args.jobs)
         rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
         rows.append((f"drain, {args.jobs:,} no-op jobs (jobs/s)", f"{drained['drain_per_s']:,.0f}"))
@@ -253,6 +260,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         return run_api_bench(settings, args)
     from taskflowd.daemon import run_loop
 
+    if getattr(args, "encrypt", False):
+        key = base64.b64encode(os.urandom(32)).decode()
+        settings = dataclasses.replace(settings, security=SecuritySettings((key,)))
     temp: tempfile.TemporaryDirectory[str] | None = None
     if settings.database == known_keys()["database"].default:
         temp = tempfile.TemporaryDirectory(prefix="taskflowd-bench-")
@@ -267,7 +277,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     backend = settings.database.split(":", 1)[0]
     print(
         f"taskflowd bench — store {backend}, queue {settings.queue}, "
-        f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}"
+        f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}, "
+        f"encryption {'on' if settings.security.encryption_keys else 'off'}"
     )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

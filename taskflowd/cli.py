@@ -1,5 +1,6 @@
-"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`,
-and the client commands `task …` and `runs wait` (taskflowd/client_cli.py)."""
+"""Command line: `taskflowd serve | migrate | user … | check-config | backup | rotate-keys
+| bench | version`, and the client commands `task …` and `runs wait`
+(taskflowd/client_cli.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     _config_args(migrate)
+    migrate.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="SQLite: rewrite a file made by an older version so pruning shrinks it",
+    )
+    rotate = sub.add_parser(
+        "rotate-keys", help="re-encrypt stored payloads under the first encryption key"
+    )
+    _config_args(rotate)
 
     check = sub.add_parser("check-config", help="validate the configuration and print it")
     _config_args(check)
@@ -89,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--delayed", type=int, default=10_000, help="jobs due in the same second")
     bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
     bench.add_argument("--concurrency", type=int, help="worker slots")
+    bench.add_argument(
+        "--prune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: drain --jobs jobs without, then with, the pruner deleting N old executions",
+    )
+    bench.add_argument(
+        "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
+    )
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)

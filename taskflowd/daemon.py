@@ -24,6 +24,8 @@ from taskflowd.config import Settings
 from taskflowd.events import EventBus
 from taskflowd.events_bridge import EventsBridge, build_bridge
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.lifecycle.keys import check_keys, keyring_of
+from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
@@ -68,6 +70,7 @@ class Daemon:
     jwt_secret: str = ""
     metrics: Metrics | None = None
     notifier: SystemdNotifier | None = None
+    pruner: Pruner | None = None
     _components: list[_Component] = field(default_factory=list)
     _started: list[_Component] = field(default_factory=list)
     _stop_requested: asyncio.Event | None = None
@@ -80,7 +83,7 @@ class Daemon:
         app_factory: Callable[[NodeParts], web.Application] = build_daemon_app,
     ) -> Daemon:
         node_id = uuid.uuid4().hex[:16]
-        store = open_store(settings.database)
+        store = open_store(settings.database, keyring_of(settings))
         queue = open_queue(settings, store)
         h = settings.handlers
         handlers = HandlerRegistry.build(
@@ -123,6 +126,16 @@ class Daemon:
             handler_names=handlers.names(),
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
+        from taskflowd.api.idempotency import KEEP
+
+        daemon.pruner = Pruner(
+            store.db,
+            settings.retention,
+            node_id,
+            daemon.supervisor,
+            idempotency_keep=KEEP,
+            report=daemon.metrics,
+        )
         # The watchdog follows an embedded database only: a PostgreSQL outage is no
         # reason for systemd to restart a node, which keeps running and says so on /ready.
         local_db = store.db.dialect == "sqlite"
@@ -138,6 +151,7 @@ class Daemon:
     def _plan(self) -> list[_Component]:
         parts = [
             _Component("store", self.store.start, self.store.stop),
+            _Component("keys", self._check_keys, _nothing),
             _Component("bootstrap", self._bootstrap, _nothing),
             _Component("queue", self.queue.start, self.queue.stop),
         ]
@@ -153,6 +167,8 @@ class Daemon:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
             parts.append(_Component("worker", self.worker.start, self.worker.stop))
+        if self.pruner is not None:
+            parts.append(_Component("pruner", self.pruner.start, self.pruner.stop))
         parts.append(_Component("http", self.http.start, self.http.stop))
         return parts
 
@@ -163,6 +179,9 @@ class Daemon:
 
     async def _bootstrap(self) -> None:
         self.jwt_secret = await bootstrap(self.store, self.settings)
+
+    async def _check_keys(self) -> None:
+        await check_keys(self.store.db)
 
     async def _check_handlers(self) -> None:
         await check_handlers(

@@ -241,6 +241,17 @@ class Metrics:
             "Scrapes that could not read the queue depth.",
             registry=r,
         )
+        self.pruned_rows = Counter(
+            "taskflow_pruned_rows",
+            "Rows deleted by the pruner past their retention, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.prune_duration = Gauge(
+            "taskflow_prune_last_duration_seconds",
+            "How long this node's last pruning pass took.",
+            registry=r,
+        )
         running = Gauge("taskflow_jobs_running", "Jobs running on this node.", registry=r)
         if running_jobs is not None:
             running.set_function(running_jobs)
@@ -323,6 +334,12 @@ class Metrics:
             self.retries.inc()
         elif outcome == "DEAD":
             self.dead_lettered.inc()
+
+    def pruned(self, table: str, rows: int) -> None:
+        self.pruned_rows.labels(label_word(table)).inc(rows)
+
+    def prune_pass(self, seconds: float) -> None:
+        self.prune_duration.set(seconds)
 
     def observe_request(self, route: str, method: str, status: int, duration_s: float) -> None:
         label = method if method in _METHODS else method.upper()

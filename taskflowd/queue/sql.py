@@ -94,7 +94,7 @@ class SqlQueue:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._t = db.decode_time
+        self._t = db.codec
         self._wake = asyncio.Event()
         self._schedule = asyncio.Event()
         self._listener: Any = None
@@ -196,7 +196,7 @@ class SqlQueue:
             return
         async with self.db.transaction() as conn:
             await conn.executemany(
-                _INSERT, [rows.execution_insert_values(e, None) for e in executions]
+                _INSERT, [rows.execution_insert_values(e, None, self._t) for e in executions]
             )
             await self._notify(conn)
         self._wake.set()
@@ -216,7 +216,7 @@ class SqlQueue:
             "WHERE task_id = $9 AND status = $10 AND completed_at IS NULL "
             f"AND job_id NOT LIKE '%{RUN_MARK}%'",
             task.handler,
-            rows.dump_json(task.payload),
+            self._t.dump(task.payload),
             task.priority,
             task.max_retries,
             task.backoff_ms,
@@ -266,7 +266,7 @@ class SqlQueue:
             for execution in batch.executions:
                 await conn.execute(
                     _INSERT + " ON CONFLICT DO NOTHING",
-                    *rows.execution_insert_values(execution, execution.scheduled_for),
+                    *rows.execution_insert_values(execution, execution.scheduled_for, self._t),
                 )
             if batch.executions:
                 await self._notify(conn)
@@ -359,7 +359,7 @@ class SqlQueue:
         return applied
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
-        changed = await completions.record(conn, outcomes, postgres=self._pg)
+        changed = await completions.record(conn, outcomes, postgres=self._pg, codec=self._t)
         ids = {o.execution_id for o in outcomes}
         if changed == len(ids):
             return ids
@@ -377,7 +377,7 @@ class SqlQueue:
         }
 
     async def _settle_one(self, conn: Conn, o: Outcome) -> bool:
-        error = rows.dump_json(o.error)
+        error = self._t.dump(o.error)
         if o.kind is OutcomeKind.RETRY:
             status, run_at, completed_at = _RETRYING, o.run_at, None
         elif o.kind is OutcomeKind.DEAD:
@@ -426,7 +426,7 @@ class SqlQueue:
             "error, attempts, created_at) SELECT $1, id, task_id, job_id, owner_id, payload, $2, "
             "attempts, $3 FROM job_executions WHERE id = $4",
             str(uuid.uuid4()),
-            rows.dump_json(error),
+            self._t.dump(error),
             at,
             execution_id,
         )
@@ -448,24 +448,39 @@ class SqlQueue:
             f"AND e.job_id = e.task_id || '{OWN_JOB_SUFFIX}'",
             *ids,
         )
-        now = utcnow()
+        ending: dict[TaskStatus, list[str]] = {}
         for row in own:
-            await self._end_one_time_task(conn, row["task_id"], final[row["id"]], now)
+            ending.setdefault(final[row["id"]], []).append(row["task_id"])
+        now = utcnow()
+        for status, task_ids in ending.items():
+            await self._end_one_time_tasks(conn, task_ids, status, now)
 
     async def release(self, claims: Sequence[tuple[str, int]]) -> int:
-        count = 0
+        if not claims:
+            return 0
+        ids = [i for i, _ in claims]
         async with self.db.transaction() as conn:
-            for execution_id, fence in claims:
-                count += await conn.execute(
-                    "UPDATE job_executions SET status = $1, attempts = attempts - 1, "
-                    "lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, "
-                    "run_at = $2, updated_at = $2 WHERE id = $3 AND fence = $4 AND status = $5",
-                    _PENDING,
-                    utcnow(),
-                    execution_id,
-                    fence,
-                    _PROCESSING,
-                )
+            # The fences are checked on the rows read (and locked) first, so one statement
+            # releases the whole batch.
+            lock = " FOR UPDATE" if self._pg else ""
+            found = await conn.fetch(
+                f"SELECT id, fence FROM job_executions WHERE id IN ({_marks(len(ids))}) "
+                f"AND status = '{_PROCESSING}'{lock}",
+                *ids,
+            )
+            fences = dict(claims)
+            mine = [r["id"] for r in found if r["fence"] == fences[r["id"]]]
+            if not mine:
+                return 0
+            count = await conn.execute(
+                "UPDATE job_executions SET status = $1, attempts = attempts - 1, "
+                "lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, run_at = $2, "
+                f"updated_at = $2 WHERE status = $3 AND id IN ({_marks(len(mine), 4)})",
+                _PENDING,
+                utcnow(),
+                _PROCESSING,
+                *mine,
+            )
             if count:
                 await self._notify(conn)
         return count
@@ -498,7 +513,7 @@ class SqlQueue:
                     "completed_at = $4 WHERE id = $5",
                     ExecutionStatus.FAILED.value if give_up else _PENDING,
                     now,
-                    rows.dump_json(error),
+                    self._t.dump(error),
                     now if give_up else None,
                     row["id"],
                 )
@@ -507,7 +522,7 @@ class SqlQueue:
                     "next_run_at) VALUES ($1, $2, $3, $4, $5)",
                     row["id"],
                     row["attempts"],
-                    rows.dump_json(error),
+                    self._t.dump(error),
                     now,
                     None if give_up else now,
                 )
@@ -562,16 +577,21 @@ class SqlQueue:
     async def _end_one_time_task(
         self, conn: Conn, task_id: str, status: TaskStatus, at: datetime
     ) -> None:
-        """Mark an active one-time or delayed task `status`: its own job has ended."""
+        await self._end_one_time_tasks(conn, [task_id], status, at)
+
+    async def _end_one_time_tasks(
+        self, conn: Conn, task_ids: Sequence[str], status: TaskStatus, at: datetime
+    ) -> None:
+        """Mark active one-time or delayed tasks `status`: their own jobs have ended."""
         await conn.execute(
-            "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL WHERE id = $3 "
-            "AND type IN ($4, $5) AND status = $6",
+            "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL "
+            f"WHERE type IN ($3, $4) AND status = $5 AND id IN ({_marks(len(task_ids), 6)})",
             status.value,
             at,
-            task_id,
             TaskType.ONE_TIME.value,
             TaskType.DELAYED.value,
             TaskStatus.ACTIVE.value,
+            *sorted(task_ids),
         )
 
     async def retry_dead_letter(

@@ -1,5 +1,6 @@
-"""The worker pool: claims due jobs, runs their handlers under a timeout, renews leases,
-and reports outcomes in group commits.
+"""The worker pool: claims due jobs in batches (a few ahead of its free slots, see
+`taskflowd.worker.ahead`), runs their handlers under a timeout, renews leases, and reports
+outcomes in group commits.
 
 Delivery is at-least-once: an outcome is durable only after its batch commits, and a job
 whose outcome never committed (crash, lost lease) runs again after its lease expires.
@@ -26,10 +27,11 @@ from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import execution_id_var, request_id_var, task_id_var
 from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped
 from taskflowd.store.errors import StoreError
+from taskflowd.worker.ahead import ClaimAhead
 
 log = logging.getLogger("taskflowd.worker")
 _FINAL_FLUSH_S = 15.0
-_OUTAGE_RETRY_CAP_S = 2.0
+_OUTAGE_RETRY_CAP_S = 0.5
 
 
 class _Stop(Enum):
@@ -46,8 +48,8 @@ class _Running:
 
 
 def _outage(what: str) -> Outage:
-    """A worker loop's view of a store outage: retried every 2 s at most, so work resumes
-    within seconds of the store's return."""
+    """A worker loop's view of a store outage: retried every 0.5 s at most, so every loop
+    resumes within a second of the store's return."""
     return Outage(
         log,
         f"{what}: the store is unavailable (%s); retrying",
@@ -82,6 +84,11 @@ class WorkerPool:
         self._flush_needed = asyncio.Event()
         self._flushed = asyncio.Condition()
         self._slot_freed = asyncio.Event()
+        self._ahead = ClaimAhead(settings.lease_s)
+        # Jobs claimed beyond the free slots, and the least room worth a claim: with
+        # concurrency 50, up to 25 wait in the buffer and claims take 13 or more at once.
+        self._ahead_size = min(settings.batch_size, max(1, settings.concurrency // 2))
+        self._claim_min = max(1, self._ahead_size // 2)
         self._claiming = False
         self._claim: asyncio.Future[list[Execution]] | None = None
 
@@ -102,6 +109,7 @@ class WorkerPool:
         self._claiming = False
         await self._supervisor.cancel("worker.claim")
         await self._hand_back_claim_in_flight()
+        await self._hand_back_buffered()
         running = [r.task for r in self._running.values()]
         if running:
             log.info(
@@ -134,14 +142,15 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         outage = _outage("claiming jobs")
         while self._claiming:
-            free = self.settings.concurrency - len(self._running)
-            if free <= 0:
+            room = self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
+            if room < self._claim_min:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            want = min(free, self.settings.batch_size)
+            want = min(room, self.settings.batch_size)
             # Shielded: stop() must not cancel a claim between its commit and the launch
             # of its jobs, which would strand them under leases nobody renews.
+            claimed_at = time.monotonic()
             self._claim = asyncio.ensure_future(
                 self.queue.acquire(self.node_id, want, self.settings.lease_s)
             )
@@ -156,8 +165,8 @@ class WorkerPool:
                 raise
             self._claim = None
             outage.succeeded()
-            for job in jobs:
-                self._launch(job)
+            self._ahead.add(jobs, claimed_at)
+            self._fill_slots()
             if len(jobs) < want:
                 await self.queue.wait_for_work(await self._idle_timeout())
 
@@ -176,6 +185,26 @@ class WorkerPool:
         if jobs:
             released = await self.queue.release([(j.id, j.fence) for j in jobs])
             log.info("handed back %d jobs claimed as shutdown began", released)
+
+    async def _hand_back_buffered(self) -> None:
+        jobs = self._ahead.take_all()
+        if not jobs:
+            return
+        try:
+            async with asyncio.timeout(_FINAL_FLUSH_S):
+                released = await self.queue.release([(j.id, j.fence) for j in jobs])
+        except Exception:
+            log.warning("could not hand back %d buffered jobs; their leases will expire", len(jobs))
+            return
+        log.info("handed back %d buffered jobs", released)
+
+    def _fill_slots(self) -> None:
+        """Start buffered jobs while slots are free."""
+        while self._claiming and self.active < self.settings.concurrency:
+            job = self._ahead.pop()
+            if job is None:
+                return
+            self._launch(job)
 
     async def _idle_timeout(self) -> float:
         due = await self.queue.next_due()
@@ -222,6 +251,7 @@ class WorkerPool:
         entry = self._running.get(job.id)
         if entry is not None and entry.execution is job:
             del self._running[job.id]
+        self._fill_slots()
         self._slot_freed.set()
 
     async def _call(self, job: Execution) -> tuple[OutcomeKind, JSON, JSON, float | None]:
@@ -309,7 +339,7 @@ class WorkerPool:
     async def _flush(self) -> None:
         """Commit every outcome collected so far in one transaction. On failure they stay
         queued and are retried with backoff; their leases expire meanwhile at worst."""
-        delay = 0.05
+        outage = _outage("recording outcomes")
         while self._pending:
             batch, self._pending = self._pending, []
             self._settling = batch
@@ -318,18 +348,12 @@ class WorkerPool:
             except asyncio.CancelledError:
                 self._pending[:0] = batch
                 raise
-            except Exception:
+            except Exception as exc:
                 self._pending[:0] = batch
                 self._settling = []
-                log.warning(
-                    "could not record %d outcomes; retrying in %.2f s",
-                    len(batch),
-                    delay,
-                    exc_info=True,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
                 continue
+            outage.succeeded()
             self._settling = []
             for outcome in batch:
                 if outcome.execution_id not in applied:
@@ -359,8 +383,11 @@ class WorkerPool:
             # or a slow commit could let another node run them again.
             claims = [(r.execution.id, r.execution.fence) for r in self._running.values()]
             claims += [(o.execution_id, o.fence) for o in (*self._pending, *self._settling)]
+            buffered = self._ahead.claims()
+            claims += buffered
             if not claims:
                 continue
+            renewing = time.monotonic()
             try:
                 status = await self.queue.renew(self.node_id, claims, self.settings.lease_s)
             except StoreError as exc:
@@ -368,10 +395,26 @@ class WorkerPool:
                 wait = min(outage.failed(exc), interval)
                 continue
             outage.succeeded()
+            self._ahead.renewed((c for c in buffered if c[0] not in status.lost), renewing)
             for execution_id in status.lost:
+                self._ahead.discard(execution_id)
                 self._stop_job(execution_id, _Stop.LEASE_LOST)
             for execution_id in status.cancel_requested:
+                self._cancel_buffered(execution_id)
                 self._stop_job(execution_id, _Stop.CANCELLED)
+
+    def _cancel_buffered(self, execution_id: str) -> None:
+        """A buffered job asked to cancel ends without starting."""
+        job = self._ahead.discard(execution_id)
+        if job is None:
+            return
+        now, error = utcnow(), _error("cancelled", "cancelled by request")
+        outcome = self._outcome(
+            job, OutcomeKind.CANCELLED, None, error, None, now, time.monotonic()
+        )
+        self._pending.append(outcome)
+        self._flush_needed.set()
+        self._slot_freed.set()
 
     def _stop_job(self, execution_id: str, reason: _Stop) -> None:
         entry = self._running.get(execution_id)
@@ -387,8 +430,8 @@ class WorkerPool:
             try:
                 reaped = await self.queue.reap_expired(self.settings.max_rescues)
             except StoreError as exc:
-                outage.failed(exc)
-                await asyncio.sleep(interval)
+                # Retried soon rather than after a whole interval: rescues wait for it.
+                await asyncio.sleep(outage.failed(exc))
                 continue
             outage.succeeded()
             if reaped.rescued or reaped.dead:
@@ -420,7 +463,11 @@ class WorkerPool:
 
     async def drained(self) -> None:
         """Wait until no job is running here (for tests and benchmarks)."""
-        while self._running:
+        while self._running or len(self._ahead):
+            if not self._running:
+                self._fill_slots()
+                if not self._running:
+                    break
             await asyncio.wait([r.task for r in self._running.values()])
         await self._flush()
 

@@ -1,0 +1,80 @@
+"""The claim-ahead buffer (issue 17): with every slot busy a worker holds a few more jobs
+claimed, leased and renewed, to start the moment a slot frees. A buffered job whose lease
+was lost never starts, and at shutdown buffered jobs are handed back unstarted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskflowd.domain.entities import User
+from taskflowd.domain.enums import ExecutionStatus
+from tests.integration.engine.harness import Engine, EngineFactory, spec
+
+
+def started_here(engine: Engine) -> list[str]:
+    """Ids of the jobs this engine's worker starts from now on."""
+    started: list[str] = []
+
+    def on_execution(data: dict[str, Any]) -> None:
+        if data.get("status") == "PROCESSING":
+            started.append(data["id"])
+
+    engine.events.on("execution", on_execution)
+    return started
+
+
+async def buffered_behind(engine: Engine, admin: User, seconds: float) -> tuple[str, str]:
+    """With concurrency 1: a sleeping job running and an echo job claimed behind it."""
+    running = await engine.tasks.create(admin, spec(handler="sleep", payload={"seconds": seconds}))
+    waiting = await engine.tasks.create(admin, spec(payload={"n": 1}))
+    [first] = await engine.executions(running.id)
+    [second] = await engine.executions(waiting.id)
+    await engine.wait_for_status(second.id, ExecutionStatus.PROCESSING)
+    return first.id, second.id
+
+
+async def test_a_buffered_job_whose_lease_was_lost_never_starts(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker={"concurrency": 1, "lease_s": 2.0})
+    started = started_here(engine)
+    first, second = await buffered_behind(engine, admin, 2.0)
+    assert started == [first], "the second job waits in the buffer"
+    # Another node takes the buffered job over (as after an expired lease and a reclaim).
+    await engine.store.db.execute(
+        "UPDATE job_executions SET fence = fence + 1, lease_owner = $1 WHERE id = $2",
+        "other-node",
+        second,
+    )
+    await engine.wait_for_status(first, ExecutionStatus.COMPLETED)
+    follower = await engine.tasks.create(admin, spec(payload={"n": 2}))
+    [after] = await engine.executions(follower.id)
+    await engine.wait_for_status(after.id, ExecutionStatus.COMPLETED)
+
+    assert second not in started
+    taken = await engine.execution(second)
+    assert (taken.status, taken.lease_owner, taken.attempts) == (
+        ExecutionStatus.PROCESSING,
+        "other-node",
+        1,
+    )
+
+
+async def test_stop_hands_back_buffered_jobs_unstarted(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker={"concurrency": 1, "shutdown_grace_s": 0.1})
+    started = started_here(engine)
+    first, second = await buffered_behind(engine, admin, 60.0)
+
+    await engine.worker.stop()
+
+    assert started == [first]
+    for execution_id in (first, second):
+        handed_back = await engine.execution(execution_id)
+        assert (handed_back.status, handed_back.attempts, handed_back.lease_owner) == (
+            ExecutionStatus.PENDING,
+            0,
+            None,
+        )
+        assert await engine.history(execution_id) == []
