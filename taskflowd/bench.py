@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
+import os
 import resource
 import tempfile
 import time
@@ -20,11 +22,12 @@ from pathlib import Path
 
 from taskflowd.background import Supervisor
 from taskflowd.bench_jobs import bench_registry
-from taskflowd.config import Settings, known_keys
+from taskflowd.config import SecuritySettings, Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.jobs import new_execution
 from taskflowd.events import Event, EventBus
+from taskflowd.lifecycle.keys import keyring_of
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.store import SqlStore, open_store
@@ -54,7 +57,7 @@ def _rss_mb() -> float:
 class _Bench:
     def __init__(self, settings: Settings, handler: str, redis_url: str) -> None:
         self.settings = settings
-        self.store: SqlStore = open_store(settings.database)
+        self.store: SqlStore = open_store(settings.database, keyring_of(settings))
         self.queue: JobQueue = open_queue(settings, self.store)
         self.events = EventBus(subscriber_buffer=1_000_000)
         self.supervisor = Supervisor(lambda name, exc: None)
@@ -228,6 +231,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
     await bench.setup()
     rows: list[tuple[str, str]] = []
     try:
+        if getattr(args, "prune", 0):
+            from taskflowd.bench_prune import prune_rows
+
+            return await prune_rows(bench, args.prune, args.jobs)
         drained = await bench.drain(args.jobs)
         rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
         rows.append(
@@ -265,6 +272,9 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         return run_api_bench(settings, args)
     from taskflowd.daemon import run_loop
 
+    if getattr(args, "encrypt", False):
+        key = base64.b64encode(os.urandom(32)).decode()
+        settings = dataclasses.replace(settings, security=SecuritySettings((key,)))
     temp: tempfile.TemporaryDirectory[str] | None = None
     if settings.database == known_keys()["database"].default:
         temp = tempfile.TemporaryDirectory(prefix="taskflowd-bench-")
@@ -279,7 +289,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     backend = settings.database.split(":", 1)[0]
     print(
         f"taskflowd bench — store {backend}, queue {settings.queue}, job body {args.handler}, "
-        f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}"
+        f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}, "
+        f"encryption {'on' if settings.security.encryption_keys else 'off'}"
     )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

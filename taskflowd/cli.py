@@ -1,10 +1,10 @@
-"""Command line: `taskflowd serve | migrate | user … | check-config | backup | bench | version`,
-and the client commands `task …` and `runs wait` (taskflowd/client_cli.py)."""
+"""Command line: `taskflowd serve | migrate | user … | check-config | backup | rotate-keys
+| bench | version`, and the client commands `task …` and `runs wait`
+(taskflowd/client_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     _config_args(migrate)
+    migrate.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="SQLite: rewrite a file made by an older version so pruning shrinks it",
+    )
+    rotate = sub.add_parser(
+        "rotate-keys", help="re-encrypt stored payloads under the first encryption key"
+    )
+    _config_args(rotate)
 
     check = sub.add_parser("check-config", help="validate the configuration and print it")
     _config_args(check)
@@ -91,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--far", type=int, default=0, help="jobs scheduled a day ahead")
     bench.add_argument("--concurrency", type=int, help="worker slots")
     bench.add_argument(
+        "--prune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: drain --jobs jobs without, then with, the pruner deleting N old executions",
+    )
+    bench.add_argument(
+        "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
+    )
+    bench.add_argument(
         "--handler",
         choices=("noop", "tcp", "redis"),
         default="noop",
@@ -119,15 +138,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         overrides[key] = None if value is None else str(value)
     return load_settings(getattr(args, "config", None), overrides=overrides)
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat: ") != first:
-        raise SystemExit("taskflowd: passwords differ")
-    return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import re
 import sys
 import uuid
@@ -27,7 +28,9 @@ class CommandError(Exception):
 
 def _with_store(settings: Settings, work: Callable[[SqlStore], Awaitable[int]]) -> int:
     async def main() -> int:
-        store = open_store(settings.database)
+        from taskflowd.lifecycle.keys import keyring_of
+
+        store = open_store(settings.database, keyring_of(settings))
         try:
             await store.start()
         except StoreError as exc:
@@ -51,6 +54,36 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(store: SqlStore) -> int:
         print(f"schema at version {await current_version(store.db)}")
+        if getattr(args, "vacuum", False) and store.db.dialect == "sqlite":
+            await _incremental_vacuum(store)
+        return 0
+
+    return _with_store(settings, work)
+
+
+async def _incremental_vacuum(store: SqlStore) -> None:
+    """Switch a SQLite file made before incremental vacuum to it (one full VACUUM)."""
+    row = await store.db.fetchrow("PRAGMA auto_vacuum")
+    if row is not None and int(row["auto_vacuum"]) == 2:
+        print("the file already gives pruned pages back")
+        return
+    await store.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    await store.db.execute("VACUUM")
+    print("converted to incremental vacuum: pruned pages now go back to the file system")
+
+
+def rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from taskflowd.lifecycle.keys import KeysMissing, check_keys, rotate
+
+    async def work(store: SqlStore) -> int:
+        try:
+            await check_keys(store.db)
+            report = await rotate(
+                store.db, progress=lambda table, n: print(f"{table}: {n} values re-encrypted")
+            )
+        except KeysMissing as exc:
+            raise CommandError(str(exc)) from None
+        print(f"re-encrypted {report.resealed} values under the first key")
         return 0
 
     return _with_store(settings, work)
@@ -68,9 +101,10 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
                 flat[f"{prefix}{f.name}"] = value
 
     walk(settings, "")
-    # Keys *named* as secrets (auth.jwt_secret, admin_password, metrics.token), not every
-    # key mentioning one: auth.access_token_ttl_s is a plain number worth showing.
-    secret = re.compile(r"(secret|password|token)$", re.IGNORECASE)
+    # Keys *named* as secrets (auth.jwt_secret, admin_password, metrics.token,
+    # security.encryption_keys), not every key mentioning one: auth.access_token_ttl_s is a
+    # plain number worth showing.
+    secret = re.compile(r"(secret|password|token|encryption_keys)$", re.IGNORECASE)
     for key in known_keys():
         value = flat[key]
         if value and secret.search(key):
@@ -111,9 +145,14 @@ async def _hash(settings: Settings, password: str) -> str:
 
 
 def _password(args: argparse.Namespace) -> str:
-    from taskflowd.cli import _read_password
-
-    return _read_password(args.password_stdin)
+    """The new password: one line of standard input with --password-stdin or when it is
+    not a terminal, else typed twice at a prompt."""
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat: ") != first:
+        raise SystemExit("taskflowd: passwords differ")
+    return first
 
 
 def user(settings: Settings, args: argparse.Namespace) -> int:
@@ -204,5 +243,6 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "check-config": check_config,
     "user": user,
     "backup": backup,
+    "rotate-keys": rotate_keys,
     "bench": bench,
 }

@@ -250,6 +250,53 @@ class ClusterSettings:
     )
 
 
+_DAY_S = 86_400
+_KEEP = _between(0, 100 * 365 * _DAY_S)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    executions_s: int = setting(
+        30 * _DAY_S, "Finished executions (and their retry history) kept; 0: forever.", _KEEP
+    )
+    dead_letters_s: int = setting(
+        30 * _DAY_S,
+        "Handled dead letters (their task is deleted) kept; unhandled ones stay; 0: forever.",
+        _KEEP,
+    )
+    tasks_s: int = setting(
+        30 * _DAY_S, "Finished one-time/delayed tasks and deleted tasks kept; 0: forever.", _KEEP
+    )
+    workflow_runs_s: int = setting(30 * _DAY_S, "Finished workflow runs kept; 0: forever.", _KEEP)
+    webhook_deliveries_s: int = setting(14 * _DAY_S, "Webhook deliveries kept; 0: forever.", _KEEP)
+    audit_s: int = setting(365 * _DAY_S, "Audit events kept; 0: forever.", _KEEP)
+    interval_s: float = setting(60.0, "Pause between pruning passes.", _between(1, 86_400))
+    batch_size: int = setting(
+        500, "Rows deleted per short transaction while pruning.", _between(1, 100_000)
+    )
+
+
+def _encryption_keys(value: Any) -> str | None:
+    from taskflowd.store.codec import BadKey, parse_key
+
+    try:
+        for index, text in enumerate(value):
+            parse_key(index, text)
+    except BadKey as exc:
+        return f"{exc} (generate one with: openssl rand -base64 32)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    encryption_keys: tuple[str, ...] = setting(
+        (),
+        "Base64 AES-256 keys (32 bytes each) sealing payloads, results and errors at rest; "
+        "the first seals, all open; empty: stored in the clear.",
+        _encryption_keys,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database: str = setting(
@@ -267,6 +314,8 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

@@ -15,16 +15,23 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from taskflowd import __version__
+from taskflowd.api.assembly import build_daemon_app
+from taskflowd.api.parts import NodeParts
+from taskflowd.api.server import HttpServer
 from taskflowd.background import Supervisor
 from taskflowd.cluster import Membership, shared_redis_url
 from taskflowd.config import Settings
 from taskflowd.events import EventBus
 from taskflowd.events_bridge import EventsBridge, build_bridge
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.lifecycle.keys import check_keys, keyring_of
+from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import Timer
+from taskflowd.services.bootstrap import bootstrap
+from taskflowd.services.handler_check import check_handlers
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
@@ -63,6 +70,7 @@ class Daemon:
     jwt_secret: str = ""
     metrics: Metrics | None = None
     notifier: SystemdNotifier | None = None
+    pruner: Pruner | None = None
     _components: list[_Component] = field(default_factory=list)
     _started: list[_Component] = field(default_factory=list)
     _stop_requested: asyncio.Event | None = None
@@ -70,10 +78,12 @@ class Daemon:
 
     @classmethod
     def build(
-        cls, settings: Settings, app_factory: Callable[[Daemon], web.Application] | None = None
+        cls,
+        settings: Settings,
+        app_factory: Callable[[NodeParts], web.Application] = build_daemon_app,
     ) -> Daemon:
         node_id = uuid.uuid4().hex[:16]
-        store = open_store(settings.database)
+        store = open_store(settings.database, keyring_of(settings))
         queue = open_queue(settings, store)
         h = settings.handlers
         handlers = HandlerRegistry.build(
@@ -116,6 +126,16 @@ class Daemon:
             handler_names=handlers.names(),
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
+        from taskflowd.api.idempotency import KEEP
+
+        daemon.pruner = Pruner(
+            store.db,
+            settings.retention,
+            node_id,
+            daemon.supervisor,
+            idempotency_keep=KEEP,
+            report=daemon.metrics,
+        )
         # The watchdog follows an embedded database only: a PostgreSQL outage is no
         # reason for systemd to restart a node, which keeps running and says so on /ready.
         local_db = store.db.dialect == "sqlite"
@@ -124,16 +144,14 @@ class Daemon:
             health=store.ping if local_db else None,
             summary=daemon.status_line,
         )
-        factory = app_factory or _default_app
-        from taskflowd.api.server import HttpServer
-
-        daemon.http = HttpServer(lambda: factory(daemon), settings.http)
+        daemon.http = HttpServer(lambda: app_factory(daemon.parts()), settings.http)
         daemon._components = daemon._plan()
         return daemon
 
     def _plan(self) -> list[_Component]:
         parts = [
             _Component("store", self.store.start, self.store.stop),
+            _Component("keys", self._check_keys, _nothing),
             _Component("bootstrap", self._bootstrap, _nothing),
             _Component("queue", self.queue.start, self.queue.stop),
         ]
@@ -149,6 +167,8 @@ class Daemon:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
             parts.append(_Component("worker", self.worker.start, self.worker.stop))
+        if self.pruner is not None:
+            parts.append(_Component("pruner", self.pruner.start, self.pruner.stop))
         parts.append(_Component("http", self.http.start, self.http.stop))
         return parts
 
@@ -158,13 +178,12 @@ class Daemon:
             self._stop_requested.set()
 
     async def _bootstrap(self) -> None:
-        from taskflowd.services.bootstrap import bootstrap
+        self.jwt_secret = await bootstrap(self.store, self.settings)
 
-        await bootstrap(self)
+    async def _check_keys(self) -> None:
+        await check_keys(self.store.db)
 
     async def _check_handlers(self) -> None:
-        from taskflowd.services.handler_check import check_handlers
-
         await check_handlers(
             self.store.db, self.handlers, allow_missing=self.settings.handlers.allow_missing
         )
@@ -208,6 +227,23 @@ class Daemon:
         await self.supervisor.cancel_all()
         await self.handlers.close()
 
+    def parts(self) -> NodeParts:
+        """What the web application is built from (after bootstrap: the JWT secret)."""
+        if self.metrics is None:
+            raise RuntimeError("the daemon's metrics must exist before its web app")
+        return NodeParts(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            handlers=self.handlers,
+            events=self.events,
+            supervisor=self.supervisor,
+            tasks=self.tasks,
+            metrics=self.metrics,
+            jwt_secret=self.jwt_secret,
+            membership=self.membership,
+        )
+
     def running_jobs(self) -> int:
         return self.worker.active if self.worker is not None else 0
 
@@ -239,12 +275,6 @@ class Daemon:
 
 async def _nothing() -> None:
     return None
-
-
-def _default_app(daemon: Daemon) -> web.Application:
-    from taskflowd.api.assembly import build_daemon_app
-
-    return build_daemon_app(daemon)
 
 
 def tune_interpreter() -> None:

@@ -32,7 +32,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from taskflowd import __version__
-from taskflowd.api.middleware import Report, route_template
+from taskflowd.api.context import Report
+from taskflowd.api.middleware import route_template
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.store.errors import StoreUnavailable
@@ -240,6 +241,17 @@ class Metrics:
             "Scrapes that could not read the queue depth.",
             registry=r,
         )
+        self.pruned_rows = Counter(
+            "taskflow_pruned_rows",
+            "Rows deleted by the pruner past their retention, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.prune_duration = Gauge(
+            "taskflow_prune_last_duration_seconds",
+            "How long this node's last pruning pass took.",
+            registry=r,
+        )
         running = Gauge("taskflow_jobs_running", "Jobs running on this node.", registry=r)
         if running_jobs is not None:
             running.set_function(running_jobs)
@@ -322,6 +334,12 @@ class Metrics:
             self.retries.inc()
         elif outcome == "DEAD":
             self.dead_lettered.inc()
+
+    def pruned(self, table: str, rows: int) -> None:
+        self.pruned_rows.labels(label_word(table)).inc(rows)
+
+    def prune_pass(self, seconds: float) -> None:
+        self.prune_duration.set(seconds)
 
     def observe_request(self, route: str, method: str, status: int, duration_s: float) -> None:
         label = method if method in _METHODS else method.upper()

@@ -2,7 +2,8 @@
 
 Request models are strict (no coercion: `"true"` is not a boolean) and forbid unknown
 fields, so server-owned fields such as `id` or `role` cannot be smuggled in. Every string
-and number is bounded. The same models produce the OpenAPI document.
+and number is bounded. The same models produce the OpenAPI document. Every model builds
+its validator on first use (`defer_build`), so start-up does not pay for all of them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class RequestModel(BaseModel):
     """Base of JSON request bodies: strict types, camelCase names only, no unknown fields."""
 
     model_config = ConfigDict(
+        defer_build=True,
         extra="forbid",
         strict=True,
         frozen=True,
@@ -50,6 +52,7 @@ class QueryModel(BaseModel):
     """Base of query strings: values arrive as text, so numbers are parsed from it."""
 
     model_config = ConfigDict(
+        defer_build=True,
         extra="forbid",
         frozen=True,
         alias_generator=to_camel,
@@ -62,6 +65,7 @@ class ResponseModel(BaseModel):
     """Base of response bodies: built from entities by field name, written in camelCase."""
 
     model_config = ConfigDict(
+        defer_build=True,
         frozen=True,
         alias_generator=to_camel,
         validate_by_name=True,

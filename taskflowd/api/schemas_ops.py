@@ -76,6 +76,9 @@ class StatsOut(ResponseModel):
     throughput: dict[str, WindowOut] = Field(description="Keyed by window: 1m, 5m, 1h")
     run_time: RunTimesOut
     nodes: list[NodeOut]
+    tables: dict[str, int] | None = Field(
+        description="Rows per table (PostgreSQL: the planner's estimates); admins only"
+    )
 
 
 def stats_out(overview: Overview) -> StatsOut:
@@ -113,4 +116,5 @@ def stats_out(overview: Overview) -> StatsOut:
             )
             for s in overview.nodes
         ],
+        tables=overview.tables,
     )

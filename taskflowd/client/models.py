@@ -224,6 +224,7 @@ class Stats:
     throughput: dict[str, Throughput]
     run_time: RunTimes
     nodes: tuple[Node, ...]
+    tables: dict[str, int] | None = None
 
 
 # --- requests -------------------------------------------------------------------

@@ -21,8 +21,11 @@ MAX_SLEEP_S = 86_400.0
 
 class _Strict(BaseModel):
     # strict: `true` is not a number and "3" is not an int; forbid: a misspelt key is an
-    # error the user sees at creation time, not a silently ignored option.
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+    # error the user sees at creation time, not a silently ignored option. defer_build:
+    # the validator is built on first use, not at start-up (as for every payload model).
+    model_config = ConfigDict(
+        strict=True, extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True
+    )
 
 
 class SleepPayload(_Strict):

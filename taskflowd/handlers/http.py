@@ -86,7 +86,7 @@ def url_problem(url: URL) -> str | None:
 
 
 class HttpPayload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
     url: str = Field(min_length=1, max_length=8192)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"

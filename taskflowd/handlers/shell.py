@@ -47,7 +47,7 @@ def _no_nul(text: str, what: str) -> None:
 
 
 class ShellPayload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
     argv: list[Arg] = Field(min_length=1, max_length=256)
     cwd: str | None = Field(default=None, max_length=4096)

@@ -13,7 +13,7 @@ from typing import Any
 
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.queue.base import Outcome
-from taskflowd.store import rows
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn
 
 _SET = (
@@ -31,7 +31,9 @@ _POSTGRES = (
 _STATUSES = (ExecutionStatus.COMPLETED.value, ExecutionStatus.PROCESSING.value)
 
 
-async def record(conn: Conn, outcomes: Sequence[Outcome], *, postgres: bool) -> int:
+async def record(
+    conn: Conn, outcomes: Sequence[Outcome], *, postgres: bool, codec: RowCodec
+) -> int:
     """Mark the jobs of `outcomes` COMPLETED where the claim's fence still holds and the job
     is still PROCESSING; returns how many rows changed."""
     if postgres:
@@ -40,7 +42,7 @@ async def record(conn: Conn, outcomes: Sequence[Outcome], *, postgres: bool) -> 
             *_STATUSES,
             [o.execution_id for o in outcomes],
             [o.fence for o in outcomes],
-            [rows.dump_json(o.result) for o in outcomes],
+            [codec.dump(o.result) for o in outcomes],
             [o.finished_at for o in outcomes],
             [o.duration_ms for o in outcomes],
         )
@@ -53,7 +55,7 @@ async def record(conn: Conn, outcomes: Sequence[Outcome], *, postgres: bool) -> 
             f"CAST(${n + 3} AS TEXT) AS result, CAST(${n + 4} AS TIMESTAMPTZ) AS done_at, "
             f"CAST(${n + 5} AS BIGINT) AS duration"
         )
-        args += [o.execution_id, o.fence, rows.dump_json(o.result), o.finished_at, o.duration_ms]
+        args += [o.execution_id, o.fence, codec.dump(o.result), o.finished_at, o.duration_ms]
     return await conn.execute(
         f"UPDATE job_executions SET {_SET} FROM ({' UNION ALL '.join(selects)}) AS v "
         "WHERE job_executions.id = v.id AND job_executions.fence = v.fence "

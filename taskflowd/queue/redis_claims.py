@@ -73,7 +73,7 @@ class RecordClaims:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._t = db.decode_time
+        self._t = db.codec
         self._dialect = db.dialect
 
     def _ids(self, ids: Sequence[str], start: int) -> tuple[str, list[Any]]:

@@ -94,7 +94,7 @@ class SqlQueue:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._t = db.decode_time
+        self._t = db.codec
         self._wake = asyncio.Event()
         self._schedule = asyncio.Event()
         self._listener: Any = None
@@ -196,7 +196,7 @@ class SqlQueue:
             return
         async with self.db.transaction() as conn:
             await conn.executemany(
-                _INSERT, [rows.execution_insert_values(e, None) for e in executions]
+                _INSERT, [rows.execution_insert_values(e, None, self._t) for e in executions]
             )
             await self._notify(conn)
         self._wake.set()
@@ -217,7 +217,7 @@ class SqlQueue:
             "WHERE task_id = $9 AND status = $10 AND completed_at IS NULL "
             f"AND job_id NOT LIKE '%{RUN_MARK}%'",
             task.handler,
-            rows.dump_json(task.payload),
+            self._t.dump(task.payload),
             task.priority,
             task.max_retries,
             task.backoff_ms,
@@ -267,7 +267,7 @@ class SqlQueue:
             for execution in batch.executions:
                 await conn.execute(
                     _INSERT + " ON CONFLICT DO NOTHING",
-                    *rows.execution_insert_values(execution, execution.scheduled_for),
+                    *rows.execution_insert_values(execution, execution.scheduled_for, self._t),
                 )
             if batch.executions:
                 await self._notify(conn)
@@ -360,7 +360,7 @@ class SqlQueue:
         return applied
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
-        changed = await completions.record(conn, outcomes, postgres=self._pg)
+        changed = await completions.record(conn, outcomes, postgres=self._pg, codec=self._t)
         ids = {o.execution_id for o in outcomes}
         if changed == len(ids):
             return ids
@@ -378,7 +378,7 @@ class SqlQueue:
         }
 
     async def _settle_one(self, conn: Conn, o: Outcome) -> bool:
-        error = rows.dump_json(o.error)
+        error = self._t.dump(o.error)
         if o.kind is OutcomeKind.RETRY:
             status, run_at, completed_at = _RETRYING, o.run_at, None
         elif o.kind is OutcomeKind.DEAD:
@@ -427,7 +427,7 @@ class SqlQueue:
             "error, attempts, created_at) SELECT $1, id, task_id, job_id, owner_id, payload, $2, "
             "attempts, $3 FROM job_executions WHERE id = $4",
             str(uuid.uuid4()),
-            rows.dump_json(error),
+            self._t.dump(error),
             at,
             execution_id,
         )
@@ -514,7 +514,7 @@ class SqlQueue:
                     "completed_at = $4 WHERE id = $5",
                     ExecutionStatus.FAILED.value if give_up else _PENDING,
                     now,
-                    rows.dump_json(error),
+                    self._t.dump(error),
                     now if give_up else None,
                     row["id"],
                 )
@@ -523,7 +523,7 @@ class SqlQueue:
                     "next_run_at) VALUES ($1, $2, $3, $4, $5)",
                     row["id"],
                     row["attempts"],
-                    rows.dump_json(error),
+                    self._t.dump(error),
                     now,
                     None if give_up else now,
                 )

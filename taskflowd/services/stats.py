@@ -18,6 +18,7 @@ from typing import Any
 
 from taskflowd.domain.entities import Node, utcnow
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.lifecycle.sizes import table_rows
 from taskflowd.store.base import Store
 from taskflowd.store.db import Database
 
@@ -100,6 +101,8 @@ class Overview:
     windows: list[Window]
     run_times: RunTimes
     nodes: list[NodeState]
+    tables: dict[str, int] | None = None
+    """Rows per table (estimates on PostgreSQL); an admin's view only."""
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -142,7 +145,8 @@ class StatsService:
             for node in await self._store.list_nodes()
         ]
         scope = "all" if owner_id is None else "own"
-        return Overview(now, scope, depths, windows, run_times, nodes)
+        tables = await table_rows(self._db) if owner_id is None else None
+        return Overview(now, scope, depths, windows, run_times, nodes, tables)
 
     async def windows(self, now: datetime, owner_id: str | None) -> list[Window]:
         def ago(seconds: int) -> datetime:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
+from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.sqlite_thread import SqliteThread
 
@@ -59,6 +60,7 @@ class Step:
 
 class Database(Conn, Protocol):
     dialect: Dialect
+    codec: RowCodec
 
     async def connect(self) -> None: ...
     async def close(self) -> None: ...
@@ -198,10 +200,20 @@ class SqliteDatabase:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, url: str, busy_timeout_ms: int = 10_000, readers: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        busy_timeout_ms: int = 10_000,
+        readers: int = 2,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.path = sqlite_path(url)
+        self.codec = RowCodec(self.decode_time, keyring)
         pragmas = (*_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}")
-        self._writer_thread = SqliteThread(self.path, pragmas, "sqlite-writer")
+        # Freed pages go back to the file system when the pruner asks (incremental
+        # vacuum); a file made before this setting needs one VACUUM (`taskflowd migrate`).
+        writer = ("PRAGMA auto_vacuum=INCREMENTAL", *pragmas)
+        self._writer_thread = SqliteThread(self.path, writer, "sqlite-writer")
         self._reader_threads = [
             SqliteThread(self.path, (*pragmas, "PRAGMA query_only=ON"), f"sqlite-reader-{i}")
             for i in range(readers)
@@ -281,6 +293,16 @@ class SqliteDatabase:
                 raise
             await asyncio.shield(conn.execute("COMMIT"))
 
+    async def incremental_vacuum(self, pages: int) -> None:
+        """Give up to `pages` free pages back to the file system, in one short write.
+        (Run as a script: a cursor steps the PRAGMA once, which frees a single page.)"""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+
+        async with self._lock:
+            await self._write_conn()._run(job)
+
     def decode_time(self, value: Any) -> datetime:
         moment: datetime = _EPOCH + value * _MICRO
         return moment
@@ -355,8 +377,11 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, min_size: int = 2, max_size: int = 10, keyring: Keyring | None = None
+    ) -> None:
         self.url = url
+        self.codec = RowCodec(self.decode_time, keyring)
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
@@ -427,11 +452,12 @@ class PostgresDatabase:
         return result
 
 
-def open_database(url: str) -> Database:
-    """The database handle for a URL; drivers are imported only when connecting."""
+def open_database(url: str, keyring: Keyring | None = None) -> Database:
+    """The database handle for a URL (sealing sensitive values with `keyring` when given);
+    drivers are imported only when connecting."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        return SqliteDatabase(url)
+        return SqliteDatabase(url, keyring=keyring)
     if scheme in ("postgresql", "postgres"):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, keyring=keyring)
     raise ValueError(f"unsupported database URL scheme {scheme!r}")

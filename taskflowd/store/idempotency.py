@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from taskflowd.domain.errors import Conflict
 from taskflowd.store.base import IdempotencyClaim, IdempotentResponse, Replay
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Step
 
 
-def claim_step(claim: IdempotencyClaim, status: int, body: str) -> Step:
+def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec) -> Step:
     """The statement that records `claim` with its response; it changes no row (and the
     script aborts) when a fresh record for the key exists."""
     return Step(
@@ -28,7 +29,7 @@ def claim_step(claim: IdempotencyClaim, status: int, body: str) -> Step:
             claim.key,
             claim.fingerprint,
             status,
-            body,
+            codec.seal_text(body),
             claim.created_at,
             claim.stale_before,
         ),
@@ -46,7 +47,10 @@ async def stored_response(db: Database, user_id: str, key: str) -> IdempotentRes
     if row is None:
         return None
     return IdempotentResponse(
-        row["fingerprint"], row["status"], row["body"], db.decode_time(row["created_at"])
+        row["fingerprint"],
+        row["status"],
+        db.codec.open_text(row["body"]),
+        db.decode_time(row["created_at"]),
     )
 
 

@@ -45,6 +45,9 @@ class Shape:
     def keys(self) -> tuple[str, ...]:
         return tuple(f.key for f in self.fields)
 
+    def json_keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.fields if f.kind is Kind.JSON)
+
     def only(self, keys: Iterable[str]) -> Shape:
         """The fields named in `keys`, in that order (each must be a key of this shape)."""
         by_key = {f.key: f for f in self.fields}

@@ -8,10 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from taskflowd.domain.entities import (
-    JSON,
     ApiKey,
     DeadLetterJob,
     Execution,
@@ -23,17 +20,10 @@ from taskflowd.domain.entities import (
 )
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import FieldError, ValidationFailed
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Row
 
 TimeDecoder = Callable[[Any], datetime]
-
-
-def dump_json(value: JSON) -> str:
-    return orjson.dumps(value).decode()
-
-
-def load_json(text: str | None) -> JSON:
-    return None if text is None else orjson.loads(text)
 
 
 def _opt(decode: TimeDecoder, value: Any) -> datetime | None:
@@ -56,7 +46,7 @@ def user_from_row(row: Row, t: TimeDecoder) -> User:
     )
 
 
-def task_from_row(row: Row, t: TimeDecoder) -> Task:
+def task_from_row(row: Row, t: RowCodec) -> Task:
     return Task(
         id=row["id"],
         name=row["name"],
@@ -64,7 +54,7 @@ def task_from_row(row: Row, t: TimeDecoder) -> Task:
         type=TaskType(row["type"]),
         status=TaskStatus(row["status"]),
         handler=row["handler"],
-        payload=load_json(row["payload"]),
+        payload=t.load(row["payload"]),
         cron_expression=row["cron_expression"],
         timezone=row["timezone"],
         scheduled_at=_opt(t, row["scheduled_at"]),
@@ -85,7 +75,7 @@ def task_from_row(row: Row, t: TimeDecoder) -> Task:
     )
 
 
-def task_values(task: Task) -> tuple[Any, ...]:
+def task_values(task: Task, c: RowCodec) -> tuple[Any, ...]:
     """Column values in the order of `TASK_COLUMNS`."""
     return (
         task.id,
@@ -94,7 +84,7 @@ def task_values(task: Task) -> tuple[Any, ...]:
         task.type.value,
         task.status.value,
         task.handler,
-        dump_json(task.payload),
+        c.dump(task.payload),
         task.cron_expression,
         task.timezone,
         task.scheduled_at,
@@ -123,7 +113,7 @@ TASK_COLUMNS = (
 )
 
 
-def execution_from_row(row: Row, t: TimeDecoder) -> Execution:
+def execution_from_row(row: Row, t: RowCodec) -> Execution:
     return Execution(
         id=row["id"],
         task_id=row["task_id"],
@@ -135,15 +125,15 @@ def execution_from_row(row: Row, t: TimeDecoder) -> Execution:
         priority=row["priority"],
         attempts=row["attempts"],
         handler=row["handler"],
-        payload=load_json(row["payload"]),
+        payload=t.load(row["payload"]),
         max_retries=row["max_retries"],
         backoff_ms=row["backoff_ms"],
         timeout_ms=row["timeout_ms"],
         started_at=_opt(t, row["started_at"]),
         completed_at=_opt(t, row["completed_at"]),
         duration_ms=row["duration_ms"],
-        result=load_json(row["result"]),
-        error=load_json(row["error"]),
+        result=t.load(row["result"]),
+        error=t.load(row["error"]),
         request_id=row["request_id"],
         lease_owner=row["lease_owner"],
         lease_expires_at=_opt(t, row["lease_expires_at"]),
@@ -166,7 +156,7 @@ EXECUTION_INSERT = (
 )
 
 
-def execution_insert_values(e: Execution, tick_at: datetime | None) -> tuple[Any, ...]:
+def execution_insert_values(e: Execution, tick_at: datetime | None, c: RowCodec) -> tuple[Any, ...]:
     """Values for `EXECUTION_INSERT_COLUMNS` of a new, not yet claimed execution."""
     return (
         e.id,
@@ -180,7 +170,7 @@ def execution_insert_values(e: Execution, tick_at: datetime | None) -> tuple[Any
         e.priority,
         e.attempts,
         e.handler,
-        dump_json(e.payload),
+        c.dump(e.payload),
         e.max_retries,
         e.backoff_ms,
         e.timeout_ms,
@@ -191,26 +181,26 @@ def execution_insert_values(e: Execution, tick_at: datetime | None) -> tuple[Any
     )
 
 
-def retry_from_row(row: Row, t: TimeDecoder) -> RetryRecord:
+def retry_from_row(row: Row, t: RowCodec) -> RetryRecord:
     return RetryRecord(
         id=row["id"],
         execution_id=row["execution_id"],
         attempt=row["attempt"],
-        error=load_json(row["error"]),
+        error=t.load(row["error"]),
         failed_at=t(row["failed_at"]),
         next_run_at=_opt(t, row["next_run_at"]),
     )
 
 
-def dead_letter_from_row(row: Row, t: TimeDecoder) -> DeadLetterJob:
+def dead_letter_from_row(row: Row, t: RowCodec) -> DeadLetterJob:
     return DeadLetterJob(
         id=row["id"],
         execution_id=row["execution_id"],
         task_id=row["task_id"],
         job_id=row["job_id"],
         owner_id=row["owner_id"],
-        payload=load_json(row["payload"]),
-        error=load_json(row["error"]),
+        payload=t.load(row["payload"]),
+        error=t.load(row["error"]),
         attempts=row["attempts"],
         created_at=t(row["created_at"]),
     )

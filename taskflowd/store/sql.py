@@ -83,11 +83,13 @@ class SqlStore(AccountRecords):
         claim: IdempotencyClaim | None,
         result: Any,
     ) -> None:
-        steps = [] if claim is None else [claim_step(claim, *claim.render(result))]
-        steps.append(Step(_TASK_INSERT, [rows.task_values(t) for t, _ in entries], many=True))
+        steps = [] if claim is None else [claim_step(claim, *claim.render(result), self._t)]
+        steps.append(
+            Step(_TASK_INSERT, [rows.task_values(t, self._t) for t, _ in entries], many=True)
+        )
         runs = [run for _, run in entries if run is not None]
         if runs:
-            values = [rows.execution_insert_values(r, r.scheduled_for) for r in runs]
+            values = [rows.execution_insert_values(r, r.scheduled_for, self._t) for r in runs]
             steps.append(Step(rows.EXECUTION_INSERT, values, many=True))
         await self._script(steps, claim)
 
@@ -98,9 +100,9 @@ class SqlStore(AccountRecords):
         task has already is not inserted: the stored execution takes its place. Returns
         (the executions in the order of `runs`, the ones inserted now); `claim.render`
         receives the first of the two."""
-        values = [rows.execution_insert_values(r, None) for r in runs]
+        values = [rows.execution_insert_values(r, None, self._t) for r in runs]
         if not any(r.idempotency_key for r in runs):
-            steps = [] if claim is None else [claim_step(claim, *claim.render(list(runs)))]
+            steps = [] if claim is None else [claim_step(claim, *claim.render(list(runs)), self._t)]
             steps.append(Step(_RUN_INSERT, values, many=True))
             await self._script(steps, claim)
             return list(runs), list(runs)
@@ -116,7 +118,7 @@ class SqlStore(AccountRecords):
         keys = [r.idempotency_key for r in runs if r.idempotency_key]
         async with self.db.transaction() as conn:
             if claim is not None:
-                step = claim_step(claim, 0, "")
+                step = claim_step(claim, 0, "", self._t)
                 if not await conn.execute(step.sql, *step.args):
                     raise NothingChanged(0)
             await conn.executemany(_RUN_INSERT, values)
@@ -162,10 +164,10 @@ class SqlStore(AccountRecords):
         row = await self.db.fetchrow(
             f"SELECT {self._render(shape)} AS j FROM tasks{where.sql()}", *where.args
         )
-        return None if row is None else str(row["j"])
+        return None if row is None else self._opened(shape, row["j"])
 
     async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
-        values = rows.task_values(task)
+        values = rows.task_values(task, self._t)
         changed = await self.db.execute(
             "UPDATE tasks SET name = $2, description = $3, type = $4, status = $5, handler = $6, "
             "payload = $7, cron_expression = $8, timezone = $9, scheduled_at = $10, "
@@ -268,7 +270,8 @@ class SqlStore(AccountRecords):
             "ORDER BY attempt, id",
             execution_id,
         )
-        return f'{str(row["j"])[:-1]},"retryHistory":{join_objects(r["j"] for r in found)}}}'
+        tries = join_objects(self._opened(history, r["j"]) for r in found)
+        return f'{self._opened(shape, row["j"])[:-1]},"retryHistory":{tries}}}'
 
     @staticmethod
     def _executions_where(filters: ExecutionFilter, cursor: str | None) -> Where:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from taskflowd.store import rows
 from taskflowd.store.base import Page
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Row
 from taskflowd.store.render import Shape, json_object
 
@@ -52,7 +53,7 @@ class SqlRecords:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._t = db.decode_time
+        self._t = db.codec
         self._shapes: dict[tuple[str, Shape], str] = {}
 
     async def _page(
@@ -61,7 +62,7 @@ class SqlRecords:
         columns: str,
         where: Where,
         limit: int,
-        build: Callable[[Row, rows.TimeDecoder], T],
+        build: Callable[[Row, RowCodec], T],
     ) -> Page[T]:
         sql = f"SELECT {columns} FROM {table}{where.sql()}{where.limit(limit)}"
         found = await self.db.fetch(sql, *where.args)
@@ -72,7 +73,12 @@ class SqlRecords:
         """A page of rows rendered by the database as JSON objects in `shape`."""
         sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
         found = await self.db.fetch(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
-        return Page([r["j"] for r in found[:limit]], self._next_cursor(found, limit))
+        items = [self._opened(shape, r["j"]) for r in found[:limit]]
+        return Page(items, self._next_cursor(found, limit))
+
+    def _opened(self, shape: Shape, document: str) -> str:
+        """A rendered `document` with its sealed JSON fields opened (see store.codec)."""
+        return self._t.open_rendered(str(document), shape.json_keys())
 
     def _render(self, shape: Shape) -> str:
         """The SQL of `shape`'s JSON object for this dialect, built once per shape."""

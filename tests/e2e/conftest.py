@@ -380,7 +380,7 @@ class Jobs:
     async def executions(self, task_id: str | None = None) -> list[Execution]:
         where, args = ("WHERE task_id = $1", (task_id,)) if task_id else ("", ())
         found = await self.store.db.fetch(f"SELECT * FROM job_executions {where}", *args)
-        return [store_rows.execution_from_row(r, self.store.db.decode_time) for r in found]
+        return [store_rows.execution_from_row(r, self.store.db.codec) for r in found]
 
     async def single(self, task_id: str) -> Execution:
         """The one execution of a one-time task."""

@@ -52,7 +52,17 @@ BAD_CONFIGS = {
     ),
     "unsupported database": (["--database", "mysql://x"], {}, "", "database"),
     "bad port flag": (["--port", "http"], {}, "", "http.port"),
+    "malformed encryption key": (
+        [],
+        {"TASKFLOW_SECURITY__ENCRYPTION_KEYS": "c2hvcnQ="},
+        "",
+        "security.encryption_keys: key 0 decodes to 5 bytes",
+    ),
 }
+
+
+ENCRYPTION_KEY = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="
+"""A well-formed key: 32 bytes in base64."""
 
 
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
@@ -78,6 +88,7 @@ def test_check_config_prints_every_key_and_hides_secrets(workdir: Path) -> None:
             "TASKFLOW_AUTH__JWT_SECRET": SECRET,
             "TASKFLOW_ADMIN_PASSWORD": "admin-secret-pw",
             "TASKFLOW_METRICS__TOKEN": "metrics-secret-token",
+            "TASKFLOW_SECURITY__ENCRYPTION_KEYS": ENCRYPTION_KEY,
         }
     )
 
@@ -97,7 +108,14 @@ def test_check_config_prints_every_key_and_hides_secrets(workdir: Path) -> None:
     assert shown["auth.jwt_secret"] == "(set)"
     assert shown["admin_password"] == "(set)"
     assert shown["metrics.token"] == "(set)"
-    for secret in (SECRET, "admin-secret-pw", "metrics-secret-token", "db-secret-pw"):
+    assert shown["security.encryption_keys"] == "(set)"
+    for secret in (
+        SECRET,
+        "admin-secret-pw",
+        "metrics-secret-token",
+        "db-secret-pw",
+        ENCRYPTION_KEY,
+    ):
         assert secret not in done.stdout + done.stderr
     assert shown["worker.concurrency"] == "7"
     assert shown["log.level"] == "'WARNING'"

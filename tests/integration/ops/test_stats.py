@@ -127,6 +127,7 @@ async def test_stats_endpoint_scopes_by_role(
     assert own["throughput"]["1h"]["successRate"] == 0.5
     assert own["runTime"]["samples"] == 2 and own["runTime"]["p50Ms"] is not None
     assert set(own["depths"]) == {s.value for s in ExecutionStatus}
+    assert own["tables"] is None  # table sizes are the operator's business
 
     response = await stack.client.get(
         "/api/v1/stats", headers={"Authorization": f"Bearer {admin_token}"}
@@ -136,6 +137,11 @@ async def test_stats_endpoint_scopes_by_role(
     assert everything["throughput"]["1m"]["completed"] == 3
     assert everything["throughput"]["1m"]["failed"] == 1
     assert everything["throughput"]["5m"]["successRate"] == 0.75
+    tables = everything["tables"]
+    assert set(tables) >= {"tasks", "job_executions", "retry_history", "dead_letter_jobs"}
+    if store.db.dialect == "sqlite":  # exact; PostgreSQL's estimates lag until ANALYZE
+        assert tables["tasks"] == 4 and tables["job_executions"] == 4
+        assert tables["users"] == 2
 
 
 async def test_ready_answers_200_with_each_check(make_stack) -> None:

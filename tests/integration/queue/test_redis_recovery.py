@@ -253,7 +253,9 @@ async def test_a_job_committed_but_never_indexed_is_found_by_the_reconciler(
         await pg_store.db.execute(
             "UPDATE tasks SET status = $1 WHERE id = $2", TaskStatus.ACTIVE.value, task.id
         )
-        await pg_store.db.execute(rows.EXECUTION_INSERT, *rows.execution_insert_values(first, None))
+        await pg_store.db.execute(
+            rows.EXECUTION_INSERT, *rows.execution_insert_values(first, None, pg_store.db.codec)
+        )
         assert await queue.acquire("node", 10, 30) == []
 
         async def claimed() -> list[Execution]:

@@ -28,6 +28,7 @@ from taskflowd.domain.enums import (
     TaskType,
 )
 from taskflowd.store import rows
+from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn
 
 
@@ -150,13 +151,17 @@ def make_node(**changes: Any) -> Node:
     return dataclasses.replace(node, **changes)
 
 
+# Rows written the way a database without encryption keys writes them.
+_PLAIN = RowCodec(datetime.fromisoformat, None)
+
+
 def _marks(count: int) -> str:
     return ",".join(f"${i}" for i in range(1, count + 1))
 
 
 async def insert_execution(db: Conn, execution: Execution, tick_at: datetime | None = None) -> None:
     """Insert an execution directly (the protocol only inserts a task's first run)."""
-    values = rows.execution_insert_values(execution, tick_at)
+    values = rows.execution_insert_values(execution, tick_at, _PLAIN)
     await db.execute(
         f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) "
         f"VALUES ({_marks(len(values))})",
@@ -174,8 +179,8 @@ async def insert_dead_letter(db: Conn, dead: DeadLetterJob) -> None:
         dead.task_id,
         dead.job_id,
         dead.owner_id,
-        rows.dump_json(dead.payload),
-        rows.dump_json(dead.error),
+        _PLAIN.dump(dead.payload),
+        _PLAIN.dump(dead.error),
         dead.attempts,
         dead.created_at,
     )
@@ -195,7 +200,7 @@ async def insert_retry(
         f"VALUES ({_marks(5)})",
         execution_id,
         attempt,
-        rows.dump_json(error if error is not None else {"message": f"attempt {attempt}"}),
+        _PLAIN.dump(error if error is not None else {"message": f"attempt {attempt}"}),
         failed_at,
         next_run_at,
     )

@@ -1,0 +1,153 @@
+"""The encryption keyring as configured, checked against what the database holds, and
+the re-encryption of stored values under the first key (`taskflowd rotate-keys`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from taskflowd.config import ConfigError, Settings
+from taskflowd.domain.entities import utcnow
+from taskflowd.store.codec import SEALED_PREFIX, BadKey, Keyring, RowCodec
+from taskflowd.store.db import Database
+
+log = logging.getLogger("taskflowd.lifecycle.keys")
+
+KEY_IDS_SETTING = "encryption.key_ids"
+"""The ids of every key that may have sealed a stored value, comma-separated."""
+
+SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("tasks", "id", ("payload",)),
+    ("job_executions", "id", ("payload", "result", "error")),
+    ("retry_history", "id", ("error",)),
+    ("dead_letter_jobs", "id", ("payload", "error")),
+)
+"""(table, primary key, sealed columns) of every value the codec writes."""
+
+
+class KeysMissing(Exception):
+    """Stored values are sealed with keys the configuration no longer holds."""
+
+
+def keyring_of(settings: Settings) -> Keyring | None:
+    """The configured keyring (None without keys); a malformed key is a ConfigError."""
+    try:
+        return Keyring.from_config(settings.security.encryption_keys)
+    except BadKey as exc:
+        raise ConfigError("security.encryption_keys", str(exc)) from None
+
+
+async def _recorded(db: Database) -> set[str]:
+    row = await db.fetchrow("SELECT value FROM settings WHERE key = $1", KEY_IDS_SETTING)
+    return {k for k in str(row["value"]).split(",") if k} if row else set()
+
+
+async def _record(db: Database, ids: set[str]) -> None:
+    await db.execute(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        KEY_IDS_SETTING,
+        ",".join(sorted(ids)),
+        utcnow(),
+    )
+
+
+async def check_keys(db: Database) -> None:
+    """Refuse to start when the database may hold values sealed with a key that is not
+    configured; otherwise note the sealing key among those in use."""
+    keyring = db.codec.keyring
+    recorded = await _recorded(db)
+    missing = sorted(recorded - (keyring.ids if keyring else frozenset()))
+    if missing:
+        raise KeysMissing(
+            f"stored data is encrypted with key id(s) {', '.join(missing)}, which "
+            "security.encryption_keys does not hold: add the key(s) back (the first one "
+            "encrypts, all decrypt)"
+        )
+    if keyring is not None and keyring.sealing_id not in recorded:
+        await _record(db, recorded | {keyring.sealing_id})
+
+
+@dataclass
+class RotationReport:
+    resealed: int = 0
+    """Values written again under the first key."""
+
+
+async def rotate(
+    db: Database,
+    *,
+    batch_size: int = 200,
+    pause_s: float = 0.005,
+    progress: Callable[[str, int], None] | None = None,
+) -> RotationReport:
+    """Re-encrypt every stored value that is plain or sealed with another key under the
+    first key, online: batches by primary key, each in its own short transaction, each
+    row changed only if it still holds what was read (a concurrent writer wins). When
+    every value is under the first key, only that key is recorded as in use."""
+    codec = db.codec
+    keyring = codec.keyring
+    if keyring is None:
+        raise KeysMissing("security.encryption_keys is empty: there is no key to encrypt with")
+    report = RotationReport()
+    for table, pk, columns in SEALED_COLUMNS:
+        done = await _rotate_table(db, codec, table, pk, columns, batch_size, pause_s)
+        report.resealed += done
+        if progress is not None:
+            progress(table, done)
+    if await _all_sealed_by(db, keyring.sealing_id):
+        await _record(db, {keyring.sealing_id})
+    return report
+
+
+async def _rotate_table(
+    db: Database,
+    codec: RowCodec,
+    table: str,
+    pk: str,
+    columns: tuple[str, ...],
+    batch_size: int,
+    pause_s: float,
+) -> int:
+    done = 0
+    after: object = None
+    picked = ", ".join(columns)
+    while True:
+        where, args = (
+            ("", [batch_size]) if after is None else (f" WHERE {pk} > $2", [batch_size, after])
+        )
+        found = await db.fetch(
+            f"SELECT {pk} AS k, {picked} FROM {table}{where} ORDER BY {pk} LIMIT $1", *args
+        )
+        if not found:
+            return done
+        after = found[-1]["k"]
+        async with db.transaction() as conn:
+            for row in found:
+                for column in columns:
+                    fresh = codec.reseal(row[column])
+                    if fresh is None:
+                        continue
+                    done += await conn.execute(
+                        f"UPDATE {table} SET {column} = $1 WHERE {pk} = $2 AND {column} = $3",
+                        fresh,
+                        row["k"],
+                        row[column],
+                    )
+        await asyncio.sleep(pause_s)
+
+
+async def _all_sealed_by(db: Database, key: str) -> bool:
+    prefix = f"{SEALED_PREFIX}{key}:"
+    for table, _, columns in SEALED_COLUMNS:
+        for column in columns:
+            found = await db.fetch(
+                f"SELECT 1 FROM {table} WHERE {column} IS NOT NULL "
+                f"AND substr({column}, 1, {len(prefix)}) <> $1 LIMIT 1",
+                prefix,
+            )
+            if found:
+                return False
+    return True

@@ -1,0 +1,129 @@
+"""Retention on every SQL backend: what a pruning pass deletes and what it keeps."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+from taskflowd.config import RetentionSettings
+from taskflowd.domain.enums import ExecutionStatus as X
+from taskflowd.domain.enums import TaskStatus, TaskType
+from taskflowd.lifecycle.pruner import Pruner
+from taskflowd.store import SqlStore, open_store
+from tests.integration.lifecycle.helpers import execution_at, ids, task_at
+from tests.integration.store.factories import insert_execution, make_execution, make_user, now
+
+DAY = 86_400
+RETENTION = RetentionSettings(executions_s=DAY, dead_letters_s=DAY, tasks_s=DAY, batch_size=2)
+"""A batch of two rows: every sweep takes several batches."""
+
+
+async def test_a_pass_deletes_what_is_finished_and_old_and_nothing_else(store: SqlStore) -> None:
+    owner = (await store.create_user(make_user())).id
+    old, recent = now() - timedelta(days=3), now() - timedelta(hours=1)
+    recurring = await task_at(store, owner, old, kind=TaskType.RECURRING)
+    done_once = await task_at(store, owner, old, status=TaskStatus.COMPLETED)
+    deleted = await task_at(store, owner, old, deleted_at=old)
+    fresh_done = await task_at(store, owner, recent, status=TaskStatus.COMPLETED)
+    still_due = await task_at(store, owner, old)  # one-time, not run yet: unfinished
+
+    gone_with_retries = await execution_at(store, done_once, old, X.COMPLETED, retries=2)
+    gone_failed = await execution_at(store, recurring, old, X.FAILED)
+    gone_cancelled = await execution_at(store, recurring, old, X.CANCELLED)
+    more_old = [await execution_at(store, recurring, old, X.COMPLETED) for _ in range(3)]
+    kept_recent = await execution_at(store, recurring, recent, X.COMPLETED)
+    kept_open = await execution_at(store, recurring, old, X.PENDING)
+    kept_running = await execution_at(store, recurring, old, X.PROCESSING)
+    kept_retrying = await execution_at(store, still_due, old, X.RETRYING, retries=1)
+    kept_unhandled = await execution_at(store, recurring, old, X.FAILED, dead=True)
+    gone_handled = await execution_at(store, deleted, old, X.FAILED, dead=True, retries=1)
+
+    pruner = Pruner(store.db, RETENTION, "node-a", idempotency_keep=timedelta(hours=24))
+    counts = await pruner.run_once()
+
+    executions = await ids(store, "job_executions")
+    assert executions == {
+        kept_recent.id,
+        kept_open.id,
+        kept_running.id,
+        kept_retrying.id,
+        kept_unhandled.id,
+    }
+    for e in (gone_with_retries, gone_failed, gone_cancelled, *more_old, gone_handled):
+        assert e.id not in executions
+    assert await ids(store, "retry_history", "execution_id") == {kept_retrying.id}
+    assert await ids(store, "dead_letter_jobs", "execution_id") == {kept_unhandled.id}
+    assert await ids(store, "tasks") == {recurring.id, fresh_done.id, still_due.id}
+    assert counts == {
+        "dead_letter_jobs": 1,
+        "job_executions": 7,
+        "retry_history": 3,
+        "tasks": 2,
+        "idempotency_keys": 0,
+    }
+    assert await pruner.run_once() == {"idempotency_keys": 0}  # nothing left to do
+
+
+async def test_zero_keeps_forever(store: SqlStore) -> None:
+    owner = (await store.create_user(make_user())).id
+    ancient = now() - timedelta(days=3000)
+    task = await task_at(store, owner, ancient, status=TaskStatus.COMPLETED)
+    execution = await execution_at(store, task, ancient, X.COMPLETED)
+    forever = dataclasses.replace(RETENTION, executions_s=0, tasks_s=0)
+    await Pruner(store.db, forever, "node-a").run_once()
+    assert await ids(store, "job_executions") == {execution.id}
+    assert await ids(store, "tasks") == {task.id}
+
+
+async def test_one_node_prunes_at_a_time(store: SqlStore) -> None:
+    first = Pruner(store.db, RETENTION, "node-a")
+    second = Pruner(store.db, RETENTION, "node-b")
+    assert await first.run_once() is not None
+    assert await second.run_once() is None
+    assert await first.lease.holder() == "node-a"
+    await first.stop()  # releases the lease: the other node takes over at once
+    assert await second.run_once() is not None
+    assert await second.lease.holder() == "node-b"
+
+
+async def test_stale_idempotency_records_go(store: SqlStore) -> None:
+    owner = (await store.create_user(make_user())).id
+    for age_h, key in ((30, "old-1"), (26, "old-2"), (1, "fresh")):
+        await store.db.execute(
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at) "
+            "VALUES ($1, $2, 'f', 201, '{}', $3)",
+            owner,
+            key,
+            now() - timedelta(hours=age_h),
+        )
+    pruner = Pruner(store.db, RETENTION, "node-a", idempotency_keep=timedelta(hours=24))
+    counts = await pruner.run_once()
+    assert counts is not None and counts["idempotency_keys"] == 2
+    assert await ids(store, "idempotency_keys", "key") == {"fresh"}
+
+
+async def test_the_sqlite_file_shrinks_after_a_prune(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'shrinks.db'}")
+    await store.start()
+    try:
+        owner = (await store.create_user(make_user())).id
+        old = now() - timedelta(days=3)
+        task = await task_at(store, owner, old, payload={"blob": "x" * 4000})
+        async with store.db.transaction() as conn:
+            for _ in range(1500):
+                await insert_execution(conn, make_execution(task, created_at=old))
+        await store.db.execute(
+            "UPDATE job_executions SET status = 'COMPLETED', completed_at = $1", old
+        )
+        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = (tmp_path / "shrinks.db").stat().st_size
+        retention = dataclasses.replace(RETENTION, batch_size=500)
+        counts = await Pruner(store.db, retention, "node-a").run_once()
+        assert counts is not None and counts["job_executions"] == 1500
+        free = await store.db.fetchrow("PRAGMA freelist_count")
+        assert free is not None and free["freelist_count"] == 0
+    finally:
+        await store.stop()  # the last connection's close checkpoints the WAL
+    after = (tmp_path / "shrinks.db").stat().st_size
+    assert after < before / 4, (before, after)
