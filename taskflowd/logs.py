@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import sys
 import threading
@@ -152,18 +153,36 @@ class _RedactingFormatter(logging.Formatter):
 class JsonFormatter(_RedactingFormatter):
     """One JSON object per line: time, level, logger, msg, the context ids, then fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+        """The last whole second written and its text: lines come many per second."""
+
+    def _time(self, created: float) -> str:
+        """`created` as ISO 8601 in UTC with milliseconds (`2026-05-01T09:00:00.123+00:00`)."""
+        fraction, whole = math.modf(created)  # rounded as datetime.fromtimestamp rounds
+        second, micros = int(whole), round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        cached, text = self._second
+        if cached != second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        attributes = record.__dict__
         for name, _ in _CONTEXT:
-            value = getattr(record, name, None)
+            value = attributes.get(name)
             if value is not None:
                 entry[name] = value
-        fields = getattr(record, "fields", None)
+        fields = attributes.get("fields")
         if isinstance(fields, dict):
             for key, value in fields.items():
                 entry.setdefault(str(key), value)
