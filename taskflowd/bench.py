@@ -1,4 +1,5 @@
-"""`taskflowd bench`: throughput and latency of the configured store and queue, in process.
+"""`taskflowd bench`: throughput and latency of the configured store and queue, in process,
+with a job body chosen by `--handler` (taskflowd/bench_jobs.py).
 
 Runs on its own bench user and task; on the default SQLite URL it uses a temporary
 database so a real one is never touched. Prints one table.
@@ -20,12 +21,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from taskflowd.background import Supervisor
+from taskflowd.bench_jobs import bench_registry
 from taskflowd.config import SecuritySettings, Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
-from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.jobs import new_execution
 from taskflowd.events import Event, EventBus
-from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.lifecycle.keys import keyring_of
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
@@ -43,32 +44,38 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu_s() -> float:
+    """CPU time of this process (every thread), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _Bench:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, handler: str, redis_url: str) -> None:
         self.settings = settings
         self.store: SqlStore = open_store(settings.database, keyring_of(settings))
         self.queue: JobQueue = open_queue(settings, self.store)
         self.events = EventBus(subscriber_buffer=1_000_000)
         self.supervisor = Supervisor(lambda name, exc: None)
-        self.handlers = HandlerRegistry.build(
-            shell_enabled=False,
-            http_allow_private=False,
-            http_allowed_networks=(),
-            http_timeout_s=5,
-            http_max_response_bytes=1024,
-            shell_max_output_bytes=1024,
-            load_plugins=False,
-        )
-        self.worker = WorkerPool(
-            self.queue, self.handlers, settings.worker, "bench", self.events, self.supervisor
-        )
+        self._handler_kind = handler
+        self._redis_url = redis_url
         self.task: Task | None = None
+        self.started: dict[str, float] = {}
+        self.events.on("execution", self._on_execution)
+
+    def _on_execution(self, data: dict[str, object]) -> None:
+        if data.get("status") == "PROCESSING":
+            self.started[str(data["id"])] = time.time()
 
     async def setup(self) -> None:
+        self.handlers, handler = await bench_registry(self._handler_kind, self._redis_url)
+        self.worker = WorkerPool(
+            self.queue, self.handlers, self.settings.worker, "bench", self.events, self.supervisor
+        )
         await self.store.start()
         await self.queue.start()
         now = utcnow()
@@ -91,7 +98,7 @@ class _Bench:
             description="taskflowd bench",
             type=TaskType.RECURRING,
             status=TaskStatus.PAUSED,
-            handler="echo",
+            handler=handler,
             payload={},
             cron_expression=None,
             timezone="UTC",
@@ -169,42 +176,44 @@ class _Bench:
         await self._set_active(True)
         enqueue_s = await self._add(jobs)
         async with self.events.subscribe() as events:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_s()
             await self.worker.start()
             await self._wait_done({j.id for j in jobs}, events)
-            drain_s = time.perf_counter() - started
+            drain_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu
         await self._set_active(False)
-        return {"enqueue_per_s": count / enqueue_s, "drain_per_s": count / drain_s}
+        return {
+            "enqueue_per_s": count / enqueue_s,
+            "drain_per_s": count / drain_s,
+            "cpu_us_per_job": cpu_s / count * 1e6,
+        }
 
-    async def latency(self, count: int) -> list[float]:
-        """End-to-end: from the enqueue call to the committed outcome, jobs one at a time."""
+    async def latency(self, count: int, rate: float) -> list[float]:
+        """An idle worker, jobs arriving one per enqueue at a steady `rate`: from the
+        enqueue call to the handler's start."""
         await self._set_active(True)
-        latencies: list[float] = []
+        sent: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         async with self.events.subscribe() as events:
-            for job in self._jobs(count, lambda i: utcnow()):
-                sent = time.time()
-                await self.queue.add([job])
-                done = await self._wait_done({job.id}, events)
-                latencies.append(done[job.id] - sent)
+            for i, job in enumerate(self._jobs(count, lambda i: utcnow())):
+                await asyncio.sleep(max(0.0, began + i / rate - loop.time()))
+                sent[job.id] = time.time()
+                await self.queue.add([dataclasses.replace(job, run_at=utcnow())])
+            await self._wait_done(set(sent), events)
         await self._set_active(False)
-        return latencies
+        return [self.started[i] - at for i, at in sent.items()]
 
     async def lateness(self, count: int) -> list[float]:
-        """Jobs due across one second, 2 s from now: start time minus due time."""
-        base = utcnow() + timedelta(seconds=2)
-        jobs = self._jobs(count, lambda i: base + timedelta(microseconds=i * 1_000_000 // count))
+        """Jobs all due at one instant, 2 s from now: the handler's start minus due time."""
+        due = utcnow() + timedelta(seconds=2)
+        jobs = self._jobs(count, lambda i: due)
         await self._add(jobs)
         await self._set_active(True)
         async with self.events.subscribe() as events:
             self.queue.wake()
             await self._wait_done({j.id for j in jobs}, events)
         await self._set_active(False)
-        late = []
-        for job in jobs:
-            found = await self.store.get_execution(job.id)
-            if found and found.started_at and found.status is ExecutionStatus.COMPLETED:
-                late.append((found.started_at - found.run_at).total_seconds())
-        return late
+        return [self.started[j.id] - due.timestamp() for j in jobs]
 
     async def far(self, count: int) -> float:
         """Schedule `count` jobs a day ahead with the worker running; returns peak RSS (MB)."""
@@ -218,7 +227,7 @@ class _Bench:
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str, str]]:
-    bench = _Bench(settings)
+    bench = _Bench(settings, args.handler, args.redis_url)
     await bench.setup()
     rows: list[tuple[str, str]] = []
     try:
@@ -228,18 +237,21 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
             return await prune_rows(bench, args.prune, args.jobs)
         drained = await bench.drain(args.jobs)
         rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
-        rows.append((f"drain, {args.jobs:,} no-op jobs (jobs/s)", f"{drained['drain_per_s']:,.0f}"))
-        e2e = await bench.latency(300)
+        rows.append(
+            (f"drain, {args.jobs:,} {args.handler} jobs (jobs/s)", f"{drained['drain_per_s']:,.0f}")
+        )
+        rows.append(("drain, process CPU per job (µs)", f"{drained['cpu_us_per_job']:,.0f}"))
+        e2e = await bench.latency(args.latency_jobs, args.rate)
         rows.append(
             (
-                "end-to-end latency p50 / p99 (ms)",
+                f"enqueue to start at {args.rate:,.0f}/s, p50 / p99 (ms)",
                 f"{_percentile(e2e, 0.5) * 1e3:.1f} / {_percentile(e2e, 0.99) * 1e3:.1f}",
             )
         )
         late = await bench.lateness(args.delayed)
         rows.append(
             (
-                f"lateness, {args.delayed:,} due in 1 s, p50 / p99 (ms)",
+                f"lateness, {args.delayed:,} due at one instant, p50 / p99 (ms)",
                 f"{_percentile(late, 0.5) * 1e3:.1f} / {_percentile(late, 0.99) * 1e3:.1f}",
             )
         )
@@ -276,7 +288,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             temp.cleanup()
     backend = settings.database.split(":", 1)[0]
     print(
-        f"taskflowd bench — store {backend}, queue {settings.queue}, "
+        f"taskflowd bench — store {backend}, queue {settings.queue}, job body {args.handler}, "
         f"worker concurrency {settings.worker.concurrency}, batch {settings.worker.batch_size}, "
         f"encryption {'on' if settings.security.encryption_keys else 'off'}"
     )

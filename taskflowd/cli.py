@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -110,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
     )
+    bench.add_argument(
+        "--handler",
+        choices=("noop", "tcp", "redis"),
+        default="noop",
+        help="job body: none, one TCP round trip, or one Redis INCR",
+    )
+    bench.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0", help="--handler redis: the server"
+    )
+    bench.add_argument("--rate", type=float, default=200.0, help="jobs/s for the latency run")
+    bench.add_argument("--latency-jobs", type=int, default=1000, help="jobs of the latency run")
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)
@@ -128,15 +138,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         overrides[key] = None if value is None else str(value)
     return load_settings(getattr(args, "config", None), overrides=overrides)
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat: ") != first:
-        raise SystemExit("taskflowd: passwords differ")
-    return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:

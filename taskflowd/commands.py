@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import re
 import sys
 import uuid
@@ -144,9 +145,14 @@ async def _hash(settings: Settings, password: str) -> str:
 
 
 def _password(args: argparse.Namespace) -> str:
-    from taskflowd.cli import _read_password
-
-    return _read_password(args.password_stdin)
+    """The new password: one line of standard input with --password-stdin or when it is
+    not a terminal, else typed twice at a prompt."""
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat: ") != first:
+        raise SystemExit("taskflowd: passwords differ")
+    return first
 
 
 def user(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from taskflowd import __version__
+from taskflowd.api.assembly import build_daemon_app
+from taskflowd.api.parts import NodeParts
+from taskflowd.api.server import HttpServer
 from taskflowd.background import Supervisor
 from taskflowd.cluster import Membership, shared_redis_url
 from taskflowd.config import Settings
@@ -27,6 +30,8 @@ from taskflowd.metrics import Metrics
 from taskflowd.queue import open_queue
 from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import Timer
+from taskflowd.services.bootstrap import bootstrap
+from taskflowd.services.handler_check import check_handlers
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
@@ -73,7 +78,9 @@ class Daemon:
 
     @classmethod
     def build(
-        cls, settings: Settings, app_factory: Callable[[Daemon], web.Application] | None = None
+        cls,
+        settings: Settings,
+        app_factory: Callable[[NodeParts], web.Application] = build_daemon_app,
     ) -> Daemon:
         node_id = uuid.uuid4().hex[:16]
         store = open_store(settings.database, keyring_of(settings))
@@ -137,10 +144,7 @@ class Daemon:
             health=store.ping if local_db else None,
             summary=daemon.status_line,
         )
-        factory = app_factory or _default_app
-        from taskflowd.api.server import HttpServer
-
-        daemon.http = HttpServer(lambda: factory(daemon), settings.http)
+        daemon.http = HttpServer(lambda: app_factory(daemon.parts()), settings.http)
         daemon._components = daemon._plan()
         return daemon
 
@@ -174,16 +178,12 @@ class Daemon:
             self._stop_requested.set()
 
     async def _bootstrap(self) -> None:
-        from taskflowd.services.bootstrap import bootstrap
-
-        await bootstrap(self)
+        self.jwt_secret = await bootstrap(self.store, self.settings)
 
     async def _check_keys(self) -> None:
         await check_keys(self.store.db)
 
     async def _check_handlers(self) -> None:
-        from taskflowd.services.handler_check import check_handlers
-
         await check_handlers(
             self.store.db, self.handlers, allow_missing=self.settings.handlers.allow_missing
         )
@@ -227,6 +227,23 @@ class Daemon:
         await self.supervisor.cancel_all()
         await self.handlers.close()
 
+    def parts(self) -> NodeParts:
+        """What the web application is built from (after bootstrap: the JWT secret)."""
+        if self.metrics is None:
+            raise RuntimeError("the daemon's metrics must exist before its web app")
+        return NodeParts(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            handlers=self.handlers,
+            events=self.events,
+            supervisor=self.supervisor,
+            tasks=self.tasks,
+            metrics=self.metrics,
+            jwt_secret=self.jwt_secret,
+            membership=self.membership,
+        )
+
     def running_jobs(self) -> int:
         return self.worker.active if self.worker is not None else 0
 
@@ -258,12 +275,6 @@ class Daemon:
 
 async def _nothing() -> None:
     return None
-
-
-def _default_app(daemon: Daemon) -> web.Application:
-    from taskflowd.api.assembly import build_daemon_app
-
-    return build_daemon_app(daemon)
 
 
 def tune_interpreter() -> None:

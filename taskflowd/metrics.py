@@ -32,7 +32,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from taskflowd import __version__
-from taskflowd.api.middleware import Report, route_template
+from taskflowd.api.context import Report
+from taskflowd.api.middleware import route_template
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.store.errors import StoreUnavailable

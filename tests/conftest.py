@@ -10,7 +10,7 @@ import pytest
 
 from taskflowd.queue.redis_index import RedisKeys
 from taskflowd.store import SqlStore, open_store
-from tests.integration.ops.private_pg import PrivatePostgres
+from tests.integration.ops.private_pg import InitdbTemplate, PrivatePostgres
 from tests.integration.ops.private_pg import missing as private_pg_missing
 from tests.integration.queue.redis_server import private_redis
 from tests.services import (
@@ -51,16 +51,30 @@ async def pg_url(_pg_databases: PostgresDatabases | str) -> AsyncIterator[str]:
     await _pg_databases.drop(url)
 
 
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    """A started private PostgreSQL server of this test's own (initdb, trust auth, a free
-    port), destroyed afterwards."""
+@pytest.fixture(scope="session")
+def _initdb_template() -> Iterator[InitdbTemplate | str]:
+    """The session's one freshly initialised data directory, or why there can be none."""
     reason = private_pg_missing()
     if reason is not None:
-        unavailable("a private PostgreSQL server", reason)
+        yield reason
+        return
+    template = InitdbTemplate()
+    try:
+        yield template
+    finally:
+        template.destroy()
+
+
+@pytest.fixture
+def private_pg(_initdb_template: InitdbTemplate | str) -> Iterator[PrivatePostgres]:
+    """A started private PostgreSQL server of this test's own (a copy of a fresh initdb,
+    trust auth, a free port), destroyed afterwards."""
+    if isinstance(_initdb_template, str):
+        unavailable("a private PostgreSQL server", _initdb_template)
+        raise AssertionError("unreachable")
     server = PrivatePostgres()
     try:
-        server.init_and_start()
+        server.init_and_start(_initdb_template)
         yield server
     finally:
         server.destroy()

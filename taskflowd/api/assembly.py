@@ -6,12 +6,11 @@ scrapers need.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext
+from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes import docs, executions, ops, tasks
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter, RateLimiter
@@ -22,29 +21,24 @@ from taskflowd.dashboard.app import install_dashboard
 from taskflowd.metrics import http_report
 from taskflowd.services.readiness import Probe
 
-if TYPE_CHECKING:
-    from taskflowd.daemon import Daemon
 
-
-def build_daemon_app(daemon: Daemon) -> web.Application:
-    settings = daemon.settings
+def build_daemon_app(node: NodeParts) -> web.Application:
+    settings = node.settings
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.bcrypt_threads)
-    auth = AuthService(daemon.store, hasher, settings.auth, daemon.jwt_secret, events=daemon.events)
-    if daemon.metrics is None:
-        raise RuntimeError("the daemon's metrics must exist before its web app")
+    auth = AuthService(node.store, hasher, settings.auth, node.jwt_secret, events=node.events)
     # Cluster-wide limits when the cluster shares a Redis; else this node's own.
     redis_url = shared_redis_url(settings)
     shared = RedisRateLimiter.from_url(redis_url) if redis_url else None
     limiter: RateLimiter = shared or GcraRateLimiter()
-    checks: list[tuple[str, Probe]] = [("handlers", daemon.handlers.check_plugins)]
-    if daemon.membership is not None:
-        checks.append(("scheduler", daemon.membership.check_scheduler))
+    checks: list[tuple[str, Probe]] = [("handlers", node.handlers.check_plugins)]
+    if node.membership is not None:
+        checks.append(("scheduler", node.membership.check_scheduler))
     if shared is not None:
         checks.append(("redis", shared.ping))
     ops_ctx = ops.OpsContext.build(
-        daemon.store,
-        daemon.queue,
-        daemon.metrics,
+        node.store,
+        node.queue,
+        node.metrics,
         metrics_token=settings.metrics.token,
         node_ttl_s=settings.cluster.node_ttl_s,
         checks=checks,
@@ -53,19 +47,19 @@ def build_daemon_app(daemon: Daemon) -> web.Application:
     routes = (tasks.install, executions.install) if serves_api else ()
     ctx = ApiContext(
         settings,
-        daemon.store,
+        node.store,
         auth,
         limiter,
         extra_routes=(ops.mount(ops_ctx, stats=serves_api), *routes),
-        reports=(http_report(daemon.metrics),),
+        reports=(http_report(node.metrics),),
         accounts=serves_api,
     )
     app = build_app(ctx)
     if serves_api:
         docs.install(app)
-    app[tasks.TASKS_KEY] = daemon.tasks
+    app[tasks.TASKS_KEY] = node.tasks
     if serves_api:
-        install_dashboard(app, daemon, auth, stats=ops_ctx.stats)
+        install_dashboard(app, node, auth, stats=ops_ctx.stats)
 
     async def close_hasher(_: web.Application) -> None:
         hasher.close()

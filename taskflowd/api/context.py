@@ -16,9 +16,10 @@ from taskflowd.domain.entities import User
 from taskflowd.store.base import Store
 
 if TYPE_CHECKING:
-    from taskflowd.api.middleware import Report
     from taskflowd.api.openapi import ApiRegistry
 
+Report = Callable[[web.Request, int, float, web.StreamResponse | None], None]
+"""Told of every answered request: (request, status, seconds, response or None)."""
 RouteInstaller = Callable[["ApiRegistry"], None]
 """Registers a resource's routes (and their OpenAPI entries) with `ApiRegistry.add`."""
 

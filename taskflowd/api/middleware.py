@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web import ContentCoding
 
-from taskflowd.api.context import RATE_KEY, REQUEST_ID_KEY
+from taskflowd.api.context import RATE_KEY, REQUEST_ID_KEY, Report
 from taskflowd.api.cors import add_cors_headers
 from taskflowd.api.problems import PROBLEM_CONTENT_TYPE, ApiError, problem_response, status_title
 from taskflowd.auth.service import InvalidCredentials
@@ -77,10 +77,6 @@ def route_template(request: web.Request, unmatched: str = "(unmatched)") -> str:
     """The matched route's template (`/api/v1/users/{id}`), never the raw path."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else unmatched
-
-
-Report = Callable[[web.Request, int, float, web.StreamResponse | None], None]
-"""Told of every answered request: (request, status, seconds, response or None)."""
 
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))

@@ -22,7 +22,6 @@ from taskflowd.client.errors import (
     ProtocolError,
     TaskflowError,
     TransportError,
-    WaitTimeout,
 )
 from taskflowd.client.models import (
     UNSET,
@@ -48,6 +47,7 @@ from taskflowd.client.models import (
     Unset,
     User,
 )
+from taskflowd.client.resources import WaitTimeout
 from taskflowd.client.sync import Client
 from taskflowd.client.transport import NO_RETRIES, RetryPolicy
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType

@@ -2,17 +2,15 @@
 
 `ApiError` is an answer from the server (an RFC 9457 problem); `TransportError` means no
 usable answer came (the server could not be reached, the connection broke, the request
-timed out) after the retries the policy allows; `WaitTimeout` ends `wait()`.
+timed out) after the retries the policy allows; `WaitTimeout`
+(`taskflowd.client.resources`) ends `wait()`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from taskflowd.client.models import Execution
+from typing import Any
 
 
 class TaskflowError(Exception):
@@ -98,14 +96,3 @@ class TransportError(TaskflowError):
 class ProtocolError(TaskflowError):
     """The server answered 2xx with a body this client cannot read (not the expected JSON);
     usually a proxy in between, or a server of another version."""
-
-
-class WaitTimeout(TaskflowError, TimeoutError):
-    """`wait()` gave up before the execution reached a final state; `execution` is the
-    last state seen."""
-
-    def __init__(self, execution: Execution, timeout_s: float) -> None:
-        self.execution = execution
-        super().__init__(
-            f"execution {execution.id} is still {execution.status.value} after {timeout_s:g} s"
-        )

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from taskflowd.client.codec import decode
-from taskflowd.client.errors import ProtocolError, WaitTimeout
+from taskflowd.client.errors import ProtocolError, TaskflowError
 from taskflowd.client.models import (
     UNSET,
     ApiKey,
@@ -69,6 +69,17 @@ async def every_item(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Async
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+class WaitTimeout(TaskflowError, TimeoutError):
+    """`wait()` gave up before the execution reached a final state; `execution` is the
+    last state seen."""
+
+    def __init__(self, execution: Execution, timeout_s: float) -> None:
+        self.execution = execution
+        super().__init__(
+            f"execution {execution.id} is still {execution.status.value} after {timeout_s:g} s"
+        )
 
 
 class _Resource:

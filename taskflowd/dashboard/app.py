@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp_jinja2
 import jinja2
@@ -20,6 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from taskflowd.api.context import CONTEXT_KEY
+from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes.ops import OPS_KEY
 from taskflowd.auth.service import AuthService
 from taskflowd.dashboard import (
@@ -39,15 +39,12 @@ from taskflowd.dashboard.socket import EVENTS_PATH, LIVE_KEY, Live, events_socke
 from taskflowd.resources import data_dir
 from taskflowd.services.stats import StatsService
 
-if TYPE_CHECKING:
-    from taskflowd.daemon import Daemon
-
 RECENT_EVENTS_TASK = "dashboard.recent-events"
 
 
 def install_dashboard(
     app: web.Application,
-    daemon: Daemon,
+    node: NodeParts,
     auth: AuthService | None = None,
     stats: StatsService | None = None,
     web_dir: Path | None = None,
@@ -57,28 +54,28 @@ def install_dashboard(
     Does nothing on a node without the `api` role. `auth` defaults to the API's
     AuthService, `stats` to the operations endpoints' StatsService (or a new one).
     """
-    settings = daemon.settings
+    settings = node.settings
     if not settings.has_role("api"):
         return
     api = app[CONTEXT_KEY]
-    store = daemon.store
+    store = node.store
     if stats is None and OPS_KEY in app:
         stats = app[OPS_KEY].stats
     if stats is None:
-        stats = StatsService(store.db, store, daemon.queue.depths, settings.cluster.node_ttl_s)
+        stats = StatsService(store.db, store, node.queue.depths, settings.cluster.node_ttl_s)
     series = ThroughputSeries(store.db)
     ctx = Dashboard(
         settings=settings,
         auth=auth or api.auth,
-        tasks=daemon.tasks,
+        tasks=node.tasks,
         stats=stats,
-        sessions=Sessions(daemon.jwt_secret),
+        sessions=Sessions(node.jwt_secret),
         rate_limiter=api.rate_limiter,
-        events=daemon.events,
-        handler_names=tuple(daemon.handlers.names()),
+        events=node.events,
+        handler_names=tuple(node.handlers.names()),
     )
     app[DASHBOARD_KEY] = ctx
-    recent = RecentEvents(daemon.events)
+    recent = RecentEvents(node.events)
     app[LIVE_KEY] = Live(TaskDirectory(store), StatsFeed(stats, series), recent)
     root = web_dir or data_dir("web")
     app.add_subapp(PREFIX, _dashboard_app(root))
@@ -93,9 +90,9 @@ def install_dashboard(
         ctx.assets.update(await asyncio.to_thread(asset_versions, root / "static"))
 
     async def record_events(_: web.Application) -> AsyncIterator[None]:
-        daemon.supervisor.spawn(RECENT_EVENTS_TASK, recent.run)
+        node.supervisor.spawn(RECENT_EVENTS_TASK, recent.run)
         yield
-        await daemon.supervisor.cancel(RECENT_EVENTS_TASK)
+        await node.supervisor.cancel(RECENT_EVENTS_TASK)
 
     app.on_startup.append(load_assets)
     app.cleanup_ctx.append(record_events)

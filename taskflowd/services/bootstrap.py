@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from taskflowd.daemon import Daemon
+from taskflowd.auth.passwords import PasswordHasher
+from taskflowd.auth.service import ensure_admin
+from taskflowd.auth.tokens import ensure_jwt_secret
+from taskflowd.config import Settings
+from taskflowd.store.base import Store
 
 log = logging.getLogger("taskflowd.bootstrap")
 
 
-async def bootstrap(daemon: Daemon) -> None:
-    from taskflowd.auth.passwords import PasswordHasher
-    from taskflowd.auth.service import ensure_admin
-    from taskflowd.auth.tokens import ensure_jwt_secret
-
-    settings = daemon.settings
-    daemon.jwt_secret = await ensure_jwt_secret(daemon.store, settings.auth.jwt_secret)
+async def bootstrap(store: Store, settings: Settings) -> str:
+    """Create what a first start needs; returns the JWT secret."""
+    jwt_secret = await ensure_jwt_secret(store, settings.auth.jwt_secret)
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.bcrypt_threads)
     try:
-        created = await ensure_admin(
-            daemon.store, hasher, settings.admin_email, settings.admin_password
-        )
+        created = await ensure_admin(store, hasher, settings.admin_email, settings.admin_password)
     finally:
         hasher.close()
     if created is None:
-        return
+        return jwt_secret
     admin, generated = created
     log.info("created the first admin user %s", admin.email)
     if generated:
@@ -38,3 +34,4 @@ async def bootstrap(daemon: Daemon) -> None:
             file=sys.stderr,
             flush=True,
         )
+    return jwt_secret

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from taskflowd.api.middleware import front_middleware
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
+from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes import meta, ops
 from taskflowd.config import AuthSettings, HttpSettings, Settings, WorkerSettings
 from taskflowd.daemon import Daemon
@@ -23,19 +24,18 @@ from tests.integration.queue.polling import eventually
 from tests.unit.ops.notify import listening
 
 
-def ops_app(daemon: Daemon) -> web.Application:
+def ops_app(node: NodeParts) -> web.Application:
     """The ops part of the daemon's app, mounted as the composition root mounts it."""
-    assert daemon.metrics is not None
-    app = web.Application(middlewares=[front_middleware((http_report(daemon.metrics),))])
+    app = web.Application(middlewares=[front_middleware((http_report(node.metrics),))])
     registry = ApiRegistry(app, "taskflowd", "test")
     app[REGISTRY_KEY] = registry
     meta.install(registry)
     context = ops.OpsContext.build(
-        daemon.store,
-        daemon.queue,
-        daemon.metrics,
-        metrics_token=daemon.settings.metrics.token,
-        node_ttl_s=daemon.settings.cluster.node_ttl_s,
+        node.store,
+        node.queue,
+        node.metrics,
+        metrics_token=node.settings.metrics.token,
+        node_ttl_s=node.settings.cluster.node_ttl_s,
     )
     ops.mount(context)(registry)
     return app

@@ -13,7 +13,6 @@ SERVE = """
 import json, sys
 from pydantic import BaseModel
 from taskflowd import cli, commands
-from taskflowd.api import assembly
 from taskflowd.config import load_settings
 from taskflowd.daemon import Daemon
 
