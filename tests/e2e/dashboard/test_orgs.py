@@ -177,3 +177,31 @@ def test_a_viewer_sees_no_mutation_buttons_and_a_forged_post_is_refused(site: Si
     assert status == 200
     status, _ = site.api("GET", f"/api/v1/tasks/{task['id']}", token=viewer_token, org=org_id)
     assert status == 200
+
+
+def test_a_site_admin_sets_an_orgs_quota_and_members_hit_it(site: Site) -> None:
+    token = register(site, "Olga")
+    site.create_task(token, name="first", cronExpression="0 7 * * *")
+    admin = site.new_page()
+    site.sign_in(admin)
+    assert admin.locator("#org-select option:checked").inner_text() == "All organizations"
+    switch_to(admin, "Olga's Team")
+    admin.goto("/dashboard/org")
+    expect(admin.locator("#org-role")).to_contain_text("Site administrator")
+    admin.fill("#f-max_tasks", "1")
+    admin.click("#quota-form button[type=submit]")
+    expect(admin.locator("[data-flash]")).to_contain_text("Quotas saved")
+    limit = admin.locator("#quotas-table tr[data-quota='max_tasks'] [data-cell='limit']")
+    assert limit.inner_text() == "1"
+    admin.fill("#f-max_tasks", "lots")
+    admin.click("#quota-form button[type=submit]")
+    expect(admin.locator("#error-summary")).to_contain_text("Tasks must be a whole number")
+
+    owner = sign_in(site, "Olga")
+    owner.goto("/dashboard/tasks/new")
+    owner.fill("#f-name", "second")
+    owner.fill("#f-cronExpression", "0 8 * * *")
+    # Quotas are cached per node for a second from their last read (the first task's
+    # create, before the admin signed in), long gone by now.
+    owner.click("form#task-form button[type=submit]")
+    expect(owner.locator("#error-summary")).to_contain_text("max_tasks")
