@@ -18,6 +18,7 @@ from typing import Any
 from taskflowd.api.schemas_ops import stats_out
 from taskflowd.dashboard.series import ThroughputSeries
 from taskflowd.domain.entities import User
+from taskflowd.domain.orgs import Actor
 from taskflowd.events import Event, EventBus
 from taskflowd.services.stats import StatsService
 from taskflowd.services.tasks import org_scope
@@ -69,7 +70,7 @@ class TaskDirectory:
         return info
 
 
-def visible_event(event: Event, user: User, info: TaskInfo | None) -> dict[str, Any] | None:
+def visible_event(event: Event, user: User | Actor, info: TaskInfo | None) -> dict[str, Any] | None:
     """The event as the viewer may see it, or None when it is not theirs to see."""
     if event.kind != "execution":
         return None

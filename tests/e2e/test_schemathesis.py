@@ -22,6 +22,8 @@ from tests.services import PostgresDatabases, unavailable
 
 pytestmark = [
     pytest.mark.slow,
+    # Every operation of the document in one test: it grows with the API.
+    pytest.mark.timeout(300),
     pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True, scope="module"),
 ]
 

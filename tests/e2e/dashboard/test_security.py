@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons
 
@@ -243,3 +244,41 @@ async def test_a_user_hears_only_about_their_own_executions(own_client: Browserl
     user_items = [i for m in user_seen if m["type"] == "executions" for i in m["items"]]
     assert {i["status"] for i in user_items} <= {"PROCESSING", "COMPLETED"}
     assert any(i["status"] == "COMPLETED" and i["taskName"] == "user's" for i in user_items)
+
+
+async def test_the_event_stream_carries_only_the_current_orgs_executions(
+    client: Browserless,
+) -> None:
+    user = {"email": "o@example.com", "password": "user-password-1"}
+    async with client.http.post(
+        client.url("/api/v1/auth/register"), json={**user, "firstName": "O", "lastName": "Rg"}
+    ) as response:
+        assert response.status == 201
+    token = await client.api_token(user["email"], user["password"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as api:
+        async with api.post(
+            client.url("/api/v1/orgs"), json={"name": "Side Team"}, headers=headers
+        ) as response:
+            assert response.status == 201
+            side = (await response.json())["id"]
+        await client.sign_in(user["email"], user["password"])
+        client.http.cookie_jar.update_cookies(
+            {"taskflowd_org": side}, response_url=URL(client.origin)
+        )
+        async with client.http.ws_connect(
+            client.url("/api/v1/events"), headers={"Origin": client.origin}
+        ) as ws:
+            assert (await ws.receive_json(timeout=5))["scope"] == "own"
+            ids = {}
+            for name, org in (("home", None), ("side", side)):
+                async with api.post(
+                    client.url("/api/v1/tasks"),
+                    json={"name": name, "handler": "echo"},
+                    headers={**headers, **({"X-Taskflow-Org": org} if org else {})},
+                ) as response:
+                    assert response.status == 201
+                    ids[name] = (await response.json())["id"]
+            seen = await _messages(ws, time.monotonic() + 5)
+    heard = {i["taskId"] for m in seen if m["type"] == "executions" for i in m["items"]}
+    assert heard == {ids["side"]}
