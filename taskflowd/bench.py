@@ -129,6 +129,11 @@ class _Bench:
             await db.execute("DELETE FROM dead_letter_jobs WHERE task_id = $1", self.task.id)
             await db.execute("DELETE FROM job_executions WHERE task_id = $1", self.task.id)
             await db.execute("DELETE FROM tasks WHERE id = $1", self.task.id)
+            await db.execute("DELETE FROM org_members WHERE user_id = $1", self.user.id)
+            await db.execute(
+                "DELETE FROM orgs WHERE id IN (SELECT default_org_id FROM users WHERE id = $1)",
+                self.user.id,
+            )
             await db.execute("DELETE FROM users WHERE id = $1", self.user.id)
         await self.queue.stop()
         await self.store.stop()

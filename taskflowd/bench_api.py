@@ -260,6 +260,8 @@ async def _forget_account(database: str, account: Account) -> None:
             "DELETE FROM api_keys WHERE user_id = $1",
             "DELETE FROM refresh_tokens WHERE user_id = $1",
             "DELETE FROM idempotency_keys WHERE user_id = $1",
+            "DELETE FROM org_members WHERE user_id = $1",
+            "DELETE FROM orgs WHERE id IN (SELECT default_org_id FROM users WHERE id = $1)",
             "DELETE FROM users WHERE id = $1",
         ):
             await store.db.execute(statement, account.user_id)

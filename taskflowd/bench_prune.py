@@ -54,20 +54,20 @@ class _TimedDatabase:
 
 async def _fill(bench: _Bench, count: int) -> None:
     assert bench.task is not None
-    task, owner = bench.task.id, bench.task.created_by
+    task, owner, org = bench.task.id, bench.task.created_by, bench.task.org_id
     done = utcnow() - _AGE
     sql = (
         "INSERT INTO job_executions (id, task_id, job_id, owner_id, status, scheduled_for, "
         "run_at, priority, attempts, handler, payload, max_retries, backoff_ms, started_at, "
-        "completed_at, duration_ms, result, created_at, updated_at) VALUES ($1, $2, $3, $4, "
-        "'COMPLETED', $5, $5, 0, 1, 'echo', $6, 0, 0, $5, $5, 1, $6, $5, $5)"
+        "completed_at, duration_ms, result, created_at, updated_at, org_id) VALUES ($1, $2, "
+        "$3, $4, 'COMPLETED', $5, $5, 0, 1, 'echo', $6, 0, 0, $5, $5, 1, $6, $5, $5, $7)"
     )
     body = bench.store.db.codec.dump({"n": 1})
     for start in range(0, count, _FILL_CHUNK):
         rows = []
         for i in range(start, min(count, start + _FILL_CHUNK)):
             at = done + timedelta(microseconds=i)
-            rows.append((str(uuid.uuid4()), task, f"old-{i}", owner, at, body))
+            rows.append((str(uuid.uuid4()), task, f"old-{i}", owner, at, body, org))
         await bench.store.db.executemany(sql, rows)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from taskflowd.domain.orgs import MAX_QUOTA, Quotas
+
 ENV_PREFIX = "TASKFLOW_"
 ROLES = ("api", "scheduler", "worker")
 DEFAULT_CONFIG_PATHS = (Path("taskflowd.toml"), Path("/etc/taskflowd/taskflowd.toml"))
@@ -149,6 +151,30 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgSettings:
+    """Default quotas of every organization (site admins override them per org)."""
+
+    max_tasks: int = setting(0, "Live tasks per org; 0: unlimited.", _between(0, MAX_QUOTA))
+    max_workflows: int = setting(0, "Workflows per org; 0: unlimited.", _between(0, MAX_QUOTA))
+    max_running_jobs: int = setting(
+        0,
+        "Jobs of one org running at once across the cluster; 0: unlimited.",
+        _between(0, MAX_QUOTA),
+    )
+    api_limit_per_min: int = setting(
+        0,
+        "API requests per minute of all of an org's members together, on top of the "
+        "per-user limit; 0: unlimited.",
+        _between(0, MAX_QUOTA),
+    )
+
+    def quotas(self) -> Quotas:
+        return Quotas(
+            self.max_tasks, self.max_workflows, self.max_running_jobs, self.api_limit_per_min
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     concurrency: int = setting(32, "Jobs run at once on this node.", _between(1, 10_000))
     batch_size: int = setting(64, "Jobs claimed per round trip.", _between(1, 10_000))
@@ -272,7 +298,7 @@ class RetentionSettings:
     audit_s: int = setting(365 * _DAY_S, "Audit events kept; 0: forever.", _KEEP)
     interval_s: float = setting(60.0, "Pause between pruning passes.", _between(1, 86_400))
     batch_size: int = setting(
-        500, "Rows deleted per short transaction while pruning.", _between(1, 100_000)
+        200, "Rows deleted per short transaction while pruning.", _between(1, 100_000)
     )
 
 
@@ -308,6 +334,7 @@ class Settings:
     admin_password: str = setting("", "Its password; empty: generated and printed once.")
     http: HttpSettings = field(default_factory=HttpSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    orgs: OrgSettings = field(default_factory=OrgSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     handlers: HandlerSettings = field(default_factory=HandlerSettings)

@@ -32,6 +32,7 @@ from taskflowd.queue.base import JobQueue
 from taskflowd.scheduler.timer import Timer
 from taskflowd.services.bootstrap import bootstrap
 from taskflowd.services.handler_check import check_handlers
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
@@ -100,6 +101,7 @@ class Daemon:
             open_to_users=h.open_to_users,
         )
         events = EventBus()
+        quotas = QuotaBook(store, settings.orgs.quotas())
         daemon = cls(
             settings=settings,
             store=store,
@@ -107,8 +109,8 @@ class Daemon:
             handlers=handlers,
             events=events,
             supervisor=Supervisor(lambda name, exc: None),
-            tasks=TaskService(store, queue, handlers, events),
-            workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, events),
+            workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, events, quotas),
+            tasks=TaskService(store, queue, handlers, events, quotas),
             node_id=node_id,
         )
         queue.set_final_hook(daemon.workflows.on_final)

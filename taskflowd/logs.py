@@ -9,11 +9,13 @@ formatted and written by a thread of their own: the event loop never waits on st
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
+import math
 import re
 import sys
 import threading
+from collections import deque
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -119,10 +121,12 @@ class ContextFilter(logging.Filter):
     """Adds the context variables to each record and redacts its message and extras."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The record's __dict__ directly: a getattr() that misses costs an exception.
+        attributes = record.__dict__
         for name, var in _CONTEXT:
-            if getattr(record, name, None) is None:
-                setattr(record, name, var.get())
-        if getattr(record, VERBATIM, False):
+            if attributes.get(name) is None:
+                attributes[name] = var.get()
+        if attributes.get(VERBATIM, False):
             return True
         try:
             message = record.getMessage()
@@ -149,18 +153,36 @@ class _RedactingFormatter(logging.Formatter):
 class JsonFormatter(_RedactingFormatter):
     """One JSON object per line: time, level, logger, msg, the context ids, then fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+        """The last whole second written and its text: lines come many per second."""
+
+    def _time(self, created: float) -> str:
+        """`created` as ISO 8601 in UTC with milliseconds (`2026-05-01T09:00:00.123+00:00`)."""
+        fraction, whole = math.modf(created)  # rounded as datetime.fromtimestamp rounds
+        second, micros = int(whole), round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        cached, text = self._second
+        if cached != second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        attributes = record.__dict__
         for name, _ in _CONTEXT:
-            value = getattr(record, name, None)
+            value = attributes.get(name)
             if value is not None:
                 entry[name] = value
-        fields = getattr(record, "fields", None)
+        fields = attributes.get("fields")
         if isinstance(fields, dict):
             for key, value in fields.items():
                 entry.setdefault(str(key), value)
@@ -204,46 +226,108 @@ def resolve_format(fmt: str, stream: Any) -> str:
     return "text" if interactive else "json"
 
 
+BATCH_WINDOW_S = 0.02
+"""How long the log thread lets lines gather once woken: one write per batch, and no GIL
+hand-over per line between the event loop and the log thread."""
+
+_Item = logging.LogRecord | threading.Event | None
+
+
 class BackgroundHandler(logging.Handler):
     """Hands records to a thread that formats and writes them with `target`, so a slow
     journal or a full pipe never stalls the event loop. The context and redaction filter
-    runs here, on the logging thread, where the context variables are. Lines keep their
-    order; `flush` waits until every line handed over is written, and `close` (which
-    `logging.shutdown` calls at exit) writes them all before it returns."""
+    runs in the caller, where the context variables are. `emit` only appends to a deque
+    and wakes the thread if it sleeps; the thread lets lines gather for `BATCH_WINDOW_S`
+    and writes each batch at once. Lines keep their order; `flush` waits until every line
+    handed over is written, and `close` (which `logging.shutdown` calls at exit) writes
+    them all before it returns.
 
-    def __init__(self, target: logging.Handler) -> None:
+    Nothing is lost between waking and draining: the thread clears `_wake` before it
+    drains, so a record appended after the drain sets `_wake` again."""
+
+    def __init__(self, target: logging.StreamHandler[Any]) -> None:
         super().__init__()
         self._target = target
-        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = (
-            queue.SimpleQueue()
-        )
+        self._items: deque[_Item] = deque()
+        self._wake = threading.Event()
+        self._hurry = threading.Event()
+        """Set by `flush` and `close`: skip the batch window."""
         self._writer = threading.Thread(target=self._write, name="taskflowd-log", daemon=True)
         self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._queue.put(record)
+        self._items.append(record)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _hand_over(self, item: threading.Event | None) -> None:
+        self._items.append(item)
+        self._wake.set()
+        self._hurry.set()
 
     def _write(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, threading.Event):
+        while True:
+            self._wake.wait()
+            self._hurry.wait(BATCH_WINDOW_S)
+            self._wake.clear()
+            self._hurry.clear()
+            records: list[logging.LogRecord] = []
+            while self._items:
+                item = self._items.popleft()
+                if isinstance(item, logging.LogRecord):
+                    records.append(item)
+                    continue
+                self._write_lines(records)
+                records = []
+                if item is None:
+                    return
                 item.set()
-            else:
-                self._target.handle(item)
+            self._write_lines(records)
+
+    def _write_lines(self, records: list[logging.LogRecord]) -> None:
+        """Format `records` and write them to the target's stream in one write."""
+        if not records:
+            return
+        target = self._target
+        lines = []
+        for record in records:
+            try:
+                lines.append(target.format(record) + target.terminator)
+            except Exception:
+                target.handleError(record)
+        if not lines:
+            return
+        with target.lock or contextlib.nullcontext():
+            try:
+                target.stream.write("".join(lines))
+                target.flush()
+            except Exception:
+                target.handleError(records[-1])
 
     def flush(self, timeout: float = 5.0) -> None:
         if not self._writer.is_alive():
             return
         written = threading.Event()
-        self._queue.put(written)
+        self._hand_over(written)
         written.wait(timeout)
         self._target.flush()
 
     def close(self) -> None:
         if self._writer.is_alive():
-            self._queue.put(None)
+            self._hand_over(None)
             self._writer.join(timeout=5.0)
         self._target.flush()
         super().close()
+
+
+def _lean_records() -> None:
+    """Neither format writes the caller's file and line nor the thread or process, so
+    records need not look them up: that is most of the cost of a log call (the logging
+    HOWTO's "Optimization" section names these switches)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def configure(
@@ -251,12 +335,16 @@ def configure(
 ) -> logging.Handler:
     """Route the `taskflowd` loggers (and aiohttp's) to one stderr handler, formatted as
     `fmt` says (`auto`, `json` or `text`; see `resolve_format`); with `background`, a
-    thread of its own writes the lines (see `BackgroundHandler`)."""
+    thread of its own writes the lines (see `BackgroundHandler`), and records skip
+    collecting what no line carries (caller, thread, process: see `_lean_records`)."""
     stream = stream or sys.stderr
     writer = logging.StreamHandler(stream)
     text = resolve_format(fmt, stream) == "text"
     writer.setFormatter(TextFormatter() if text else JsonFormatter())
-    handler: logging.Handler = BackgroundHandler(writer) if background else writer
+    handler: logging.Handler = writer
+    if background:
+        handler = BackgroundHandler(writer)
+        _lean_records()
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

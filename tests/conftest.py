@@ -42,13 +42,14 @@ def _pg_databases() -> Iterator[PostgresDatabases | str]:
 
 @pytest.fixture
 async def pg_url(_pg_databases: PostgresDatabases | str) -> AsyncIterator[str]:
-    """A fresh, migrated PostgreSQL database for this test, dropped afterwards."""
+    """A fresh, migrated PostgreSQL database for this test, dropped afterwards (with the
+    next batch of finished tests' databases)."""
     if isinstance(_pg_databases, str):
         unavailable("PostgreSQL", _pg_databases)
         raise AssertionError("unreachable")
     url = await _pg_databases.create()
     yield url
-    await _pg_databases.drop(url)
+    await _pg_databases.release(url)
 
 
 @pytest.fixture(scope="session")

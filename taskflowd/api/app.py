@@ -5,12 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskflowd import __version__
+from taskflowd.api.acting import QUOTAS_KEY, org_limit_middleware
 from taskflowd.api.context import CONTEXT_KEY, ApiContext
 from taskflowd.api.cors import cors_middleware
 from taskflowd.api.middleware import front_middleware, log_access, response_headers
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
-from taskflowd.api.routes import api_keys, auth, meta, users
+from taskflowd.api.routes import api_keys, auth, meta, orgs, users
 from taskflowd.api.security import IN_FLIGHT_KEY, InFlight, guard_middleware
+from taskflowd.services.orgs import OrgService
+from taskflowd.services.quotas import QuotaBook
 
 
 def build_app(ctx: ApiContext) -> web.Application:
@@ -27,6 +30,7 @@ def build_app(ctx: ApiContext) -> web.Application:
             front_middleware((log_access, *ctx.reports)),
             *((cors_middleware(cors),) if cors else ()),
             guard_middleware,
+            org_limit_middleware,
         ],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
@@ -35,7 +39,9 @@ def build_app(ctx: ApiContext) -> web.Application:
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
-    accounts = (auth.install, users.install, api_keys.install) if ctx.accounts else ()
+    app[QUOTAS_KEY] = QuotaBook(ctx.store, ctx.settings.orgs.quotas())
+    app[orgs.ORGS_KEY] = OrgService(ctx.store, ctx.settings.orgs.quotas(), ctx.auth.events)
+    accounts = (auth.install, users.install, api_keys.install, orgs.install) if ctx.accounts else ()
     for install in (meta.install, *accounts, *ctx.extra_routes):
         install(registry)
     return app

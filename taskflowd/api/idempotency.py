@@ -19,8 +19,9 @@ from aiohttp import web
 
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.problems import ApiError
-from taskflowd.domain.entities import User, utcnow
+from taskflowd.domain.entities import utcnow
 from taskflowd.domain.errors import FieldError, ValidationFailed
+from taskflowd.domain.orgs import Actor
 from taskflowd.store.base import IdempotencyClaim, IdempotentResponse, Replay
 
 HEADER = "Idempotency-Key"
@@ -48,13 +49,13 @@ def _replayed(first: IdempotentResponse, fingerprint: str) -> web.Response:
 
 async def idempotent(
     request: web.Request,
-    user: User,
+    actor: Actor,
     fingerprint_source: bytes,
     run: Callable[[IdempotencyClaim | None], Awaitable[T]],
     render: Callable[[T], Rendered],
     headers: Callable[[T], Mapping[str, str]] | None = None,
 ) -> web.Response:
-    """Answer with `render(await run(claim))`, once per (user, key): `run` must pass the
+    """Answer with `render(await run(claim))`, once per (org, user, key): `run` must pass the
     claim to the store write that creates its result. A repeated key gets the first
     response again; a key reused for a different request is a 422. Without the header,
     `run` gets no claim."""
@@ -72,7 +73,7 @@ async def idempotent(
             request.method.encode() + b" " + request.path.encode() + b"\n" + fingerprint_source
         ).hexdigest()
         now = utcnow()
-        first = await request.app[CONTEXT_KEY].store.get_idempotent(user.id, key)
+        first = await request.app[CONTEXT_KEY].store.get_idempotent(actor.org_id, actor.id, key)
         if first is not None and first.created_at >= now - KEEP:
             return _replayed(first, fingerprint)
 
@@ -81,7 +82,9 @@ async def idempotent(
             last[:] = [(result, rendered)]
             return rendered[0], rendered[1].decode()
 
-        claim = IdempotencyClaim(user.id, key, fingerprint, now, now - KEEP, remember)
+        claim = IdempotencyClaim(
+            actor.org_id, actor.id, key, fingerprint, now, now - KEEP, remember
+        )
     try:
         result = await run(claim)
     except Replay as exc:

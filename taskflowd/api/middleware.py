@@ -146,10 +146,12 @@ def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:
 
 def _compress(request: web.Request, response: web.StreamResponse) -> None:
     """gzip JSON bodies over 1 KiB for clients that accept it."""
-    if not isinstance(response, web.Response) or response.content_type not in _COMPRESSIBLE:
+    if not isinstance(response, web.Response):
         return
     body = response.body
     if not isinstance(body, bytes) or len(body) <= COMPRESS_OVER_BYTES:
+        return
+    if response.content_type not in _COMPRESSIBLE:
         return
     response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
     if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():

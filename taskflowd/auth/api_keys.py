@@ -3,8 +3,8 @@
 A key is `tfk_` followed by 43 characters of base64url (32 random bytes), shown once at
 creation. Only its SHA-256 is stored (a key has the entropy of a secret, not of a
 password, so a fast hash is the right one), with the first characters as a visible
-prefix. A key acts as its user; it cannot mint further keys, so a leaked key can be
-revoked for good.
+prefix. A key acts as its user in the org of the request that created it; it cannot
+mint further keys, so a leaked key can be revoked for good.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from taskflowd.auth.tokens import Clock, InvalidToken
 from taskflowd.domain.entities import ApiKey, User, utcnow
 from taskflowd.domain.enums import Role
 from taskflowd.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
+from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.store.base import Page, Store
 from taskflowd.store.errors import StoreError
 
@@ -59,9 +60,11 @@ class ApiKeys:
         self._clock = clock
 
     async def create(
-        self, owner: User, name: str, expires_at: datetime | None
+        self, owner: User | Actor, name: str, expires_at: datetime | None
     ) -> tuple[ApiKey, str]:
-        """A new key of `owner` and its raw value (the only time it is known)."""
+        """A new key of `owner`, bound to the org it acts in, and its raw value (the
+        only time it is known)."""
+        actor = as_actor(owner)
         now = self._clock()
         problems = []
         if not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
@@ -72,7 +75,7 @@ class ApiKeys:
             problems.append(FieldError("expiresAt", "must be in the future"))
         if problems:
             raise ValidationFailed(problems)
-        live = await self._store.list_api_keys(owner.id, MAX_KEYS_PER_USER)
+        live = await self._store.list_api_keys(actor.id, None, MAX_KEYS_PER_USER)
         if len(live.items) >= MAX_KEYS_PER_USER:
             raise Conflict(
                 f"You have {MAX_KEYS_PER_USER} API keys already; revoke one you no longer use."
@@ -80,23 +83,29 @@ class ApiKeys:
         raw = new_key()
         key = ApiKey(
             id=str(uuid.uuid4()),
-            user_id=owner.id,
+            user_id=actor.id,
             name=name.strip(),
             prefix=raw[:VISIBLE_CHARS],
             key_hash=hash_key(raw),
             created_at=now,
             expires_at=expires_at,
+            org_id=actor.org_id,
         )
         await self._store.create_api_key(key)
         return key, raw
 
-    async def list(self, owner: User, limit: int, cursor: str | None) -> Page[ApiKey]:
-        return await self._store.list_api_keys(owner.id, limit, cursor)
+    async def list(self, owner: User | Actor, limit: int, cursor: str | None) -> Page[ApiKey]:
+        """The caller's keys in the org it acts in (a site admin across orgs: all its keys)."""
+        actor = as_actor(owner)
+        return await self._store.list_api_keys(actor.id, actor.scope, limit, cursor)
 
-    async def revoke(self, actor: User, key_id: str) -> None:
-        """Revoke one of the actor's keys (an admin: anyone's); NotFound otherwise."""
-        scope = None if actor.role is Role.ADMIN else actor.id
-        revoked = await self._store.revoke_api_key(key_id, scope, self._clock())
+    async def revoke(self, who: User | Actor, key_id: str) -> None:
+        """Revoke one of the actor's keys in its org (an org ADMIN: any key of the org;
+        a site admin: anyone's); NotFound otherwise."""
+        actor = as_actor(who)
+        org_admin = actor.org_role is not None and actor.org_role.at_least(OrgRole.ADMIN)
+        user_scope = None if actor.role is Role.ADMIN or org_admin else actor.id
+        revoked = await self._store.revoke_api_key(key_id, user_scope, actor.scope, self._clock())
         if revoked is None:
             raise NotFound(f"API key {key_id} not found")
         self._on_revoke(revoked)
@@ -117,4 +126,5 @@ class ApiKeys:
             with contextlib.suppress(StoreError):
                 await self._store.touch_api_key(key.id, now)
         expires_in = None if key.expires_at is None else (key.expires_at - now).total_seconds()
-        return Principal(user, key.id), expires_in
+        memberships = tuple(await self._store.memberships(user.id))
+        return Principal(user, key.id, memberships, key.org_id), expires_in

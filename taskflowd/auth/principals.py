@@ -4,8 +4,9 @@ Authenticating a bearer credential costs a signature check (JWT) or a hash, and 
 database read of the user. The cache keeps the answer per credential for at most
 `ttl_s` (and never past the credential's own expiry), and forgets it at once when the
 user or the key changes: the services publish a `principal` event for every change
-that can end access (deactivation, role or password change, deletion, key revocation),
-and the event bridge carries it to every node. The TTL bounds staleness even when an
+that can end access (deactivation, role or password change, deletion, key revocation,
+an org membership or org role that changes or ends), and the event bridge carries it to
+every node. The TTL bounds staleness even when an
 event is lost or a change bypassed the services (the CLI writing the database).
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskflowd.domain.entities import User
+from taskflowd.domain.orgs import Membership
 
 PRINCIPAL_EVENT = "principal"
 """Event kind: data `userId` and/or `apiKeyId` whose cached principals must go."""
@@ -25,10 +27,20 @@ PRINCIPAL_EVENT = "principal"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: a user, through a session token or one of its API keys."""
+    """The caller: a user, through a session token or one of its API keys (which acts
+    in `key_org_id`), with the user's org memberships."""
 
     user: User
     api_key_id: str | None = None
+    memberships: tuple[Membership, ...] = ()
+    key_org_id: str | None = None
+
+    def membership(self, org: str) -> Membership | None:
+        """The user's place in the org with id or slug `org`; None when not a member."""
+        for found in self.memberships:
+            if org in (found.org_id, found.slug):
+                return found
+        return None
 
 
 @dataclass(slots=True)

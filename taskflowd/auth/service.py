@@ -109,9 +109,9 @@ class AuthService:
         self._hasher = hasher
         self.settings = settings
         self._clock = clock
-        self._events = events or EventBus()
+        self.events = events or EventBus()
         self.principals = PrincipalCache(settings.principal_cache_ttl_s)
-        self._events.on(PRINCIPAL_EVENT, self.principals.on_event)
+        self.events.on(PRINCIPAL_EVENT, self.principals.on_event)
         self.api_keys = ApiKeys(store, self._key_revoked, clock)
         self._access = AccessTokens(
             jwt_secret,
@@ -196,7 +196,7 @@ class AuthService:
         if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound("No user has this id.")
         await self._refresh.revoke_user(user_id)
-        self._events.publish(PRINCIPAL_EVENT, userId=user_id)
+        self.events.publish(PRINCIPAL_EVENT, userId=user_id)
 
     async def change_password(self, user: User, current: str, new: str) -> None:
         """Replace the caller's password after checking the current one; ends all sessions."""
@@ -222,11 +222,11 @@ class AuthService:
         if saved is None:
             raise NotFound("No user has this id.")
         # Cached principals on every node hold the old role and activation: end them.
-        self._events.publish(PRINCIPAL_EVENT, userId=user.id)
+        self.events.publish(PRINCIPAL_EVENT, userId=user.id)
         return saved
 
     def _key_revoked(self, key: ApiKey) -> None:
-        self._events.publish(PRINCIPAL_EVENT, apiKeyId=key.id, userId=key.user_id)
+        self.events.publish(PRINCIPAL_EVENT, apiKeyId=key.id, userId=key.user_id)
 
     # --- sessions --------------------------------------------------------------
     async def login(self, email: str, password: str) -> TokenPair:
@@ -277,7 +277,7 @@ class AuthService:
             user = await self._store.get_user(claims.user_id)
             if user is None or not user.is_active or user.token_version != claims.token_version:
                 raise InvalidToken("the access token is no longer valid")
-            principal = Principal(user)
+            principal = Principal(user, memberships=tuple(await self._store.memberships(user.id)))
             expires_in = (claims.expires_at - self._clock()).total_seconds()
         self.principals.put(credential, principal, expires_in)
         return principal

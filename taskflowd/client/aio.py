@@ -7,6 +7,7 @@ from typing import Any
 
 from taskflowd.client.codec import decode
 from taskflowd.client.models import Health, Readiness, Stats
+from taskflowd.client.orgs import Orgs
 from taskflowd.client.resources import ApiKeys, Auth, DeadLetters, Executions, Tasks, Users
 from taskflowd.client.transport import RetryPolicy, Transport
 from taskflowd.client.workflows import WorkflowRuns, Workflows
@@ -22,6 +23,8 @@ class AsyncClient:
     `close()`: it keeps one session of keep-alive connections (at most `connections`
     at once), opened on the first request in the running loop and tied to that loop.
     Requests time out after `timeout_s`; `retry` says what is retried and how often.
+    `org` (an org's id or slug) is the organization requests act in (`X-Taskflow-Org`);
+    without it, the API key's org or the user's default org.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class AsyncClient:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         connections: int = 10,
+        org: str | None = None,
     ) -> None:
         if api_key and token:
             raise ValueError("give an api_key or a token, not both")
@@ -42,6 +46,7 @@ class AsyncClient:
             timeout_s=timeout_s,
             retry=retry or RetryPolicy(),
             connections=connections,
+            org=org,
         )
         self.tasks = Tasks(self._http)
         self.executions = Executions(self._http)
@@ -51,6 +56,7 @@ class AsyncClient:
         self.users = Users(self._http)
         self.workflows = Workflows(self._http)
         self.workflow_runs = WorkflowRuns(self._http)
+        self.orgs = Orgs(self._http)
 
     @property
     def base_url(self) -> str:

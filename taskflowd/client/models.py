@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from taskflowd.client.codec import encode
-from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.enums import (
+    ExecutionStatus,
+    MisfirePolicy,
+    OrgRole,
+    Role,
+    TaskStatus,
+    TaskType,
+)
 
 T = TypeVar("T")
 
@@ -133,6 +140,37 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrgQuotas:
+    """The quotas in force in an org; 0 means unlimited."""
+
+    max_tasks: int
+    max_workflows: int
+    max_running_jobs: int
+    api_limit_per_min: int
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    slug: str
+    name: str
+    role: OrgRole | None
+    quotas: OrgQuotas
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    email: str
+    first_name: str
+    last_name: str
+    role: OrgRole
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,11 @@ from taskflowd.client.models import (
     ExecutionDetail,
     Health,
     JsonIn,
+    Member,
     NewApiKey,
     NewRun,
     NewTask,
+    Org,
     Page,
     Readiness,
     Stats,
@@ -41,7 +43,7 @@ from taskflowd.client.models import (
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE
 from taskflowd.client.transport import RetryPolicy
 from taskflowd.client.workflows import SyncWorkflowRuns, SyncWorkflows
-from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
+from taskflowd.domain.enums import ExecutionStatus, OrgRole, Role, TaskStatus, TaskType
 
 T = TypeVar("T")
 
@@ -376,6 +378,48 @@ class Users:
         self._call(self._aio.delete(user_id))
 
 
+class Orgs:
+    """Blocking `AsyncClient.orgs`."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._aio = client.orgs
+        self._call = call
+
+    def list(self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> Page[Org]:
+        return self._call(self._aio.list(limit=limit, cursor=cursor))
+
+    def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[Org]:
+        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+
+    def create(self, name: str) -> Org:
+        return self._call(self._aio.create(name))
+
+    def get(self, org: str) -> Org:
+        return self._call(self._aio.get(org))
+
+    def update(
+        self, org: str, *, name: str | None = None, quotas: dict[str, int | None] | None = None
+    ) -> Org:
+        return self._call(self._aio.update(org, name=name, quotas=quotas))
+
+    def delete(self, org: str) -> None:
+        self._call(self._aio.delete(org))
+
+    def members(
+        self, org: str, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> Page[Member]:
+        return self._call(self._aio.members(org, limit=limit, cursor=cursor))
+
+    def invite(self, org: str, email: str, role: OrgRole = OrgRole.MEMBER) -> Member:
+        return self._call(self._aio.invite(org, email, role))
+
+    def set_role(self, org: str, user_id: str, role: OrgRole) -> Member:
+        return self._call(self._aio.set_role(org, user_id, role))
+
+    def remove(self, org: str, user_id: str) -> None:
+        self._call(self._aio.remove(org, user_id))
+
+
 class Client:
     """A blocking client of one taskflowd server; arguments as for `AsyncClient`.
 
@@ -391,6 +435,7 @@ class Client:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         connections: int = 10,
+        org: str | None = None,
     ) -> None:
         self._aio = AsyncClient(
             base_url,
@@ -399,6 +444,7 @@ class Client:
             timeout_s=timeout_s,
             retry=retry,
             connections=connections,
+            org=org,
         )
         self._thread: _LoopThread | None = _LoopThread()
         call = self._call
@@ -410,6 +456,7 @@ class Client:
         self.users = Users(self._aio, call)
         self.workflows = SyncWorkflows(self._aio.workflows, call)
         self.workflow_runs = SyncWorkflowRuns(self._aio.workflow_runs, call)
+        self.orgs = Orgs(self._aio, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:

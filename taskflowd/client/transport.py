@@ -35,6 +35,7 @@ from taskflowd.client.errors import ApiError, ProtocolError, TaskflowError, Tran
 log = logging.getLogger("taskflowd.client")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+ORG_HEADER = "X-Taskflow-Org"
 _RETRY_STATUSES = frozenset({429, 503})
 _REPEATABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _JSON_TYPES = ("application/json", "application/problem+json")
@@ -122,11 +123,13 @@ class Transport:
         timeout_s: float,
         retry: RetryPolicy,
         connections: int,
+        org: str | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"the server URL must start with http:// or https://: {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.credential = credential
+        self.org = org
         self.retry = retry
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._connections = connections
@@ -191,6 +194,8 @@ class Transport:
         credential = token if token is not None else self.credential
         if credential:
             headers["Authorization"] = f"Bearer {credential}"
+        if self.org:
+            headers[ORG_HEADER] = self.org
         data: bytes | None = None
         if body is not None:
             data = orjson.dumps(body)

@@ -18,13 +18,16 @@ import jinja2
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes.ops import OPS_KEY
+from taskflowd.api.routes.orgs import ORGS_KEY
 from taskflowd.auth.service import AuthService
 from taskflowd.dashboard import (
     views_account,
     views_keys,
+    views_orgs,
     views_overview,
     views_runs,
     views_tasks,
@@ -73,6 +76,8 @@ def install_dashboard(
         rate_limiter=api.rate_limiter,
         events=node.events,
         handler_names=tuple(node.handlers.names()),
+        orgs=app[ORGS_KEY],
+        quotas=app[QUOTAS_KEY],
     )
     app[DASHBOARD_KEY] = ctx
     recent = RecentEvents(node.events)
@@ -129,6 +134,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_runs.install,
         views_account.install,
         views_keys.install,
+        views_orgs.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

@@ -24,6 +24,8 @@ from taskflowd.dashboard.sessions import (
 from taskflowd.domain.entities import User
 from taskflowd.domain.enums import Role
 from taskflowd.events import EventBus
+from taskflowd.services.orgs import OrgService
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.stats import StatsService
 from taskflowd.services.tasks import TaskService
 
@@ -44,6 +46,8 @@ class Dashboard:
     rate_limiter: RateLimiter
     events: EventBus
     handler_names: tuple[str, ...]
+    orgs: OrgService
+    quotas: QuotaBook
     assets: dict[str, str] = field(default_factory=dict)
     """Static file name → content hash, filled at start-up, for cache-busting URLs."""
 
@@ -52,6 +56,8 @@ DASHBOARD_KEY = web.AppKey("taskflowd.dashboard", Dashboard)
 VIEWER_KEY = web.RequestKey("taskflowd.dashboard.viewer", User)
 SESSION_KEY = web.RequestKey("taskflowd.dashboard.session", Session)
 FLASH_KEY = web.RequestKey("taskflowd.dashboard.flash", Flash)
+PAGE_EXTRAS_KEY = web.RequestKey("taskflowd.dashboard.page-extras", dict[str, Any])
+"""Context every page of this request gets (the org switcher's), set by the middleware."""
 
 
 def dashboard(request: web.Request) -> Dashboard:
@@ -123,7 +129,11 @@ def render(
         "asset": lambda name: asset_url(request, name),
         "path": request.path,
         "rendered_at": f"{time.time():.3f}",
+        "acting": None,
+        "can_write": False,
+        "can_manage": False,
     }
+    page.update(request.get(PAGE_EXTRAS_KEY) or {})
     page.update(context or {})
     response = aiohttp_jinja2.render_template(template, request, page, status=status)
     if flash is not None:

@@ -18,9 +18,10 @@ from typing import Any
 from taskflowd.api.schemas_ops import stats_out
 from taskflowd.dashboard.series import ThroughputSeries
 from taskflowd.domain.entities import User
+from taskflowd.domain.orgs import Actor
 from taskflowd.events import Event, EventBus
 from taskflowd.services.stats import StatsService
-from taskflowd.services.tasks import owner_scope
+from taskflowd.services.tasks import org_scope
 from taskflowd.store.base import Store
 
 STATS_TTL_S = 2.0
@@ -33,7 +34,7 @@ _EVENT_FIELDS = ("id", "taskId", "status", "attempt", "durationMs", "outcome")
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    owner_id: str
+    org_id: str
     name: str
 
 
@@ -61,7 +62,7 @@ class TaskDirectory:
             self._entries.move_to_end(task_id)
             return cached[1]
         task = await self._store.get_task(task_id)
-        info = TaskInfo(task.created_by, task.name) if task is not None else None
+        info = TaskInfo(task.org_id, task.name) if task is not None else None
         self._entries[task_id] = (now, info)
         self._entries.move_to_end(task_id)
         while len(self._entries) > self._max:
@@ -69,13 +70,13 @@ class TaskDirectory:
         return info
 
 
-def visible_event(event: Event, user: User, info: TaskInfo | None) -> dict[str, Any] | None:
+def visible_event(event: Event, user: User | Actor, info: TaskInfo | None) -> dict[str, Any] | None:
     """The event as the viewer may see it, or None when it is not theirs to see."""
     if event.kind != "execution":
         return None
-    owner = event.data.get("ownerId") or (info.owner_id if info else None)
-    scope = owner_scope(user)
-    if scope is not None and owner != scope:
+    org = event.data.get("orgId") or (info.org_id if info else None)
+    scope = org_scope(user)
+    if scope is not None and org != scope:
         return None
     item = {name: event.data.get(name) for name in _EVENT_FIELDS}
     item["taskName"] = info.name if info else None

@@ -16,10 +16,12 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from taskflowd.api.context import REQUEST_ID_KEY
+from taskflowd.dashboard.acting import ACTING_KEY, ORG_COOKIE, resolve
 from taskflowd.dashboard.context import (
     CSRF_FIELD,
     CSRF_HEADER,
     FLASH_KEY,
+    PAGE_EXTRAS_KEY,
     PREFIX,
     SESSION_KEY,
     VIEWER_KEY,
@@ -135,6 +137,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         return _to_login(request)
     if unsafe and not await _csrf_ok(request):
         return error_page(request, 403, "The form had expired. Reload the page and try again.")
+    await _act(request)
     response = await handler(request)
     session = request[SESSION_KEY]
     if session.due_for_renewal(sessions.now()) and not response.prepared:
@@ -158,6 +161,17 @@ async def _load_user(request: web.Request) -> bool:
     request[SESSION_KEY] = session
     request[VIEWER_KEY] = user
     return True
+
+
+async def _act(request: web.Request) -> None:
+    """Resolve the org the page acts in, and give every page the switcher's context."""
+    found = await resolve(dashboard(request), request[VIEWER_KEY], request.cookies.get(ORG_COOKIE))
+    request[ACTING_KEY] = found
+    request[PAGE_EXTRAS_KEY] = {
+        "acting": found,
+        "can_write": found.can_write,
+        "can_manage": found.can_manage,
+    }
 
 
 def _to_login(request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ _QUERY = (
     "GROUP BY 1, status"
 )
 QUERIES = {
-    (dialect, owned): _QUERY.format(minute=minute, owner="AND owner_id = $3 " if owned else "")
+    (dialect, owned): _QUERY.format(minute=minute, owner="AND org_id = $3 " if owned else "")
     for dialect, minute in _MINUTE_OF.items()
     for owned in (False, True)
 }

@@ -36,14 +36,16 @@ from aiohttp import WSMsgType, hdrs, web
 from taskflowd.api.problems import ApiError
 from taskflowd.api.security import bearer_token
 from taskflowd.auth.tokens import InvalidToken
+from taskflowd.dashboard.acting import ORG_COOKIE, resolve
 from taskflowd.dashboard.context import DASHBOARD_KEY, Dashboard
 from taskflowd.dashboard.live import RecentEvents, StatsFeed, TaskDirectory, visible_event
 from taskflowd.dashboard.middleware import origin_of
 from taskflowd.dashboard.sessions import SESSION_COOKIE
 from taskflowd.domain.entities import User
 from taskflowd.domain.errors import NotFound
+from taskflowd.domain.orgs import Actor
 from taskflowd.events import Event
-from taskflowd.services.tasks import owner_scope
+from taskflowd.services.tasks import org_scope
 
 EVENTS_PATH = "/api/v1/events"
 FLUSH_S = 0.25
@@ -80,8 +82,9 @@ async def _user_of_session(ctx: Dashboard, cookie: str | None) -> User | None:
     return user
 
 
-async def _identify(request: web.Request, ctx: Dashboard) -> tuple[User, StillValid] | None:
-    """The caller and a check that its credentials still hold; None when there are none."""
+async def _identify(request: web.Request, ctx: Dashboard) -> tuple[User | Actor, StillValid] | None:
+    """The caller and a check that its credentials still hold; None when there are none.
+    A browser's page acts in the org its `taskflowd_org` cookie chose, as the page does."""
     try:
         token = bearer_token(request)
     except ApiError:
@@ -111,7 +114,8 @@ async def _identify(request: web.Request, ctx: Dashboard) -> tuple[User, StillVa
     async def session_valid() -> bool:
         return await _user_of_session(ctx, cookie) is not None
 
-    return found, session_valid
+    acting = await resolve(ctx, found, request.cookies.get(ORG_COOKIE))
+    return acting.actor, session_valid
 
 
 async def events_socket(request: web.Request) -> web.StreamResponse:
@@ -165,7 +169,7 @@ class _Client:
     def __init__(
         self,
         ws: web.WebSocketResponse,
-        user: User,
+        user: User | Actor,
         still_valid: StillValid,
         live: Live,
         since: float | None,
@@ -183,7 +187,7 @@ class _Client:
         await self._ws.send_str(orjson.dumps(message).decode())
 
     async def pump(self, queue: asyncio.Queue[Event]) -> None:
-        scope = owner_scope(self._user)
+        scope = org_scope(self._user)
         await self._send(
             {
                 "type": "hello",

@@ -14,7 +14,8 @@ from datetime import timedelta
 from aiohttp import web
 
 from taskflowd.auth.api_keys import MAX_KEYS_PER_USER, MAX_NAME_LENGTH
-from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, viewer
+from taskflowd.dashboard.acting import actor
+from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.dashboard.forms import Form
 from taskflowd.dashboard.middleware import origin_of
 from taskflowd.domain.entities import ApiKey, utcnow
@@ -36,7 +37,7 @@ def _blank_form() -> Form:
 
 
 async def _keys_page(request: web.Request, form: Form, status: int = 200) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     page = await ctx.auth.api_keys.list(user, MAX_KEYS_PER_USER, None)
     return render(
         request,
@@ -69,7 +70,7 @@ def _read(form: Form) -> list[FieldError]:
 
 
 async def create_api_key(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     data = await request.post()
     values = {}
     for name, limit in (("name", MAX_NAME_LENGTH + 1), ("expiresIn", 16)):
@@ -93,7 +94,7 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 
 async def _own_key(request: web.Request, key_id: str) -> ApiKey | None:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     page = await ctx.auth.api_keys.list(user, MAX_KEYS_PER_USER, None)
     return next((k for k in page.items if k.id == key_id), None)
 
@@ -104,7 +105,7 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     key = await _own_key(request, request.match_info["id"])
     if key is not None:
         try:
-            await dashboard(request).auth.api_keys.revoke(viewer(request), key.id)
+            await dashboard(request).auth.api_keys.revoke(actor(request), key.id)
         except NotFound:  # revoked by another request in between
             key = None
     if key is None:

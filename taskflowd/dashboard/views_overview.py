@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, viewer
+from taskflowd.dashboard.acting import actor
+from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.dashboard.socket import LIVE_KEY
 from taskflowd.dashboard.views_runs import task_names
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.services.tasks import owner_scope
 from taskflowd.store.base import ExecutionFilter
 
 RECENT_FAILURES = 8
@@ -18,8 +18,8 @@ DEPTH_STATES = ("PENDING", "RETRYING", "PROCESSING")
 
 
 async def overview_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
-    snapshot = await request.config_dict[LIVE_KEY].feed.snapshot(owner_scope(user))
+    ctx, user = dashboard(request), actor(request)
+    snapshot = await request.config_dict[LIVE_KEY].feed.snapshot(user.scope)
     failures = await ctx.tasks.list_executions(
         user, ExecutionFilter(status=ExecutionStatus.FAILED), RECENT_FAILURES, None
     )

@@ -6,7 +6,8 @@ import asyncio
 
 from aiohttp import web
 
-from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, viewer
+from taskflowd.dashboard.acting import actor, refuse_read_only
+from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.domain.entities import Task
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.domain.errors import Conflict, NotFound, ValidationFailed
@@ -19,7 +20,7 @@ MAX_CURSOR_CHARS = 512
 
 async def task_names(request: web.Request, task_ids: set[str]) -> dict[str, Task]:
     """The tasks behind `task_ids` the viewer may see (deleted ones are left out)."""
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
 
     async def one(task_id: str) -> Task | None:
         try:
@@ -36,7 +37,7 @@ def _cursor(request: web.Request) -> str | None:
 
 
 async def executions_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     raw_status = request.query.get("status", "")
     status = ExecutionStatus(raw_status) if raw_status in ExecutionStatus.__members__ else None
     task_id = request.query.get("taskId", "").strip()[:64] or None
@@ -67,7 +68,7 @@ async def executions_page(request: web.Request) -> web.Response:
 
 
 async def execution_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     detail = await ctx.tasks.execution(user, request.match_info["id"])
     tasks = await task_names(request, {detail.execution.task_id})
     return render(
@@ -83,9 +84,11 @@ async def execution_page(request: web.Request) -> web.Response:
 
 
 async def cancel_execution(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     execution_id = request.match_info["id"]
     here = f"{PREFIX}/executions/{execution_id}"
+    if refused := refuse_read_only(request, here):
+        return refused
     try:
         await ctx.tasks.cancel(user, execution_id)
     except Conflict as exc:
@@ -94,7 +97,7 @@ async def cancel_execution(request: web.Request) -> web.Response:
 
 
 async def dead_letter_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     cursor = _cursor(request)
     try:
         page = await ctx.tasks.list_dead_letter(user, PAGE_SIZE, cursor)
@@ -117,11 +120,13 @@ async def dead_letter_page(request: web.Request) -> web.Response:
 
 async def dead_letter_action(request: web.Request) -> web.Response:
     """Retry or delete the selected entries (one or many); reports what happened."""
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     form = await request.post()
     action = form.get("action")
     ids = [v for v in form.getall("id", []) if isinstance(v, str)][:MAX_BULK]
     here = f"{PREFIX}/dead-letter"
+    if refused := refuse_read_only(request, here):
+        return refused
     if action not in ("retry", "delete"):
         return redirect(request, here, "Choose retry or delete.", error=True)
     if not ids:

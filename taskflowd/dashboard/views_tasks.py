@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render, viewer
+from taskflowd.dashboard.acting import actor, refuse_read_only
+from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.dashboard.formatting import label, when
 from taskflowd.dashboard.forms import (
     LABELS,
@@ -65,7 +66,7 @@ _STARTED = tuple(s for s in ExecutionStatus if s is not ExecutionStatus.PENDING)
 
 async def last_outcomes(request: web.Request, tasks: list[Task]) -> dict[str, Execution]:
     """The newest started execution of each task (one indexed read per task shown)."""
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
 
     async def newest(task: Task) -> tuple[str, Execution | None]:
         filters = ExecutionFilter(task_id=task.id, statuses=_STARTED)
@@ -77,7 +78,7 @@ async def last_outcomes(request: web.Request, tasks: list[Task]) -> dict[str, Ex
 
 
 async def tasks_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     q = request.query
     search = q.get("q", "").strip()[:MAX_QUERY_CHARS]
     handler = q.get("handler", "").strip()
@@ -130,7 +131,7 @@ def _next_runs(task: Task, count: int) -> list[datetime]:
 
 
 async def task_page(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    ctx, user = dashboard(request), actor(request)
     task = await ctx.tasks.get(user, request.match_info["id"])
     history = await ctx.tasks.list_executions(
         user, ExecutionFilter(task_id=task.id), HISTORY_SIZE, None
@@ -172,11 +173,15 @@ def _form_page(
 
 
 async def new_task_page(request: web.Request) -> web.Response:
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks"):
+        return refused
     return _form_page(request, blank_form(), None)
 
 
 async def create_task(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks"):
+        return refused
+    ctx, user = dashboard(request), actor(request)
     form = read_form(await request.post())
     spec = to_spec(form)
     if spec is not None:
@@ -192,12 +197,16 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def edit_task_page(request: web.Request) -> web.Response:
-    task = await dashboard(request).tasks.get(viewer(request), request.match_info["id"])
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks/{request.match_info['id']}"):
+        return refused
+    task = await dashboard(request).tasks.get(actor(request), request.match_info["id"])
     return _form_page(request, form_of_task(task), task)
 
 
 async def update_task(request: web.Request) -> web.Response:
-    ctx, user = dashboard(request), viewer(request)
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks/{request.match_info['id']}"):
+        return refused
+    ctx, user = dashboard(request), actor(request)
     task = await ctx.tasks.get(user, request.match_info["id"])
     form = read_form(await request.post(), fixed_type=task.type)
     spec = to_spec(form)
@@ -219,7 +228,9 @@ def _execution_link(execution: Execution) -> tuple[str, str]:
 
 async def task_action(request: web.Request) -> web.Response:
     """Run now, pause, resume or delete; the outcome comes back as a flash message."""
-    ctx, user = dashboard(request), viewer(request)
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks/{request.match_info['id']}"):
+        return refused
+    ctx, user = dashboard(request), actor(request)
     task_id, action = request.match_info["id"], request.match_info["action"]
     here = f"{PREFIX}/tasks/{task_id}"
     try:
@@ -262,14 +273,18 @@ def _run_page(request: web.Request, task: Task, form: Form, status: int = 200) -
 
 
 async def run_task_page(request: web.Request) -> web.Response:
-    task = await dashboard(request).tasks.get(viewer(request), request.match_info["id"])
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks/{request.match_info['id']}"):
+        return refused
+    task = await dashboard(request).tasks.get(actor(request), request.match_info["id"])
     return _run_page(request, task, run_form_of_task(task))
 
 
 async def run_task(request: web.Request) -> web.Response:
     """Queue one run with the payload, priority and time given; back to the task with a
     link to the execution, or the form again with what was typed and why it was refused."""
-    ctx, user = dashboard(request), viewer(request)
+    if refused := refuse_read_only(request, f"{PREFIX}/tasks/{request.match_info['id']}"):
+        return refused
+    ctx, user = dashboard(request), actor(request)
     task = await ctx.tasks.get(user, request.match_info["id"])
     form = read_run_form(await request.post())
     spec = to_run_spec(form, task.timezone)

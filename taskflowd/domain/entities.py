@@ -12,6 +12,10 @@ JSON = Any
 """A JSON-serialisable value: dict, list, str, int, float, bool or None."""
 
 
+DEFAULT_ORG_ID = "00000000-0000-4000-8000-000000000001"
+"""The org that existing data moved into on upgrade (slug `default`)."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -29,6 +33,8 @@ class User:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    default_org_id: str | None = None
+    """The org the user acts in when a request names none (set by the store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ class Task:
     last_run_at: datetime | None = None
     next_run_at: datetime | None = None
     deleted_at: datetime | None = None
+    org_id: str = DEFAULT_ORG_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ class Execution:
     fence: int = 0
     rescues: int = 0
     idempotency_key: str | None = None
+    org_id: str = DEFAULT_ORG_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,7 @@ class DeadLetterJob:
     attempts: int
     owner_id: str
     created_at: datetime
+    org_id: str = DEFAULT_ORG_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,8 @@ class ApiKey:
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    org_id: str = DEFAULT_ORG_ID
+    """The org the key acts in: that of the request that created it."""
 
     def usable_at(self, moment: datetime) -> bool:
         """Not revoked and not expired at `moment`."""

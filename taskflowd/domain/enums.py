@@ -45,3 +45,18 @@ class MisfirePolicy(StrEnum):
 class Role(StrEnum):
     ADMIN = "ADMIN"
     USER = "USER"
+
+
+class OrgRole(StrEnum):
+    """A member's role in an organization (DESIGN §11), highest first."""
+
+    OWNER = "OWNER"
+    ADMIN = "ADMIN"
+    MEMBER = "MEMBER"
+    VIEWER = "VIEWER"
+
+    def at_least(self, other: OrgRole) -> bool:
+        return _ORG_RANK[self] >= _ORG_RANK[other]
+
+
+_ORG_RANK = {OrgRole.VIEWER: 0, OrgRole.MEMBER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}

@@ -42,6 +42,7 @@ def new_execution(
         task_id=task.id,
         job_id=job_id,
         owner_id=task.created_by,
+        org_id=task.org_id,
         status=ExecutionStatus.PENDING,
         scheduled_for=run_at,
         run_at=run_at,

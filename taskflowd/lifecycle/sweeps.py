@@ -14,26 +14,30 @@ from datetime import datetime
 
 from taskflowd.store.db import Conn, Database
 
+# Conditions checked on rows already found by primary key. `{x}` before a column is
+# SQLite's unary plus (nothing on PostgreSQL): it keeps the planner from walking an index
+# on that column (e.g. every COMPLETED execution by status) instead of the batch's keys.
 _FINISHED_EXECUTION = (
-    "status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND completed_at < $1 "
+    "{x}status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND {x}completed_at < $1 "
     "AND NOT EXISTS (SELECT 1 FROM dead_letter_jobs d WHERE d.execution_id = job_executions.id)"
 )
 _FINISHED_TASK = (
-    "((type IN ('ONE_TIME', 'DELAYED') AND status IN ('COMPLETED', 'FAILED') "
-    "AND updated_at < $1) OR (deleted_at IS NOT NULL AND deleted_at < $1)) "
+    "(({x}type IN ('ONE_TIME', 'DELAYED') AND {x}status IN ('COMPLETED', 'FAILED') "
+    "AND {x}updated_at < $1) OR ({x}deleted_at IS NOT NULL AND {x}deleted_at < $1)) "
     "AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.task_id = tasks.id) "
     "AND NOT EXISTS (SELECT 1 FROM dead_letter_jobs d WHERE d.task_id = tasks.id)"
 )
 _HANDLED_DEAD_LETTER = (
-    "created_at < $1 AND task_id IN (SELECT id FROM tasks WHERE deleted_at IS NOT NULL)"
+    "{x}created_at < $1 AND {x}task_id IN (SELECT id FROM tasks WHERE deleted_at IS NOT NULL)"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
-    """Rows of `table` whose `mark` is older than a cutoff and that match `eligible`
-    (an SQL condition on the row, with the cutoff as $1); `children` are tables whose
-    rows referencing the deleted keys (`child_key` = the parent's `key`) go with them."""
+    """Rows of `table` whose `mark` is older than a cutoff and that match `eligible` (an
+    SQL condition on the row, with the cutoff as $1 and `{x}` as above); `children` are
+    tables whose rows referencing the deleted keys (`child_key` = the parent's `key`) go
+    with them."""
 
     table: str
     key: str
@@ -99,9 +103,10 @@ async def _delete(
     conn: Conn, postgres: bool, sweep: Sweep, cutoff: datetime, keys: Sequence[object]
 ) -> dict[str, int]:
     lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    eligible = sweep.eligible.format(x="" if postgres else "+")
     rows = await conn.fetch(
         f"SELECT {sweep.key} AS k FROM {sweep.table} WHERE {sweep.key} IN "
-        f"({_marks(2, len(keys))}) AND {sweep.eligible}{lock}",
+        f"({_marks(2, len(keys))}) AND {eligible}{lock}",
         cutoff,
         *keys,
     )

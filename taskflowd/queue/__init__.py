@@ -14,7 +14,7 @@ def open_queue(settings: Settings, store: SqlStore) -> JobQueue:
     """The queue for `settings.queue`: "database" shares the store's database; a Redis
     URL indexes jobs in Redis, with the store's database as their system of record."""
     if settings.queue == "database":
-        return SqlQueue(store.db)
+        return SqlQueue(store.db, settings.orgs.max_running_jobs)
     if settings.queue.startswith(REDIS_SCHEMES):
         from taskflowd.queue.redis import RedisQueue
 

@@ -61,6 +61,7 @@ class ReapedJob:
     task_id: str
     handler: str
     owner_id: str | None
+    org_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +145,11 @@ class JobQueue(Protocol):
         """Requeue jobs whose lease expired (the attempt counts); after `max_rescues`
         rescues a job is dead-lettered instead."""
 
-    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
+    async def cancel(self, execution_id: str, org_id: str | None) -> Execution | None:
         """Cancel a queued job at once, or ask its worker to stop a running one. None when
-        the execution does not exist (for this owner)."""
+        the execution does not exist (in this org)."""
 
-    async def retry_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None
-    ) -> Execution | None:
+    async def retry_dead_letter(self, dead_letter_id: str, org_id: str | None) -> Execution | None:
         """Give a dead-lettered execution one more attempt; None when not found."""
 
     async def depths(self) -> dict[ExecutionStatus, int]:

@@ -289,16 +289,14 @@ class RedisQueue:
         return reaped
 
     # --- user actions ------------------------------------------------------------------
-    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
-        found = await self.sql.cancel(execution_id, owner_id)
+    async def cancel(self, execution_id: str, org_id: str | None) -> Execution | None:
+        found = await self.sql.cancel(execution_id, org_id)
         if found is not None and found.status is ExecutionStatus.CANCELLED:
             await self._reflect([Placement(found.id, "X")])
         return found
 
-    async def retry_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None
-    ) -> Execution | None:
-        found = await self.sql.retry_dead_letter(dead_letter_id, owner_id)
+    async def retry_dead_letter(self, dead_letter_id: str, org_id: str | None) -> Execution | None:
+        found = await self.sql.retry_dead_letter(dead_letter_id, org_id)
         if found is not None:
             await self._reflect([_queued(found)])
             self._wake.set()

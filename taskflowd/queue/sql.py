@@ -19,7 +19,7 @@ from taskflowd.background import Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.jobs import OWN_JOB_SUFFIX, RUN_MARK, own_job_id
-from taskflowd.queue import completions, limits
+from taskflowd.queue import completions, fair, limits
 from taskflowd.queue.base import (
     FinalHook,
     LeaseStatus,
@@ -41,25 +41,9 @@ _PENDING = ExecutionStatus.PENDING.value
 _RETRYING = ExecutionStatus.RETRYING.value
 _PROCESSING = ExecutionStatus.PROCESSING.value
 _INSERT = rows.EXECUTION_INSERT
-PRIORITIES = range(10, -1, -1)
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
 _RELISTEN_MAX_S = 10.0
-
-
-def _candidates_sql(lock: str) -> str:
-    """Due jobs, highest priority first, then earliest due. One index range seek per
-    priority level keeps this cheap both with a large due backlog (no sort of the whole
-    backlog) and with millions of jobs due later (no scan past them)."""
-    level = (
-        "SELECT * FROM (SELECT e.id, e.task_id, e.priority, e.run_at, t.concurrency, "
-        "t.rate_limit FROM job_executions e JOIN tasks t ON t.id = e.task_id "
-        f"WHERE e.status IN ('{_PENDING}', '{_RETRYING}') AND e.completed_at IS NULL "
-        "AND e.priority = {} AND e.run_at <= $1 AND t.status <> 'PAUSED' "
-        "AND t.deleted_at IS NULL "
-        f"ORDER BY e.run_at LIMIT $2{lock}) AS level{{}}"
-    )
-    return " UNION ALL ".join(level.format(p, p) for p in PRIORITIES) + " LIMIT $2"
 
 
 # Jobs of paused tasks are never claimed, so they must not count as due either (a worker
@@ -74,10 +58,7 @@ _NEXT_DUE = {
     "sqlite": _NEXT_DUE_SQL.format(hint=" INDEXED BY job_executions_run_at"),
     "postgresql": _NEXT_DUE_SQL.format(hint=""),
 }
-_CANDIDATES = {
-    "sqlite": _candidates_sql(""),
-    "postgresql": _candidates_sql(" FOR UPDATE OF e SKIP LOCKED"),
-}
+_CANDIDATES = fair.CANDIDATES
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -93,8 +74,10 @@ _marks = limits.marks
 class SqlQueue:
     """`JobQueue` over the store's own database (see `taskflowd.queue.base`)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_running_jobs: int = 0) -> None:
+        """`max_running_jobs`: the default cap of each org's running jobs (0: none)."""
         self.db = db
+        self.max_running_jobs = max_running_jobs
         self._t = db.codec
         self._wake = asyncio.Event()
         self._schedule = asyncio.Event()
@@ -225,9 +208,10 @@ class SqlQueue:
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
+            # This node's worker first: it claims while the other nodes are told.
+            self._wake.set()
             if self._pg:
                 await self.db.execute(f"NOTIFY {CHANNEL}")
-            self._wake.set()
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         now = utcnow()
@@ -299,9 +283,12 @@ class SqlQueue:
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
         now = utcnow()
         async with self.db.transaction() as conn:
-            candidates = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
-            if not candidates:
+            due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
+            if not due:
                 return []
+            orgs = {r["org_id"] for r in due}
+            room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
+            candidates = fair.round_robin(due, limit, room)
             admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
             if not admitted:
                 return []
@@ -452,8 +439,8 @@ class SqlQueue:
     async def _dead_letter(self, conn: Conn, execution_id: str, error: Any, at: datetime) -> None:
         await conn.execute(
             "INSERT INTO dead_letter_jobs (id, execution_id, task_id, job_id, owner_id, payload, "
-            "error, attempts, created_at) SELECT $1, id, task_id, job_id, owner_id, payload, $2, "
-            "attempts, $3 FROM job_executions WHERE id = $4",
+            "error, attempts, created_at, org_id) SELECT $1, id, task_id, job_id, owner_id, "
+            "payload, $2, attempts, $3, org_id FROM job_executions WHERE id = $4",
             str(uuid.uuid4()),
             self._t.dump(error),
             at,
@@ -522,15 +509,17 @@ class SqlQueue:
         jobs: dict[str, ReapedJob] = {}
         async with self.db.transaction() as conn:
             expired = await conn.fetch(
-                "SELECT id, task_id, job_id, handler, owner_id, attempts, rescues, lease_owner "
-                "FROM job_executions "
+                "SELECT id, task_id, job_id, handler, owner_id, org_id, attempts, rescues, "
+                "lease_owner FROM job_executions "
                 "WHERE status = $1 AND lease_expires_at < $2 AND completed_at IS NULL "
                 f"AND run_at <= $2 LIMIT 500{lock}",
                 _PROCESSING,
                 now,
             )
             for row in expired:
-                jobs[row["id"]] = ReapedJob(row["task_id"], row["handler"], row["owner_id"])
+                jobs[row["id"]] = ReapedJob(
+                    row["task_id"], row["handler"], row["owner_id"], row["org_id"]
+                )
                 error = {
                     "type": "lease_expired",
                     "message": f"worker {row['lease_owner']} stopped renewing its lease",
@@ -571,9 +560,9 @@ class SqlQueue:
         return Reaped(rescued, dead, jobs)
 
     # --- user actions ------------------------------------------------------------
-    async def cancel(self, execution_id: str, owner_id: str | None) -> Execution | None:
-        owner_clause = "" if owner_id is None else " AND owner_id = $4"
-        owner_args = () if owner_id is None else (owner_id,)
+    async def cancel(self, execution_id: str, org_id: str | None) -> Execution | None:
+        owner_clause = "" if org_id is None else " AND org_id = $4"
+        owner_args = () if org_id is None else (org_id,)
         now = utcnow()
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -628,11 +617,9 @@ class SqlQueue:
             *sorted(task_ids),
         )
 
-    async def retry_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None
-    ) -> Execution | None:
-        owner_clause = "" if owner_id is None else " AND owner_id = $2"
-        owner_args = () if owner_id is None else (owner_id,)
+    async def retry_dead_letter(self, dead_letter_id: str, org_id: str | None) -> Execution | None:
+        owner_clause = "" if org_id is None else " AND org_id = $2"
+        owner_args = () if org_id is None else (org_id,)
         now = utcnow()
         async with self.db.transaction() as conn:
             # A deleted task's jobs stay dead: there is nothing left to run them for.

@@ -3,9 +3,9 @@
 Throughput and success rate count executions that reached a final state in the last
 minute, five minutes and hour; run-time percentiles come from the most recent finished
 attempts of the last hour. Every query is bounded by `completed_at`: with the indexes on
-(completed_at) and (owner_id, completed_at), each reads one hour of history however long
+(completed_at) and (org_id, completed_at), each reads one hour of history however long
 the table grows. Queue depth is the whole queue's (it is one queue); the windows and
-percentiles are restricted to one owner for a USER.
+percentiles are restricted to one org for its members.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _COUNTS = (
     "FROM job_executions WHERE completed_at >= $1 AND completed_at <= $2 "
 )
 COUNTS_ALL = _COUNTS + "GROUP BY status"
-COUNTS_OWNER = _COUNTS + "AND owner_id = $5 GROUP BY status"
+COUNTS_OWNER = _COUNTS + "AND org_id = $5 GROUP BY status"
 
 # The status is filtered in Python: a status condition here tempts SQLite to walk the
 # status index over all history instead of the hour of completed_at.
@@ -47,7 +47,7 @@ _DURATIONS = (
 )
 _RECENT = "ORDER BY completed_at DESC LIMIT $3"
 DURATIONS_ALL = _DURATIONS + _RECENT
-DURATIONS_OWNER = _DURATIONS + "AND owner_id = $4 " + _RECENT
+DURATIONS_OWNER = _DURATIONS + "AND org_id = $4 " + _RECENT
 
 
 _RAN_TO_AN_END = frozenset({ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value})
@@ -96,7 +96,7 @@ class NodeState:
 class Overview:
     generated_at: datetime
     scope: str
-    """"all" (an admin's view) or "own" (a user's executions only)."""
+    """"all" (a site admin's view) or "own" (the executions of the caller's org)."""
     depths: dict[str, int]
     windows: list[Window]
     run_times: RunTimes
@@ -132,7 +132,7 @@ class StatsService:
         self._samples = samples
 
     async def overview(self, owner_id: str | None) -> Overview:
-        """The statistics as seen by `owner_id` (None: everything)."""
+        """The statistics of org `owner_id` (None: the whole cluster)."""
         now = self._clock()
         depths = {str(state): int(n) for state, n in (await self._depths()).items()}
         for state in ExecutionStatus:

@@ -1,8 +1,9 @@
 """Task, execution and dead-letter operations with their rules; the API and the
 dashboard call these, never the store or queue directly for changes.
 
-Ownership: a USER acts on its own records only, and anyone else's look missing
-(NotFound), so ids cannot be probed; an ADMIN acts on all.
+Isolation: an actor reads and changes the records of the org it acts in only, and those
+of other orgs look missing (NotFound), so ids cannot be probed; a site ADMIN who names
+no org acts on all. Changes need the MEMBER org role (a VIEWER only reads: Forbidden).
 """
 
 from __future__ import annotations
@@ -21,19 +22,28 @@ from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Tas
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.jobs import new_execution, own_job_id, run_job_id
+from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import ExecutionFilter, IdempotencyClaim, Page, Store, TaskFilter
 from taskflowd.store.render import Shape
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 
 
-def owner_scope(actor: User) -> str | None:
-    """The owner filter for `actor`: None (everything) for admins, else the user's id."""
-    return None if actor.role is Role.ADMIN else actor.id
+def org_scope(who: User | Actor) -> str | None:
+    """The org filter for `who`: None (every org) for a site admin acting across orgs."""
+    return as_actor(who).scope
+
+
+def _writer(who: User | Actor) -> Actor:
+    """`who` as an Actor allowed to change the org's tasks (Forbidden for a VIEWER)."""
+    actor = as_actor(who)
+    actor.require(OrgRole.MEMBER, "changing the org's tasks")
+    return actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +59,16 @@ class TaskService:
         queue: JobQueue,
         handlers: HandlerRegistry,
         events: EventBus | None = None,
+        quotas: QuotaBook | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.handlers = handlers
         self.events = events or EventBus()
+        self.quotas = quotas
 
     # --- validation ------------------------------------------------------------
-    def _check(self, actor: User, spec: TaskSpec) -> None:
+    def _check(self, actor: User | Actor, spec: TaskSpec) -> None:
         errors = validate_task(spec)
         if spec.handler not in self.handlers:
             errors.append(FieldError("handler", f"unknown handler {spec.handler!r}"))
@@ -67,7 +79,7 @@ class TaskService:
             raise ValidationFailed(errors)
         self._check_handler_access(actor, spec.handler, "use")
 
-    def _check_handler_access(self, actor: User, handler: str, verb: str) -> None:
+    def _check_handler_access(self, actor: User | Actor, handler: str, verb: str) -> None:
         admin_only = handler in self.handlers and self.handlers.get(handler).admin_only
         if admin_only and actor.role is not Role.ADMIN:
             raise Forbidden(f"only admins may {verb} tasks using the {handler!r} handler")
@@ -92,7 +104,7 @@ class TaskService:
 
     # --- tasks -------------------------------------------------------------------
     def _new_task(
-        self, actor: User, spec: TaskSpec, now: datetime, request_id: str | None
+        self, actor: User | Actor, spec: TaskSpec, now: datetime, request_id: str | None
     ) -> tuple[Task, Execution | None]:
         """A task built from `spec` and its own first job (none for recurring and
         on-demand tasks); raises ValidationFailed or Forbidden."""
@@ -105,6 +117,7 @@ class TaskService:
             id=str(uuid.uuid4()),
             status=TaskStatus.ACTIVE,
             created_by=actor.id,
+            org_id=as_actor(actor).org_id,
             created_at=now,
             updated_at=now,
             next_run_at=run_at,
@@ -116,27 +129,30 @@ class TaskService:
 
     async def create(
         self,
-        actor: User,
+        actor: User | Actor,
         spec: TaskSpec,
         request_id: str | None = None,
         claim: IdempotencyClaim | None = None,
     ) -> Task:
         """A new task, stored with its first job (and `claim`'s idempotency record) in one
         transaction; raises ValidationFailed, Forbidden, or Replay for a used key."""
-        task, first = self._new_task(actor, spec, utcnow(), request_id)
+        task, first = self._new_task(_writer(actor), spec, utcnow(), request_id)
+        if self.quotas is not None:
+            await self.quotas.check_tasks(task.org_id, 1)
         await self.store.create_task(task, first, claim)
         await self._announce([(task, first)])
         return task
 
     async def create_many(
         self,
-        actor: User,
+        actor: User | Actor,
         specs: Sequence[TaskSpec],
         request_id: str | None = None,
         claim: IdempotencyClaim | None = None,
     ) -> list[Task]:
         """`create` for many tasks at once: all or nothing; a bad item is named by its
         index (`items[3].payload`)."""
+        actor = _writer(actor)
         now = utcnow()
         entries: list[tuple[Task, Execution | None]] = []
         errors: list[FieldError] = []
@@ -149,6 +165,8 @@ class TaskService:
                 raise Forbidden(f"items[{index}]: {exc}") from None
         if errors:
             raise ValidationFailed(errors)
+        if self.quotas is not None:
+            await self.quotas.check_tasks(actor.org_id, len(entries))
         tasks = await self.store.create_tasks(entries, claim)
         await self._announce(entries)
         return tasks
@@ -160,54 +178,58 @@ class TaskService:
         if firsts:
             await self.queue.announce(firsts)
 
-    async def get(self, actor: User, task_id: str) -> Task:
-        task = await self.store.get_task(task_id, owner_scope(actor))
+    async def get(self, actor: User | Actor, task_id: str) -> Task:
+        task = await self.store.get_task(task_id, org_scope(actor))
         if task is None:
             raise NotFound(f"task {task_id} not found")
         return task
 
     async def list(
-        self, actor: User, filters: TaskFilter, limit: int, cursor: str | None
+        self, actor: User | Actor, filters: TaskFilter, limit: int, cursor: str | None
     ) -> Page[Task]:
-        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        scoped = dataclasses.replace(filters, org_id=org_scope(actor))
         return await self.store.list_tasks(scoped, limit, cursor)
 
     # Reads that end in a response: the database renders each record in `shape`.
-    async def get_json(self, actor: User, task_id: str, shape: Shape) -> str:
-        found = await self.store.get_task_json(task_id, owner_scope(actor), shape)
+    async def get_json(self, actor: User | Actor, task_id: str, shape: Shape) -> str:
+        found = await self.store.get_task_json(task_id, org_scope(actor), shape)
         if found is None:
             raise NotFound(f"task {task_id} not found")
         return found
 
     async def list_json(
-        self, actor: User, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None
+        self, actor: User | Actor, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None
     ) -> Page[str]:
-        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        scoped = dataclasses.replace(filters, org_id=org_scope(actor))
         return await self.store.list_tasks_json(scoped, shape, limit, cursor)
 
     async def executions_json(
-        self, actor: User, filters: ExecutionFilter, shape: Shape, limit: int, cursor: str | None
+        self,
+        actor: User | Actor,
+        filters: ExecutionFilter,
+        shape: Shape,
+        limit: int,
+        cursor: str | None,
     ) -> Page[str]:
-        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        scoped = dataclasses.replace(filters, org_id=org_scope(actor))
         return await self.store.list_executions_json(scoped, shape, limit, cursor)
 
     async def execution_json(
-        self, actor: User, execution_id: str, shape: Shape, history: Shape
+        self, actor: User | Actor, execution_id: str, shape: Shape, history: Shape
     ) -> str:
-        found = await self.store.get_execution_json(
-            execution_id, owner_scope(actor), shape, history
-        )
+        found = await self.store.get_execution_json(execution_id, org_scope(actor), shape, history)
         if found is None:
             raise NotFound(f"execution {execution_id} not found")
         return found
 
     async def dead_letter_json(
-        self, actor: User, shape: Shape, limit: int, cursor: str | None
+        self, actor: User | Actor, shape: Shape, limit: int, cursor: str | None
     ) -> Page[str]:
-        return await self.store.list_dead_letter_json(owner_scope(actor), shape, limit, cursor)
+        return await self.store.list_dead_letter_json(org_scope(actor), shape, limit, cursor)
 
-    async def update(self, actor: User, task_id: str, changes: dict[str, Any]) -> Task:
+    async def update(self, actor: User | Actor, task_id: str, changes: dict[str, Any]) -> Task:
         """Apply `changes` (TaskSpec field names); the type of a task cannot change."""
+        actor = _writer(actor)
         task = await self.get(actor, task_id)
         self._check_handler_access(actor, task.handler, "change")
         if "type" in changes and changes["type"] is not task.type:
@@ -249,13 +271,14 @@ class TaskService:
             await self.queue.reschedule(updated, updated.next_run_at if retime else None)
         return updated
 
-    async def delete(self, actor: User, task_id: str) -> None:
-        if not await self.store.delete_task(task_id, owner_scope(actor), utcnow()):
+    async def delete(self, actor: User | Actor, task_id: str) -> None:
+        _writer(actor)
+        if not await self.store.delete_task(task_id, org_scope(actor), utcnow()):
             raise NotFound(f"task {task_id} not found")
 
     async def run(
         self,
-        actor: User,
+        actor: User | Actor,
         task_id: str,
         runs: Sequence[RunSpec],
         request_id: str | None = None,
@@ -267,6 +290,7 @@ class TaskService:
         nothing (bad items named `items[3].payload`, or just `payload` without
         `name_items`). A run whose idempotency key the task has used before stands for
         the execution it created then. A paused task cannot run (Conflict)."""
+        actor = _writer(actor)
         task = await self.get(actor, task_id)
         if task.status is TaskStatus.PAUSED:
             raise Conflict("the task is paused; resume it first")
@@ -295,7 +319,9 @@ class TaskService:
             await self.queue.announce(inserted)
         return result
 
-    async def run_now(self, actor: User, task_id: str, request_id: str | None = None) -> Execution:
+    async def run_now(
+        self, actor: User | Actor, task_id: str, request_id: str | None = None
+    ) -> Execution:
         """One run of the task, now, as the task defines it."""
         (execution,) = await self.run(actor, task_id, [RunSpec()], request_id, name_items=False)
         return execution
@@ -317,8 +343,8 @@ class TaskService:
             idempotency_key=spec.idempotency_key,
         )
 
-    async def pause(self, actor: User, task_id: str) -> Task:
-        task = await self.get(actor, task_id)
+    async def pause(self, actor: User | Actor, task_id: str) -> Task:
+        task = await self.get(_writer(actor), task_id)
         if task.status is TaskStatus.PAUSED:
             return task
         if task.status is not TaskStatus.ACTIVE:
@@ -327,10 +353,10 @@ class TaskService:
         await self._save(paused, task.status)
         return paused
 
-    async def resume(self, actor: User, task_id: str) -> Task:
+    async def resume(self, actor: User | Actor, task_id: str) -> Task:
         """Resume a paused task; a recurring one continues from now on, without replaying
         the ticks that fell into the pause."""
-        task = await self.get(actor, task_id)
+        task = await self.get(_writer(actor), task_id)
         if task.status is TaskStatus.ACTIVE:
             return task
         if task.status is not TaskStatus.PAUSED:
@@ -350,24 +376,25 @@ class TaskService:
 
     # --- executions ----------------------------------------------------------------
     async def list_executions(
-        self, actor: User, filters: ExecutionFilter, limit: int, cursor: str | None
+        self, actor: User | Actor, filters: ExecutionFilter, limit: int, cursor: str | None
     ) -> Page[Execution]:
-        scoped = dataclasses.replace(filters, owner_id=owner_scope(actor))
+        scoped = dataclasses.replace(filters, org_id=org_scope(actor))
         return await self.store.list_executions(scoped, limit, cursor)
 
-    async def execution(self, actor: User, execution_id: str) -> ExecutionDetail:
-        found = await self.store.get_execution(execution_id, owner_scope(actor))
+    async def execution(self, actor: User | Actor, execution_id: str) -> ExecutionDetail:
+        found = await self.store.get_execution(execution_id, org_scope(actor))
         if found is None:
             raise NotFound(f"execution {execution_id} not found")
         return ExecutionDetail(found, await self.store.retry_history(execution_id))
 
-    async def cancel(self, actor: User, execution_id: str) -> Execution:
-        found = await self.store.get_execution(execution_id, owner_scope(actor))
+    async def cancel(self, actor: User | Actor, execution_id: str) -> Execution:
+        _writer(actor)
+        found = await self.store.get_execution(execution_id, org_scope(actor))
         if found is None:
             raise NotFound(f"execution {execution_id} not found")
         if found.status.is_final:
             raise Conflict(f"the execution is already {found.status.value}")
-        cancelled = await self.queue.cancel(execution_id, owner_scope(actor))
+        cancelled = await self.queue.cancel(execution_id, org_scope(actor))
         if cancelled is None:
             raise NotFound(f"execution {execution_id} not found")
         if cancelled.status is ExecutionStatus.CANCELLED:
@@ -377,12 +404,13 @@ class TaskService:
 
     # --- dead letter -------------------------------------------------------------------
     async def list_dead_letter(
-        self, actor: User, limit: int, cursor: str | None
+        self, actor: User | Actor, limit: int, cursor: str | None
     ) -> Page[DeadLetterJob]:
-        return await self.store.list_dead_letter(owner_scope(actor), limit, cursor)
+        return await self.store.list_dead_letter(org_scope(actor), limit, cursor)
 
-    async def retry_dead_letter(self, actor: User, dead_letter_id: str) -> Execution:
-        execution = await self.queue.retry_dead_letter(dead_letter_id, owner_scope(actor))
+    async def retry_dead_letter(self, actor: User | Actor, dead_letter_id: str) -> Execution:
+        _writer(actor)
+        execution = await self.queue.retry_dead_letter(dead_letter_id, org_scope(actor))
         if execution is None:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         self._published(execution)
@@ -396,8 +424,10 @@ class TaskService:
             taskId=execution.task_id,
             status=execution.status.value,
             ownerId=execution.owner_id,
+            orgId=execution.org_id,
         )
 
-    async def delete_dead_letter(self, actor: User, dead_letter_id: str) -> None:
-        if not await self.store.delete_dead_letter(dead_letter_id, owner_scope(actor)):
+    async def delete_dead_letter(self, actor: User | Actor, dead_letter_id: str) -> None:
+        _writer(actor)
+        if not await self.store.delete_dead_letter(dead_letter_id, org_scope(actor)):
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")

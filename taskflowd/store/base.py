@@ -2,7 +2,8 @@
 
 Every method raises `StoreUnavailable` when the database cannot be reached and
 `StoreError` on other storage failures. Lists are newest first with an opaque cursor.
-`owner_id=None` means "any owner" (an admin's view); a string restricts to that user.
+`org_id=None` means "any org" (a site admin's view); a string restricts to that org, and
+a record of another org is then absent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from taskflowd.domain.entities import (
 )
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.errors import TaskflowError
+from taskflowd.domain.orgs import Member, Membership, Org, OrgRole
 from taskflowd.store.render import Shape
 
 T = TypeVar("T")
@@ -37,7 +39,7 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
-    owner_id: str | None = None
+    org_id: str | None = None
     status: TaskStatus | None = None
     type: TaskType | None = None
     handler: str | None = None
@@ -46,7 +48,7 @@ class TaskFilter:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:
-    owner_id: str | None = None
+    org_id: str | None = None
     task_id: str | None = None
     status: ExecutionStatus | None = None
     statuses: tuple[ExecutionStatus, ...] = field(default=())
@@ -66,9 +68,10 @@ Render = Callable[[Any], tuple[int, str]]
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyClaim:
-    """A request's claim on (user, key); `stale_before` marks records old enough to
+    """A request's claim on (org, user, key); `stale_before` marks records old enough to
     replace, and `render` turns the request's result into the response kept for replays."""
 
+    org_id: str
     user_id: str
     key: str
     fingerprint: str
@@ -139,20 +142,20 @@ class Store(Protocol):
         `idempotency_key` the task has already is replaced by the stored execution.
         Returns (every execution in order, those inserted now). Raises Replay as above."""
 
-    async def get_task_json(self, task_id: str, owner_id: str | None, shape: Shape) -> str | None:
+    async def get_task_json(self, task_id: str, org_id: str | None, shape: Shape) -> str | None:
         """The task rendered as a JSON object in `shape`."""
 
     async def list_tasks_json(
         self, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None = None
     ) -> Page[str]: ...
 
-    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None: ...
+    async def get_task(self, task_id: str, org_id: str | None = None) -> Task | None: ...
     async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
         """Write the user-set fields, status and next run of a live task whose status is
         still `expected_status` (the engine may have finished it meanwhile); None when it
         is gone or its status changed. `last_run_at` belongs to the engine and is kept."""
 
-    async def delete_task(self, task_id: str, owner_id: str | None, at: datetime) -> bool:
+    async def delete_task(self, task_id: str, org_id: str | None, at: datetime) -> bool:
         """Soft-delete and cancel its queued executions; False when not found."""
 
     async def list_tasks(
@@ -161,14 +164,14 @@ class Store(Protocol):
 
     # --- executions ------------------------------------------------------------
     async def get_execution(
-        self, execution_id: str, owner_id: str | None = None
+        self, execution_id: str, org_id: str | None = None
     ) -> Execution | None: ...
     async def list_executions(
         self, filters: ExecutionFilter, limit: int, cursor: str | None = None
     ) -> Page[Execution]: ...
     async def retry_history(self, execution_id: str) -> list[RetryRecord]: ...
     async def get_execution_json(
-        self, execution_id: str, owner_id: str | None, shape: Shape, history: Shape
+        self, execution_id: str, org_id: str | None, shape: Shape, history: Shape
     ) -> str | None:
         """The execution in `shape` with its retry history (`history`) as `retryHistory`."""
 
@@ -178,15 +181,15 @@ class Store(Protocol):
 
     # --- dead letter -----------------------------------------------------------
     async def get_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None = None
+        self, dead_letter_id: str, org_id: str | None = None
     ) -> DeadLetterJob | None: ...
     async def list_dead_letter(
-        self, owner_id: str | None, limit: int, cursor: str | None = None
+        self, org_id: str | None, limit: int, cursor: str | None = None
     ) -> Page[DeadLetterJob]: ...
     async def list_dead_letter_json(
-        self, owner_id: str | None, shape: Shape, limit: int, cursor: str | None = None
+        self, org_id: str | None, shape: Shape, limit: int, cursor: str | None = None
     ) -> Page[str]: ...
-    async def delete_dead_letter(self, dead_letter_id: str, owner_id: str | None) -> bool: ...
+    async def delete_dead_letter(self, dead_letter_id: str, org_id: str | None) -> bool: ...
 
     # --- refresh tokens --------------------------------------------------------
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
@@ -203,15 +206,55 @@ class Store(Protocol):
         """The key with this hash, revoked or not."""
 
     async def list_api_keys(
-        self, user_id: str, limit: int, cursor: str | None = None
+        self, user_id: str, org_id: str | None, limit: int, cursor: str | None = None
     ) -> Page[ApiKey]:
-        """A user's keys that are not revoked, newest first."""
+        """A user's keys (in `org_id`, unless None) that are not revoked, newest first."""
 
-    async def revoke_api_key(self, key_id: str, user_id: str | None, at: datetime) -> ApiKey | None:
-        """Revoke a live key (of `user_id`, unless None); None when there was none."""
+    async def revoke_api_key(
+        self, key_id: str, user_id: str | None, org_id: str | None, at: datetime
+    ) -> ApiKey | None:
+        """Revoke a live key (of `user_id` in `org_id`, unless None); None when there was
+        none."""
 
     async def touch_api_key(self, key_id: str, at: datetime) -> None:
         """Record a use of the key (never moves `last_used_at` back)."""
+
+    # --- organizations -----------------------------------------------------------
+    async def create_org(self, name: str, owner_id: str, at: datetime) -> Org:
+        """A new org (slug from its name, unique) with `owner_id` as its OWNER."""
+
+    async def get_org(self, org_id: str) -> Org | None:
+        """The live (not deleted) org with id or slug `org_id`."""
+
+    async def list_orgs(
+        self, member_id: str | None, limit: int, cursor: str | None = None
+    ) -> Page[Org]:
+        """Live orgs that `member_id` belongs to (None: all), newest first."""
+
+    async def update_org(self, org: Org) -> Org | None:
+        """Write an org's name and quota overrides; None when it is gone."""
+
+    async def delete_org(self, org_id: str, at: datetime) -> list[str]:
+        """Delete the org with its tasks and queued jobs; the ids of its former members."""
+
+    async def memberships(self, user_id: str) -> list[Membership]: ...
+    async def get_member(self, org_id: str, user_id: str) -> Member | None: ...
+    async def list_members(
+        self, org_id: str, limit: int, cursor: str | None = None
+    ) -> Page[Member]: ...
+    async def add_member(self, org_id: str, user_id: str, role: OrgRole, at: datetime) -> bool:
+        """False when the user is a member already."""
+
+    async def set_member_role(self, org_id: str, user_id: str, role: OrgRole) -> bool | None:
+        """None when not a member; False (nothing changed) when the org would be left
+        without an OWNER."""
+
+    async def remove_member(self, org_id: str, user_id: str) -> bool | None:
+        """None when not a member; False for the org's last OWNER."""
+
+    async def count_tasks(self, org_id: str) -> int: ...
+    async def count_workflows(self, org_id: str) -> int: ...
+    async def count_running(self, org_id: str) -> int: ...
 
     # --- settings, nodes, idempotency -----------------------------------------
     async def get_setting(self, key: str) -> str | None: ...
@@ -223,5 +266,7 @@ class Store(Protocol):
     async def list_nodes(self, alive_since: datetime | None = None) -> list[Node]: ...
     async def expire_nodes(self, before: datetime) -> int: ...
 
-    async def get_idempotent(self, user_id: str, key: str) -> IdempotentResponse | None: ...
+    async def get_idempotent(
+        self, org_id: str, user_id: str, key: str
+    ) -> IdempotentResponse | None: ...
     async def purge_idempotent(self, before: datetime) -> int: ...

@@ -20,10 +20,11 @@ def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec)
     """The statement that records `claim` with its response; it changes no row (and the
     script aborts) when a fresh record for the key exists."""
     return Step(
-        "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO UPDATE SET "
-        "fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, "
-        "created_at = excluded.created_at WHERE idempotency_keys.created_at < $7",
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at, "
+        "org_id) VALUES ($1, $2, $3, $4, $5, $6, $8) ON CONFLICT (org_id, user_id, key) "
+        "DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status, "
+        "body = excluded.body, created_at = excluded.created_at "
+        "WHERE idempotency_keys.created_at < $7",
         (
             claim.user_id,
             claim.key,
@@ -32,17 +33,21 @@ def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec)
             codec.seal_text(body),
             claim.created_at,
             claim.stale_before,
+            claim.org_id,
         ),
         required=True,
     )
 
 
-async def stored_response(db: Database, user_id: str, key: str) -> IdempotentResponse | None:
+async def stored_response(
+    db: Database, org_id: str, user_id: str, key: str
+) -> IdempotentResponse | None:
     row = await db.fetchrow(
         "SELECT fingerprint, status, body, created_at FROM idempotency_keys "
-        "WHERE user_id = $1 AND key = $2",
+        "WHERE org_id = $3 AND user_id = $1 AND key = $2",
         user_id,
         key,
+        org_id,
     )
     if row is None:
         return None
@@ -56,7 +61,7 @@ async def stored_response(db: Database, user_id: str, key: str) -> IdempotentRes
 
 async def replay(db: Database, claim: IdempotencyClaim) -> Replay:
     """The Replay for a claim that lost to an earlier request (read after it committed)."""
-    found = await stored_response(db, claim.user_id, claim.key)
+    found = await stored_response(db, claim.org_id, claim.user_id, claim.key)
     if found is None:
         # The earlier record was purged between the two statements: the caller may retry.
         raise Conflict("the Idempotency-Key was in use a moment ago; send the request again")

@@ -43,6 +43,7 @@ def user_from_row(row: Row, t: TimeDecoder) -> User:
         created_at=t(row["created_at"]),
         updated_at=t(row["updated_at"]),
         deleted_at=_opt(t, row["deleted_at"]),
+        default_org_id=row["default_org_id"],
     )
 
 
@@ -72,6 +73,7 @@ def task_from_row(row: Row, t: RowCodec) -> Task:
         last_run_at=_opt(t, row["last_run_at"]),
         next_run_at=_opt(t, row["next_run_at"]),
         deleted_at=_opt(t, row["deleted_at"]),
+        org_id=row["org_id"],
     )
 
 
@@ -102,6 +104,7 @@ def task_values(task: Task, c: RowCodec) -> tuple[Any, ...]:
         task.last_run_at,
         task.next_run_at,
         task.deleted_at,
+        task.org_id,
     )
 
 
@@ -109,7 +112,7 @@ TASK_COLUMNS = (
     "id, name, description, type, status, handler, payload, cron_expression, timezone, "
     "scheduled_at, delay_ms, priority, max_retries, backoff_ms, timeout_ms, rate_limit, "
     "concurrency, misfire_policy, created_by, created_at, updated_at, last_run_at, "
-    "next_run_at, deleted_at"
+    "next_run_at, deleted_at, org_id"
 )
 
 
@@ -140,6 +143,7 @@ def execution_from_row(row: Row, t: RowCodec) -> Execution:
         fence=row["fence"],
         rescues=row["rescues"],
         idempotency_key=row["idempotency_key"],
+        org_id=row["org_id"],
         created_at=t(row["created_at"]),
         updated_at=t(row["updated_at"]),
     )
@@ -148,11 +152,11 @@ def execution_from_row(row: Row, t: RowCodec) -> Execution:
 EXECUTION_INSERT_COLUMNS = (
     "id, task_id, job_id, owner_id, status, scheduled_for, run_at, tick_at, priority, "
     "attempts, handler, payload, max_retries, backoff_ms, timeout_ms, request_id, "
-    "created_at, updated_at, idempotency_key"
+    "created_at, updated_at, idempotency_key, org_id"
 )
 EXECUTION_INSERT = (
     f"INSERT INTO job_executions ({EXECUTION_INSERT_COLUMNS}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, 20))})"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 21))})"
 )
 
 
@@ -178,6 +182,7 @@ def execution_insert_values(e: Execution, tick_at: datetime | None, c: RowCodec)
         e.created_at,
         e.updated_at,
         e.idempotency_key,
+        e.org_id,
     )
 
 
@@ -203,6 +208,7 @@ def dead_letter_from_row(row: Row, t: RowCodec) -> DeadLetterJob:
         error=t.load(row["error"]),
         attempts=row["attempts"],
         created_at=t(row["created_at"]),
+        org_id=row["org_id"],
     )
 
 
@@ -230,6 +236,7 @@ def api_key_from_row(row: Row, t: TimeDecoder) -> ApiKey:
         expires_at=_opt(t, row["expires_at"]),
         last_used_at=_opt(t, row["last_used_at"]),
         revoked_at=_opt(t, row["revoked_at"]),
+        org_id=row["org_id"],
     )
 
 

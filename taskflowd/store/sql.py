@@ -27,7 +27,7 @@ from taskflowd.store.sql_common import Where
 _QUEUED = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
 _OPEN = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING})
 _TASK_INSERT = (
-    f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 25))})"
+    f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 26))})"
 )
 _RUN_INSERT = (
     rows.EXECUTION_INSERT
@@ -134,33 +134,34 @@ class SqlStore(AccountRecords):
                 status, body = claim.render(result)
                 await conn.execute(
                     "UPDATE idempotency_keys SET status = $3, body = $4 "
-                    "WHERE user_id = $1 AND key = $2",
+                    "WHERE user_id = $1 AND key = $2 AND org_id = $5",
                     claim.user_id,
                     claim.key,
                     status,
                     body,
+                    claim.org_id,
                 )
         inserted = [e for e, r in zip(result, runs, strict=True) if e.id == r.id]
         return result, inserted
 
     @staticmethod
-    def _one_task(task_id: str, owner_id: str | None) -> Where:
+    def _one_task(task_id: str, org_id: str | None) -> Where:
         where = Where()
         where.add("id = {}", task_id)
         where.clauses.append("deleted_at IS NULL AND workflow_id IS NULL")
-        if owner_id is not None:
-            where.add("created_by = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         return where
 
-    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
-        where = self._one_task(task_id, owner_id)
+    async def get_task(self, task_id: str, org_id: str | None = None) -> Task | None:
+        where = self._one_task(task_id, org_id)
         row = await self.db.fetchrow(
             f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}", *where.args
         )
         return rows.task_from_row(row, self._t) if row else None
 
-    async def get_task_json(self, task_id: str, owner_id: str | None, shape: Shape) -> str | None:
-        where = self._one_task(task_id, owner_id)
+    async def get_task_json(self, task_id: str, org_id: str | None, shape: Shape) -> str | None:
+        where = self._one_task(task_id, org_id)
         row = await self.db.fetchrow(
             f"SELECT {self._render(shape)} AS j FROM tasks{where.sql()}", *where.args
         )
@@ -182,9 +183,9 @@ class SqlStore(AccountRecords):
         )
         return task if changed else None
 
-    async def delete_task(self, task_id: str, owner_id: str | None, at: datetime) -> bool:
-        owner_clause = "" if owner_id is None else " AND created_by = $3"
-        owner_args = () if owner_id is None else (owner_id,)
+    async def delete_task(self, task_id: str, org_id: str | None, at: datetime) -> bool:
+        owner_clause = "" if org_id is None else " AND org_id = $3"
+        owner_args = () if org_id is None else (org_id,)
         async with self.db.transaction() as conn:
             changed = await conn.execute(
                 "UPDATE tasks SET deleted_at = $2, updated_at = $2, next_run_at = NULL "
@@ -209,8 +210,8 @@ class SqlStore(AccountRecords):
         where = Where()
         # A workflow's backing task is not the user's task: it is reached through the workflow.
         where.clauses.append("deleted_at IS NULL AND workflow_id IS NULL")
-        if filters.owner_id is not None:
-            where.add("created_by = {}", filters.owner_id)
+        if filters.org_id is not None:
+            where.add("org_id = {}", filters.org_id)
         if filters.status is not None:
             where.add("status = {}", filters.status.value)
         if filters.type is not None:
@@ -243,24 +244,22 @@ class SqlStore(AccountRecords):
 
     # --- executions ------------------------------------------------------------
     @staticmethod
-    def _one_execution(execution_id: str, owner_id: str | None) -> Where:
+    def _one_execution(execution_id: str, org_id: str | None) -> Where:
         where = Where()
         where.add("id = {}", execution_id)
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         return where
 
-    async def get_execution(
-        self, execution_id: str, owner_id: str | None = None
-    ) -> Execution | None:
-        where = self._one_execution(execution_id, owner_id)
+    async def get_execution(self, execution_id: str, org_id: str | None = None) -> Execution | None:
+        where = self._one_execution(execution_id, org_id)
         row = await self.db.fetchrow(f"SELECT * FROM job_executions{where.sql()}", *where.args)
         return rows.execution_from_row(row, self._t) if row else None
 
     async def get_execution_json(
-        self, execution_id: str, owner_id: str | None, shape: Shape, history: Shape
+        self, execution_id: str, org_id: str | None, shape: Shape, history: Shape
     ) -> str | None:
-        where = self._one_execution(execution_id, owner_id)
+        where = self._one_execution(execution_id, org_id)
         row = await self.db.fetchrow(
             f"SELECT {self._render(shape)} AS j FROM job_executions{where.sql()}", *where.args
         )
@@ -277,8 +276,8 @@ class SqlStore(AccountRecords):
     @staticmethod
     def _executions_where(filters: ExecutionFilter, cursor: str | None) -> Where:
         where = Where()
-        if filters.owner_id is not None:
-            where.add("owner_id = {}", filters.owner_id)
+        if filters.org_id is not None:
+            where.add("org_id = {}", filters.org_id)
         if filters.task_id is not None:
             where.add("task_id = {}", filters.task_id)
         if filters.status is not None:
@@ -313,40 +312,40 @@ class SqlStore(AccountRecords):
 
     # --- dead letter -----------------------------------------------------------
     async def get_dead_letter(
-        self, dead_letter_id: str, owner_id: str | None = None
+        self, dead_letter_id: str, org_id: str | None = None
     ) -> DeadLetterJob | None:
         where = Where()
         where.add("id = {}", dead_letter_id)
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         row = await self.db.fetchrow(f"SELECT * FROM dead_letter_jobs{where.sql()}", *where.args)
         return rows.dead_letter_from_row(row, self._t) if row else None
 
     @staticmethod
-    def _dead_letter_where(owner_id: str | None, cursor: str | None) -> Where:
+    def _dead_letter_where(org_id: str | None, cursor: str | None) -> Where:
         where = Where()
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         where.after(cursor)
         return where
 
     async def list_dead_letter(
-        self, owner_id: str | None, limit: int, cursor: str | None = None
+        self, org_id: str | None, limit: int, cursor: str | None = None
     ) -> Page[DeadLetterJob]:
-        where = self._dead_letter_where(owner_id, cursor)
+        where = self._dead_letter_where(org_id, cursor)
         return await self._page("dead_letter_jobs", "*", where, limit, rows.dead_letter_from_row)
 
     async def list_dead_letter_json(
-        self, owner_id: str | None, shape: Shape, limit: int, cursor: str | None = None
+        self, org_id: str | None, shape: Shape, limit: int, cursor: str | None = None
     ) -> Page[str]:
-        where = self._dead_letter_where(owner_id, cursor)
+        where = self._dead_letter_where(org_id, cursor)
         return await self._json_page("dead_letter_jobs", shape, where, limit)
 
-    async def delete_dead_letter(self, dead_letter_id: str, owner_id: str | None) -> bool:
+    async def delete_dead_letter(self, dead_letter_id: str, org_id: str | None) -> bool:
         where = Where()
         where.add("id = {}", dead_letter_id)
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         return await self.db.execute(f"DELETE FROM dead_letter_jobs{where.sql()}", *where.args) > 0
 
     # --- settings, nodes, idempotency -----------------------------------------
@@ -394,8 +393,10 @@ class SqlStore(AccountRecords):
     async def expire_nodes(self, before: datetime) -> int:
         return await self.db.execute("DELETE FROM nodes WHERE last_heartbeat < $1", before)
 
-    async def get_idempotent(self, user_id: str, key: str) -> IdempotentResponse | None:
-        return await stored_response(self.db, user_id, key)
+    async def get_idempotent(
+        self, org_id: str, user_id: str, key: str
+    ) -> IdempotentResponse | None:
+        return await stored_response(self.db, org_id, user_id, key)
 
     async def purge_idempotent(self, before: datetime) -> int:
         return await self.db.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)

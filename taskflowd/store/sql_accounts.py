@@ -8,38 +8,44 @@ from datetime import datetime
 from taskflowd.domain.entities import ApiKey, RefreshToken, User
 from taskflowd.store import rows
 from taskflowd.store.base import Page
-from taskflowd.store.sql_common import SqlRecords, Where
+from taskflowd.store.sql_common import Where
+from taskflowd.store.sql_orgs import OrgRecords
 
-USER_COLUMNS = (
+_USER_INSERT_COLUMNS = (
     "id, email, password_hash, first_name, last_name, role, is_active, token_version, "
     "created_at, updated_at, deleted_at"
 )
+USER_COLUMNS = _USER_INSERT_COLUMNS + ", default_org_id"
 _API_KEY_COLUMNS = (
-    "id, user_id, name, prefix, key_hash, created_at, expires_at, last_used_at, revoked_at"
+    "id, user_id, name, prefix, key_hash, created_at, expires_at, last_used_at, revoked_at, org_id"
 )
 
 
-class AccountRecords(SqlRecords):
+class AccountRecords(OrgRecords):
     """Users, refresh tokens and API keys (see `taskflowd.store.base.Store`)."""
 
     # --- users -----------------------------------------------------------------
     async def create_user(self, user: User) -> User:
-        """Emails are kept in lower case, so uniqueness and look-up ignore case."""
-        await self.db.execute(
-            f"INSERT INTO users ({USER_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-            user.id,
-            user.email.lower(),
-            user.password_hash,
-            user.first_name,
-            user.last_name,
-            user.role.value,
-            user.is_active,
-            user.token_version,
-            user.created_at,
-            user.updated_at,
-            user.deleted_at,
-        )
-        return dataclasses.replace(user, email=user.email.lower())
+        """Emails are kept in lower case, so uniqueness and look-up ignore case. The
+        user's personal org is created with it, in the same transaction."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO users ({_USER_INSERT_COLUMNS}) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                user.id,
+                user.email.lower(),
+                user.password_hash,
+                user.first_name,
+                user.last_name,
+                user.role.value,
+                user.is_active,
+                user.token_version,
+                user.created_at,
+                user.updated_at,
+                user.deleted_at,
+            )
+            org_id = await self._insert_personal_org(conn, user)
+        return dataclasses.replace(user, email=user.email.lower(), default_org_id=org_id)
 
     async def _one_user(self, where: str, value: str) -> User | None:
         row = await self.db.fetchrow(
@@ -137,7 +143,7 @@ class AccountRecords(SqlRecords):
     # --- API keys ----------------------------------------------------------------
     async def create_api_key(self, key: ApiKey) -> ApiKey:
         await self.db.execute(
-            f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
             key.id,
             key.user_id,
             key.name,
@@ -147,6 +153,7 @@ class AccountRecords(SqlRecords):
             key.expires_at,
             key.last_used_at,
             key.revoked_at,
+            key.org_id,
         )
         return key
 
@@ -157,20 +164,26 @@ class AccountRecords(SqlRecords):
         return rows.api_key_from_row(row, self._t) if row else None
 
     async def list_api_keys(
-        self, user_id: str, limit: int, cursor: str | None = None
+        self, user_id: str, org_id: str | None, limit: int, cursor: str | None = None
     ) -> Page[ApiKey]:
         where = Where()
         where.add("user_id = {}", user_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         where.clauses.append("revoked_at IS NULL")
         where.after(cursor)
         return await self._page("api_keys", _API_KEY_COLUMNS, where, limit, rows.api_key_from_row)
 
-    async def revoke_api_key(self, key_id: str, user_id: str | None, at: datetime) -> ApiKey | None:
+    async def revoke_api_key(
+        self, key_id: str, user_id: str | None, org_id: str | None, at: datetime
+    ) -> ApiKey | None:
         where = Where()
         where.add("id = {}", key_id)
         where.clauses.append("revoked_at IS NULL")
         if user_id is not None:
             where.add("user_id = {}", user_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         changed = await self.db.execute(
             f"UPDATE api_keys SET revoked_at = ${len(where.args) + 1}{where.sql()}",
             *where.args,

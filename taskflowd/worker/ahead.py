@@ -44,6 +44,7 @@ class ClaimAhead:
     def __init__(self, lease_s: float) -> None:
         self._lease_s = lease_s
         self._held: list[_Held] = []
+        self._ids: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -54,6 +55,7 @@ class ClaimAhead:
             self.discard(job.id)
             held = _Held(job, claimed_at + self._lease_s)
             bisect.insort(self._held, held, key=lambda h: h.key)
+            self._ids.add(job.id)
 
     def pop(self) -> Execution | None:
         """The next job to start, or None. Jobs whose lease may be running out are dropped
@@ -61,12 +63,16 @@ class ClaimAhead:
         now = time.monotonic()
         while self._held:
             held = self._held.pop(0)
+            self._ids.discard(held.job.id)
             if held.deadline - now > self._lease_s / 2:
                 return held.job
             log.warning("buffered job %s not started: its lease was not renewed", held.job.id)
         return None
 
     def discard(self, execution_id: str) -> Execution | None:
+        if execution_id not in self._ids:
+            return None
+        self._ids.discard(execution_id)
         for i, held in enumerate(self._held):
             if held.job.id == execution_id:
                 del self._held[i]
@@ -88,4 +94,5 @@ class ClaimAhead:
         """Empty the buffer (shutdown): its jobs are to be handed back."""
         jobs = [h.job for h in self._held]
         self._held.clear()
+        self._ids.clear()
         return jobs

@@ -219,7 +219,12 @@ class WorkerPool:
         task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
         self._running[job.id] = _Running(job, task)
         self.events.publish(
-            "execution", id=job.id, taskId=job.task_id, status="PROCESSING", ownerId=job.owner_id
+            "execution",
+            id=job.id,
+            taskId=job.task_id,
+            status="PROCESSING",
+            ownerId=job.owner_id,
+            orgId=job.org_id,
         )
 
     # --- running one job ------------------------------------------------------------
@@ -459,6 +464,7 @@ class WorkerPool:
                     outcome=kind.value,
                     handler=job.handler,
                     ownerId=job.owner_id,
+                    orgId=job.org_id,
                 )
 
     async def drained(self) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from taskflowd.domain.entities import JSON
+from taskflowd.domain.entities import DEFAULT_ORG_ID, JSON
 from taskflowd.domain.enums import MisfirePolicy
 from taskflowd.workflows.graph import StepSpec, Trigger
 from taskflowd.workflows.rules import RunStatus
@@ -36,7 +36,7 @@ class Workflow:
     timezone: str = "UTC"
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
     next_run_at: datetime | None = None
-    org_id: str = "00000000-0000-4000-8000-000000000001"
+    org_id: str = DEFAULT_ORG_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,7 @@ class WorkflowRun:
     owner_id: str
     status: RunStatus
     created_at: datetime
+    org_id: str = DEFAULT_ORG_ID
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: tuple[StepRun, ...] = ()

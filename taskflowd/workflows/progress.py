@@ -44,9 +44,10 @@ _LIVE = (
     ExecutionStatus.RETRYING.value,
     ExecutionStatus.PROCESSING.value,
 )
+_INSERT_COUNT = rows.EXECUTION_INSERT_COLUMNS.count(",") + 3
 _INSERT = (
     f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}, workflow_run_id, step_key) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, 22))}) ON CONFLICT DO NOTHING"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, _INSERT_COUNT + 1))}) ON CONFLICT DO NOTHING"
 )
 _REQUEUE = (
     "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, payload = $3, "
@@ -109,12 +110,12 @@ class RunProgress:
             await self.advance(conn, run_id, done)
         return done
 
-    async def lock_run(self, conn: Conn, run_id: str, owner_id: str | None = None) -> Row | None:
-        owner = "" if owner_id is None else " AND owner_id = $2"
-        args = () if owner_id is None else (owner_id,)
+    async def lock_run(self, conn: Conn, run_id: str, org_id: str | None = None) -> Row | None:
+        org = "" if org_id is None else " AND org_id = $2"
+        args = () if org_id is None else (org_id,)
         return await conn.fetchrow(
-            "SELECT id, workflow_id, task_id, owner_id, steps, status, cancelled, created_at "
-            f"FROM workflow_runs WHERE id = $1{owner}{self._lock}",
+            "SELECT id, workflow_id, task_id, owner_id, org_id, steps, status, cancelled, "
+            f"created_at FROM workflow_runs WHERE id = $1{org}{self._lock}",
             run_id,
             *args,
         )
@@ -227,6 +228,7 @@ class RunProgress:
             task_id=run["task_id"],
             job_id=f"{run['task_id']}{RUN_MARK}{run['id']}/{step.key}",
             owner_id=run["owner_id"],
+            org_id=run["org_id"],
             status=ExecutionStatus.PENDING,
             scheduled_for=now,
             run_at=now,
@@ -250,12 +252,13 @@ class RunProgress:
     ) -> Advanced:
         """Insert a run of `workflow` (its row) and queue its root steps."""
         inserted = await conn.execute(
-            "INSERT INTO workflow_runs (id, workflow_id, owner_id, task_id, steps, status, "
-            "cancelled, tick_at, created_at, started_at, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) ON CONFLICT DO NOTHING",
+            "INSERT INTO workflow_runs (id, workflow_id, owner_id, org_id, task_id, steps, "
+            "status, cancelled, tick_at, created_at, started_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) ON CONFLICT DO NOTHING",
             run_id,
             workflow["id"],
             workflow["created_by"],
+            workflow["org_id"],
             workflow["task_id"],
             workflow["steps"],
             RunStatus.RUNNING.value,

@@ -28,10 +28,10 @@ COLUMNS = (
     "id, name, description, steps, status, task_id, cron_expression, timezone, "
     "misfire_policy, next_run_at, created_by, org_id, created_at, updated_at"
 )
-RUN_COLUMNS = "id, workflow_id, owner_id, status, created_at, started_at, finished_at"
+RUN_COLUMNS = "id, workflow_id, owner_id, org_id, status, created_at, started_at, finished_at"
 _TASK_INSERT = (
     f"INSERT INTO tasks ({rows.TASK_COLUMNS}, workflow_id) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, 26))})"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, rows.TASK_COLUMNS.count(',') + 3))})"
 )
 
 
@@ -59,6 +59,7 @@ def run_from_row(row: Row, t: RowCodec) -> WorkflowRun:
         id=row["id"],
         workflow_id=row["workflow_id"],
         owner_id=row["owner_id"],
+        org_id=row["org_id"],
         status=RunStatus(row["status"]),
         created_at=t(row["created_at"]),
         started_at=None if row["started_at"] is None else t(row["started_at"]),
@@ -67,7 +68,7 @@ def run_from_row(row: Row, t: RowCodec) -> WorkflowRun:
 
 
 class WorkflowRecords(SqlRecords):
-    """Workflow and run records; `owner_id` None means any owner (an admin)."""
+    """Workflow and run records; `org_id` None means every org (a site admin across orgs)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -104,26 +105,26 @@ class WorkflowRecords(SqlRecords):
         )
 
     @staticmethod
-    def _one(workflow_id: str, owner_id: str | None) -> Where:
+    def _one(workflow_id: str, org_id: str | None) -> Where:
         where = Where()
         where.add("id = {}", workflow_id)
         where.clauses.append("deleted_at IS NULL")
-        if owner_id is not None:
-            where.add("created_by = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         return where
 
-    async def get(self, workflow_id: str, owner_id: str | None) -> Workflow | None:
-        where = self._one(workflow_id, owner_id)
+    async def get(self, workflow_id: str, org_id: str | None) -> Workflow | None:
+        where = self._one(workflow_id, org_id)
         row = await self.db.fetchrow(f"SELECT {COLUMNS} FROM workflows{where.sql()}", *where.args)
         return None if row is None else workflow_from_row(row, self._t)
 
     async def list_workflows(
-        self, owner_id: str | None, limit: int, cursor: str | None
+        self, org_id: str | None, limit: int, cursor: str | None
     ) -> Page[Workflow]:
         where = Where()
         where.clauses.append("deleted_at IS NULL")
-        if owner_id is not None:
-            where.add("created_by = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         where.after(cursor)
         return await self._page("workflows", COLUMNS, where, limit, workflow_from_row)
 
@@ -134,7 +135,7 @@ class WorkflowRecords(SqlRecords):
             changed = await conn.execute(
                 "UPDATE workflows SET name = $2, description = $3, steps = $4, status = $5, "
                 "cron_expression = $6, timezone = $7, misfire_policy = $8, next_run_at = $9, "
-                "updated_at = $10 WHERE id = $1 AND deleted_at IS NULL",
+                "updated_at = $10 WHERE id = $1 AND org_id = $11 AND deleted_at IS NULL",
                 workflow.id,
                 workflow.name,
                 workflow.description,
@@ -145,6 +146,7 @@ class WorkflowRecords(SqlRecords):
                 workflow.misfire_policy.value,
                 workflow.next_run_at,
                 workflow.updated_at,
+                workflow.org_id,
             )
             if not changed:
                 return None
@@ -157,14 +159,12 @@ class WorkflowRecords(SqlRecords):
             )
         return workflow
 
-    async def delete(
-        self, workflow_id: str, owner_id: str | None, at: datetime
-    ) -> list[str] | None:
+    async def delete(self, workflow_id: str, org_id: str | None, at: datetime) -> list[str] | None:
         """Soft-delete a workflow and its backing task and cancel its running runs;
         returns the ids of their executions still queued or running (for the queue to
         cancel), or None when the workflow is not found."""
         async with self.db.transaction() as conn:
-            where = self._one(workflow_id, owner_id)
+            where = self._one(workflow_id, org_id)
             row = await conn.fetchrow(f"SELECT task_id FROM workflows{where.sql()}", *where.args)
             if row is None:
                 return None
@@ -193,24 +193,29 @@ class WorkflowRecords(SqlRecords):
 
     # --- runs --------------------------------------------------------------------------
     async def start_run(
-        self, workflow_id: str, run_id: str, at: datetime, tick_at: datetime | None = None
+        self,
+        workflow_id: str,
+        org_id: str | None,
+        run_id: str,
+        at: datetime,
+        tick_at: datetime | None = None,
     ) -> Advanced | None:
         """Insert a run and queue its root steps; None when the workflow is gone."""
         async with self.db.transaction() as conn:
+            where = self._one(workflow_id, org_id)
             row = await conn.fetchrow(
-                "SELECT id, created_by, task_id, steps FROM workflows "
-                "WHERE id = $1 AND deleted_at IS NULL",
-                workflow_id,
+                f"SELECT id, created_by, org_id, task_id, steps FROM workflows{where.sql()}",
+                *where.args,
             )
             if row is None:
                 return None
             return await self.progress.start(conn, run_id, row, at, tick_at)
 
-    async def get_run(self, run_id: str, owner_id: str | None) -> WorkflowRun | None:
+    async def get_run(self, run_id: str, org_id: str | None) -> WorkflowRun | None:
         where = Where()
         where.add("id = {}", run_id)
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         row = await self.db.fetchrow(
             f"SELECT {RUN_COLUMNS}, steps FROM workflow_runs{where.sql()}", *where.args
         )
@@ -247,20 +252,20 @@ class WorkflowRecords(SqlRecords):
         )
 
     async def list_runs(
-        self, owner_id: str | None, workflow_id: str | None, limit: int, cursor: str | None
+        self, org_id: str | None, workflow_id: str | None, limit: int, cursor: str | None
     ) -> Page[WorkflowRun]:
         where = Where()
-        if owner_id is not None:
-            where.add("owner_id = {}", owner_id)
+        if org_id is not None:
+            where.add("org_id = {}", org_id)
         if workflow_id is not None:
             where.add("workflow_id = {}", workflow_id)
         where.after(cursor)
         return await self._page("workflow_runs", RUN_COLUMNS, where, limit, run_from_row)
 
-    async def cancel_run(self, run_id: str, owner_id: str | None) -> list[str] | None:
+    async def cancel_run(self, run_id: str, org_id: str | None) -> list[str] | None:
         """Cancel a run; the ids of its executions to cancel, or None when not found."""
         async with self.db.transaction() as conn:
-            run = await self.progress.lock_run(conn, run_id, owner_id)
+            run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
                 return None
             live = await self.progress.cancel(conn, run)
@@ -268,11 +273,11 @@ class WorkflowRecords(SqlRecords):
                 await self.progress.advance(conn, run_id, Advanced([], []))
         return live
 
-    async def retry_run(self, run_id: str, owner_id: str | None) -> tuple[str, Advanced] | None:
+    async def retry_run(self, run_id: str, org_id: str | None) -> tuple[str, Advanced] | None:
         """Re-run the failed steps of a failed run; (the run's status before, what was
         queued), or None when not found. Only a FAILED run changes."""
         async with self.db.transaction() as conn:
-            run = await self.progress.lock_run(conn, run_id, owner_id)
+            run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
                 return None
             if run["status"] != RunStatus.FAILED.value:

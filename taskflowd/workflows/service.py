@@ -1,8 +1,10 @@
 """Workflow operations with their rules; the API calls these.
 
-Ownership as for tasks: a USER acts on its own workflows and runs only (anyone else's
-look missing), an ADMIN on all. Step executions are jobs of the workflow's hidden task,
-so the queue, the workers and the execution endpoints treat them like any other job.
+Isolation as for tasks: an actor reads and changes the workflows and runs of the org it
+acts in only (another org's look missing), a site ADMIN who names no org acts on all;
+changes need the MEMBER org role (a VIEWER only reads). Step executions are jobs of the
+workflow's hidden task, so the queue, the workers and the execution endpoints treat them
+like any other job.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, Forbidden, NotFound
+from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import Page
 from taskflowd.store.db import Conn
 from taskflowd.workflows.graph import StepSpec, build
@@ -27,8 +31,14 @@ from taskflowd.workflows.records import WorkflowRecords
 from taskflowd.workflows.rules import RunStatus
 
 
-def _scope(actor: User) -> str | None:
-    return None if actor.role is Role.ADMIN else actor.id
+def _scope(who: User | Actor) -> str | None:
+    return as_actor(who).scope
+
+
+def _writer(who: User | Actor) -> Actor:
+    actor = as_actor(who)
+    actor.require(OrgRole.MEMBER, "changing the org's workflows")
+    return actor
 
 
 class WorkflowService:
@@ -38,8 +48,10 @@ class WorkflowService:
         queue: JobQueue,
         handlers: HandlerRegistry,
         events: EventBus | None = None,
+        quotas: QuotaBook | None = None,
     ) -> None:
         self.records = records
+        self.quotas = quotas
         self.queue = queue
         self.handlers = handlers
         self.events = events or EventBus()
@@ -61,7 +73,7 @@ class WorkflowService:
                 durationS=(run.finished_at - run.created_at).total_seconds(),
             )
 
-    def _graph(self, actor: User, steps: Sequence[StepSpec]) -> tuple[StepSpec, ...]:
+    def _graph(self, actor: User | Actor, steps: Sequence[StepSpec]) -> tuple[StepSpec, ...]:
         graph = build(steps, lambda name: name in self.handlers)
         for step in graph.steps:
             spec = self.handlers.get(step.handler)
@@ -71,9 +83,12 @@ class WorkflowService:
 
     # --- workflows -----------------------------------------------------------------
     async def create(
-        self, actor: User, name: str, description: str, steps: Sequence[StepSpec]
+        self, actor: User | Actor, name: str, description: str, steps: Sequence[StepSpec]
     ) -> Workflow:
-        checked = self._graph(actor, steps)
+        writer = _writer(actor)
+        checked = self._graph(writer, steps)
+        if self.quotas is not None:
+            await self.quotas.check_workflows(writer.org_id, 1)
         now = utcnow()
         workflow_id = str(uuid.uuid4())
         task = Task(
@@ -95,7 +110,8 @@ class WorkflowService:
             rate_limit=None,
             concurrency=None,
             misfire_policy=MisfirePolicy.RUN_ONCE,
-            created_by=actor.id,
+            created_by=writer.id,
+            org_id=writer.org_id,
             created_at=now,
             updated_at=now,
         )
@@ -106,25 +122,28 @@ class WorkflowService:
             steps=checked,
             status=WorkflowStatus.ACTIVE,
             task_id=task.id,
-            created_by=actor.id,
+            created_by=writer.id,
+            org_id=writer.org_id,
             created_at=now,
             updated_at=now,
         )
         return await self.records.create(workflow, task)
 
-    async def get(self, actor: User, workflow_id: str) -> Workflow:
+    async def get(self, actor: User | Actor, workflow_id: str) -> Workflow:
         found = await self.records.get(workflow_id, _scope(actor))
         if found is None:
             raise NotFound(f"workflow {workflow_id} not found")
         return found
 
-    async def list(self, actor: User, limit: int, cursor: str | None) -> Page[Workflow]:
+    async def list(self, actor: User | Actor, limit: int, cursor: str | None) -> Page[Workflow]:
         return await self.records.list_workflows(_scope(actor), limit, cursor)
 
-    async def update(self, actor: User, workflow_id: str, changes: dict[str, Any]) -> Workflow:
+    async def update(
+        self, actor: User | Actor, workflow_id: str, changes: dict[str, Any]
+    ) -> Workflow:
         """Apply `changes` (name, description, steps); runs already started keep the
         steps they started with."""
-        current = await self.get(actor, workflow_id)
+        current = await self.get(_writer(actor), workflow_id)
         if "steps" in changes:
             changes["steps"] = self._graph(actor, changes["steps"])
         updated = dataclasses.replace(current, **changes, updated_at=utcnow())
@@ -132,8 +151,10 @@ class WorkflowService:
             raise NotFound(f"workflow {workflow_id} not found")
         return updated
 
-    async def _set_status(self, actor: User, workflow_id: str, status: WorkflowStatus) -> Workflow:
-        current = await self.get(actor, workflow_id)
+    async def _set_status(
+        self, actor: User | Actor, workflow_id: str, status: WorkflowStatus
+    ) -> Workflow:
+        current = await self.get(_writer(actor), workflow_id)
         if current.status is status:
             return current
         updated = dataclasses.replace(current, status=status, updated_at=utcnow())
@@ -144,45 +165,45 @@ class WorkflowService:
             self.queue.wake()
         return updated
 
-    async def pause(self, actor: User, workflow_id: str) -> Workflow:
+    async def pause(self, actor: User | Actor, workflow_id: str) -> Workflow:
         """Steps of its runs wait (none starts) until the workflow is resumed."""
         return await self._set_status(actor, workflow_id, WorkflowStatus.PAUSED)
 
-    async def resume(self, actor: User, workflow_id: str) -> Workflow:
+    async def resume(self, actor: User | Actor, workflow_id: str) -> Workflow:
         return await self._set_status(actor, workflow_id, WorkflowStatus.ACTIVE)
 
-    async def delete(self, actor: User, workflow_id: str) -> None:
-        live = await self.records.delete(workflow_id, _scope(actor), utcnow())
+    async def delete(self, actor: User | Actor, workflow_id: str) -> None:
+        live = await self.records.delete(workflow_id, _scope(_writer(actor)), utcnow())
         if live is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self._cancel_executions(live)
 
     # --- runs ------------------------------------------------------------------------
-    async def run(self, actor: User, workflow_id: str) -> WorkflowRun:
-        await self.get(actor, workflow_id)
+    async def run(self, actor: User | Actor, workflow_id: str) -> WorkflowRun:
+        scope = _scope(_writer(actor))
         run_id = str(uuid.uuid4())
-        advanced = await self.records.start_run(workflow_id, run_id, utcnow())
+        advanced = await self.records.start_run(workflow_id, scope, run_id, utcnow())
         if advanced is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self.queue.announce(advanced.spawned)
         self._finished(advanced)
         return await self.get_run(actor, run_id)
 
-    async def get_run(self, actor: User, run_id: str) -> WorkflowRun:
+    async def get_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         found = await self.records.get_run(run_id, _scope(actor))
         if found is None:
             raise NotFound(f"workflow run {run_id} not found")
         return found
 
     async def list_runs(
-        self, actor: User, workflow_id: str | None, limit: int, cursor: str | None
+        self, actor: User | Actor, workflow_id: str | None, limit: int, cursor: str | None
     ) -> Page[WorkflowRun]:
         return await self.records.list_runs(_scope(actor), workflow_id, limit, cursor)
 
-    async def cancel_run(self, actor: User, run_id: str) -> WorkflowRun:
+    async def cancel_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Stop the run: queued steps are cancelled at once, running ones are asked to
         stop, and no further step starts."""
-        live = await self.records.cancel_run(run_id, _scope(actor))
+        live = await self.records.cancel_run(run_id, _scope(_writer(actor)))
         if live is None:
             raise NotFound(f"workflow run {run_id} not found")
         await self._cancel_executions(live)
@@ -192,9 +213,9 @@ class WorkflowService:
         for execution_id in execution_ids:
             await self.queue.cancel(execution_id, None)
 
-    async def retry_run(self, actor: User, run_id: str) -> WorkflowRun:
+    async def retry_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Re-run the FAILED steps of a FAILED run and those skipped because of them."""
-        outcome = await self.records.retry_run(run_id, _scope(actor))
+        outcome = await self.records.retry_run(run_id, _scope(_writer(actor)))
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         before, advanced = outcome

@@ -22,6 +22,8 @@ from tests.services import PostgresDatabases, unavailable
 
 pytestmark = [
     pytest.mark.slow,
+    # Every operation of the document in one test: it grows with the API.
+    pytest.mark.timeout(300),
     pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True, scope="module"),
 ]
 
@@ -84,7 +86,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @pytest.mark.timeout(600)  # one test for every operation: it grows with the API
 @settings(
-    max_examples=25,
+    max_examples=10,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,

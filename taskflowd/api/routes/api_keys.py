@@ -9,12 +9,13 @@ import orjson
 from aiohttp import web
 from pydantic import AwareDatetime, Field, StringConstraints
 
+from taskflowd.api.acting import current_actor
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.problems import ApiError
 from taskflowd.api.responses import json_bytes, no_content, read_response
 from taskflowd.api.schemas import LINE, ListQuery, RequestModel, ResponseModel
-from taskflowd.api.security import current_principal, current_user
+from taskflowd.api.security import current_principal
 from taskflowd.api.shapes import as_dict, page_body, render, shape_of
 from taskflowd.api.validation import parse_body, parse_query
 from taskflowd.auth.api_keys import MAX_NAME_LENGTH
@@ -64,7 +65,7 @@ async def create_api_key(request: web.Request) -> web.Response:
             detail="An API key cannot create API keys; sign in with your password to do so.",
         )
     key, raw = await _auth(request).api_keys.create(
-        current_user(request), body.name, body.expires_at
+        await current_actor(request), body.name, body.expires_at
     )
     created = orjson.dumps({**as_dict(API_KEY_SHAPE, key), "key": raw})
     return json_bytes(created, status=201)
@@ -72,13 +73,15 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 async def list_api_keys(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
-    page = await _auth(request).api_keys.list(current_user(request), query.limit, query.cursor)
+    page = await _auth(request).api_keys.list(
+        await current_actor(request), query.limit, query.cursor
+    )
     items = [render(API_KEY_SHAPE, key).decode() for key in page.items]
     return read_response(request, page_body(items, page.next_cursor))
 
 
 async def revoke_api_key(request: web.Request) -> web.Response:
-    await _auth(request).api_keys.revoke(current_user(request), request.match_info["id"])
+    await _auth(request).api_keys.revoke(await current_actor(request), request.match_info["id"])
     return no_content()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.responses import json_bytes, no_content, read_response
 from taskflowd.api.routes.tasks import TASKS_KEY
@@ -18,7 +19,6 @@ from taskflowd.api.schemas_tasks import (
     ExecutionListQuery,
     ExecutionOut,
 )
-from taskflowd.api.security import current_user
 from taskflowd.api.shapes import choose, page_body, render
 from taskflowd.api.validation import parse_query
 from taskflowd.store.base import ExecutionFilter
@@ -32,40 +32,44 @@ async def list_executions(request: web.Request) -> web.Response:
     filters = ExecutionFilter(task_id=query.task_id, status=query.status)
     shape = choose(EXECUTION_SHAPE, query.fields)
     page = await request.app[TASKS_KEY].executions_json(
-        current_user(request), filters, shape, query.limit, query.cursor
+        await current_actor(request), filters, shape, query.limit, query.cursor
     )
     return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def get_execution(request: web.Request) -> web.Response:
     found = await request.app[TASKS_KEY].execution_json(
-        current_user(request), request.match_info["id"], EXECUTION_SHAPE, RETRY_SHAPE
+        await current_actor(request), request.match_info["id"], EXECUTION_SHAPE, RETRY_SHAPE
     )
     return read_response(request, found.encode())
 
 
 async def cancel_execution(request: web.Request) -> web.Response:
-    execution = await request.app[TASKS_KEY].cancel(current_user(request), request.match_info["id"])
+    execution = await request.app[TASKS_KEY].cancel(
+        await current_actor(request), request.match_info["id"]
+    )
     return json_bytes(render(EXECUTION_SHAPE, execution))
 
 
 async def list_dead_letter(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
     page = await request.app[TASKS_KEY].dead_letter_json(
-        current_user(request), DEAD_LETTER_SHAPE, query.limit, query.cursor
+        await current_actor(request), DEAD_LETTER_SHAPE, query.limit, query.cursor
     )
     return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def retry_dead_letter(request: web.Request) -> web.Response:
     execution = await request.app[TASKS_KEY].retry_dead_letter(
-        current_user(request), request.match_info["id"]
+        await current_actor(request), request.match_info["id"]
     )
     return json_bytes(render(EXECUTION_SHAPE, execution), status=202)
 
 
 async def delete_dead_letter(request: web.Request) -> web.Response:
-    await request.app[TASKS_KEY].delete_dead_letter(current_user(request), request.match_info["id"])
+    await request.app[TASKS_KEY].delete_dead_letter(
+        await current_actor(request), request.match_info["id"]
+    )
     return no_content()
 
 

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
+from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import Access, ApiRegistry, Operation
 from taskflowd.api.responses import json_response
 from taskflowd.api.schemas_ops import ReadyOut, StatsOut, ready_out, stats_out
-from taskflowd.api.security import bearer_token, current_user, unauthorized
+from taskflowd.api.security import bearer_token, unauthorized
 from taskflowd.metrics import Metrics
 from taskflowd.queue.base import JobQueue
 from taskflowd.services.readiness import Probe, Readiness
 from taskflowd.services.stats import StatsService
-from taskflowd.services.tasks import owner_scope
+from taskflowd.services.tasks import org_scope
 from taskflowd.store.sql import SqlStore
 
 READY_TIMEOUT_S = 2.0
@@ -94,7 +95,7 @@ async def readiness(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    owner = owner_scope(current_user(request))
+    owner = org_scope(await current_actor(request))
     overview = await request.app[OPS_KEY].stats.overview(owner)
     return json_response(stats_out(overview))
 

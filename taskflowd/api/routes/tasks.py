@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from taskflowd.api.acting import current_actor
 from taskflowd.api.idempotency import Rendered, idempotent
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.responses import json_bytes, no_content, read_response
@@ -30,7 +31,7 @@ from taskflowd.api.schemas_tasks import (
     TaskOut,
     TaskPatch,
 )
-from taskflowd.api.security import current_user, limit_jobs
+from taskflowd.api.security import limit_jobs
 from taskflowd.api.shapes import as_dict, choose, page_body, render
 from taskflowd.api.validation import parse_body, parse_optional_body, parse_query
 from taskflowd.domain.entities import Execution, Task
@@ -115,7 +116,7 @@ def _run_items(executions: Sequence[Execution]) -> Rendered:
 
 async def create_task(request: web.Request) -> web.Response:
     body = await parse_body(request, TaskCreate)
-    user = current_user(request)
+    user = await current_actor(request)
     await limit_jobs(request, 1)
     return await idempotent(
         request,
@@ -129,7 +130,7 @@ async def create_task(request: web.Request) -> web.Response:
 
 async def create_tasks(request: web.Request) -> web.Response:
     body = await parse_body(request, TaskBatchRequest)
-    user = current_user(request)
+    user = await current_actor(request)
     await limit_jobs(request, len(body.items))
     specs = [_spec(item) for item in body.items]
     return await idempotent(
@@ -148,14 +149,14 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
     shape = choose(TASK_SHAPE, query.fields)
     page = await _service(request).list_json(
-        current_user(request), filters, shape, query.limit, query.cursor
+        await current_actor(request), filters, shape, query.limit, query.cursor
     )
     return read_response(request, page_body(page.items, page.next_cursor))
 
 
 async def get_task(request: web.Request) -> web.Response:
     found = await _service(request).get_json(
-        current_user(request), request.match_info["id"], TASK_SHAPE
+        await current_actor(request), request.match_info["id"], TASK_SHAPE
     )
     return read_response(request, found.encode())
 
@@ -172,18 +173,20 @@ async def update_task(request: web.Request) -> web.Response:
         changes[_SPEC_NAMES.get(name, name)] = value
     if errors:
         raise ValidationFailed(errors)
-    task = await _service(request).update(current_user(request), request.match_info["id"], changes)
+    task = await _service(request).update(
+        await current_actor(request), request.match_info["id"], changes
+    )
     return json_bytes(render(TASK_SHAPE, task))
 
 
 async def delete_task(request: web.Request) -> web.Response:
-    await _service(request).delete(current_user(request), request.match_info["id"])
+    await _service(request).delete(await current_actor(request), request.match_info["id"])
     return no_content()
 
 
 async def run_task(request: web.Request) -> web.Response:
     body = await parse_optional_body(request, RunRequest)
-    user = current_user(request)
+    user = await current_actor(request)
     await limit_jobs(request, 1)
     task_id = request.match_info["id"]
     spec = _run_spec(body)
@@ -205,7 +208,7 @@ async def run_task(request: web.Request) -> web.Response:
 
 async def run_task_many(request: web.Request) -> web.Response:
     body = await parse_body(request, RunsRequest)
-    user = current_user(request)
+    user = await current_actor(request)
     await limit_jobs(request, len(body.items))
     task_id = request.match_info["id"]
     specs = [_run_spec(item, item.idempotency_key) for item in body.items]
@@ -219,18 +222,18 @@ async def run_task_many(request: web.Request) -> web.Response:
 
 
 async def pause_task(request: web.Request) -> web.Response:
-    task = await _service(request).pause(current_user(request), request.match_info["id"])
+    task = await _service(request).pause(await current_actor(request), request.match_info["id"])
     return json_bytes(render(TASK_SHAPE, task))
 
 
 async def resume_task(request: web.Request) -> web.Response:
-    task = await _service(request).resume(current_user(request), request.match_info["id"])
+    task = await _service(request).resume(await current_actor(request), request.match_info["id"])
     return json_bytes(render(TASK_SHAPE, task))
 
 
 async def task_executions(request: web.Request) -> web.Response:
     query = parse_query(request, TaskExecutionsQuery)
-    user = current_user(request)
+    user = await current_actor(request)
     task = await _service(request).get(user, request.match_info["id"])
     filters = ExecutionFilter(task_id=task.id, status=query.status)
     shape = choose(EXECUTION_SHAPE, query.fields)

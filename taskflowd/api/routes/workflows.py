@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
 from taskflowd.api.responses import json_response, no_content
 from taskflowd.api.schemas import ListQuery
@@ -23,7 +24,6 @@ from taskflowd.api.schemas_workflows import (
     WorkflowRunQuery,
     WorkflowRunSummary,
 )
-from taskflowd.api.security import current_user
 from taskflowd.api.validation import parse_body, parse_query
 from taskflowd.domain.errors import FieldError, ValidationFailed
 from taskflowd.workflows.graph import StepSpec
@@ -103,21 +103,21 @@ def _id(request: web.Request) -> str:
 async def create_workflow(request: web.Request) -> web.Response:
     body = await parse_body(request, WorkflowCreate)
     workflow = await _service(request).create(
-        current_user(request), body.name, body.description, [_spec(s) for s in body.steps]
+        await current_actor(request), body.name, body.description, [_spec(s) for s in body.steps]
     )
     return json_response(workflow_out(workflow), status=201)
 
 
 async def list_workflows(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
-    page = await _service(request).list(current_user(request), query.limit, query.cursor)
+    page = await _service(request).list(await current_actor(request), query.limit, query.cursor)
     return json_response(
         WorkflowList(items=[workflow_out(w) for w in page.items], next_cursor=page.next_cursor)
     )
 
 
 async def get_workflow(request: web.Request) -> web.Response:
-    workflow = await _service(request).get(current_user(request), _id(request))
+    workflow = await _service(request).get(await current_actor(request), _id(request))
     return json_response(workflow_out(workflow))
 
 
@@ -129,51 +129,51 @@ async def update_workflow(request: web.Request) -> web.Response:
         if value is None:
             raise ValidationFailed([FieldError(name, "cannot be null")])
         changes[name] = [_spec(s) for s in value] if name == "steps" else value
-    workflow = await _service(request).update(current_user(request), _id(request), changes)
+    workflow = await _service(request).update(await current_actor(request), _id(request), changes)
     return json_response(workflow_out(workflow))
 
 
 async def delete_workflow(request: web.Request) -> web.Response:
-    await _service(request).delete(current_user(request), _id(request))
+    await _service(request).delete(await current_actor(request), _id(request))
     return no_content()
 
 
 async def run_workflow(request: web.Request) -> web.Response:
-    run = await _service(request).run(current_user(request), _id(request))
+    run = await _service(request).run(await current_actor(request), _id(request))
     return json_response(run_out(run), status=202)
 
 
 async def pause_workflow(request: web.Request) -> web.Response:
-    workflow = await _service(request).pause(current_user(request), _id(request))
+    workflow = await _service(request).pause(await current_actor(request), _id(request))
     return json_response(workflow_out(workflow))
 
 
 async def resume_workflow(request: web.Request) -> web.Response:
-    workflow = await _service(request).resume(current_user(request), _id(request))
+    workflow = await _service(request).resume(await current_actor(request), _id(request))
     return json_response(workflow_out(workflow))
 
 
 async def list_workflow_runs(request: web.Request) -> web.Response:
     query = parse_query(request, WorkflowRunQuery)
     page = await _service(request).list_runs(
-        current_user(request), query.workflow_id, query.limit, query.cursor
+        await current_actor(request), query.workflow_id, query.limit, query.cursor
     )
     items = [WorkflowRunSummary(**_summary(r)) for r in page.items]
     return json_response(WorkflowRunList(items=items, next_cursor=page.next_cursor))
 
 
 async def get_workflow_run(request: web.Request) -> web.Response:
-    run = await _service(request).get_run(current_user(request), _id(request))
+    run = await _service(request).get_run(await current_actor(request), _id(request))
     return json_response(run_out(run))
 
 
 async def cancel_workflow_run(request: web.Request) -> web.Response:
-    run = await _service(request).cancel_run(current_user(request), _id(request))
+    run = await _service(request).cancel_run(await current_actor(request), _id(request))
     return json_response(run_out(run))
 
 
 async def retry_workflow_run(request: web.Request) -> web.Response:
-    run = await _service(request).retry_run(current_user(request), _id(request))
+    run = await _service(request).retry_run(await current_actor(request), _id(request))
     return json_response(run_out(run), status=202)
 
 
@@ -186,7 +186,7 @@ def install(api: ApiRegistry) -> None:
             "GET",
             PREFIX,
             list_workflows,
-            "Your workflows (admins: all), newest first",
+            "The org's workflows (site admins without an org header: all), newest first",
             "workflows",
             user,
             query=ListQuery,
@@ -226,6 +226,7 @@ def install(api: ApiRegistry) -> None:
             "workflows",
             user,
             status=204,
+            problems=(403,),
         ),
         Operation(
             "POST",
@@ -237,6 +238,7 @@ def install(api: ApiRegistry) -> None:
             status=202,
             response=WorkflowRunOut,
             body_required=False,
+            problems=(403,),
         ),
         Operation(
             "POST",
@@ -247,6 +249,7 @@ def install(api: ApiRegistry) -> None:
             user,
             response=WorkflowOut,
             body_required=False,
+            problems=(403,),
         ),
         Operation(
             "POST",
@@ -257,12 +260,13 @@ def install(api: ApiRegistry) -> None:
             user,
             response=WorkflowOut,
             body_required=False,
+            problems=(403,),
         ),
         Operation(
             "GET",
             RUNS,
             list_workflow_runs,
-            "Runs of your workflows, newest first (?workflowId= for one)",
+            "Runs of the org's workflows, newest first (?workflowId= for one)",
             "workflow-runs",
             user,
             query=WorkflowRunQuery,
@@ -286,6 +290,7 @@ def install(api: ApiRegistry) -> None:
             user,
             response=WorkflowRunOut,
             body_required=False,
+            problems=(403,),
         ),
         Operation(
             "POST",
@@ -296,7 +301,7 @@ def install(api: ApiRegistry) -> None:
             user,
             status=202,
             response=WorkflowRunOut,
-            problems=(409,),
+            problems=(403, 409),
             body_required=False,
         ),
     ):

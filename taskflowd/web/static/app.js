@@ -246,6 +246,14 @@
     });
   }
 
+  function setupAutosubmit() {
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () {
+        select.form.requestSubmit();
+      });
+    });
+  }
+
   function focusErrors() {
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
@@ -268,6 +276,7 @@
     setupConfirm();
     setupSelection();
     setupCopy();
+    setupAutosubmit();
     focusErrors();
   });
 })();

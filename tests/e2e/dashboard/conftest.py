@@ -150,13 +150,21 @@ class Site:
 
     # --- the JSON API, for setting things up quickly --------------------------------------
     def api(
-        self, method: str, path: str, body: Any = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        org: str | None = None,
     ) -> tuple[int, Any]:
+        """Call the JSON API; `org` (id or slug) goes in the X-Taskflow-Org header."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url(path), data=data, method=method)
         request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        if org:
+            request.add_header("X-Taskflow-Org", org)
         try:
             with _NO_PROXY.open(request, timeout=10) as response:
                 raw = response.read()

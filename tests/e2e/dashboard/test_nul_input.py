@@ -1,21 +1,40 @@
 """The dashboard holds what people type to the API's rule for text: no NUL (U+0000),
 which PostgreSQL cannot store or even look up. Checked over HTTP against a real daemon
-on PostgreSQL: a 422 page naming the field, never a 500, and nothing stored."""
+on PostgreSQL: a 422 page naming the field, never a 500, and nothing stored. The tests
+share one daemon and database (nothing they send is stored), each in a session of its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 from tests.e2e.conftest import ADMIN_PASSWORD, DaemonProcess, Daemons
 from tests.e2e.dashboard.test_security import Browserless
+from tests.services import PostgresDatabases, unavailable
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, _pg_databases: PostgresDatabases | str
+) -> Iterator[DaemonProcess]:
+    """One daemon on a PostgreSQL database of this module's own."""
+    if isinstance(_pg_databases, str):
+        unavailable("PostgreSQL", _pg_databases)
+        raise AssertionError("unreachable")
+    url = asyncio.run(_pg_databases.create())
+    daemons = Daemons(tmp_path_factory.mktemp("nul-input"))
+    try:
+        yield daemons.start(env={"TASKFLOW_DATABASE": url})
+    finally:
+        daemons.close_all()
+        asyncio.run(_pg_databases.drop(url))
 
 
 @pytest.fixture
-async def client(daemons: Daemons, pg_url: str) -> AsyncIterator[Browserless]:
-    daemon: DaemonProcess = await daemons.astart(env={"TASKFLOW_DATABASE": pg_url})
+async def client(daemon: DaemonProcess) -> AsyncIterator[Browserless]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield Browserless(daemon, session)
 

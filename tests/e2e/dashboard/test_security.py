@@ -1,6 +1,9 @@
 """The dashboard's security properties, checked over HTTP against a real daemon (no
 browser needed): cookie flags, CSP, CSRF, the cookie being useless on the bearer API,
-login rate limiting, and the event stream's authentication and per-user filtering."""
+login rate limiting, and the event stream's authentication and per-user filtering.
+
+The tests share one daemon, each in a session of its own; the two that would disturb
+the others (locking the admin out, watching every execution) get a daemon of their own."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -63,9 +67,22 @@ class Browserless:
 
 
 @pytest.fixture
+def dashboard_daemon(shared_daemon: DaemonProcess) -> DaemonProcess:
+    return shared_daemon
+
+
+@pytest.fixture
 async def client(dashboard_daemon: DaemonProcess) -> AsyncIterator[Browserless]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield Browserless(dashboard_daemon, session)
+
+
+@pytest.fixture
+async def own_client(daemons: Daemons) -> AsyncIterator[Browserless]:
+    """A client on a daemon of this test's own."""
+    daemon = await daemons.astart()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield Browserless(daemon, session)
 
 
 async def test_sign_in_sets_a_locked_down_session_cookie_and_pages_a_strict_csp(
@@ -118,7 +135,8 @@ async def test_state_changes_need_the_csrf_token_and_this_origin(client: Browser
         assert response.status == 303, await response.text()
 
 
-async def test_sign_in_attempts_are_rate_limited(client: Browserless) -> None:
+async def test_sign_in_attempts_are_rate_limited(own_client: Browserless) -> None:
+    client = own_client
     statuses = []
     for _ in range(12):
         token = await client.token_on("/dashboard/login")
@@ -177,7 +195,8 @@ async def test_the_event_stream_needs_a_session_from_this_origin(client: Browser
         assert len(stats["series"]["completed"]) == 60
 
 
-async def test_a_user_hears_only_about_their_own_executions(client: Browserless) -> None:
+async def test_a_user_hears_only_about_their_own_executions(own_client: Browserless) -> None:
+    client = own_client
     admin_token = await client.api_token()
     async with client.http.post(
         client.url("/api/v1/auth/register"),
@@ -225,3 +244,41 @@ async def test_a_user_hears_only_about_their_own_executions(client: Browserless)
     user_items = [i for m in user_seen if m["type"] == "executions" for i in m["items"]]
     assert {i["status"] for i in user_items} <= {"PROCESSING", "COMPLETED"}
     assert any(i["status"] == "COMPLETED" and i["taskName"] == "user's" for i in user_items)
+
+
+async def test_the_event_stream_carries_only_the_current_orgs_executions(
+    client: Browserless,
+) -> None:
+    user = {"email": "o@example.com", "password": "user-password-1"}
+    async with client.http.post(
+        client.url("/api/v1/auth/register"), json={**user, "firstName": "O", "lastName": "Rg"}
+    ) as response:
+        assert response.status == 201
+    token = await client.api_token(user["email"], user["password"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as api:
+        async with api.post(
+            client.url("/api/v1/orgs"), json={"name": "Side Team"}, headers=headers
+        ) as response:
+            assert response.status == 201
+            side = (await response.json())["id"]
+        await client.sign_in(user["email"], user["password"])
+        client.http.cookie_jar.update_cookies(
+            {"taskflowd_org": side}, response_url=URL(client.origin)
+        )
+        async with client.http.ws_connect(
+            client.url("/api/v1/events"), headers={"Origin": client.origin}
+        ) as ws:
+            assert (await ws.receive_json(timeout=5))["scope"] == "own"
+            ids = {}
+            for name, org in (("home", None), ("side", side)):
+                async with api.post(
+                    client.url("/api/v1/tasks"),
+                    json={"name": name, "handler": "echo"},
+                    headers={**headers, **({"X-Taskflow-Org": org} if org else {})},
+                ) as response:
+                    assert response.status == 201
+                    ids[name] = (await response.json())["id"]
+            seen = await _messages(ws, time.monotonic() + 5)
+    heard = {i["taskId"] for m in seen if m["type"] == "executions" for i in m["items"]}
+    assert heard == {ids["side"]}

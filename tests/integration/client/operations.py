@@ -55,6 +55,15 @@ CLIENT_METHODS = {
     "get_workflow_run": "workflow_runs.get",
     "cancel_workflow_run": "workflow_runs.cancel",
     "retry_workflow_run": "workflow_runs.retry",
+    "list_orgs": "orgs.list",
+    "create_org": "orgs.create",
+    "get_org": "orgs.get",
+    "update_org": "orgs.update",
+    "delete_org": "orgs.delete",
+    "list_members": "orgs.members",
+    "invite_member": "orgs.invite",
+    "update_member": "orgs.set_role",
+    "remove_member": "orgs.remove",
 }
 
 

@@ -336,6 +336,9 @@ RESPONSE_MODELS: dict[type, str] = {
     models.Throughput: "WindowOut",
     models.RunTimes: "RunTimesOut",
     models.Node: "NodeOut",
+    models.Org: "OrgOut",
+    models.OrgQuotas: "QuotasOut",
+    models.Member: "MemberOut",
 }
 
 

@@ -102,6 +102,7 @@ ITER_METHODS = [
     "dead_letters.iter",
     "api_keys.iter",
     "users.iter",
+    "orgs.iter",
 ]
 
 

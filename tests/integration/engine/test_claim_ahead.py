@@ -4,9 +4,10 @@ was lost never starts, and at shutdown buffered jobs are handed back unstarted."
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from taskflowd.domain.entities import User
+from taskflowd.domain.entities import User, utcnow
 from taskflowd.domain.enums import ExecutionStatus
 from tests.integration.engine.harness import Engine, EngineFactory, spec
 
@@ -38,12 +39,15 @@ async def test_a_buffered_job_whose_lease_was_lost_never_starts(
 ) -> None:
     engine = await make_engine(worker={"concurrency": 1, "lease_s": 2.0})
     started = started_here(engine)
-    first, second = await buffered_behind(engine, admin, 2.0)
+    # The first job outlasts several lease renewals after the takeover.
+    first, second = await buffered_behind(engine, admin, 5.0)
     assert started == [first], "the second job waits in the buffer"
     # Another node takes the buffered job over (as after an expired lease and a reclaim).
     await engine.store.db.execute(
-        "UPDATE job_executions SET fence = fence + 1, lease_owner = $1 WHERE id = $2",
+        "UPDATE job_executions SET fence = fence + 1, lease_owner = $1, "
+        "lease_expires_at = $2 WHERE id = $3",
         "other-node",
+        utcnow() + timedelta(hours=1),
         second,
     )
     await engine.wait_for_status(first, ExecutionStatus.COMPLETED)

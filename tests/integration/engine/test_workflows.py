@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from taskflowd.domain.entities import JSON, User
+from taskflowd.domain.entities import DEFAULT_ORG_ID, JSON, User, utcnow
 from taskflowd.domain.enums import Role
-from taskflowd.domain.errors import Conflict, NotFound, ValidationFailed
+from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from taskflowd.domain.orgs import Actor, OrgRole
 from taskflowd.handlers.base import HandlerSpec, JobContext
 from taskflowd.handlers.builtin import builtin_specs, validate_echo
 from taskflowd.handlers.registry import HandlerRegistry
@@ -241,21 +242,38 @@ async def test_cancel_stops_queued_and_running_steps(
     assert states(run)["nap"] == "CANCELLED" and states(run)["next"] == "SKIPPED"
 
 
-async def test_ownership_and_validation(
+async def test_org_isolation_roles_and_validation(
     flows: tuple[WorkflowService, Engine], owner: User, store: SqlStore
 ) -> None:
     service, _ = flows
+    home = owner.default_org_id or DEFAULT_ORG_ID
     other = await store.create_user(make_user(role=Role.USER))
+    other_org = await store.create_org("Other", other.id, utcnow())
+    outsider = Actor(other, other_org.id, OrgRole.OWNER)
+    teammate = Actor(await store.create_user(make_user()), home, OrgRole.MEMBER)
+    viewer = Actor(await store.create_user(make_user()), home, OrgRole.VIEWER)
     admin = await store.create_user(make_user(role=Role.ADMIN))
     workflow = await service.create(owner, "mine", "", [step("a")])
+    assert workflow.org_id == home
     with pytest.raises(NotFound):
-        await service.get(other, workflow.id)
+        await service.get(outsider, workflow.id)
     with pytest.raises(NotFound):
-        await service.run(other, workflow.id)
+        await service.run(outsider, workflow.id)
+    assert [w.id for w in (await service.list(outsider, 50, None)).items] == []
+    assert [w.id for w in (await service.list(teammate, 50, None)).items] == [workflow.id]
+    run = await service.run(teammate, workflow.id)
+    with pytest.raises(NotFound):
+        await service.get_run(outsider, run.id)
+    with pytest.raises(NotFound):
+        await service.cancel_run(outsider, run.id)
+    assert (await service.get_run(viewer, run.id)).id == run.id
+    with pytest.raises(Forbidden):
+        await service.run(viewer, workflow.id)
+    with pytest.raises(Forbidden):
+        await service.create(viewer, "nope", "", [step("a")])
     assert (await service.get(admin, workflow.id)).id == workflow.id
-    assert [w.id for w in (await service.list(other, 50, None)).items] == []
     with pytest.raises(ValidationFailed) as exc:
         await service.create(owner, "loop", "", [step("a", "b"), step("b", "a")])
     assert "→" in exc.value.errors[0].message
     # The hidden task behind a workflow is not one of the user's tasks.
-    assert (await store.list_tasks(TaskFilter(owner_id=owner.id), 50)).items == []
+    assert (await store.list_tasks(TaskFilter(org_id=home), 50)).items == []

@@ -31,7 +31,7 @@ async def _finished(
     ago: timedelta,
     duration_ms: int | None,
 ) -> None:
-    task = make_task(owner.id, handler="echo")
+    task = make_task(owner.id, handler="echo", org_id=owner.default_org_id)
     await store.create_task(task)
     done = now() - ago
     execution = make_execution(task, status=status, attempts=1, started_at=done)
@@ -66,7 +66,7 @@ async def test_windows_success_rate_and_percentiles(store: SqlStore) -> None:
     await store.upsert_node(make_node(last_heartbeat=now() - timedelta(minutes=10)))
 
     stats = StatsService(store.db, store, _no_depths, node_ttl_s=30)
-    mine = await stats.overview(alice.id)
+    mine = await stats.overview(alice.default_org_id)
     by_name = {w.name: w for w in mine.windows}
     assert (by_name["1m"].completed, by_name["1m"].failed, by_name["1m"].cancelled) == (1, 1, 0)
     assert by_name["1m"].success_rate == 0.5

@@ -35,6 +35,7 @@ async def new_task(store: SqlStore, owner: User, **changes: Any) -> Task:
     """A stored, ACTIVE task of `owner` (one-time, `echo`, no limits unless changed)."""
     changes.setdefault("handler", "echo")
     changes.setdefault("max_retries", 0)
+    changes.setdefault("org_id", owner.default_org_id)
     return await store.create_task(make_task(owner.id, **changes))
 
 

@@ -71,10 +71,10 @@ async def test_cancel_is_scoped_to_the_owner(
     await queue.add([job])
     stranger = await new_owner(store)
 
-    assert await queue.cancel(job.id, stranger.id) is None
+    assert await queue.cancel(job.id, stranger.default_org_id) is None
     assert await queue.cancel("no-such-execution", None) is None
     assert (await read(store, job.id)).status is ExecutionStatus.PENDING
-    mine = await queue.cancel(job.id, owner.id)
+    mine = await queue.cancel(job.id, owner.default_org_id)
     assert mine is not None and mine.status is ExecutionStatus.CANCELLED
 
 
@@ -110,7 +110,7 @@ async def test_retry_dead_letter_of_unknown_or_foreign_entry_is_none(
     stranger = await new_owner(store)
 
     assert await queue.retry_dead_letter("no-such-entry", None) is None
-    assert await queue.retry_dead_letter(entry, stranger.id) is None
+    assert await queue.retry_dead_letter(entry, stranger.default_org_id) is None
     assert await dead_letter_of(store, job.id) == [entry]
     assert (await read(store, job.id)).status is ExecutionStatus.FAILED
 

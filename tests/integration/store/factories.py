@@ -106,6 +106,7 @@ def make_execution(task: Task, **changes: Any) -> Execution:
         created_at=at,
         updated_at=at,
         owner_id=task.created_by,
+        org_id=task.org_id,
     )
     return dataclasses.replace(execution, **changes)
 
@@ -121,6 +122,7 @@ def make_dead_letter(execution: Execution, **changes: Any) -> DeadLetterJob:
         attempts=execution.max_retries + 1,
         owner_id=execution.owner_id,
         created_at=changes.pop("created_at", None) or now(),
+        org_id=execution.org_id,
     )
     return dataclasses.replace(dead, **changes)
 
@@ -173,7 +175,7 @@ async def insert_dead_letter(db: Conn, dead: DeadLetterJob) -> None:
     """Insert a dead-letter row directly (the worker writes these, not the protocol)."""
     await db.execute(
         "INSERT INTO dead_letter_jobs (id, execution_id, task_id, job_id, owner_id, payload, "
-        f"error, attempts, created_at) VALUES ({_marks(9)})",
+        f"error, attempts, created_at, org_id) VALUES ({_marks(10)})",
         dead.id,
         dead.execution_id,
         dead.task_id,
@@ -183,6 +185,7 @@ async def insert_dead_letter(db: Conn, dead: DeadLetterJob) -> None:
         _PLAIN.dump(dead.error),
         dead.attempts,
         dead.created_at,
+        dead.org_id,
     )
 
 

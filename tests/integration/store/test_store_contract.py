@@ -65,6 +65,12 @@ def ids(items: list[Any]) -> list[str]:
     return [item.id for item in items]
 
 
+def org(user: User) -> str:
+    """The user's personal org (made with the user)."""
+    assert user.default_org_id is not None
+    return user.default_org_id
+
+
 async def new_user(store: SqlStore, **changes: Any) -> User:
     return await store.create_user(make_user(**changes))
 
@@ -72,7 +78,7 @@ async def new_user(store: SqlStore, **changes: Any) -> User:
 async def new_task(
     store: SqlStore, owner: User, first_run: bool = False, **changes: Any
 ) -> tuple[Task, Execution | None]:
-    task = make_task(owner.id, **changes)
+    task = make_task(owner.id, **{"org_id": org(owner), **changes})
     run = make_execution(task) if first_run else None
     await store.create_task(task, run)
     return task, run
@@ -123,8 +129,9 @@ async def test_migrate_again_is_a_no_op(store: SqlStore) -> None:
 
 
 async def test_create_and_get_user(store: SqlStore) -> None:
-    user = make_user(email="ada@example.com", role=Role.ADMIN)
-    assert await store.create_user(user) == user
+    made = make_user(email="ada@example.com", role=Role.ADMIN)
+    user = await store.create_user(made)
+    assert user == dataclasses.replace(made, default_org_id=user.default_org_id)
     assert await store.get_user(user.id) == user
     assert await store.get_user_by_email("ada@example.com") == user
 
@@ -297,8 +304,8 @@ async def test_get_task_filters_by_owner(store: SqlStore) -> None:
     other = await new_user(store)
     task, _ = await new_task(store, owner)
     assert await store.get_task(task.id) == task
-    assert await store.get_task(task.id, owner.id) == task
-    assert await store.get_task(task.id, other.id) is None
+    assert await store.get_task(task.id, org(owner)) == task
+    assert await store.get_task(task.id, org(other)) is None
     assert await store.get_task("no-such-task") is None
 
 
@@ -373,9 +380,9 @@ async def test_delete_task_cancels_only_its_queued_executions(store: SqlStore) -
         await insert_execution(store.db, execution)
 
     deleted_at = at(100)
-    assert await store.delete_task(task.id, owner.id, deleted_at) is True
+    assert await store.delete_task(task.id, org(owner), deleted_at) is True
     assert await store.get_task(task.id) is None
-    assert await store.get_task(task.id, owner.id) is None
+    assert await store.get_task(task.id, org(owner)) is None
     assert task.id not in ids((await store.list_tasks(TaskFilter(), 10)).items)
 
     for queued in (first, by_status[ExecutionStatus.RETRYING]):
@@ -394,7 +401,7 @@ async def test_delete_task_cancels_only_its_queued_executions(store: SqlStore) -
     assert await store.get_task(other_task.id) == other_task
     assert await store.get_execution(other_run.id) == other_run
 
-    assert await store.delete_task(task.id, owner.id, at(200)) is False
+    assert await store.delete_task(task.id, org(owner), at(200)) is False
     assert await store.delete_task(task.id, None, at(200)) is False
 
 
@@ -403,7 +410,7 @@ async def test_delete_task_of_another_owner_is_false(store: SqlStore) -> None:
     other = await new_user(store)
     task, run = await new_task(store, owner, first_run=True)
     assert run is not None
-    assert await store.delete_task(task.id, other.id, at(1)) is False
+    assert await store.delete_task(task.id, org(other), at(1)) is False
     assert await store.get_task(task.id) == task
     assert await store.get_execution(run.id) == run
     assert await store.delete_task("no-such-task", None, at(1)) is False
@@ -441,8 +448,8 @@ async def test_list_tasks_filters(store: SqlStore) -> None:
         "send email",
         "nightly report",
     ]
-    assert await names(owner_id=alice.id) == ["cleanup", "send email", "nightly report"]
-    assert await names(owner_id=bob.id) == ["ping", "Nightly backup"]
+    assert await names(org_id=org(alice)) == ["cleanup", "send email", "nightly report"]
+    assert await names(org_id=org(bob)) == ["ping", "Nightly backup"]
     assert await names(status=TaskStatus.ACTIVE) == ["Nightly backup", "nightly report"]
     assert await names(status=TaskStatus.FAILED) == ["ping"]
     assert await names(type=TaskType.RECURRING) == ["Nightly backup", "nightly report"]
@@ -453,14 +460,14 @@ async def test_list_tasks_filters(store: SqlStore) -> None:
     assert await names(name_contains="NIGHTLY") == ["Nightly backup", "nightly report"]
     assert await names(name_contains="AIL") == ["send email"]
     assert await names(
-        owner_id=alice.id,
+        org_id=org(alice),
         status=TaskStatus.ACTIVE,
         type=TaskType.RECURRING,
         handler="http",
         name_contains="report",
     ) == ["nightly report"]
-    assert await names(owner_id=bob.id, handler="email") == []
-    assert await names(owner_id="no-such-owner") == []
+    assert await names(org_id=org(bob), handler="email") == []
+    assert await names(org_id="no-such-org") == []
     assert made["ping"].created_by == bob.id
 
 
@@ -502,7 +509,7 @@ async def test_list_tasks_pages_newest_first_within_a_filter(store: SqlStore) ->
     await store.delete_task(deleted.id, None, at(100))
 
     pages = await all_pages(
-        lambda cursor: store.list_tasks(TaskFilter(owner_id=owner.id), 3, cursor)
+        lambda cursor: store.list_tasks(TaskFilter(org_id=org(owner)), 3, cursor)
     )
     assert [len(p) for p in pages] == [3, 3, 1]
     assert [t.id for p in pages for t in p] == [t.id for t in reversed(mine)]
@@ -523,8 +530,8 @@ async def test_get_execution_filters_by_owner(store: SqlStore) -> None:
     _, run = await new_task(store, owner, first_run=True)
     assert run is not None
     assert await store.get_execution(run.id) == run
-    assert await store.get_execution(run.id, owner.id) == run
-    assert await store.get_execution(run.id, other.id) is None
+    assert await store.get_execution(run.id, org(owner)) == run
+    assert await store.get_execution(run.id, org(other)) is None
     assert await store.get_execution("no-such-execution") is None
 
 
@@ -557,13 +564,13 @@ async def test_list_executions_filters(store: SqlStore) -> None:
 
     assert await listed() == newest_first(0, 1, 2, 3, 4, 5)
     assert await listed(task_id=a_task.id) == newest_first(0, 1, 2)
-    assert await listed(owner_id=bob.id) == newest_first(3, 4, 5)
+    assert await listed(org_id=org(bob)) == newest_first(3, 4, 5)
     assert await listed(status=ExecutionStatus.PENDING) == newest_first(0, 3)
     assert await listed(
         statuses=(ExecutionStatus.PENDING, ExecutionStatus.RETRYING)
     ) == newest_first(0, 3, 4)
-    assert await listed(owner_id=alice.id, status=ExecutionStatus.COMPLETED) == newest_first(1)
-    assert await listed(task_id=b_task.id, owner_id=alice.id) == []
+    assert await listed(org_id=org(alice), status=ExecutionStatus.COMPLETED) == newest_first(1)
+    assert await listed(task_id=b_task.id, org_id=org(alice)) == []
     assert await listed(status=ExecutionStatus.CANCELLED) == []
 
 
@@ -615,18 +622,18 @@ async def test_dead_letter_get_list_delete_scoped_by_owner(store: SqlStore) -> N
         await insert_dead_letter(store.db, dead[i])
 
     assert await store.get_dead_letter(dead[0].id) == dead[0]
-    assert await store.get_dead_letter(dead[0].id, alice.id) == dead[0]
-    assert await store.get_dead_letter(dead[0].id, bob.id) is None
+    assert await store.get_dead_letter(dead[0].id, org(alice)) == dead[0]
+    assert await store.get_dead_letter(dead[0].id, org(bob)) is None
     assert await store.get_dead_letter("no-such-dead-letter") is None
 
     assert (await store.list_dead_letter(None, 10)).items == [dead[2], dead[1], dead[0]]
-    assert (await store.list_dead_letter(alice.id, 10)).items == [dead[1], dead[0]]
-    assert (await store.list_dead_letter(bob.id, 10)).items == [dead[2]]
+    assert (await store.list_dead_letter(org(alice), 10)).items == [dead[1], dead[0]]
+    assert (await store.list_dead_letter(org(bob), 10)).items == [dead[2]]
 
-    assert await store.delete_dead_letter(dead[0].id, bob.id) is False
+    assert await store.delete_dead_letter(dead[0].id, org(bob)) is False
     assert await store.get_dead_letter(dead[0].id) == dead[0]
-    assert await store.delete_dead_letter(dead[0].id, alice.id) is True
-    assert await store.delete_dead_letter(dead[0].id, alice.id) is False
+    assert await store.delete_dead_letter(dead[0].id, org(alice)) is True
+    assert await store.delete_dead_letter(dead[0].id, org(alice)) is False
     assert await store.get_dead_letter(dead[0].id) is None
     assert await store.delete_dead_letter(dead[2].id, None) is True
     assert (await store.list_dead_letter(None, 10)).items == [dead[1]]
@@ -641,7 +648,7 @@ async def test_list_dead_letter_pages(store: SqlStore) -> None:
         dead = make_dead_letter(run, created_at=at(i))
         await insert_dead_letter(store.db, dead)
         made.append(dead)
-    pages = await all_pages(lambda cursor: store.list_dead_letter(owner.id, 2, cursor))
+    pages = await all_pages(lambda cursor: store.list_dead_letter(org(owner), 2, cursor))
     assert [len(p) for p in pages] == [2, 2, 1]
     assert [d.id for p in pages for d in p] == [d.id for d in reversed(made)]
 
@@ -764,8 +771,11 @@ async def test_list_expire_and_delete_nodes(store: SqlStore) -> None:
 # --- idempotency ---------------------------------------------------------------
 
 
-def claim(key: str, created_at: datetime, body: str = "{}") -> IdempotencyClaim:
+def claim(
+    key: str, created_at: datetime, body: str = "{}", org_id: str = "org-1"
+) -> IdempotencyClaim:
     return IdempotencyClaim(
+        org_id,
         "user-1",
         key,
         f"fp-{key}",
@@ -779,14 +789,18 @@ async def test_a_claim_is_kept_with_the_task_it_created(store: SqlStore) -> None
     user = await new_user(store)
     first = make_task(user.id)
     await store.create_task(first, None, claim("key", at(0), '{"id": "first"}'))
-    stored = await store.get_idempotent("user-1", "key")
+    stored = await store.get_idempotent("org-1", "user-1", "key")
     assert stored == IdempotentResponse("fp-key", 201, '{"id": "first"}', at(0))
     second = make_task(user.id)
     with pytest.raises(Replay) as replayed:
         await store.create_task(second, None, claim("key", at(1), '{"id": "second"}'))
     assert replayed.value.response == stored
     assert await store.get_task(second.id) is None, "a replayed request writes nothing"
-    assert await store.get_idempotent("user-2", "key") is None
+    assert await store.get_idempotent("org-1", "user-2", "key") is None
+    assert await store.get_idempotent("org-2", "user-1", "key") is None, "another org's key"
+    elsewhere = make_task(user.id)
+    await store.create_task(elsewhere, None, claim("key", at(1), '{"id": "2"}', "org-2"))
+    assert await store.get_task(elsewhere.id) is not None, "the same key is fresh in another org"
 
 
 async def test_a_stale_claim_is_replaced(store: SqlStore) -> None:
@@ -795,7 +809,7 @@ async def test_a_stale_claim_is_replaced(store: SqlStore) -> None:
     later = at(0) + timedelta(hours=25)
     fresh = make_task(user.id)
     await store.create_task(fresh, None, claim("key", later, '{"n": 2}'))
-    stored = await store.get_idempotent("user-1", "key")
+    stored = await store.get_idempotent("org-1", "user-1", "key")
     assert stored is not None and (stored.body, stored.created_at) == ('{"n": 2}', later)
     assert await store.get_task(fresh.id) is not None
 
@@ -805,9 +819,9 @@ async def test_purge_idempotent_removes_older_entries(store: SqlStore) -> None:
     for i in range(4):
         await store.create_task(make_task(user.id), None, claim(f"key-{i}", at(i)))
     assert await store.purge_idempotent(at(2)) == 2
-    assert await store.get_idempotent("user-1", "key-0") is None
-    assert await store.get_idempotent("user-1", "key-1") is None
-    kept = await store.get_idempotent("user-1", "key-2")
+    assert await store.get_idempotent("org-1", "user-1", "key-0") is None
+    assert await store.get_idempotent("org-1", "user-1", "key-1") is None
+    kept = await store.get_idempotent("org-1", "user-1", "key-2")
     assert kept is not None
     assert kept.created_at == at(2)
     assert await store.purge_idempotent(at(2)) == 0
@@ -852,7 +866,7 @@ async def test_datetimes_round_trip_exactly(store: SqlStore, moment: datetime) -
     got_run = await store.get_execution(run.id)
     got_token = await store.get_refresh_token(token.token_hash)
     got_nodes = await store.list_nodes()
-    got_idem = await store.get_idempotent("user-1", "k")
+    got_idem = await store.get_idempotent("org-1", "user-1", "k")
     got_dead = await store.get_dead_letter(dead.id)
     assert got_user is not None and got_task is not None and got_run is not None
     assert got_token is not None and got_idem is not None and got_dead is not None

@@ -29,7 +29,7 @@ from tests.integration.store.factories import (
 
 def claim(key: str, render: Any) -> IdempotencyClaim:
     now = utcnow()
-    return IdempotencyClaim("u", key, "fp", now, now - timedelta(hours=24), render)
+    return IdempotencyClaim("o", "u", key, "fp", now, now - timedelta(hours=24), render)
 
 
 def run_of(execution: Execution, key: str | None = None) -> Execution:
@@ -40,11 +40,11 @@ def run_of(execution: Execution, key: str | None = None) -> Execution:
 
 async def test_a_batch_of_tasks_is_written_whole_or_not_at_all(store: SqlStore) -> None:
     user = await store.create_user(make_user())
-    tasks = [make_task(user.id) for _ in range(3)]
+    tasks = [make_task(user.id, org_id=user.default_org_id) for _ in range(3)]
     entries = [(t, make_execution(t)) for t in tasks]
     created = await store.create_tasks(entries)
     assert created == tasks
-    page = await store.list_executions(ExecutionFilter(owner_id=user.id), 10)
+    page = await store.list_executions(ExecutionFilter(org_id=user.default_org_id), 10)
     assert {e.task_id for e in page.items} == {t.id for t in tasks}
     clash = make_task(user.id)
     with pytest.raises(DuplicateKey):
@@ -90,6 +90,7 @@ async def test_json_rendered_by_the_database_equals_the_entity(store: SqlStore) 
     moment = datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC)
     task = make_task(
         user.id,
+        org_id=user.default_org_id,
         payload={"nested": {"list": [1, 2.5, 'x\u00e9"\\']}, "empty": {}},
         scheduled_at=moment,
         next_run_at=moment + timedelta(microseconds=7),
@@ -97,11 +98,11 @@ async def test_json_rendered_by_the_database_equals_the_entity(store: SqlStore) 
     )
     execution = make_execution(task)
     await store.create_task(task, execution)
-    page = await store.list_tasks_json(TaskFilter(owner_id=user.id), TASK_SHAPE, 10)
+    page = await store.list_tasks_json(TaskFilter(org_id=user.default_org_id), TASK_SHAPE, 10)
     assert [orjson.loads(item) for item in page.items] == [
         orjson.loads(orjson.dumps(as_dict(TASK_SHAPE, task)))
     ]
-    one = await store.get_task_json(task.id, user.id, TASK_SHAPE)
+    one = await store.get_task_json(task.id, user.default_org_id, TASK_SHAPE)
     assert one is not None and orjson.loads(one) == orjson.loads(page.items[0])
     runs = await store.list_executions_json(ExecutionFilter(), EXECUTION_SHAPE, 10)
     assert [orjson.loads(r) for r in runs.items] == [
@@ -143,14 +144,16 @@ async def test_api_keys_are_found_by_hash_listed_and_revoked(store: SqlStore) ->
         await store.create_api_key(key)
     assert await store.get_api_key_by_hash("hash-1") == keys[1]
     assert await store.get_api_key_by_hash("nope") is None
-    listed = await store.list_api_keys(owner.id, 10)
+    listed = await store.list_api_keys(owner.id, None, 10)
     assert {k.id for k in listed.items} == {k.id for k in keys}
-    assert (await store.list_api_keys(other.id, 10)).items == []
-    assert await store.revoke_api_key(keys[0].id, other.id, moment) is None, "not theirs"
-    revoked = await store.revoke_api_key(keys[0].id, owner.id, moment)
+    assert (await store.list_api_keys(other.id, None, 10)).items == []
+    assert (await store.list_api_keys(owner.id, "another-org", 10)).items == []
+    assert await store.revoke_api_key(keys[0].id, other.id, None, moment) is None, "not theirs"
+    assert await store.revoke_api_key(keys[0].id, None, "another-org", moment) is None
+    revoked = await store.revoke_api_key(keys[0].id, owner.id, keys[0].org_id, moment)
     assert revoked is not None and revoked.revoked_at == moment
-    assert await store.revoke_api_key(keys[0].id, None, moment) is None, "revoked once"
-    assert [k.id for k in (await store.list_api_keys(owner.id, 10)).items] == [keys[1].id]
+    assert await store.revoke_api_key(keys[0].id, None, None, moment) is None, "revoked once"
+    assert [k.id for k in (await store.list_api_keys(owner.id, None, 10)).items] == [keys[1].id]
     later = moment + timedelta(minutes=5)
     await store.touch_api_key(keys[1].id, later)
     await store.touch_api_key(keys[1].id, moment)

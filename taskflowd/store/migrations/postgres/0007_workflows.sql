@@ -18,6 +18,7 @@ CREATE TABLE workflows (
     deleted_at TIMESTAMPTZ
 );
 CREATE INDEX workflows_created_by ON workflows (created_by, created_at, id);
+CREATE INDEX workflows_org ON workflows (org_id, created_at, id);
 CREATE INDEX workflows_created_at ON workflows (created_at, id);
 
 ALTER TABLE tasks ADD COLUMN workflow_id TEXT;
@@ -27,6 +28,7 @@ CREATE TABLE workflow_runs (
     id TEXT PRIMARY KEY,
     workflow_id TEXT NOT NULL REFERENCES workflows (id),
     owner_id TEXT NOT NULL,
+    org_id TEXT NOT NULL DEFAULT '00000000-0000-4000-8000-000000000001',
     task_id TEXT NOT NULL REFERENCES tasks (id),
     steps TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -39,6 +41,7 @@ CREATE TABLE workflow_runs (
 );
 CREATE INDEX workflow_runs_workflow ON workflow_runs (workflow_id, created_at, id);
 CREATE INDEX workflow_runs_owner ON workflow_runs (owner_id, created_at, id);
+CREATE INDEX workflow_runs_org ON workflow_runs (org_id, created_at, id);
 CREATE INDEX workflow_runs_created_at ON workflow_runs (created_at, id);
 CREATE UNIQUE INDEX workflow_runs_tick ON workflow_runs (workflow_id, tick_at) WHERE tick_at IS NOT NULL;
 

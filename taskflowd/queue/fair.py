@@ -1,0 +1,117 @@
+"""A fair share of worker slots between organizations, decided inside the claim.
+
+Claims take due jobs round-robin across the orgs that have any: the first job of every
+org, then the second of every org, and so on (within an org: priority, then due time).
+So a backlog of one org cannot hold back another's jobs beyond one claim. An org's
+`max_running_jobs` (its override, else the configured default; 0: unlimited) caps its
+jobs running across the cluster: the org rows are locked while its running jobs are
+counted (PostgreSQL), so concurrent claims on several nodes cannot pass the cap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.queue.limits import marks
+from taskflowd.store.db import Conn
+
+_PENDING = ExecutionStatus.PENDING.value
+_RETRYING = ExecutionStatus.RETRYING.value
+_PROCESSING = ExecutionStatus.PROCESSING.value
+_QUEUED = f"status IN ('{_PENDING}', '{_RETRYING}') AND completed_at IS NULL"
+
+
+# The orgs with queued jobs, by a skip scan of the (org_id, priority, run_at) index: one
+# seek per org, however long each org's backlog is.
+_ORGS = (
+    "WITH RECURSIVE o(org_id) AS ("
+    f"SELECT MIN(org_id) FROM job_executions WHERE {_QUEUED} "
+    "UNION ALL SELECT (SELECT MIN(j.org_id) FROM job_executions j "
+    f"WHERE j.{_QUEUED.replace('completed_at', 'j.completed_at')} "
+    "AND j.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL) "
+)
+
+
+def _org_head(columns: str) -> str:
+    """Up to $2 due jobs ($1: now) of the org `o.org_id`, its best first."""
+    return (
+        f"SELECT {columns} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
+        f"WHERE y.org_id = o.org_id AND y.{_QUEUED.replace('completed_at', 'y.completed_at')} "
+        "AND y.run_at <= $1 AND u.status <> 'PAUSED' AND u.deleted_at IS NULL "
+        "ORDER BY y.priority DESC, y.run_at LIMIT $2"
+    )
+
+
+_COLUMNS = "y.id, y.task_id, y.org_id, y.priority, y.run_at, u.concurrency, u.rate_limit"
+CANDIDATES = {
+    # SQLite has no LATERAL: each org's head is a subquery correlated with the org.
+    "sqlite": (
+        f"{_ORGS}SELECT {_COLUMNS} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
+        f"WHERE y.id IN (SELECT x.id FROM o JOIN job_executions x ON x.id IN "
+        f"({_org_head('y.id')}))"
+    ),
+    # Rows another claim holds are skipped, so concurrent claims never wait on each other.
+    "postgresql": (
+        f"{_ORGS}SELECT c.* FROM o CROSS JOIN LATERAL ({_org_head(_COLUMNS)} "
+        "FOR UPDATE OF y SKIP LOCKED) AS c WHERE o.org_id IS NOT NULL"
+    ),
+}
+"""Up to $2 due jobs ($1: now) of every org with queued jobs."""
+
+
+def round_robin(
+    rows: Sequence[Any], limit: int, room: dict[str, int | None] | None = None
+) -> list[Any]:
+    """Up to `limit` of `rows`, the first of each org, then the second, …; an org takes
+    at most `room[org]` (None or absent: no cap)."""
+    by_org: dict[str, list[Any]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (-r["priority"], r["run_at"], r["id"])):
+        by_org[row["org_id"]].append(row)
+    caps = room or {}
+    picked: list[Any] = []
+    rank = 0
+    while len(picked) < limit:
+        took = False
+        for org_id, queue in by_org.items():
+            cap = caps.get(org_id)
+            if rank < len(queue) and (cap is None or rank < cap):
+                picked.append(queue[rank])
+                took = True
+                if len(picked) == limit:
+                    break
+        if not took:
+            break
+        rank += 1
+    return picked
+
+
+async def room_per_org(
+    conn: Conn, org_ids: set[str], default_cap: int, *, lock: bool
+) -> dict[str, int | None]:
+    """How many more jobs each org may start now under its `max_running_jobs`."""
+    if not org_ids:
+        return {}
+    ids = sorted(org_ids)
+    lock_sql = " ORDER BY id FOR UPDATE" if lock else ""
+    found = await conn.fetch(
+        f"SELECT id, max_running_jobs FROM orgs WHERE id IN ({marks(len(ids))}){lock_sql}",
+        *ids,
+    )
+    caps = {r["id"]: r["max_running_jobs"] for r in found}
+    limits = {i: caps[i] if caps.get(i) is not None else default_cap for i in ids}
+    capped = [i for i in ids if limits[i]]
+    room: dict[str, int | None] = {i: None for i in ids if not limits[i]}
+    if capped:
+        running = await conn.fetch(
+            "SELECT org_id, COUNT(*) AS n FROM job_executions "
+            f"WHERE status = '{_PROCESSING}' AND completed_at IS NULL "
+            f"AND org_id IN ({marks(len(capped))}) GROUP BY org_id",
+            *capped,
+        )
+        counts = {r["org_id"]: int(r["n"]) for r in running}
+        for org_id in capped:
+            room[org_id] = max(0, limits[org_id] - counts.get(org_id, 0))
+    return room

@@ -1,0 +1,69 @@
+"""A fair share of worker slots between orgs (the database queue, SQLite and PostgreSQL):
+one org's backlog cannot hold back another's jobs, and `max_running_jobs` caps an org's
+running jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from taskflowd.domain.entities import Task, User
+from taskflowd.queue.sql import SqlQueue
+from taskflowd.store import SqlStore, rows
+from tests.integration.queue.factories import ago, due_job, new_owner, new_task
+from tests.integration.store.factories import make_execution
+
+BACKLOG = 10_000
+
+
+async def backlog(store: SqlStore, task: Task, count: int) -> None:
+    """`count` due jobs of `task`, the oldest first, inserted at once."""
+    oldest = ago(3600)
+    values = [
+        rows.execution_insert_values(
+            make_execution(task, run_at=oldest + timedelta(milliseconds=i), created_at=oldest),
+            None,
+            store.db.codec,
+        )
+        for i in range(count)
+    ]
+    await store.db.executemany(rows.EXECUTION_INSERT, values)
+
+
+async def org_task(store: SqlStore) -> tuple[User, Task]:
+    owner = await new_owner(store)
+    return owner, await new_task(store, owner)
+
+
+async def test_a_small_org_is_not_starved_by_a_large_backlog(store: SqlStore) -> None:
+    queue = SqlQueue(store.db)
+    _, big = await org_task(store)
+    _, small = await org_task(store)
+    await backlog(store, big, BACKLOG)
+    small_jobs = [due_job(small, ago(1), job_id=f"small-{i}") for i in range(10)]
+    await queue.add(small_jobs)
+
+    first = await queue.acquire("node-1", 16, 30.0)
+    second = await queue.acquire("node-1", 16, 30.0)
+    claimed_small = [j for j in first + second if j.task_id == small.id]
+    assert {j.id for j in claimed_small} == {j.id for j in small_jobs}, (
+        "the small org's jobs start in the first claims, not after the backlog"
+    )
+    assert len([j for j in first if j.task_id == small.id]) == 8, "an equal share"
+    assert sum(j.task_id == big.id for j in first + second) == 32 - 10
+
+
+async def test_max_running_jobs_caps_an_org(store: SqlStore) -> None:
+    queue = SqlQueue(store.db, max_running_jobs=3)
+    capped_owner, capped = await org_task(store)
+    _, free = await org_task(store)
+    assert capped_owner.default_org_id is not None
+    await store.db.execute(
+        "UPDATE orgs SET max_running_jobs = 2 WHERE id = $1", capped_owner.default_org_id
+    )
+    await queue.add([due_job(capped, job_id=f"c-{i}") for i in range(5)])
+    await queue.add([due_job(free, job_id=f"f-{i}") for i in range(5)])
+
+    first = await queue.acquire("node-1", 10, 30.0)
+    assert sum(j.task_id == capped.id for j in first) == 2, "the org's override"
+    assert sum(j.task_id == free.id for j in first) == 3, "the configured default"
+    assert await queue.acquire("node-1", 10, 30.0) == [], "both orgs are at their cap"
