@@ -17,10 +17,9 @@ from taskflowd.api.schemas_tasks import (
     TaskName,
     TimeoutMs,
 )
+from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
 from taskflowd.domain.rules import DEFAULT_BACKOFF_MS, DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY
-from taskflowd.workflows.graph import MAX_STEPS, Trigger
-from taskflowd.workflows.model import WorkflowStatus
-from taskflowd.workflows.rules import RunStatus
+from taskflowd.workflows.graph import MAX_STEPS
 
 StepKey = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")

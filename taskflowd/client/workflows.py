@@ -12,9 +12,7 @@ from taskflowd.client.codec import decode, encode
 from taskflowd.client.models import JsonIn, Page
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE, every_item, page_of
 from taskflowd.client.transport import Transport
-from taskflowd.workflows.graph import Trigger
-from taskflowd.workflows.model import WorkflowStatus
-from taskflowd.workflows.rules import RunStatus
+from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
 
 T = TypeVar("T")
 

@@ -60,3 +60,25 @@ class OrgRole(StrEnum):
 
 
 _ORG_RANK = {OrgRole.VIEWER: 0, OrgRole.MEMBER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
+
+
+class Trigger(StrEnum):
+    """When a step may start, given how its upstream steps ended (Airflow's names)."""
+
+    ALL_SUCCESS = "ALL_SUCCESS"
+    ALL_DONE = "ALL_DONE"
+    ONE_SUCCESS = "ONE_SUCCESS"
+    ONE_FAILED = "ONE_FAILED"
+    NONE_FAILED = "NONE_FAILED"
+
+
+class WorkflowStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"

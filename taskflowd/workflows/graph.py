@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from taskflowd.domain.entities import JSON
+from taskflowd.domain.enums import Trigger
 from taskflowd.domain.errors import FieldError, ValidationFailed
 
 MAX_STEPS = 200
 CONDITION_OPS = frozenset({"eq", "ne", "in", "exists", "gt", "lt"})
 MAX_CONDITION_DEPTH = 8
-
-
-class Trigger(StrEnum):
-    """When a step may start, given how its upstream steps ended (Airflow's names)."""
-
-    ALL_SUCCESS = "ALL_SUCCESS"
-    ALL_DONE = "ALL_DONE"
-    ONE_SUCCESS = "ONE_SUCCESS"
-    ONE_FAILED = "ONE_FAILED"
-    NONE_FAILED = "NONE_FAILED"
 
 
 @dataclass(frozen=True, slots=True)

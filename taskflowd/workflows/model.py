@@ -5,18 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from taskflowd.domain.entities import DEFAULT_ORG_ID, JSON
-from taskflowd.domain.enums import MisfirePolicy
-from taskflowd.workflows.graph import StepSpec, Trigger
-from taskflowd.workflows.rules import RunStatus
-
-
-class WorkflowStatus(StrEnum):
-    ACTIVE = "ACTIVE"
-    PAUSED = "PAUSED"
+from taskflowd.domain.enums import MisfirePolicy, RunStatus, Trigger, WorkflowStatus
+from taskflowd.workflows.graph import StepSpec
 
 
 @dataclass(frozen=True, slots=True)

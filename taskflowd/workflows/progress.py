@@ -18,21 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from taskflowd.domain.entities import Execution, utcnow
-from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.enums import ExecutionStatus, RunStatus
 from taskflowd.domain.jobs import RUN_MARK
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.workflows.graph import Graph, StepSpec, build
 from taskflowd.workflows.model import steps_from_json
-from taskflowd.workflows.rules import (
-    RunStatus,
-    SkipCause,
-    StepState,
-    StepView,
-    advance,
-    retry_set,
-    run_status,
-)
+from taskflowd.workflows.rules import SkipCause, StepState, StepView, advance, retry_set, run_status
 
 _STATE = {
     ExecutionStatus.COMPLETED.value: StepState.SUCCEEDED,

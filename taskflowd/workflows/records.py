@@ -7,22 +7,21 @@ import dataclasses
 from datetime import datetime
 
 from taskflowd.domain.entities import Task
-from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, TaskStatus
+from taskflowd.domain.enums import (
+    ExecutionStatus,
+    MisfirePolicy,
+    RunStatus,
+    TaskStatus,
+    WorkflowStatus,
+)
 from taskflowd.store import rows
 from taskflowd.store.base import Page
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Row
 from taskflowd.store.sql_common import SqlRecords, Where
-from taskflowd.workflows.model import (
-    StepRun,
-    Workflow,
-    WorkflowRun,
-    WorkflowStatus,
-    steps_from_json,
-    steps_to_json,
-)
+from taskflowd.workflows.model import StepRun, Workflow, WorkflowRun, steps_from_json, steps_to_json
 from taskflowd.workflows.progress import Advanced, RunProgress
-from taskflowd.workflows.rules import RunStatus, StepState, StepView
+from taskflowd.workflows.rules import StepState, StepView
 
 COLUMNS = (
     "id, name, description, steps, status, task_id, cron_expression, timezone, "

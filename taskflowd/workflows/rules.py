@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from taskflowd.domain.entities import JSON
-from taskflowd.workflows.graph import Graph, StepSpec, Trigger
+from taskflowd.domain.enums import RunStatus, Trigger
+from taskflowd.workflows.graph import Graph, StepSpec
 
 
 class StepState(StrEnum):
@@ -36,13 +37,6 @@ class SkipCause(StrEnum):
     """The trigger rule was not met for another reason (e.g. ONE_FAILED, nothing failed)."""
     CONDITION = "CONDITION"
     """The trigger was met but the `when` condition was false."""
-
-
-class RunStatus(StrEnum):
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
 
 
 _DONE = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED, StepState.SKIPPED})

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskflowd.domain.entities import Execution, Task, User, utcnow
-from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
+from taskflowd.domain.enums import (
+    MisfirePolicy,
+    Role,
+    RunStatus,
+    TaskStatus,
+    TaskType,
+    WorkflowStatus,
+)
 from taskflowd.domain.errors import Conflict, Forbidden, NotFound
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.events import EventBus
@@ -25,10 +32,9 @@ from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import Page
 from taskflowd.store.db import Conn
 from taskflowd.workflows.graph import StepSpec, build
-from taskflowd.workflows.model import Workflow, WorkflowRun, WorkflowStatus
+from taskflowd.workflows.model import Workflow, WorkflowRun
 from taskflowd.workflows.progress import Advanced
 from taskflowd.workflows.records import WorkflowRecords
-from taskflowd.workflows.rules import RunStatus
 
 
 def _scope(who: User | Actor) -> str | None:

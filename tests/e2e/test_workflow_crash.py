@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
+from taskflowd.domain.enums import RunStatus
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.workflows.graph import StepSpec
 from taskflowd.workflows.records import WorkflowRecords
-from taskflowd.workflows.rules import RunStatus
 from taskflowd.workflows.service import WorkflowService
 from tests.e2e.conftest import Daemons, eventually, open_jobs
 

@@ -7,9 +7,7 @@ import pytest
 from taskflowd.client import AsyncClient
 from taskflowd.client.errors import ApiError
 from taskflowd.client.workflows import Step, WorkflowRun
-from taskflowd.workflows.graph import Trigger
-from taskflowd.workflows.model import WorkflowStatus
-from taskflowd.workflows.rules import RunStatus
+from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
 from tests.integration.queue.polling import eventually
 
 

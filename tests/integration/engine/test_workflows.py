@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from taskflowd.domain.entities import DEFAULT_ORG_ID, JSON, User, utcnow
-from taskflowd.domain.enums import Role
+from taskflowd.domain.enums import Role, RunStatus, Trigger
 from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.orgs import Actor, OrgRole
 from taskflowd.handlers.base import HandlerSpec, JobContext
@@ -18,10 +18,9 @@ from taskflowd.handlers.builtin import builtin_specs, validate_echo
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.store import SqlStore
 from taskflowd.store.base import TaskFilter
-from taskflowd.workflows.graph import StepSpec, Trigger
+from taskflowd.workflows.graph import StepSpec
 from taskflowd.workflows.model import WorkflowRun
 from taskflowd.workflows.records import WorkflowRecords
-from taskflowd.workflows.rules import RunStatus
 from taskflowd.workflows.service import WorkflowService
 from tests.integration.engine.harness import Engine, EngineFactory
 from tests.integration.queue.polling import eventually

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskflowd.workflows.graph import StepSpec, Trigger, build
+from taskflowd.domain.enums import RunStatus, Trigger
+from taskflowd.workflows.graph import StepSpec, build
 from taskflowd.workflows.rules import (
     Decision,
-    RunStatus,
     SkipCause,
     StepState,
     StepView,
