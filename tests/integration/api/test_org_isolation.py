@@ -9,7 +9,16 @@ from typing import Any
 from taskflowd.domain.entities import utcnow
 from taskflowd.store import SqlStore
 from tests.integration.api.conftest import Client, Session, bearer, sign_up
-from tests.integration.api.test_orgs import ORG_HEADER, ORGS, TASKS, call, client, handlers
+from tests.integration.api.test_orgs import (
+    ORG_HEADER,
+    ORGS,
+    TASKS,
+    WORKFLOW,
+    WORKFLOWS,
+    call,
+    client,
+    handlers,
+)
 from tests.integration.store.factories import make_dead_letter
 
 __all__ = ["client", "handlers"]
@@ -24,6 +33,8 @@ BODIES: dict[str, Any] = {
     "update_member": {"role": "VIEWER"},
     "create_task": {"name": "t", "type": "ON_DEMAND"},
     "create_tasks": {"items": [{"name": "t", "type": "ON_DEMAND"}]},
+    "create_workflow": WORKFLOW,
+    "update_workflow": {"name": "renamed"},
 }
 WRITES = {"POST", "PATCH", "DELETE"}
 
@@ -80,11 +91,16 @@ async def victim(client: Client, store: SqlStore) -> Victim:
         org["id"],
     )
     key = await call(client, alice, "POST", "/api/v1/api-keys", {"name": "k"}, 201, org["id"])
+    workflow = await call(client, alice, "POST", WORKFLOWS, WORKFLOW, 201, org["id"])
+    one = f"{WORKFLOWS}/{workflow['id']}"
+    workflow_run = await call(client, alice, "POST", f"{one}/run", None, 202, org["id"])
     ids = {
         "tasks": task["id"],
         "executions": run["id"],
         "dead-letter": dead.id,
         "api-keys": key["id"],
+        "workflows": workflow["id"],
+        "workflow-runs": workflow_run["id"],
         "orgs": org["id"],
         "user": alice.user["id"],
     }
@@ -116,6 +132,14 @@ async def test_every_record_of_another_org_is_404(client: Client, store: SqlStor
     assert (task["name"], task["status"]) == ("t", "ACTIVE"), "nothing of Alice's changed"
     members = await call(client, target.alice, "GET", f"{ORGS}/{target.org['id']}/members")
     assert [m["email"] for m in members["items"]] == ["alice@example.com"]
+    assert {"get_workflow", "run_workflow", "cancel_workflow_run"} <= set(walked)
+    one = f"{WORKFLOWS}/{target.ids['workflows']}"
+    workflow = await call(client, target.alice, "GET", one, org=target.org["id"])
+    assert (workflow["name"], workflow["status"]) == ("w", "ACTIVE")
+    run = f"/api/v1/workflow-runs/{target.ids['workflow-runs']}"
+    assert (await call(client, target.alice, "GET", run, org=target.org["id"]))["status"] == (
+        "RUNNING"
+    )
 
 
 async def test_a_viewer_may_read_but_not_write(client: Client, store: SqlStore) -> None:
@@ -126,7 +150,8 @@ async def test_a_viewer_may_read_but_not_write(client: Client, store: SqlStore) 
     org = target.org["id"]
     checked = []
     for method, path, op_id in await operations(client):
-        if path.split("/")[3] not in ("tasks", "executions", "dead-letter", "orgs"):
+        kinds = ("tasks", "executions", "dead-letter", "orgs", "workflows", "workflow-runs")
+        if path.split("/")[3] not in kinds:
             continue
         if path == ORGS and method == "POST":
             continue  # anyone may create an org of their own
@@ -134,3 +159,6 @@ async def test_a_viewer_may_read_but_not_write(client: Client, store: SqlStore) 
         assert status == (403 if method in WRITES else 200), (method, path, status)
         checked.append(op_id)
     assert {"create_task", "delete_task", "cancel_execution", "delete_org"} <= set(checked)
+    assert {"create_workflow", "delete_workflow", "run_workflow", "retry_workflow_run"} <= set(
+        checked
+    )

@@ -17,6 +17,8 @@ from taskflowd.queue.sql import SqlQueue
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
+from taskflowd.workflows.records import WorkflowRecords
+from taskflowd.workflows.service import WorkflowService
 from tests.integration.api.conftest import (
     Client,
     MakeClient,
@@ -29,6 +31,9 @@ from tests.integration.api.conftest import (
 
 ORGS = "/api/v1/orgs"
 TASKS = "/api/v1/tasks"
+WORKFLOWS = "/api/v1/workflows"
+WORKFLOW = {"name": "w", "steps": [{"key": "a"}]}
+WORKFLOW_QUOTA = {"quotas": {"maxWorkflows": 1, "maxTasks": 1}}
 ORG_HEADER = "X-Taskflow-Org"
 
 
@@ -50,7 +55,11 @@ async def handlers() -> AsyncIterator[HandlerRegistry]:
 @pytest.fixture
 async def client(make_client: MakeClient, store: SqlStore, handlers: HandlerRegistry) -> Client:
     quotas = QuotaBook(store, Quotas(0, 0, 0, 0), ttl_s=0)
-    return await make_client(tasks=TaskService(store, SqlQueue(store.db), handlers, None, quotas))
+    queue = SqlQueue(store.db)
+    return await make_client(
+        tasks=TaskService(store, queue, handlers, None, quotas),
+        workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, None, quotas),
+    )
 
 
 async def call(
@@ -213,6 +222,26 @@ async def test_a_role_change_reaches_cached_principals(client: Client) -> None:
     await call(client, other, "POST", TASKS, {"name": "x"}, 403, org["id"])
     await call(client, owner, "DELETE", f"{members}/{other.user['id']}", expect=204)
     await call(client, other, "GET", TASKS, expect=404, org=org["id"])
+
+
+async def test_max_workflows_refuses_a_workflow_beyond_it(
+    client: Client, store: SqlStore, hasher: PasswordHasher
+) -> None:
+    admin = await sign_in_admin(client, store, hasher)
+    owner = await sign_up(client, "owner@example.com")
+    org = await call(client, owner, "POST", ORGS, {"name": "Team"}, 201)
+    patched = await call(client, admin, "PATCH", f"{ORGS}/{org['id']}", WORKFLOW_QUOTA)
+    assert (patched["quotas"]["maxWorkflows"], patched["quotas"]["maxTasks"]) == (1, 1)
+    await call(client, owner, "POST", WORKFLOWS, WORKFLOW, 201, org["id"])
+    problem = await call(client, owner, "POST", WORKFLOWS, WORKFLOW, 403, org["id"])
+    assert_problem(problem, 403, "quota_exceeded")
+    assert "max_workflows" in problem["detail"]
+    listed = await call(client, owner, "GET", WORKFLOWS, org=org["id"])
+    assert len(listed["items"]) == 1
+    # A workflow's hidden backing task is not one of the org's tasks (maxTasks is 1).
+    await new_task(client, owner, org["id"])
+    # Other orgs are not limited.
+    await call(client, owner, "POST", WORKFLOWS, WORKFLOW, 201)
 
 
 async def test_quotas_refuse_with_a_problem_naming_them(
