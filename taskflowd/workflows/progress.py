@@ -59,6 +59,7 @@ class Finished:
     status: RunStatus
     created_at: datetime
     finished_at: datetime
+    org_id: str
 
 
 @dataclass(slots=True)
@@ -171,7 +172,15 @@ class RunProgress:
             if final:
                 created = self._t(run["created_at"])
                 done.finished.append(
-                    Finished(run_id, run["workflow_id"], run["owner_id"], status, created, now)
+                    Finished(
+                        run_id,
+                        run["workflow_id"],
+                        run["owner_id"],
+                        status,
+                        created,
+                        now,
+                        run["org_id"],
+                    )
                 )
 
     async def _decide(

@@ -75,6 +75,7 @@ class WorkflowService:
                 id=run.run_id,
                 workflowId=run.workflow_id,
                 ownerId=run.owner_id,
+                orgId=run.org_id,
                 status=run.status.value,
                 durationS=(run.finished_at - run.created_at).total_seconds(),
             )

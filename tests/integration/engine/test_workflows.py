@@ -103,9 +103,10 @@ async def test_diamond_hands_results_downstream(
     starts = {s.key: s.started_at for s in run.steps}
     ends = {s.key: s.finished_at for s in run.steps}
     assert ends["b"] <= starts["d"] and ends["c"] <= starts["d"]  # type: ignore[operator]
-    assert [(e["id"], e["status"], e["ownerId"]) for e in finished_events] == [
-        (run.id, "SUCCEEDED", owner.id)
+    assert [(e["id"], e["status"], e["ownerId"], e["orgId"]) for e in finished_events] == [
+        (run.id, "SUCCEEDED", owner.id, run.org_id)
     ]
+    assert run.org_id == (owner.default_org_id or DEFAULT_ORG_ID)
 
 
 async def test_fan_out_fan_in_runs_each_step_once(
@@ -261,6 +262,11 @@ async def test_org_isolation_roles_and_validation(
     assert [w.id for w in (await service.list(outsider, 50, None)).items] == []
     assert [w.id for w in (await service.list(teammate, 50, None)).items] == [workflow.id]
     run = await service.run(teammate, workflow.id)
+    backing = await store.db.fetchrow("SELECT org_id FROM tasks WHERE id = $1", workflow.task_id)
+    assert backing is not None and backing["org_id"] == home
+    assert run.steps[0].execution_id is not None
+    execution = await store.get_execution(run.steps[0].execution_id)
+    assert execution is not None and execution.org_id == home
     with pytest.raises(NotFound):
         await service.get_run(outsider, run.id)
     with pytest.raises(NotFound):
