@@ -18,6 +18,7 @@ from taskflowd import __version__
 from taskflowd.api.assembly import build_daemon_app
 from taskflowd.api.parts import NodeParts
 from taskflowd.api.server import HttpServer
+from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.background import Supervisor
 from taskflowd.cluster import Membership, shared_redis_url
 from taskflowd.config import Settings
@@ -98,6 +99,8 @@ class Daemon:
             open_to_users=h.open_to_users,
         )
         events = EventBus()
+        quotas = QuotaBook(store, settings.orgs.quotas())
+        events.on(PRINCIPAL_EVENT, quotas.on_event)
         daemon = cls(
             settings=settings,
             store=store,
@@ -105,9 +108,7 @@ class Daemon:
             handlers=handlers,
             events=events,
             supervisor=Supervisor(lambda name, exc: None),
-            tasks=TaskService(
-                store, queue, handlers, events, QuotaBook(store, settings.orgs.quotas())
-            ),
+            tasks=TaskService(store, queue, handlers, events, quotas),
             node_id=node_id,
         )
         daemon.supervisor = Supervisor(daemon._on_fatal)
