@@ -18,6 +18,7 @@ from taskflowd import __version__
 from taskflowd.api.assembly import build_daemon_app
 from taskflowd.api.parts import NodeParts
 from taskflowd.api.server import HttpServer
+from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.background import Supervisor
 from taskflowd.cluster import Membership, shared_redis_url
 from taskflowd.config import Settings
@@ -102,6 +103,7 @@ class Daemon:
         )
         events = EventBus()
         quotas = QuotaBook(store, settings.orgs.quotas())
+        events.on(PRINCIPAL_EVENT, quotas.on_event)
         daemon = cls(
             settings=settings,
             store=store,

@@ -12,6 +12,7 @@ from taskflowd.api.middleware import front_middleware, log_access, response_head
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
 from taskflowd.api.routes import api_keys, auth, meta, orgs, users
 from taskflowd.api.security import IN_FLIGHT_KEY, InFlight, guard_middleware
+from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.services.orgs import OrgService
 from taskflowd.services.quotas import QuotaBook
 
@@ -40,6 +41,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
     app[QUOTAS_KEY] = QuotaBook(ctx.store, ctx.settings.orgs.quotas())
+    ctx.auth.events.on(PRINCIPAL_EVENT, app[QUOTAS_KEY].on_event)
     app[orgs.ORGS_KEY] = OrgService(ctx.store, ctx.settings.orgs.quotas(), ctx.auth.events)
     accounts = (auth.install, users.install, api_keys.install, orgs.install) if ctx.accounts else ()
     for install in (meta.install, *accounts, *ctx.extra_routes):

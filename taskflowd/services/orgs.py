@@ -116,6 +116,8 @@ class OrgService:
         )
         if await self.store.update_org(org) is None:
             raise NotFound(f"organization {ref} not found")
+        if quotas is not None:
+            self.events.publish(PRINCIPAL_EVENT, orgId=org.id)
         return OrgView(org, view.role, org.quotas.over(self.defaults))
 
     async def delete(self, actor: User, ref: str) -> None:

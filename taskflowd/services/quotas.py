@@ -1,14 +1,16 @@
 """The quotas in force per org: the configured defaults under each org's overrides.
 
 Quotas are read on hot paths (every task create, every API request with an org limit),
-so each node keeps an org's quotas for `ttl_s`: an override a site admin sets applies on
-every node within that time.
+so each node keeps an org's quotas for `ttl_s`. A site admin's override publishes a
+`principal` event naming the org (bridged to every node), on which each book forgets it;
+the TTL bounds what a lost event can cost.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from taskflowd.domain.orgs import QuotaExceeded, Quotas
 from taskflowd.store.base import Store
@@ -42,6 +44,12 @@ class QuotaBook:
             self._cache.clear()
         self._cache[org_id] = (now, quotas)
         return quotas
+
+    def on_event(self, data: dict[str, Any]) -> None:
+        """Forget the org a `principal` event names (its quotas changed)."""
+        org_id = data.get("orgId")
+        if isinstance(org_id, str):
+            self._cache.pop(org_id, None)
 
     async def check_tasks(self, org_id: str, adding: int) -> None:
         """Raise QuotaExceeded when `adding` more tasks would pass the org's max_tasks."""

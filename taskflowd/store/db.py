@@ -318,6 +318,7 @@ def _translate_pg(exc: BaseException) -> StoreError:
         OSError
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
@@ -335,7 +336,15 @@ def _rowcount(status: str) -> int:
 def _pg_errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+    # InternalClientError: the connection's protocol state broke mid-operation (seen when
+    # the server shuts down during a COMMIT): the connection is unusable, as when it drops.
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        asyncio.TimeoutError,
+    )
 
 
 class _PgConn:

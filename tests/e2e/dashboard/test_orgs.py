@@ -201,7 +201,6 @@ def test_a_site_admin_sets_an_orgs_quota_and_members_hit_it(site: Site) -> None:
     owner.goto("/dashboard/tasks/new")
     owner.fill("#f-name", "second")
     owner.fill("#f-cronExpression", "0 8 * * *")
-    # Quotas are cached per node for a second from their last read (the first task's
-    # create, before the admin signed in), long gone by now.
+    # The node's quota book forgot the org when the admin saved its override.
     owner.click("form#task-form button[type=submit]")
     expect(owner.locator("#error-summary")).to_contain_text("max_tasks")

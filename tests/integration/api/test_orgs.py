@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from taskflowd.auth.passwords import PasswordHasher
+from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.domain.orgs import Quotas
+from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.services.quotas import QuotaBook
@@ -279,3 +281,20 @@ async def test_quotas_refuse_with_a_problem_naming_them(
     assert (await call(client, admin, "PATCH", f"{ORGS}/{org['id']}", reset))["quotas"][
         "maxTasks"
     ] == 0
+
+
+async def test_a_quota_override_applies_at_once_where_quotas_are_cached(
+    make_client: MakeClient, store: SqlStore, hasher: PasswordHasher, handlers: HandlerRegistry
+) -> None:
+    events = EventBus()
+    quotas = QuotaBook(store, Quotas(0, 0, 0, 0), ttl_s=3600)
+    events.on(PRINCIPAL_EVENT, quotas.on_event)
+    tasks = TaskService(store, SqlQueue(store.db), handlers, None, quotas)
+    client = await make_client(tasks=tasks, events=events)
+    admin = await sign_in_admin(client, store, hasher)
+    owner = await sign_up(client, "cached@example.com")
+    org = await call(client, owner, "POST", ORGS, {"name": "Cached"}, 201)
+    await new_task(client, owner, org["id"])  # the book now holds the org's quotas
+    await call(client, admin, "PATCH", f"{ORGS}/{org['id']}", {"quotas": {"maxTasks": 1}})
+    problem = await call(client, owner, "POST", TASKS, {"name": "b"}, 403, org["id"])
+    assert "max_tasks" in problem["detail"]

@@ -81,7 +81,7 @@ async def test_values_round_trip_through_every_read_path(
     owner = await store.create_user(make_user())
     task = make_task(owner.id, payload=PAYLOAD, handler="echo")
     claim = IdempotencyClaim(
-        owner.id, "k-1", "fp", utcnow(), utcnow() - timedelta(days=1),
+        task.org_id, owner.id, "k-1", "fp", utcnow(), utcnow() - timedelta(days=1),
         lambda created: (201, orjson.dumps({"payload": PAYLOAD}).decode()),
     )  # fmt: skip
     await store.create_task(task, due_job(task), claim)
@@ -103,7 +103,7 @@ async def test_values_round_trip_through_every_read_path(
     assert execution.payload == PAYLOAD
     page = await store.list_executions_json(ExecutionFilter(), RESULT_SHAPE, 10)
     assert [orjson.loads(i)["result"] for i in page.items] == [{"echo": SECRET}]
-    replayed = await store.get_idempotent(owner.id, "k-1")
+    replayed = await store.get_idempotent(task.org_id, owner.id, "k-1")
     assert replayed is not None and SECRET in replayed.body
 
     for value in await _sealed_values(store):

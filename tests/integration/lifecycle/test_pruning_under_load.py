@@ -84,8 +84,9 @@ async def test_claims_go_on_between_small_prune_transactions(store: SqlStore) ->
     await store.db.executemany(
         "INSERT INTO job_executions (id, task_id, job_id, owner_id, status, scheduled_for, "
         "run_at, priority, attempts, handler, payload, max_retries, backoff_ms, created_at, "
-        "updated_at) VALUES ($1, $2, $3, $4, 'PENDING', $5, $5, 0, 0, 'echo', '{}', 0, 0, $5, $5)",
-        [(e.id, e.task_id, e.job_id, e.owner_id, e.run_at) for e in
+        "updated_at, org_id) "
+        "VALUES ($1, $2, $3, $4, 'PENDING', $5, $5, 0, 0, 'echo', '{}', 0, 0, $5, $5, $6)",
+        [(e.id, e.task_id, e.job_id, e.owner_id, e.run_at, e.org_id) for e in
          (due_job(live, job_id=f"job-{i}") for i in range(JOBS))],
     )  # fmt: skip
 

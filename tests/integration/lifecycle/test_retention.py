@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from taskflowd.config import RetentionSettings
+from taskflowd.domain.entities import DEFAULT_ORG_ID
 from taskflowd.domain.enums import ExecutionStatus as X
 from taskflowd.domain.enums import TaskStatus, TaskType
 from taskflowd.lifecycle.pruner import Pruner
@@ -91,11 +92,12 @@ async def test_stale_idempotency_records_go(store: SqlStore) -> None:
     owner = (await store.create_user(make_user())).id
     for age_h, key in ((30, "old-1"), (26, "old-2"), (1, "fresh")):
         await store.db.execute(
-            "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at) "
-            "VALUES ($1, $2, 'f', 201, '{}', $3)",
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at, "
+            "org_id) VALUES ($1, $2, 'f', 201, '{}', $3, $4)",
             owner,
             key,
             now() - timedelta(hours=age_h),
+            DEFAULT_ORG_ID,
         )
     pruner = Pruner(store.db, RETENTION, "node-a", idempotency_keep=timedelta(hours=24))
     counts = await pruner.run_once()
