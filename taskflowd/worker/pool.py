@@ -168,7 +168,12 @@ class WorkerPool:
             self._ahead.add(jobs, claimed_at)
             self._fill_slots()
             if len(jobs) < want:
-                await self.queue.wait_for_work(await self._idle_timeout())
+                try:
+                    idle_s = await self._idle_timeout()
+                except StoreError as exc:
+                    await asyncio.sleep(outage.failed(exc))
+                    continue
+                await self.queue.wait_for_work(idle_s)
 
     async def _hand_back_claim_in_flight(self) -> None:
         """Release the jobs of a claim that stop() interrupted before they were launched."""
