@@ -5,6 +5,8 @@ the buffer is refilled in batches. A buffered job is claimed like a running one 
 PROCESSING, a fencing token, a lease the lease loop renews), so per-task limits count it
 and a crash loses nothing: the reaper queues it again when its lease runs out. A buffered
 job whose lease may have run out is never started; at shutdown the rest is handed back.
+A job is held for at most about a third of a lease: one that waited that long behind slow
+jobs is handed back, so an idle node can take it rather than it waiting for this one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class _Held:
     job: Execution
     deadline: float
     """Monotonic time until which the lease surely holds (it may hold longer)."""
+    since: float
+    """Monotonic time of the claim."""
     key: tuple[int, datetime, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +57,7 @@ class ClaimAhead:
         """Buffer newly claimed jobs; a job claimed again replaces its older claim."""
         for job in jobs:
             self.discard(job.id)
-            held = _Held(job, claimed_at + self._lease_s)
+            held = _Held(job, claimed_at + self._lease_s, claimed_at)
             bisect.insort(self._held, held, key=lambda h: h.key)
             self._ids.add(job.id)
 
@@ -78,6 +82,14 @@ class ClaimAhead:
                 del self._held[i]
                 return held.job
         return None
+
+    def take_held_since(self, before: float) -> list[Execution]:
+        """Remove and return the jobs claimed before monotonic time `before`."""
+        old = [h.job for h in self._held if h.since < before]
+        if old:
+            self._held = [h for h in self._held if h.since >= before]
+            self._ids.difference_update(job.id for job in old)
+        return old
 
     def claims(self) -> list[tuple[str, int]]:
         """(execution id, fence) of every buffered job, for lease renewal."""

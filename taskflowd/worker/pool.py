@@ -389,6 +389,7 @@ class WorkerPool:
         while True:
             await asyncio.sleep(wait)
             wait = interval
+            await self._hand_back_held_since(time.monotonic() - interval)
             # Finished jobs whose outcome waits for its group commit keep their lease too,
             # or a slow commit could let another node run them again.
             claims = [(r.execution.id, r.execution.fence) for r in self._running.values()]
@@ -412,6 +413,17 @@ class WorkerPool:
             for execution_id in status.cancel_requested:
                 self._cancel_buffered(execution_id)
                 self._stop_job(execution_id, _Stop.CANCELLED)
+
+    async def _hand_back_held_since(self, before: float) -> None:
+        """Release buffered jobs claimed before `before`: they waited behind slow jobs
+        long enough that another node should have the chance to run them."""
+        jobs = self._ahead.take_held_since(before)
+        if not jobs:
+            return
+        try:
+            await self.queue.release([(j.id, j.fence) for j in jobs])
+        except StoreError as exc:
+            log.warning("could not hand back %d waiting jobs: %s", len(jobs), exc)
 
     def _cancel_buffered(self, execution_id: str) -> None:
         """A buffered job asked to cancel ends without starting."""

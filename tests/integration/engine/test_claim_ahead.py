@@ -4,6 +4,7 @@ was lost never starts, and at shutdown buffered jobs are handed back unstarted."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -82,3 +83,26 @@ async def test_stop_hands_back_buffered_jobs_unstarted(
             None,
         )
         assert await engine.history(execution_id) == []
+
+
+async def test_a_job_waiting_behind_a_slow_one_is_handed_back_for_another_node(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker={"concurrency": 1, "lease_s": 1.5})
+    started = started_here(engine)
+    first, second = await buffered_behind(engine, admin, 8.0)
+
+    async def taken_by_another_node() -> list[str]:
+        deadline = asyncio.get_running_loop().time() + 6.0
+        while asyncio.get_running_loop().time() < deadline:
+            jobs = await engine.queue.acquire("other-node", 5, 30.0)
+            if jobs:
+                return [job.id for job in jobs]
+            await asyncio.sleep(0.05)
+        return []
+
+    assert await taken_by_another_node() == [second]
+    taken = await engine.execution(second)
+    assert (taken.lease_owner, taken.attempts) == ("other-node", 1)
+    assert started == [first], "the first node never started it"
+    assert (await engine.execution(first)).status is ExecutionStatus.PROCESSING
