@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from taskflowd.client.aio import DEFAULT_URL, AsyncClient
+from taskflowd.client.blocking import Call, pages
 from taskflowd.client.models import (
     UNSET,
     ApiKey,
@@ -48,12 +49,6 @@ from taskflowd.domain.enums import ExecutionStatus, OrgRole, Role, TaskStatus, T
 T = TypeVar("T")
 
 
-class Call(Protocol):
-    """Runs a coroutine on the client's loop and returns its result."""
-
-    def __call__(self, coro: Coroutine[Any, Any, T]) -> T: ...
-
-
 class _LoopThread:
     """An event loop running forever in a daemon thread of its own."""
 
@@ -80,16 +75,6 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
-
-
-def _pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 class Tasks:
@@ -129,7 +114,7 @@ class Tasks:
         search: str | None = None,
         page_size: int = ITER_PAGE,
     ) -> Iterator[Task]:
-        return _pages(
+        return pages(
             lambda cursor: self.list(
                 status=status,
                 type=type,
@@ -226,7 +211,7 @@ class Executions:
         status: ExecutionStatus | None = None,
         page_size: int = ITER_PAGE,
     ) -> Iterator[Execution]:
-        return _pages(
+        return pages(
             lambda cursor: self.list(task_id=task_id, status=status, limit=page_size, cursor=cursor)
         )
 
@@ -261,7 +246,7 @@ class DeadLetters:
         return self._call(self._aio.list(limit=limit, cursor=cursor))
 
     def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[DeadLetter]:
-        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
 
     def retry(self, dead_letter_id: str) -> Execution:
         return self._call(self._aio.retry(dead_letter_id))
@@ -281,7 +266,7 @@ class ApiKeys:
         return self._call(self._aio.list(limit=limit, cursor=cursor))
 
     def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[ApiKey]:
-        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
 
     def create(self, name: str, *, expires_at: datetime | None = None) -> NewApiKey:
         return self._call(self._aio.create(name, expires_at=expires_at))
@@ -329,7 +314,7 @@ class Users:
         return self._call(self._aio.list(limit=limit, cursor=cursor))
 
     def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[User]:
-        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
 
     def get(self, user_id: str) -> User:
         return self._call(self._aio.get(user_id))
@@ -389,7 +374,7 @@ class Orgs:
         return self._call(self._aio.list(limit=limit, cursor=cursor))
 
     def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[Org]:
-        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
 
     def create(self, name: str) -> Org:
         return self._call(self._aio.create(name))

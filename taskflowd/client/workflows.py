@@ -3,18 +3,17 @@ with blocking mirrors for `Client`. Models mirror the API's workflow schemas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
+from taskflowd.client.blocking import Call, pages
 from taskflowd.client.codec import decode, encode
 from taskflowd.client.models import JsonIn, Page
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE, every_item, page_of
 from taskflowd.client.transport import Transport
 from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,20 +170,6 @@ class WorkflowRuns:
 
 
 # --- blocking mirrors ------------------------------------------------------------------
-class Call(Protocol):
-    def __call__(self, coro: Coroutine[Any, Any, T]) -> T: ...
-
-
-def _pages(fetch: Any) -> Iterator[Any]:
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
 class SyncWorkflows:
     """Blocking `AsyncClient.workflows`."""
 
@@ -196,7 +181,7 @@ class SyncWorkflows:
         return self._call(self._aio.list(limit=limit, cursor=cursor))
 
     def iter(self, *, page_size: int = ITER_PAGE) -> Iterator[Workflow]:
-        return _pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor))
 
     def get(self, workflow_id: str) -> Workflow:
         return self._call(self._aio.get(workflow_id))
@@ -248,7 +233,7 @@ class SyncWorkflowRuns:
     def iter(
         self, *, workflow_id: str | None = None, page_size: int = ITER_PAGE
     ) -> Iterator[WorkflowRun]:
-        return _pages(lambda c: self.list(workflow_id=workflow_id, limit=page_size, cursor=c))
+        return pages(lambda c: self.list(workflow_id=workflow_id, limit=page_size, cursor=c))
 
     def get(self, run_id: str) -> WorkflowRun:
         return self._call(self._aio.get(run_id))
