@@ -49,11 +49,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
-async def migrate(db: Database) -> list[Migration]:
-    """Apply every pending migration in order; returns those applied (none: already current)."""
+async def migrate(db: Database, up_to: int | None = None) -> list[Migration]:
+    """Apply every pending migration in order, or those up to version `up_to` (the schema
+    of an older release); returns those applied (none: already current)."""
     await db.execute(_CREATE_TABLE)
     applied: list[Migration] = []
     for migration in available(db.dialect):
+        if up_to is not None and migration.version > up_to:
+            break
         async with db.transaction() as conn:
             if db.dialect == "postgresql":
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_KEY)

@@ -28,26 +28,6 @@ COUNTED = (
 )
 
 
-async def migrate_to(db: Database, version: int) -> None:
-    """Apply the migrations up to `version`, as a release of that version did."""
-    await db.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-        "applied_at TEXT NOT NULL)"
-    )
-    for migration in available(db.dialect):
-        if migration.version > version:
-            continue
-        async with db.transaction() as conn:
-            for statement in migration.statements():
-                await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                migration.version,
-                migration.name,
-                utcnow().isoformat(),
-            )
-
-
 async def write_release_rows(db: Database) -> None:
     """Rows as the 0004 release wrote them: an admin, a user, one deleted user, their
     tasks, executions, retries, dead letters, tokens, API keys and idempotency keys."""
@@ -150,7 +130,7 @@ async def empty_db(db_url: str) -> Any:
 
 async def test_an_0004_database_moves_into_the_default_org(empty_db: Database) -> None:
     db = empty_db
-    await migrate_to(db, BEFORE_ORGS)
+    await migrate(db, up_to=BEFORE_ORGS)
     await write_release_rows(db)
     before = await counts(db)
 
@@ -173,7 +153,7 @@ async def test_an_0004_database_moves_into_the_default_org(empty_db: Database) -
 
 
 async def test_the_upgraded_store_serves_the_old_rows(db_url: str, empty_db: Database) -> None:
-    await migrate_to(empty_db, BEFORE_ORGS)
+    await migrate(empty_db, up_to=BEFORE_ORGS)
     await write_release_rows(empty_db)
     store = open_store(db_url)
     await store.start()
