@@ -40,8 +40,11 @@ def build_app(ctx: ApiContext) -> web.Application:
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
-    app[QUOTAS_KEY] = QuotaBook(ctx.store, ctx.settings.orgs.quotas())
-    ctx.auth.events.on(PRINCIPAL_EVENT, app[QUOTAS_KEY].on_event)
+    if ctx.quotas is None:
+        app[QUOTAS_KEY] = QuotaBook(ctx.store, ctx.settings.orgs.quotas())
+        ctx.auth.events.on(PRINCIPAL_EVENT, app[QUOTAS_KEY].on_event)
+    else:
+        app[QUOTAS_KEY] = ctx.quotas
     app[orgs.ORGS_KEY] = OrgService(ctx.store, ctx.settings.orgs.quotas(), ctx.auth.events)
     accounts = (auth.install, users.install, api_keys.install, orgs.install) if ctx.accounts else ()
     for install in (meta.install, *accounts, *ctx.extra_routes):

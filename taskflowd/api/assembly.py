@@ -53,6 +53,7 @@ def build_daemon_app(node: NodeParts) -> web.Application:
         extra_routes=(ops.mount(ops_ctx, stats=serves_api), *routes),
         reports=(http_report(node.metrics),),
         accounts=serves_api,
+        quotas=node.tasks.quotas,
     )
     app = build_app(ctx)
     if serves_api:

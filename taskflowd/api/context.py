@@ -13,6 +13,7 @@ from taskflowd.auth.ratelimit import Decision, RateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.config import Settings
 from taskflowd.domain.entities import User
+from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import Store
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class ApiContext:
     """Told of every request after the access log (e.g. metrics)."""
     accounts: bool = True
     """Serve the auth and users routes; False on a node without the `api` role."""
+    quotas: QuotaBook | None = None
+    """The node's quota book, shared with its services; None: the app makes its own."""
 
 
 @dataclass(frozen=True, slots=True)
