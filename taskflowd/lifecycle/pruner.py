@@ -108,6 +108,7 @@ class Pruner:
         plan = (
             (sweeps.DEAD_LETTERS, self._cutoff(r.dead_letters_s, now)),
             (sweeps.EXECUTIONS, self._cutoff(r.executions_s, now)),
+            (sweeps.WORKFLOW_RUNS, self._cutoff(r.workflow_runs_s, now)),
             (sweeps.TASKS, self._cutoff(r.tasks_s, now)),
         )
         for sweep, cutoff in plan:
