@@ -337,6 +337,9 @@ class RedisQueue:
     async def depths(self) -> dict[ExecutionStatus, int]:
         return await self.sql.depths()
 
+    async def depths_by_org(self) -> dict[str, dict[ExecutionStatus, int]]:
+        return await self.sql.depths_by_org()
+
     async def next_due(self) -> datetime | None:
         """The earliest delayed job, exactly; with jobs waiting, a due time at or before
         now (the first waiting job's, to the millisecond)."""
