@@ -260,6 +260,13 @@ class LogSettings:
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     token: str = setting("", "If set, /metrics requires `Authorization: Bearer <token>`.")
+    org_series: int = setting(
+        100,
+        "Orgs labelled by id in the per-org metrics (queue depth: the busiest orgs; jobs by "
+        'outcome: the first orgs seen since start); the rest are summed as org="other". '
+        "0: no per-org metrics.",
+        _between(0, 10_000),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,8 @@ class Daemon:
             events,
             daemon.supervisor,
             queue=queue,
+            org_depths=queue.depths_by_org,
+            org_series=settings.metrics.org_series,
             running_jobs=daemon.running_jobs,
             handler_names=handlers.names(),
             plugin_failures=[f.name for f in handlers.plugin_failures],

@@ -3,7 +3,9 @@
 Job and scheduler metrics are fed by the event bus; HTTP metrics by an aiohttp
 middleware; queue depth is read from the queue when scraped (cached briefly, so a burst
 of scrapes costs one query). Every label has a small, closed set of values: route
-templates, never paths; handler names the daemon knows, never ids.
+templates, never paths; handler names the daemon knows, never execution or task ids.
+Org ids label the per-org series, at most `org_series` of them (the rest are summed as
+org="other"), so the series count stays bounded however many orgs there are.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -42,6 +44,7 @@ log = logging.getLogger("taskflowd.metrics")
 
 PREFIX = "taskflow_"
 QUEUE_DEPTH = "taskflow_queue_depth"
+ORG_QUEUE_DEPTH = "taskflow_org_queue_depth"
 QUEUED_STATES = ("PENDING", "RETRYING", "PROCESSING")
 """Execution states that count as queue depth; final states are history, not backlog."""
 
@@ -54,6 +57,7 @@ UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LABEL_WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _PROBLEM_JSON = "application/problem+json"
+_ORG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 JOB_DURATION_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -75,6 +79,23 @@ class DepthSource(Protocol):
     """What metrics need from a job queue: execution counts by state."""
 
     async def depths(self) -> Mapping[Any, int]: ...
+
+
+OrgDepthReader = Callable[[], Awaitable[Mapping[str, Mapping[Any, int]]]]
+"""Queued and running executions by state, per org id."""
+
+
+def busiest(
+    by_org: Mapping[str, Mapping[str, int]], limit: int
+) -> tuple[list[str], dict[str, int]]:
+    """The `limit` orgs with the most queued and running jobs (most first, then by id),
+    and the others' counts by state summed."""
+    ranked = sorted(by_org, key=lambda o: (-sum(by_org[o].values()), o))
+    rest: dict[str, int] = {}
+    for org in ranked[limit:]:
+        for state, n in by_org[org].items():
+            rest[state] = rest.get(state, 0) + n
+    return ranked[:limit], rest
 
 
 def label_word(value: object) -> str:
@@ -110,6 +131,39 @@ class _QueueDepthCollector(Collector):
         return [family]
 
 
+class _OrgDepthCollector(Collector):
+    """Queue depth by org: the busiest `limit` orgs by id, the rest as org="other"."""
+
+    def __init__(
+        self, snapshot: Callable[[], Mapping[str, Mapping[str, int]] | None], limit: int
+    ) -> None:
+        self._snapshot = snapshot
+        self._limit = limit
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            ORG_QUEUE_DEPTH,
+            "Executions waiting or running, by org and state (processing: running now); "
+            'the orgs beyond metrics.org_series summed as org="other".',
+            labels=["org", "state"],
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self._snapshot()
+        if snapshot is None:
+            return []
+        family = self._family()
+        named, rest = busiest(snapshot, self._limit)
+        for org, counts in [*((o, snapshot[o]) for o in named), (OTHER, rest)]:
+            for state in QUEUED_STATES:
+                family.add_metric([org, state.lower()], counts.get(state, 0))
+        return [family]
+
+
 class _WithoutCreated(Collector):
     """The registry without `*_created` samples: creation timestamps double the series
     count and no dashboard here reads them."""
@@ -130,6 +184,9 @@ class Metrics:
     come from `execution`, `tick` and `misfire` events. `refresh()` re-reads queue depth
     at most once per `depth_cache_s`; call it before rendering the registry.
     `plugin_failures` names the handler plugins that failed to load (a gauge of 1 each).
+    With `org_depths`, depth is also read per org (for /api/v1/stats, and as series for
+    the `org_series` busiest orgs); outcomes are counted per org for the first
+    `org_series` orgs seen (0: no per-org series).
     """
 
     def __init__(
@@ -138,6 +195,8 @@ class Metrics:
         supervisor: Supervisor,
         *,
         queue: DepthSource | None = None,
+        org_depths: OrgDepthReader | None = None,
+        org_series: int = 100,
         running_jobs: Callable[[], int] | None = None,
         handler_names: Iterable[str] = (),
         plugin_failures: Iterable[str] = (),
@@ -152,6 +211,10 @@ class Metrics:
         self._depth_cache_s = depth_cache_s
         self._depth_timeout_s = depth_timeout_s
         self._depths: dict[str, int] | None = None
+        self._org_depth_reader = org_depths
+        self._org_depths: dict[str, dict[str, int]] | None = None
+        self._org_series = org_series
+        self._org_labels: set[str] = set()
         self._depths_read_at: float | None = None
         self._depth_lock = asyncio.Lock()
         self._subscription: contextlib.AsyncExitStack | None = None
@@ -170,6 +233,8 @@ class Metrics:
         for name in plugin_failures:  # entry-point names of installed distributions
             failed.labels(name[:64]).set(1)
         self.registry.register(_QueueDepthCollector(lambda: self._depths))
+        if org_series and org_depths is not None:
+            self.registry.register(_OrgDepthCollector(lambda: self._org_depths, org_series))
         self._view = _WithoutCreated(self.registry)
 
     def _build(self, version: str, running_jobs: Callable[[], int] | None) -> None:
@@ -179,6 +244,13 @@ class Metrics:
             "Job attempts finished, by outcome (COMPLETED, RETRY, DEAD, CANCELLED) and handler.",
             ["outcome", "handler"],
             registry=r,
+        )
+        self.org_jobs = Counter(
+            "taskflow_org_jobs",
+            "Job attempts finished, by org and outcome; orgs beyond the first "
+            'metrics.org_series seen by this node are counted as org="other".',
+            ["org", "outcome"],
+            registry=r if self._org_series else None,
         )
         self.job_duration = Histogram(
             "taskflow_job_duration_seconds",
@@ -348,6 +420,8 @@ class Metrics:
             return  # a state change that is not the end of an attempt (e.g. PROCESSING)
         handler = self._handler_label(data)
         self.jobs.labels(outcome, handler).inc()
+        if self._org_series:
+            self.org_jobs.labels(self._org_label(data.get("orgId")), outcome).inc()
         duration_ms = data.get("durationMs")
         if isinstance(duration_ms, int | float) and duration_ms >= 0:
             self.job_duration.labels(handler).observe(duration_ms / 1000)
@@ -358,6 +432,17 @@ class Metrics:
             self.retries.inc()
         elif outcome == "DEAD":
             self.dead_lettered.inc()
+
+    def _org_label(self, org_id: object) -> str:
+        """`org_id` while fewer than `org_series` orgs have a label, else "other"."""
+        if not isinstance(org_id, str) or not _ORG_ID.fullmatch(org_id):
+            return OTHER
+        if org_id in self._org_labels:
+            return org_id
+        if len(self._org_labels) >= self._org_series:
+            return OTHER
+        self._org_labels.add(org_id)
+        return org_id
 
     def pruned(self, table: str, rows: int) -> None:
         self.pruned_rows.labels(label_word(table)).inc(rows)
@@ -404,13 +489,24 @@ class Metrics:
             try:
                 async with asyncio.timeout(self._depth_timeout_s):
                     found = await self._queue.depths()
+                    by_org = await self._read_org_depths()
             except Exception as exc:
-                self._depths = None
+                self._depths = self._org_depths = None
                 self.depth_errors.inc()
                 log.warning("could not read the queue depth: %s", type(exc).__name__)
             else:
                 self._depths = {str(state): int(n) for state, n in found.items()}
+                self._org_depths = by_org
             self._depths_read_at = time.monotonic()
+
+    async def _read_org_depths(self) -> dict[str, dict[str, int]] | None:
+        if self._org_depth_reader is None:
+            return None
+        found = await self._org_depth_reader()
+        return {
+            org: {str(state): int(n) for state, n in counts.items()}
+            for org, counts in found.items()
+        }
 
     async def queue_depths(self) -> dict[str, int]:
         """Executions by state (every state) from the shared snapshot, so API readers and
@@ -423,6 +519,21 @@ class Metrics:
             raise StoreUnavailable("the job queue does not answer; try again shortly")
         return dict(self._depths)
 
+    @property
+    def reads_org_depths(self) -> bool:
+        """Whether `org_queue_depths` has a source."""
+        return self._queue is not None and self._org_depth_reader is not None
+
+    async def org_queue_depths(self) -> dict[str, dict[str, int]]:
+        """Queued and running executions by state per org id, from the shared snapshot
+        (empty without an org depth reader). Raises StoreUnavailable when unreadable."""
+        if not self.reads_org_depths:
+            return {}
+        await self.refresh()
+        if self._org_depths is None:
+            raise StoreUnavailable("the job queue does not answer; try again shortly")
+        return {org: dict(counts) for org, counts in self._org_depths.items()}
+
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition for a scrape (OpenMetrics when `accept` asks for it, else the
         Prometheus text format) and its content type. Call `refresh()` first."""
@@ -431,7 +542,7 @@ class Metrics:
 
     def exposed_names(self) -> set[str]:
         """Every sample name the registry can expose (for checks of dashboards and alerts)."""
-        names: set[str] = {QUEUE_DEPTH}
+        names: set[str] = {QUEUE_DEPTH, ORG_QUEUE_DEPTH}
         for family in self._view.collect():
             names.add(family.name)
             names.update(sample.name for sample in family.samples)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from taskflowd.api.schemas import ResponseModel
 from taskflowd.services.readiness import Report
-from taskflowd.services.stats import Overview
+from taskflowd.services.stats import Overview, Window
 
 
 class CheckOut(ResponseModel):
@@ -67,17 +67,42 @@ class NodeOut(ResponseModel):
     alive: bool = Field(description="Heartbeat seen within cluster.node_ttl_s")
 
 
+class OrgStatsOut(ResponseModel):
+    org_id: str
+    slug: str | None
+    name: str | None
+    depths: dict[str, int] = Field(description="Queued and running executions by state")
+    last_hour: WindowOut = Field(description="Executions that ended in the last hour")
+
+
 class StatsOut(ResponseModel):
     generated_at: datetime
     scope: Literal["all", "own"] = Field(
-        description="all: every user's executions (admin); own: the caller's only"
+        description="all: the cluster's (a site admin naming no org); own: one org's"
     )
-    depths: dict[str, int] = Field(description="Executions by state, the whole queue")
+    org_id: str | None = Field(description="The org of every figure; null for the cluster's")
+    depths: dict[str, int] = Field(description="Executions by state (queued and running)")
     throughput: dict[str, WindowOut] = Field(description="Keyed by window: 1m, 5m, 1h")
     run_time: RunTimesOut
     nodes: list[NodeOut]
     tables: dict[str, int] | None = Field(
         description="Rows per table (PostgreSQL: the planner's estimates); admins only"
+    )
+    orgs: list[OrgStatsOut] | None = Field(
+        description="The busiest orgs (up to 500), most queued and running jobs first; "
+        "scope all only"
+    )
+
+
+def _window_out(w: Window) -> WindowOut:
+    return WindowOut(
+        seconds=w.seconds,
+        finished=w.finished,
+        completed=w.completed,
+        failed=w.failed,
+        cancelled=w.cancelled,
+        per_second=round(w.per_second, 6),
+        success_rate=None if w.success_rate is None else round(w.success_rate, 6),
     )
 
 
@@ -85,19 +110,9 @@ def stats_out(overview: Overview) -> StatsOut:
     return StatsOut(
         generated_at=overview.generated_at,
         scope="all" if overview.scope == "all" else "own",
+        org_id=overview.org_id,
         depths=overview.depths,
-        throughput={
-            w.name: WindowOut(
-                seconds=w.seconds,
-                finished=w.finished,
-                completed=w.completed,
-                failed=w.failed,
-                cancelled=w.cancelled,
-                per_second=round(w.per_second, 6),
-                success_rate=None if w.success_rate is None else round(w.success_rate, 6),
-            )
-            for w in overview.windows
-        },
+        throughput={w.name: _window_out(w) for w in overview.windows},
         run_time=RunTimesOut(
             window_s=overview.run_times.window_s,
             samples=overview.run_times.samples,
@@ -117,4 +132,16 @@ def stats_out(overview: Overview) -> StatsOut:
             for s in overview.nodes
         ],
         tables=overview.tables,
+        orgs=None
+        if overview.orgs is None
+        else [
+            OrgStatsOut(
+                org_id=o.org_id,
+                slug=o.slug,
+                name=o.name,
+                depths=o.depths,
+                last_hour=_window_out(o.last_hour),
+            )
+            for o in overview.orgs
+        ],
     )

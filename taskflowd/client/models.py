@@ -255,6 +255,15 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgStats:
+    org_id: str
+    slug: str | None
+    name: str | None
+    depths: dict[str, int]
+    last_hour: Throughput
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     generated_at: datetime
     scope: Literal["all", "own"]
@@ -263,6 +272,8 @@ class Stats:
     run_time: RunTimes
     nodes: tuple[Node, ...]
     tables: dict[str, int] | None = None
+    org_id: str | None = None
+    orgs: tuple[OrgStats, ...] | None = None
 
 
 # --- requests -------------------------------------------------------------------

@@ -18,5 +18,5 @@ def open_queue(settings: Settings, store: SqlStore) -> JobQueue:
     if settings.queue.startswith(REDIS_SCHEMES):
         from taskflowd.queue.redis import RedisQueue
 
-        return RedisQueue(store.db, settings.queue)
+        return RedisQueue(store.db, settings.queue, max_running_jobs=settings.orgs.max_running_jobs)
     raise ValueError(f'queue {settings.queue!r} is not supported: use "database" or redis://')

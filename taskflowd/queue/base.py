@@ -28,8 +28,8 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The end of one attempt. `run_at` is the retry time for RETRY; `handler` and
-    `wait_s` (due time to start) are carried for metrics only."""
+    """The end of one attempt. `run_at` is the retry time for RETRY; `handler`,
+    `wait_s` (due time to start) and `org_id` are carried for metrics only."""
 
     execution_id: str
     task_id: str
@@ -44,6 +44,7 @@ class Outcome:
     run_at: datetime | None = None
     handler: str = ""
     wait_s: float = 0.0
+    org_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,10 @@ class JobQueue(Protocol):
     async def depths(self) -> dict[ExecutionStatus, int]:
         """Jobs per status; PENDING, RETRYING and PROCESSING are counted, finished
         statuses are history rather than queue depth and read 0."""
+
+    async def depths_by_org(self) -> dict[str, dict[ExecutionStatus, int]]:
+        """Queued and running jobs (PENDING, RETRYING, PROCESSING) per org id, for the
+        orgs that have any."""
 
     async def next_due(self) -> datetime | None:
         """The earliest `run_at` among queued jobs that may be claimed (jobs of paused

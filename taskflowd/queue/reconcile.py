@@ -39,7 +39,7 @@ log = logging.getLogger("taskflowd.queue.reconcile")
 
 _QUEUED = f"status IN ('{ExecutionStatus.PENDING.value}', '{ExecutionStatus.RETRYING.value}')"
 _PAGE = (
-    f"SELECT e.id, e.task_id, e.run_at FROM job_executions e WHERE e.{_QUEUED} "
+    f"SELECT e.id, e.task_id, e.org_id, e.run_at FROM job_executions e WHERE e.{_QUEUED} "
     "AND e.completed_at IS NULL"
     "{after}{horizon} ORDER BY e.run_at, e.id LIMIT {limit}"
 )
@@ -141,6 +141,7 @@ class Reconciler:
         try:
             log.info("the Redis queue index is empty or lost: rebuilding it from the database")
             done = await self.reconcile(full=True)
+            await self._restore_running()
             await self._restore_dead_letter()
             await self.index.set_epoch(uuid.uuid4().hex)
         finally:
@@ -167,7 +168,7 @@ class Reconciler:
             if not page:
                 break
             seen += len(page)
-            added += await self._add_missing([(r["id"], r["task_id"]) for r in page])
+            added += await self._add_missing([(r["id"], r["task_id"], r["org_id"]) for r in page])
             last = page[-1]
             after = (self.db.decode_time(last["run_at"]), last["id"])
             if len(page) < size:
@@ -194,7 +195,7 @@ class Reconciler:
         )
         return list(await self.db.fetch(sql, *args))
 
-    async def _add_missing(self, jobs: list[tuple[str, str]]) -> int:
+    async def _add_missing(self, jobs: list[tuple[str, str, str]]) -> int:
         now = utcnow()
         absent = await self.index.absent(to_us(now), jobs)
         if not absent:
@@ -202,7 +203,7 @@ class Reconciler:
         wanted = [p for p in await self.records.placements(absent, now) if p.state in "QP"]
         # N: add only if the index still lacks it (a claim may have raced this pass).
         missing = [
-            Placement(p.execution_id, "N", p.score_us, p.priority, p.task_id)
+            Placement(p.execution_id, "N", p.score_us, p.priority, p.task_id, p.org_id)
             if p.state == "Q"
             else p
             for p in wanted
@@ -211,13 +212,13 @@ class Reconciler:
 
     async def _drop_stale(self) -> int:
         dropped = 0
-        for part in ("waiting", "delayed"):
+        for key in await self.index.queued_keys():
             cursor = 0
             while True:
-                cursor, entries = await self.index.scan(part, cursor, _CHUNK)
+                cursor, entries = await self.index.scan(key, cursor, _CHUNK)
                 if entries:
                     queued = await self._still_queued([i for i, _ in entries])
-                    stale = [(part, i, s) for i, s in entries if i not in queued]
+                    stale = [(key, i, s) for i, s in entries if i not in queued]
                     dropped += await self.index.forget_stale(to_us(utcnow()), stale)
                 if cursor == 0:
                     break
@@ -233,6 +234,19 @@ class Reconciler:
             )
             found.update(r["id"] for r in rows)
         return found
+
+    async def _restore_running(self) -> None:
+        """Index the running jobs as active, so each org's count of running jobs (which
+        its cap is checked against) holds them again."""
+        rows = await self.db.fetch(
+            "SELECT id FROM job_executions WHERE status = $1 AND completed_at IS NULL",
+            ExecutionStatus.PROCESSING.value,
+        )
+        ids = [r["id"] for r in rows]
+        for start in range(0, len(ids), _CHUNK):
+            now = utcnow()
+            placements = await self.records.placements(ids[start : start + _CHUNK], now)
+            await self.index.sync(to_us(now), [p for p in placements if p.state == "A"])
 
     async def _restore_dead_letter(self) -> None:
         rows = await self.db.fetch(

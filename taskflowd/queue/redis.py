@@ -54,7 +54,7 @@ _KIND = {
 
 
 def _queued(e: Execution) -> Placement:
-    return Placement(e.id, "Q", to_us(e.run_at), e.priority, e.task_id)
+    return Placement(e.id, "Q", to_us(e.run_at), e.priority, e.task_id, e.org_id)
 
 
 class RedisQueue:
@@ -68,9 +68,15 @@ class RedisQueue:
         keys: RedisKeys | None = None,
         reconcile_interval_s: float = 5.0,
         full_reconcile_interval_s: float = 600.0,
+        max_running_jobs: int = 0,
+        caps_interval_s: float = 5.0,
     ) -> None:
+        """`max_running_jobs`: the default cap of each org's running jobs (0: none); the
+        orgs' overrides are read from the database every `caps_interval_s`."""
         self.db = db
-        self.sql = SqlQueue(db)
+        self.sql = SqlQueue(db, max_running_jobs)
+        self.max_running_jobs = max_running_jobs
+        self.caps_interval_s = caps_interval_s
         self.index = RedisIndex(url, keys)
         self.records = RecordClaims(db)
         self.reconciler = Reconciler(
@@ -97,6 +103,7 @@ class RedisQueue:
         try:
             await self.index.connect()
             await self.reconciler.rebuild_if_lost()
+            await self.refresh_caps()
         except StoreUnavailable as exc:
             log.warning("starting without Redis (%s); the queue index follows once it answers", exc)
             self.reconciler.mark_dirty()
@@ -106,6 +113,7 @@ class RedisQueue:
             raise
         self._supervisor.spawn("queue.redis.wake-ups", self._wake_ups)
         self._supervisor.spawn("queue.redis.reconciler", self.reconciler.run)
+        self._supervisor.spawn("queue.redis.caps", self._keep_caps)
 
     async def stop(self) -> None:
         await self._supervisor.cancel_all()
@@ -126,6 +134,28 @@ class RedisQueue:
                     log.warning("Redis queue wake-ups interrupted: %s", exc)
                 failing = True
                 await asyncio.sleep(_RESUBSCRIBE_S)
+
+    async def refresh_caps(self) -> None:
+        """Copy the orgs' overrides of their cap on running jobs into Redis."""
+        found = await self.db.fetch(
+            "SELECT id, max_running_jobs FROM orgs WHERE max_running_jobs IS NOT NULL"
+        )
+        await self.index.set_caps({r["id"]: int(r["max_running_jobs"]) for r in found})
+
+    async def _keep_caps(self) -> None:
+        """Refresh the caps forever (overrides changed on any node hold within the
+        interval; a Redis that lost them gets them back), riding out outages."""
+        outage = Outage(
+            log, "cannot copy the orgs' caps of running jobs to Redis: %s", "org caps copied again"
+        )
+        while True:
+            await asyncio.sleep(self.caps_interval_s)
+            try:
+                await self.refresh_caps()
+            except StoreError as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     def wake(self) -> None:
         self._wake.set()
@@ -205,13 +235,14 @@ class RedisQueue:
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
         now = utcnow()
         now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
-        popped = await self.index.acquire(now_us, limit, deadline_us)
+        cap = self.max_running_jobs
+        popped = await self.index.acquire(now_us, limit, deadline_us, cap)
         if not popped.epoch_present:
             self.reconciler.kick()
         ids = popped.ids
         unpark = popped.paused_tasks and self._unpark_due(len(ids) < limit)
         if unpark and await self._unpark(now):
-            more = await self.index.acquire(now_us, limit - len(ids), deadline_us)
+            more = await self.index.acquire(now_us, limit - len(ids), deadline_us, cap)
             ids = [*ids, *more.ids]
         if not ids:
             return []
@@ -305,6 +336,9 @@ class RedisQueue:
     # --- observation -------------------------------------------------------------------
     async def depths(self) -> dict[ExecutionStatus, int]:
         return await self.sql.depths()
+
+    async def depths_by_org(self) -> dict[str, dict[ExecutionStatus, int]]:
+        return await self.sql.depths_by_org()
 
     async def next_due(self) -> datetime | None:
         """The earliest delayed job, exactly; with jobs waiting, a due time at or before

@@ -51,7 +51,7 @@ _TOUCHING = (
     "SELECT * FROM claimed"
 )
 _STATE_OF = (
-    "SELECT e.id, e.task_id, e.status, e.priority, e.run_at, e.lease_expires_at, "
+    "SELECT e.id, e.task_id, e.org_id, e.status, e.priority, e.run_at, e.lease_expires_at, "
     "t.status AS task_status, t.deleted_at, t.concurrency, t.rate_limit "
     "FROM job_executions e JOIN tasks t ON t.id = e.task_id WHERE "
 )
@@ -182,17 +182,17 @@ class RecordClaims:
 
     def placement(self, row: Row, now: datetime, run_at: datetime | None = None) -> Placement:
         """Where the index should hold the job whose state `row` (from `_STATE`) shows."""
-        status, execution_id = row["status"], row["id"]
+        status, execution_id, org_id = row["status"], row["id"], row["org_id"]
         if status == _PROCESSING:
             lease = row["lease_expires_at"]
             deadline = max(self._t(lease), now) if lease is not None else now
             recheck = now + timedelta(seconds=_RECHECK_S)
-            return Placement(execution_id, "A", to_us(max(deadline, recheck)))
+            return Placement(execution_id, "A", to_us(max(deadline, recheck)), org_id=org_id)
         if status not in _QUEUED or row["deleted_at"] is not None:
             return Placement(execution_id, "X")
         due = to_us(run_at or self._t(row["run_at"]))
         state = "P" if row["task_status"] == _PAUSED else "Q"
-        return Placement(execution_id, state, due, row["priority"], row["task_id"])
+        return Placement(execution_id, state, due, row["priority"], row["task_id"], org_id)
 
     async def placements(self, ids: Sequence[str], now: datetime) -> list[Placement]:
         """What the database says about each of `ids` (gone when it has no row)."""

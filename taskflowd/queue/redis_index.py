@@ -2,9 +2,10 @@
 scripts so that every multi-step change is atomic.
 
 Redis holds only a rebuildable copy of what the database says is queued: which jobs are
-waiting (due), delayed (due later), active (claimed, with the lease deadline) or parked
-(their task is paused). Every key carries the hash tag `{<queue>}`, so one queue's keys
-live in one Redis Cluster slot. Redis errors become `StoreUnavailable` here and only here.
+waiting (due; one zset per org, served round-robin), delayed (due later), active (claimed,
+with the lease deadline; counted per org against the org's cap) or parked (their task is
+paused). Every key carries the hash tag `{<queue>}`, so one queue's keys live in one Redis
+Cluster slot. Redis errors become `StoreUnavailable` here and only here.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PRIORITY_SPAN = 1 << 42
 """Waiting scores are (10 - priority) · 2^42 + due time in ms (see redis_prelude.lua)."""
 
 _PROMOTE_AT_LEAST = 1000
-_SCRIPTS = ("acquire", "settle", "sync", "unpark", "forget", "absent")
+_SCRIPTS = ("acquire", "settle", "sync", "unpark", "forget", "absent", "heads")
 
 
 def to_us(moment: datetime) -> int:
@@ -55,9 +56,14 @@ class RedisKeys:
 
     @property
     def fixed(self) -> list[str]:
-        """The keys every script gets as KEYS[1..9], in the order the prelude names them."""
+        """The keys every script gets as KEYS[1..12], in the order the prelude names them."""
         parts = ("waiting", "delayed", "active", "jobs", "paused", "epoch", "completed")
-        return [*(self.key(p) for p in parts), self.key("failed"), self.key("dead-letter")]
+        last = ("failed", "dead-letter", "ready", "running", "caps")
+        return [*(self.key(p) for p in parts), *(self.key(p) for p in last)]
+
+    def waiting(self, org_id: str) -> str:
+        """The zset of an org's waiting jobs ("" names the single zset of earlier releases)."""
+        return self.key(f"waiting:{org_id}" if org_id else "waiting")
 
     def parked(self, task_id: str) -> str:
         return self.key(f"paused:{task_id}")
@@ -79,6 +85,7 @@ class Placement:
     score_us: int = 0
     priority: int | None = None
     task_id: str = ""
+    org_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +177,13 @@ class RedisIndex:
             )
 
     # --- scripts -----------------------------------------------------------------
-    async def acquire(self, now_us: int, limit: int, deadline_us: int) -> Popped:
+    async def acquire(
+        self, now_us: int, limit: int, deadline_us: int, default_cap: int = 0
+    ) -> Popped:
+        """Pop up to `limit` due jobs round-robin across orgs, none of an org beyond its
+        cap of running jobs (its override set by `set_caps`, else `default_cap`; 0: none)."""
         promote = max(_PROMOTE_AT_LEAST, 4 * limit)
-        out = await self._run("acquire", now_us, (limit, deadline_us, promote))
+        out = await self._run("acquire", now_us, (limit, deadline_us, promote, default_cap))
         return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
 
     async def settle(self, now_us: int, rows: Sequence[tuple[str, str, int]]) -> None:
@@ -191,7 +202,7 @@ class RedisIndex:
             if p.task_id and p.state in ("P", "N"):
                 index = parking.setdefault(p.task_id, len(self._fixed) + len(parking) + 1)
             priority = "" if p.priority is None else p.priority
-            rows.append((p.execution_id, p.state, priority, p.score_us, p.task_id, index))
+            rows.append((p.execution_id, p.state, priority, p.score_us, p.task_id, index, p.org_id))
         extra = [self.keys.parked(t) for t in parking]
         return int(await self._run("sync", now_us, (_packed(rows),), extra))
 
@@ -202,12 +213,29 @@ class RedisIndex:
         return int(await self._run("unpark", now_us, task_ids, extra))
 
     async def forget_stale(self, now_us: int, entries: Sequence[tuple[str, str, str]]) -> int:
-        """Drop (key part "waiting" or "delayed", id, score read) entries if unchanged."""
+        """Drop (zset key from `queued_keys`, id, score read) entries if unchanged."""
         if not entries:
             return 0
-        index = {"waiting": 1, "delayed": 2}
+        index: dict[str, int] = {}
+        for key, _, _ in entries:
+            index.setdefault(key, len(self._fixed) + len(index) + 1)
         args = [v for key, member, score in entries for v in (index[key], member, score)]
-        return int(await self._run("forget", now_us, args))
+        return int(await self._run("forget", now_us, args, list(index)))
+
+    async def set_caps(self, caps: dict[str, int]) -> None:
+        """Replace the orgs' overrides of their cap on running jobs."""
+        with _translated():
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._fixed[11])
+                if caps:
+                    pipe.hset(self._fixed[11], items=[v for pair in caps.items() for v in pair])
+                await pipe.execute()
+
+    async def running(self) -> dict[str, int]:
+        """Active jobs per org, as the index counts them."""
+        with _translated():
+            found = await self.client.hgetall(self._fixed[10])
+        return {str(k): int(v) for k, v in found.items()}
 
     # --- plain commands ---------------------------------------------------------------
     async def paused_tasks(self) -> list[str]:
@@ -215,15 +243,15 @@ class RedisIndex:
             members = await self.client.smembers(self._fixed[4])
         return sorted(str(m) for m in members)
 
-    async def absent(self, now_us: int, jobs: Sequence[tuple[str, str]]) -> list[str]:
-        """Those of the (execution id, task id) jobs the index holds nowhere."""
+    async def absent(self, now_us: int, jobs: Sequence[tuple[str, str, str]]) -> list[str]:
+        """Those of the (execution id, task id, org id) jobs the index holds nowhere."""
         if not jobs:
             return []
         parking: dict[str, int] = {}
         rows = []
-        for execution_id, task_id in jobs:
+        for execution_id, task_id, org_id in jobs:
             index = parking.setdefault(task_id, len(self._fixed) + len(parking) + 1)
-            rows.append((execution_id, index))
+            rows.append((execution_id, index, org_id))
         extra = [self.keys.parked(t) for t in parking]
         found = await self._run("absent", now_us, (_packed(rows),), extra)
         return [str(i) for i in found]
@@ -243,12 +271,11 @@ class RedisIndex:
 
     async def heads(self) -> tuple[int | None, int | None]:
         """(score of the first waiting job, µs of the first delayed job); None when empty."""
-        with _translated():
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrange(self._fixed[0], 0, 0, withscores=True, score_cast_func=int)
-                pipe.zrange(self._fixed[1], 0, 0, withscores=True, score_cast_func=int)
-                waiting, delayed = await pipe.execute()
-        return (waiting[0][1] if waiting else None, delayed[0][1] if delayed else None)
+        waiting, delayed = await self._run("heads", 0, ())
+        return (
+            None if waiting is None else int(waiting),
+            None if delayed is None else int(float(delayed)),
+        )
 
     async def epoch(self) -> str | None:
         with _translated():
@@ -269,9 +296,15 @@ class RedisIndex:
             if await self.client.get(key) == token:
                 await self.client.delete(key)
 
-    async def scan(self, part: str, cursor: int, count: int) -> tuple[int, list[tuple[str, str]]]:
-        """One ZSCAN step over "waiting" or "delayed": (next cursor, [(id, raw score)])."""
-        key = self._fixed[0] if part == "waiting" else self._fixed[1]
+    async def queued_keys(self) -> list[str]:
+        """The zsets of queued jobs: every org's waiting jobs (and the legacy zset), and
+        the delayed jobs."""
+        with _translated():
+            orgs = await self.client.zrange(self._fixed[9], 0, -1)
+        return [self._fixed[0], *(self.keys.waiting(str(o)) for o in orgs if o), self._fixed[1]]
+
+    async def scan(self, key: str, cursor: int, count: int) -> tuple[int, list[tuple[str, str]]]:
+        """One ZSCAN step over a key of `queued_keys`: (next cursor, [(id, raw score)])."""
         with _translated():
             following, found = await self.client.zscan(
                 key, cursor, count=count, score_cast_func=str

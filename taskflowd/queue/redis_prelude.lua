@@ -1,11 +1,20 @@
 -- Shared by every queue script (prepended when the scripts are loaded).
--- KEYS[1..9] are the queue's fixed keys; scripts that touch per-task parking keys get
--- them as KEYS[10..]. ARGV[1] is the wake-up channel, ARGV[2] the caller's time in µs.
+-- KEYS[1..12] are the queue's fixed keys; scripts that touch per-task parking keys (or
+-- the waiting zsets of some orgs) get them as KEYS[13..]. ARGV[1] is the wake-up
+-- channel, ARGV[2] the caller's time in µs.
 -- Scores are integers kept exact in doubles: µs since the epoch for delayed jobs,
 -- leases and parked jobs; for waiting jobs (10 - priority) * 2^42 + ms since the epoch,
 -- so ZPOPMIN yields the highest priority first, then the earliest due.
+-- Waiting jobs are kept per organization, in `<waiting>:<org id>`; READY holds the orgs
+-- with waiting jobs, scored by when they were last served, so claims go round-robin
+-- across orgs. These per-org keys share the queue's hash tag, hence its cluster slot.
+-- The legacy single waiting zset (KEYS[1] itself, written by earlier releases) is served
+-- as the org '' until it is empty. JOBS maps a job to "<priority> <org id>" ("<priority>"
+-- when written by an earlier release). RUNNING counts each org's jobs in ACTIVE, CAPS
+-- holds the orgs' overrides of their cap on running jobs.
 local WAITING, DELAYED, ACTIVE, JOBS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local PAUSED, EPOCH, COMPLETED, FAILED, DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local READY, RUNNING, CAPS = KEYS[10], KEYS[11], KEYS[12]
 local CHANNEL, NOW_ARG = ARGV[1], ARGV[2]
 local NOW = tonumber(NOW_ARG)
 local PRIORITY_SPAN = 4398046511104
@@ -19,18 +28,67 @@ local function ready_score(priority, run_at_us)
   return (10 - priority) * PRIORITY_SPAN + math.floor(run_at_us / 1000)
 end
 
-local function priority_of(id)
-  return tonumber(redis.call('HGET', JOBS, id) or '0') or 0
+local function waiting_of(org)
+  if org == '' then
+    return WAITING
+  end
+  return WAITING .. ':' .. org
+end
+
+-- (priority, org id) of an indexed job; (0, '') when unknown.
+local function job_of(id)
+  local value = redis.call('HGET', JOBS, id)
+  if not value then
+    return 0, ''
+  end
+  local priority, org = string.match(value, '^(%S*) ?(.*)$')
+  return tonumber(priority) or 0, org
+end
+
+local function set_job(id, priority, org)
+  if org == '' then
+    redis.call('HSET', JOBS, id, priority)
+  else
+    redis.call('HSET', JOBS, id, priority .. ' ' .. org)
+  end
+end
+
+-- Move an active entry (or add one); a new entry counts as running for its org.
+local function activate(id, deadline, org)
+  if redis.call('ZADD', ACTIVE, deadline, id) == 1 and org ~= '' then
+    redis.call('HINCRBY', RUNNING, org, 1)
+  end
+end
+
+-- Drop an active entry, if any, and its count. Call before the job's JOBS entry goes.
+local function deactivate(id)
+  if redis.call('ZREM', ACTIVE, id) == 1 then
+    local _, org = job_of(id)
+    if org ~= '' and redis.call('HINCRBY', RUNNING, org, -1) <= 0 then
+      redis.call('HDEL', RUNNING, org)
+    end
+  end
+end
+
+local function unwait(id, org)
+  redis.call('ZREM', waiting_of(org), id)
+  if org ~= '' then
+    redis.call('ZREM', WAITING, id)
+  end
 end
 
 -- Index a queued job as waiting (due) or delayed; returns 1 when it is due now.
-local function enqueue(id, priority, run_at_us)
+local function enqueue(id, priority, org, run_at_us)
   if run_at_us <= NOW then
     redis.call('ZREM', DELAYED, id)
-    redis.call('ZADD', WAITING, fmt(ready_score(priority, run_at_us)), id)
+    if org ~= '' then
+      redis.call('ZREM', WAITING, id)
+    end
+    redis.call('ZADD', waiting_of(org), fmt(ready_score(priority, run_at_us)), id)
+    redis.call('ZADD', READY, 'NX', NOW_ARG, org)
     return 1
   end
-  redis.call('ZREM', WAITING, id)
+  unwait(id, org)
   redis.call('ZADD', DELAYED, fmt(run_at_us), id)
   return 0
 end
@@ -50,8 +108,15 @@ local function unpack_rows(packed, width)
 end
 
 local function forget(id)
-  redis.call('ZREM', WAITING, id)
+  local _, org = job_of(id)
+  unwait(id, org)
   redis.call('ZREM', DELAYED, id)
-  redis.call('ZREM', ACTIVE, id)
+  deactivate(id)
   redis.call('HDEL', JOBS, id)
+end
+
+-- Whether the job waits (under `org` or in the legacy zset), is delayed or is active.
+local function indexed(id, org)
+  return redis.call('ZSCORE', waiting_of(org), id) or redis.call('ZSCORE', WAITING, id)
+    or redis.call('ZSCORE', DELAYED, id) or redis.call('ZSCORE', ACTIVE, id)
 end

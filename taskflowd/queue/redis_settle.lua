@@ -4,9 +4,10 @@
 local completed, failed, retried = 0, 0, 0
 for _, row in ipairs(unpack_rows(ARGV[3], 3)) do
   local id, kind = row[1], row[2]
-  redis.call('ZREM', ACTIVE, id)
+  deactivate(id)
   if kind == 'R' then
-    enqueue(id, priority_of(id), tonumber(row[3]))
+    local priority, org = job_of(id)
+    enqueue(id, priority, org, tonumber(row[3]))
     failed = failed + 1
     retried = retried + 1
   else

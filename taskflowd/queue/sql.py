@@ -667,6 +667,17 @@ class SqlQueue:
             depths[ExecutionStatus(row["status"])] = int(row["n"])
         return depths
 
+    async def depths_by_org(self) -> dict[str, dict[ExecutionStatus, int]]:
+        found = await self.db.fetch(
+            "SELECT org_id, status, COUNT(*) AS n FROM job_executions "
+            f"WHERE status IN ('{_PENDING}', '{_RETRYING}', '{_PROCESSING}') "
+            "AND completed_at IS NULL GROUP BY org_id, status"
+        )
+        by_org: dict[str, dict[ExecutionStatus, int]] = {}
+        for row in found:
+            by_org.setdefault(row["org_id"], {})[ExecutionStatus(row["status"])] = int(row["n"])
+        return by_org
+
     async def next_due(self) -> datetime | None:
         row = await self.db.fetchrow(_NEXT_DUE[self.db.dialect])
         return self._t(row["due"]) if row and row["due"] is not None else None

@@ -4,8 +4,9 @@ Throughput and success rate count executions that reached a final state in the l
 minute, five minutes and hour; run-time percentiles come from the most recent finished
 attempts of the last hour. Every query is bounded by `completed_at`: with the indexes on
 (completed_at) and (org_id, completed_at), each reads one hour of history however long
-the table grows. Queue depth is the whole queue's (it is one queue); the windows and
-percentiles are restricted to one org for its members.
+the table grows. For a site admin acting across orgs everything is the cluster's, plus a
+breakdown per org (queued and running jobs, and the last hour's outcomes, of the busiest
+orgs); for anyone acting in an org, every figure is that org's.
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ from taskflowd.store.base import Store
 from taskflowd.store.db import Database
 
 DepthReader = Callable[[], Awaitable[Mapping[Any, int]]]
+OrgDepthReader = Callable[[], Awaitable[Mapping[str, Mapping[str, int]]]]
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600))
 RUN_TIME_WINDOW_S = 3600
 RUN_TIME_SAMPLES = 10_000
 """Most recent durations the percentiles are computed from: bounded memory and time."""
+ORG_BREAKDOWN_MAX = 500
+"""Orgs in a site admin's breakdown: the busiest ones (queued and running jobs, then
+executions finished in the last hour)."""
+_QUEUED_STATES = (
+    ExecutionStatus.PENDING.value,
+    ExecutionStatus.RETRYING.value,
+    ExecutionStatus.PROCESSING.value,
+)
 
 # --- queries (the owner variants differ only by the extra condition) ------------------
 _COUNTS = (
@@ -48,6 +58,10 @@ _DURATIONS = (
 _RECENT = "ORDER BY completed_at DESC LIMIT $3"
 DURATIONS_ALL = _DURATIONS + _RECENT
 DURATIONS_OWNER = _DURATIONS + "AND org_id = $4 " + _RECENT
+FINISHED_BY_ORG = (
+    "SELECT org_id, status, COUNT(*) AS n FROM job_executions "
+    "WHERE completed_at >= $1 AND completed_at <= $2 GROUP BY org_id, status"
+)
 
 
 _RAN_TO_AN_END = frozenset({ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value})
@@ -93,6 +107,17 @@ class NodeState:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgStats:
+    """One org in a site admin's breakdown."""
+
+    org_id: str
+    slug: str | None
+    name: str | None
+    depths: dict[str, int]
+    last_hour: Window
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     generated_at: datetime
     scope: str
@@ -103,6 +128,10 @@ class Overview:
     nodes: list[NodeState]
     tables: dict[str, int] | None = None
     """Rows per table (estimates on PostgreSQL); an admin's view only."""
+    org_id: str | None = None
+    """The org every figure belongs to; None for the cluster's."""
+    orgs: list[OrgStats] | None = None
+    """The per-org breakdown of a site admin's view."""
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -123,10 +152,14 @@ class StatsService:
         node_ttl_s: float,
         clock: Callable[[], datetime] = utcnow,
         samples: int = RUN_TIME_SAMPLES,
+        org_depths: OrgDepthReader | None = None,
     ) -> None:
+        """`depths`: the whole queue's; `org_depths`: per org (without it, an org's own
+        view reads its depths from the database)."""
         self._db = db
         self._store = store
         self._depths = depths
+        self._org_depths = org_depths
         self._node_ttl = timedelta(seconds=node_ttl_s)
         self._clock = clock
         self._samples = samples
@@ -134,7 +167,12 @@ class StatsService:
     async def overview(self, owner_id: str | None) -> Overview:
         """The statistics of org `owner_id` (None: the whole cluster)."""
         now = self._clock()
-        depths = {str(state): int(n) for state, n in (await self._depths()).items()}
+        by_org = await self._depths_by_org()
+        if owner_id is None:
+            found: Mapping[Any, int] = await self._depths()
+        else:
+            found = by_org.get(owner_id, {})
+        depths = {str(state): int(n) for state, n in found.items()}
         for state in ExecutionStatus:
             depths.setdefault(state.value, 0)
         windows = await self.windows(now, owner_id)
@@ -144,9 +182,65 @@ class StatsService:
             NodeState(node, node.last_heartbeat >= alive_since)
             for node in await self._store.list_nodes()
         ]
-        scope = "all" if owner_id is None else "own"
-        tables = await table_rows(self._db) if owner_id is None else None
-        return Overview(now, scope, depths, windows, run_times, nodes, tables)
+        if owner_id is not None:
+            return Overview(now, "own", depths, windows, run_times, nodes, org_id=owner_id)
+        tables = await table_rows(self._db)
+        orgs = await self.breakdown(now, by_org)
+        return Overview(now, "all", depths, windows, run_times, nodes, tables, orgs=orgs)
+
+    async def _depths_by_org(self) -> Mapping[str, Mapping[str, int]]:
+        if self._org_depths is not None:
+            return await self._org_depths()
+        found = await self._db.fetch(
+            "SELECT org_id, status, COUNT(*) AS n FROM job_executions WHERE status IN "
+            f"({', '.join(repr(s) for s in _QUEUED_STATES)}) AND completed_at IS NULL "
+            "GROUP BY org_id, status"
+        )
+        by_org: dict[str, dict[str, int]] = {}
+        for row in found:
+            by_org.setdefault(row["org_id"], {})[row["status"]] = int(row["n"])
+        return by_org
+
+    async def breakdown(
+        self, now: datetime, by_org: Mapping[str, Mapping[str, int]]
+    ) -> list[OrgStats]:
+        """The busiest orgs (at most ORG_BREAKDOWN_MAX): queued and running jobs by
+        state, and executions that ended in the last hour."""
+        finished: dict[str, dict[str, int]] = {}
+        for row in await self._db.fetch(FINISHED_BY_ORG, now - timedelta(seconds=3600), now):
+            finished.setdefault(row["org_id"], {})[row["status"]] = int(row["n"])
+
+        def activity(org_id: str) -> tuple[int, int, str]:
+            queued = sum(by_org.get(org_id, {}).values())
+            return (-queued, -sum(finished.get(org_id, {}).values()), org_id)
+
+        busiest = sorted(set(by_org) | set(finished), key=activity)[:ORG_BREAKDOWN_MAX]
+        names = await self._org_names(busiest)
+        out: list[OrgStats] = []
+        for org_id in busiest:
+            ended = finished.get(org_id, {})
+            slug, name = names.get(org_id, (None, None))
+            depths = {state: int(by_org.get(org_id, {}).get(state, 0)) for state in _QUEUED_STATES}
+            last_hour = Window(
+                "1h",
+                3600,
+                ended.get(ExecutionStatus.COMPLETED.value, 0),
+                ended.get(ExecutionStatus.FAILED.value, 0),
+                ended.get(ExecutionStatus.CANCELLED.value, 0),
+            )
+            out.append(OrgStats(org_id, slug, name, depths, last_hour))
+        return out
+
+    async def _org_names(self, org_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        names: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(org_ids), 100):
+            chunk = org_ids[start : start + 100]
+            marks = ", ".join(f"${i}" for i in range(1, len(chunk) + 1))
+            rows = await self._db.fetch(
+                f"SELECT id, slug, name FROM orgs WHERE id IN ({marks})", *chunk
+            )
+            names.update({r["id"]: (r["slug"], r["name"]) for r in rows})
+        return names
 
     async def windows(self, now: datetime, owner_id: str | None) -> list[Window]:
         def ago(seconds: int) -> datetime:

@@ -337,6 +337,7 @@ class WorkerPool:
             run_at=run_at,
             handler=job.handler,
             wait_s=max(0.0, (started_at - job.run_at).total_seconds()),
+            org_id=job.org_id,
         )
 
     # --- group commit -----------------------------------------------------------------
@@ -379,6 +380,7 @@ class WorkerPool:
                     attempt=outcome.attempt,
                     handler=outcome.handler,
                     waitS=outcome.wait_s,
+                    orgId=outcome.org_id,
                 )
 
     # --- leases ------------------------------------------------------------------------

@@ -58,7 +58,10 @@ class OpsContext:
             [("database", store.ping), ("queue", queue.next_due), *checks],
             timeout_s=ready_timeout_s,
         )
-        stats = StatsService(store.db, store, metrics.queue_depths, node_ttl_s)
+        org_depths = metrics.org_queue_depths if metrics.reads_org_depths else None
+        stats = StatsService(
+            store.db, store, metrics.queue_depths, node_ttl_s, org_depths=org_depths
+        )
         return cls(metrics, readiness, stats, metrics_token)
 
 
@@ -147,8 +150,10 @@ def install(api: ApiRegistry, *, stats: bool = True) -> None:
             Access.USER,
             response=StatsOut,
             description=(
-                "Depth is the whole queue's. Throughput, success rate and run times cover "
-                "every execution for an admin and the caller's own executions for a user."
+                "In an org (the API key's, `X-Taskflow-Org`, or the default one), every "
+                "figure is that org's. A site admin naming no org gets the cluster's "
+                "totals, rows per table, and `orgs`: a breakdown of the busiest orgs "
+                "(queued and running jobs, outcomes of the last hour)."
             ),
         )
     )

@@ -81,6 +81,7 @@ async def make_stack(
             engine.events,
             engine.supervisor,
             queue=engine.queue,
+            org_depths=engine.queue.depths_by_org,
             running_jobs=lambda: engine.worker.active,
             handler_names=engine.handlers.names(),
         )

@@ -78,12 +78,15 @@ async def test_windows_success_rate_and_percentiles(store: SqlStore) -> None:
     assert mine.run_times.p50_ms == 250.0
     assert mine.run_times.p95_ms == percentile([100, 200, 300, 400], 0.95) == 385.0
     assert mine.scope == "own"
-    assert mine.depths["PENDING"] == 7 and mine.depths["FAILED"] == 0
+    assert mine.depths["PENDING"] == 0, "an org's depths are its own, not the queue's"
+    assert mine.org_id == alice.default_org_id and mine.orgs is None
     assert sorted(n.alive for n in mine.nodes) == [False, True]
 
     everyone = await stats.overview(None)
     assert {w.name: w.finished for w in everyone.windows} == {"1m": 3, "5m": 4, "1h": 6}
     assert everyone.run_times.samples == 5 and everyone.scope == "all"
+    assert everyone.depths["PENDING"] == 7 and everyone.depths["FAILED"] == 0
+    assert everyone.org_id is None
 
     empty = await stats.overview(str(uuid.uuid4()))
     assert all(w.finished == 0 and w.success_rate is None for w in empty.windows)
@@ -163,3 +166,86 @@ async def test_ops_routes_are_in_the_openapi_document(make_stack) -> None:
     assert "429" not in paths["/ready"]["get"]["responses"]
     assert "429" not in paths["/metrics"]["get"]["responses"]
     assert paths["/api/v1/stats"]["get"]["security"] == [{"bearerAuth": []}]
+
+
+async def _queued(store: SqlStore, owner: User, count: int, status: ExecutionStatus) -> None:
+    task = make_task(owner.id, handler="echo", org_id=owner.default_org_id)
+    await store.create_task(task)
+    due = now() + timedelta(days=1)  # not run by a test's workers
+    for _ in range(count):
+        await insert_execution(store.db, make_execution(task, status=status, run_at=due))
+
+
+async def test_a_site_admin_sees_every_org_and_an_org_only_itself(store: SqlStore) -> None:
+    busy = await store.create_user(make_user())
+    quiet = await store.create_user(make_user())
+    await _queued(store, busy, 3, ExecutionStatus.PENDING)
+    await _queued(store, busy, 1, ExecutionStatus.PROCESSING)
+    await _queued(store, quiet, 1, ExecutionStatus.RETRYING)
+    await _finished(store, quiet, ExecutionStatus.COMPLETED, timedelta(seconds=5), 10)
+    await _finished(store, quiet, ExecutionStatus.FAILED, timedelta(seconds=5), 10)
+    stats = StatsService(store.db, store, _no_depths, node_ttl_s=30)
+
+    everyone = await stats.overview(None)
+    assert everyone.orgs is not None
+    by_org = {o.org_id: o for o in everyone.orgs}
+    assert [o.org_id for o in everyone.orgs] == [busy.default_org_id, quiet.default_org_id], (
+        "the busiest org first"
+    )
+    assert busy.default_org_id is not None and quiet.default_org_id is not None
+    first, second = by_org[busy.default_org_id], by_org[quiet.default_org_id]
+    assert first.depths == {"PENDING": 3, "RETRYING": 0, "PROCESSING": 1}
+    assert first.last_hour.finished == 0 and first.slug
+    assert second.depths == {"PENDING": 0, "RETRYING": 1, "PROCESSING": 0}
+    assert (second.last_hour.completed, second.last_hour.failed) == (1, 1)
+
+    own = await stats.overview(busy.default_org_id)
+    assert (own.depths["PENDING"], own.depths["PROCESSING"], own.depths["RETRYING"]) == (3, 1, 0)
+    assert own.orgs is None and own.tables is None
+
+
+async def test_stats_endpoint_by_org(make_stack, store: SqlStore, hasher: PasswordHasher) -> None:
+    stack: OpsStack = await make_stack()
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    created = await ensure_admin(store, hasher, admin_email, PASSWORD)
+    assert created is not None
+    response = await stack.client.post(
+        "/api/v1/auth/login", json={"email": admin_email, "password": PASSWORD}
+    )
+    admin = {"Authorization": f"Bearer {(await response.json())['accessToken']}"}
+    owner, owner_token = await stack.sign_up(f"owner-{uuid.uuid4().hex[:8]}@example.com")
+    other, _ = await stack.sign_up(f"other-{uuid.uuid4().hex[:8]}@example.com")
+    await _queued(store, owner, 2, ExecutionStatus.PENDING)
+    task = await stack.engine.tasks.create(other, spec())
+    await stack.engine.wait_until_final(task.id)
+    org_id = owner.default_org_id
+    assert org_id is not None
+
+    response = await stack.client.get(
+        "/api/v1/stats", headers={"Authorization": f"Bearer {owner_token}"}
+    )
+    own = await response.json()
+    assert (own["scope"], own["orgId"], own["orgs"]) == ("own", org_id, None)
+    assert own["depths"]["PENDING"] == 2
+    assert own["throughput"]["1h"]["finished"] == 0, "another org's outcomes are not shown"
+
+    everything = await (await stack.client.get("/api/v1/stats", headers=admin)).json()
+    assert everything["scope"] == "all" and everything["orgId"] is None
+    orgs = {o["orgId"]: o for o in everything["orgs"]}
+    assert orgs[org_id]["depths"]["PENDING"] == 2
+    assert orgs[other.default_org_id]["lastHour"]["completed"] == 1
+    assert everything["depths"]["PENDING"] == 2
+
+    in_org = await stack.client.get("/api/v1/stats", headers={**admin, "X-Taskflow-Org": org_id})
+    scoped = await in_org.json()
+    assert (scoped["scope"], scoped["orgId"], scoped["depths"]["PENDING"]) == ("own", org_id, 2)
+
+    await stack.metrics.refresh()
+    depth = stack.metrics.registry.get_sample_value(
+        "taskflow_org_queue_depth", {"org": org_id, "state": "pending"}
+    )
+    assert depth == 2
+    completed = stack.metrics.registry.get_sample_value(
+        "taskflow_org_jobs_total", {"org": str(other.default_org_id), "outcome": "COMPLETED"}
+    )
+    assert completed == 1

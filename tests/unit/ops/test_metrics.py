@@ -210,3 +210,44 @@ async def test_middleware_labels_by_template_and_normalises_methods(
         )
         == 3
     )
+
+
+class OrgDepths:
+    """A per-org depth source: three orgs, one much busier."""
+
+    async def __call__(self) -> dict[str, dict[str, int]]:
+        return {
+            "org-a": {"PENDING": 100, "PROCESSING": 4},
+            "org-b": {"PENDING": 5},
+            "org-c": {"RETRYING": 2, "PROCESSING": 1},
+        }
+
+
+async def test_per_org_depth_names_the_busiest_orgs_and_sums_the_rest() -> None:
+    metrics = make_metrics(queue=Depths(), org_depths=OrgDepths(), org_series=2)
+    await metrics.refresh()
+    assert sample(metrics, "taskflow_org_queue_depth", org="org-a", state="pending") == 100
+    assert sample(metrics, "taskflow_org_queue_depth", org="org-a", state="processing") == 4
+    assert sample(metrics, "taskflow_org_queue_depth", org="org-b", state="pending") == 5
+    assert sample(metrics, "taskflow_org_queue_depth", org="org-c", state="retrying") is None
+    assert sample(metrics, "taskflow_org_queue_depth", org="other", state="retrying") == 2
+    assert sample(metrics, "taskflow_org_queue_depth", org="other", state="processing") == 1
+    assert (await metrics.org_queue_depths())["org-c"] == {"RETRYING": 2, "PROCESSING": 1}
+
+
+def test_outcomes_by_org_label_a_bounded_number_of_orgs() -> None:
+    metrics = make_metrics(org_series=2)
+    for org in ("org-a", "org-b", "org-c", "org-a", None, "not an id!"):
+        metrics.record_event(Event("execution", {"outcome": "COMPLETED", "orgId": org}))
+    assert sample(metrics, "taskflow_org_jobs_total", org="org-a", outcome="COMPLETED") == 2
+    assert sample(metrics, "taskflow_org_jobs_total", org="org-b", outcome="COMPLETED") == 1
+    assert sample(metrics, "taskflow_org_jobs_total", org="other", outcome="COMPLETED") == 3
+
+
+async def test_per_org_metrics_can_be_turned_off() -> None:
+    metrics = make_metrics(queue=Depths(), org_depths=OrgDepths(), org_series=0)
+    await metrics.refresh()
+    metrics.record_event(Event("execution", {"outcome": "COMPLETED", "orgId": "org-a"}))
+    text, _ = metrics.render(None)
+    assert b"taskflow_org_" not in text
+    assert (await metrics.org_queue_depths())["org-b"] == {"PENDING": 5}, "still for /stats"
