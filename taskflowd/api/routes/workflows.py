@@ -3,7 +3,6 @@ their runs (DESIGN.md §9)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -108,11 +107,12 @@ def _id(request: web.Request) -> str:
     return request.match_info["id"]
 
 
-def _rendered(status: int) -> Callable[[Any], Rendered]:
-    def render(model: Any) -> Rendered:
-        return status, orjson.dumps(plain(model))
+def _workflow_rendered(workflow: Workflow) -> Rendered:
+    return 201, orjson.dumps(plain(workflow_out(workflow)))
 
-    return render
+
+def _run_rendered(run: WorkflowRun) -> Rendered:
+    return 202, orjson.dumps(plain(run_out(run)))
 
 
 async def create_workflow(request: web.Request) -> web.Response:
@@ -121,13 +121,13 @@ async def create_workflow(request: web.Request) -> web.Response:
     plan = Schedule(body.cron_expression, body.timezone, body.misfire_policy)
     steps = [_spec(s) for s in body.steps]
 
-    async def create(claim: IdempotencyClaim | None) -> WorkflowOut:
-        created = await _service(request).create(
+    async def create(claim: IdempotencyClaim | None) -> Workflow:
+        return await _service(request).create(
             actor, body.name, body.description, steps, plan, claim
         )
-        return workflow_out(created)
 
-    return await idempotent(request, actor, body.model_dump_json().encode(), create, _rendered(201))
+    fingerprint = body.model_dump_json().encode()
+    return await idempotent(request, actor, fingerprint, create, _workflow_rendered)
 
 
 async def list_workflows(request: web.Request) -> web.Response:
@@ -163,10 +163,10 @@ async def delete_workflow(request: web.Request) -> web.Response:
 async def run_workflow(request: web.Request) -> web.Response:
     actor = await current_actor(request)
 
-    async def start(claim: IdempotencyClaim | None) -> WorkflowRunOut:
-        return run_out(await _service(request).run(actor, _id(request), claim))
+    async def start(claim: IdempotencyClaim | None) -> WorkflowRun:
+        return await _service(request).run(actor, _id(request), claim)
 
-    return await idempotent(request, actor, b"", start, _rendered(202))
+    return await idempotent(request, actor, b"", start, _run_rendered)
 
 
 async def pause_workflow(request: web.Request) -> web.Response:
