@@ -126,7 +126,9 @@ class Daemon:
                 queue, handlers, settings.worker, node_id, events, daemon.supervisor
             )
         if settings.has_role("scheduler"):
-            daemon.timer = Timer(queue, settings.scheduler, events, daemon.supervisor)
+            daemon.timer = Timer(
+                queue, settings.scheduler, events, daemon.supervisor, daemon.workflows
+            )
         daemon.metrics = Metrics(
             events,
             daemon.supervisor,

@@ -11,7 +11,8 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 
-def _plain(data: BaseModel | Any) -> Any:
+def plain(data: BaseModel | Any) -> Any:
+    """`data` as values orjson writes: a response model by its camelCase aliases."""
     if isinstance(data, BaseModel):
         return data.model_dump(mode="python", by_alias=True)
     return data
@@ -22,7 +23,7 @@ def json_response(
 ) -> web.Response:
     """`data` (a response model or plain JSON values) as an application/json response."""
     return web.Response(
-        body=orjson.dumps(_plain(data)),
+        body=orjson.dumps(plain(data)),
         status=status,
         content_type="application/json",
         headers=headers,
@@ -43,7 +44,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def etag_response(request: web.Request, data: BaseModel | Any) -> web.Response:
     """A 200 with an ETag of the body, or 304 when If-None-Match already names it."""
-    return read_response(request, orjson.dumps(_plain(data)))
+    return read_response(request, orjson.dumps(plain(data)))
 
 
 def read_response(request: web.Request, body: bytes) -> web.Response:

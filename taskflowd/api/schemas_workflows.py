@@ -10,14 +10,16 @@ from pydantic import Field, JsonValue, StringConstraints
 from taskflowd.api.schemas import ListQuery, RequestModel, ResponseModel
 from taskflowd.api.schemas_tasks import (
     BackoffMs,
+    CronText,
     Description,
     HandlerName,
     MaxRetries,
     Priority,
     TaskName,
     TimeoutMs,
+    Timezone,
 )
-from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
+from taskflowd.domain.enums import MisfirePolicy, RunStatus, Trigger, WorkflowStatus
 from taskflowd.domain.rules import DEFAULT_BACKOFF_MS, DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY
 from taskflowd.workflows.graph import MAX_STEPS
 
@@ -46,17 +48,27 @@ Steps = Annotated[list[StepIn], Field(min_length=1, max_length=MAX_STEPS)]
 
 
 class WorkflowCreate(RequestModel):
+    """A workflow; with `cronExpression` it also runs on that schedule (5 fields, or 6 with
+    seconds first), in `timezone`, with `misfirePolicy` for ticks missed while down."""
+
     name: TaskName
     description: Description = ""
     steps: Steps
+    cron_expression: CronText | None = None
+    timezone: Timezone = "UTC"
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
 
 
 class WorkflowPatch(RequestModel):
-    """Fields to change; runs already started keep the steps they started with."""
+    """Fields to change; runs already started keep the steps they started with. A null
+    `cronExpression` removes the schedule."""
 
     name: TaskName | None = None
     description: Description | None = None
     steps: Steps | None = None
+    cron_expression: CronText | None = None
+    timezone: Timezone | None = None
+    misfire_policy: MisfirePolicy | None = None
 
 
 class StepOut(ResponseModel):
@@ -78,6 +90,10 @@ class WorkflowOut(ResponseModel):
     description: str
     status: WorkflowStatus
     steps: list[StepOut]
+    cron_expression: str | None
+    timezone: str
+    misfire_policy: MisfirePolicy
+    next_run_at: datetime | None
     created_by: str
     created_at: datetime
     updated_at: datetime

@@ -11,7 +11,13 @@ from typing import Any
 from taskflowd.client.blocking import Call, pages
 from taskflowd.client.codec import decode, encode
 from taskflowd.client.models import JsonIn, Page
-from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE, every_item, page_of
+from taskflowd.client.resources import (
+    DEFAULT_PAGE,
+    ITER_PAGE,
+    every_item,
+    new_idempotency_key,
+    page_of,
+)
 from taskflowd.client.transport import Transport
 from taskflowd.domain.enums import RunStatus, Trigger, WorkflowStatus
 
@@ -42,6 +48,10 @@ class Workflow:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    cron_expression: str | None = None
+    timezone: str = "UTC"
+    misfire_policy: str = "RUN_ONCE"
+    next_run_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +103,31 @@ class Workflows:
     async def get(self, workflow_id: str) -> Workflow:
         return decode(Workflow, await self._http.call("GET", f"/api/v1/workflows/{workflow_id}"))
 
-    async def create(self, name: str, steps: Sequence[Step], *, description: str = "") -> Workflow:
-        body = {"name": name, "description": description, "steps": _steps(steps)}
-        data = await self._http.call("POST", "/api/v1/workflows", body=body, ok=(201,))
+    async def create(
+        self,
+        name: str,
+        steps: Sequence[Step],
+        *,
+        description: str = "",
+        cron_expression: str | None = None,
+        timezone: str = "UTC",
+        misfire_policy: str = "RUN_ONCE",
+        idempotency_key: str | None = None,
+    ) -> Workflow:
+        """Create a workflow (on a cron schedule with `cron_expression`); retried safely
+        under one Idempotency-Key."""
+        body: dict[str, Any] = {"name": name, "description": description, "steps": _steps(steps)}
+        if cron_expression is not None:
+            body.update(
+                cronExpression=cron_expression, timezone=timezone, misfirePolicy=misfire_policy
+            )
+        data = await self._http.call(
+            "POST",
+            "/api/v1/workflows",
+            body=body,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+            ok=(201,),
+        )
         return decode(Workflow, data)
 
     async def update(
@@ -119,8 +151,14 @@ class Workflows:
     async def delete(self, workflow_id: str) -> None:
         await self._http.call("DELETE", f"/api/v1/workflows/{workflow_id}", ok=(204,))
 
-    async def run(self, workflow_id: str) -> WorkflowRun:
-        data = await self._http.call("POST", f"/api/v1/workflows/{workflow_id}/run", ok=(202,))
+    async def run(self, workflow_id: str, *, idempotency_key: str | None = None) -> WorkflowRun:
+        """Start a run; retried safely under one Idempotency-Key."""
+        data = await self._http.call(
+            "POST",
+            f"/api/v1/workflows/{workflow_id}/run",
+            idempotency_key=idempotency_key or new_idempotency_key(),
+            ok=(202,),
+        )
         return decode(WorkflowRun, data)
 
     async def pause(self, workflow_id: str) -> Workflow:
@@ -186,8 +224,28 @@ class SyncWorkflows:
     def get(self, workflow_id: str) -> Workflow:
         return self._call(self._aio.get(workflow_id))
 
-    def create(self, name: str, steps: Sequence[Step], *, description: str = "") -> Workflow:
-        return self._call(self._aio.create(name, steps, description=description))
+    def create(
+        self,
+        name: str,
+        steps: Sequence[Step],
+        *,
+        description: str = "",
+        cron_expression: str | None = None,
+        timezone: str = "UTC",
+        misfire_policy: str = "RUN_ONCE",
+        idempotency_key: str | None = None,
+    ) -> Workflow:
+        return self._call(
+            self._aio.create(
+                name,
+                steps,
+                description=description,
+                cron_expression=cron_expression,
+                timezone=timezone,
+                misfire_policy=misfire_policy,
+                idempotency_key=idempotency_key,
+            )
+        )
 
     def update(
         self,
@@ -204,8 +262,8 @@ class SyncWorkflows:
     def delete(self, workflow_id: str) -> None:
         self._call(self._aio.delete(workflow_id))
 
-    def run(self, workflow_id: str) -> WorkflowRun:
-        return self._call(self._aio.run(workflow_id))
+    def run(self, workflow_id: str, *, idempotency_key: str | None = None) -> WorkflowRun:
+        return self._call(self._aio.run(workflow_id, idempotency_key=idempotency_key))
 
     def pause(self, workflow_id: str) -> Workflow:
         return self._call(self._aio.pause(workflow_id))

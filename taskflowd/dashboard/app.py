@@ -31,6 +31,7 @@ from taskflowd.dashboard import (
     views_overview,
     views_runs,
     views_tasks,
+    views_workflows,
 )
 from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
 from taskflowd.dashboard.formatting import install_filters
@@ -78,6 +79,7 @@ def install_dashboard(
         handler_names=tuple(node.handlers.names()),
         orgs=app[ORGS_KEY],
         quotas=app[QUOTAS_KEY],
+        workflows=node.workflows,
     )
     app[DASHBOARD_KEY] = ctx
     recent = RecentEvents(node.events)
@@ -135,6 +137,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_account.install,
         views_keys.install,
         views_orgs.install,
+        views_workflows.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

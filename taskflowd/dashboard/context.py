@@ -28,6 +28,7 @@ from taskflowd.services.orgs import OrgService
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.stats import StatsService
 from taskflowd.services.tasks import TaskService
+from taskflowd.workflows.service import WorkflowService
 
 PREFIX = "/dashboard"
 CSRF_FIELD = "_csrf"
@@ -48,6 +49,7 @@ class Dashboard:
     handler_names: tuple[str, ...]
     orgs: OrgService
     quotas: QuotaBook
+    workflows: WorkflowService
     assets: dict[str, str] = field(default_factory=dict)
     """Static file name → content hash, filled at start-up, for cache-busting URLs."""
 

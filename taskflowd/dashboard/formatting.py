@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-# Status → badge tone, shared by tasks and executions.
+# Status → badge tone, shared by tasks, executions, workflows and their runs.
 _TONES = {
     "ACTIVE": "info",
     "PAUSED": "muted",
@@ -21,6 +21,9 @@ _TONES = {
     "PROCESSING": "info",
     "RETRYING": "warn",
     "CANCELLED": "muted",
+    "RUNNING": "info",
+    "SUCCEEDED": "ok",
+    "SKIPPED": "muted",
 }
 MAX_JSON_CHARS = 200_000
 

@@ -84,10 +84,19 @@ class TickBatch:
     executions: Sequence[Execution]
 
 
-FinalHook = Callable[[Conn, Sequence[str]], Awaitable[Sequence[Execution]]]
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """What a final-outcome hook did in the transaction: the executions it queued, which
+    the queue makes deliverable after the commit, and what to call once the transaction
+    has committed (never when it rolled back), such as publishing events."""
+
+    spawned: Sequence[Execution] = ()
+    after_commit: Sequence[Callable[[], None]] = ()
+
+
+FinalHook = Callable[[Conn, Sequence[str]], Awaitable[HookOutcome]]
 """Called inside the transaction that records that executions ended for good (COMPLETED,
-FAILED after their last attempt, CANCELLED) with their ids; returns the executions it
-queued in that transaction, which the queue makes deliverable after the commit."""
+FAILED after their last attempt, CANCELLED) with their ids."""
 
 
 class JobQueue(Protocol):

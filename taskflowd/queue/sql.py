@@ -22,6 +22,7 @@ from taskflowd.domain.jobs import OWN_JOB_SUFFIX, RUN_MARK, own_job_id
 from taskflowd.queue import completions, fair, limits
 from taskflowd.queue.base import (
     FinalHook,
+    HookOutcome,
     LeaseStatus,
     Outcome,
     OutcomeKind,
@@ -59,6 +60,7 @@ _NEXT_DUE = {
     "postgresql": _NEXT_DUE_SQL.format(hint=""),
 }
 _CANDIDATES = fair.CANDIDATES
+_NOTHING = HookOutcome()
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -91,21 +93,24 @@ class SqlQueue:
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
 
-    async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> list[Execution]:
+    async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
         """Run the final-outcome hook inside the caller's transaction."""
         if self._final_hook is None or not execution_ids:
-            return []
-        spawned = list(await self._final_hook(conn, execution_ids))
-        if spawned:
+            return _NOTHING
+        outcome = await self._final_hook(conn, execution_ids)
+        if outcome.spawned:
             await self._notify(conn)
-        return spawned
+        return outcome
 
-    async def _spawned(self, executions: Sequence[Execution]) -> None:
-        """After the commit: make executions the hook queued deliverable."""
-        if executions:
+    async def _spawned(self, outcome: HookOutcome) -> None:
+        """After the commit: make executions the hook queued deliverable, then run what
+        the hook left for after the commit."""
+        if outcome.spawned:
             self._wake.set()
             if self.after_spawn is not None:
-                await self.after_spawn(executions)
+                await self.after_spawn(outcome.spawned)
+        for call in outcome.after_commit:
+            call()
 
     # --- lifecycle and wake-ups ------------------------------------------------
     async def start(self) -> None:

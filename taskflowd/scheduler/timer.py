@@ -1,9 +1,12 @@
-"""The timer: turns cron ticks of recurring tasks into queued executions, on time.
+"""The timer: turns cron ticks of recurring tasks into queued executions, and cron ticks
+of scheduled workflows into runs, on time.
 
 It sleeps until the earliest `next_run_at` (less a small lookahead), enqueues every tick
 due by then, and advances each task's `next_run_at` by compare-and-set in the same
 transaction; the unique (task, instant) key makes a tick's execution exist at most once
-whichever node wins. One-time and delayed jobs need no timer: they are queued at
+whichever node wins. A workflow's ticks are fired when due (not ahead): each starts a run
+under the unique (workflow, instant) key, with the same compare-and-set of the
+workflow's `next_run_at`. One-time and delayed jobs need no timer: they are queued at
 creation with their `run_at`, and workers sleep until the earliest one is due.
 """
 
@@ -22,6 +25,8 @@ from taskflowd.domain.jobs import new_execution, tick_job_id
 from taskflowd.events import EventBus
 from taskflowd.queue.base import JobQueue, TickBatch
 from taskflowd.store.errors import StoreError
+from taskflowd.workflows.model import Workflow
+from taskflowd.workflows.service import WorkflowService
 
 log = logging.getLogger("taskflowd.scheduler")
 
@@ -37,8 +42,10 @@ class Timer:
         settings: SchedulerSettings,
         events: EventBus,
         supervisor: Supervisor,
+        workflows: WorkflowService | None = None,
     ) -> None:
         self.queue = queue
+        self.workflows = workflows
         self.settings = settings
         self.events = events
         self._supervisor = supervisor
@@ -68,26 +75,69 @@ class Timer:
             try:
                 while await self.run_due(utcnow() + lookahead) >= _BATCH:
                     pass
-                next_tick = await self.queue.next_tick_at()
+                next_tick = await self._next_wake(lookahead)
             except StoreError as exc:
                 await asyncio.sleep(outage.failed(exc))
                 continue
             outage.succeeded()
             timeout = self.settings.sweep_interval_s
             if next_tick is not None:
-                until = (next_tick - lookahead - utcnow()).total_seconds()
+                until = (next_tick - utcnow()).total_seconds()
                 timeout = max(0.0, min(until, timeout))
             await self.queue.wait_for_schedule_change(timeout)
 
+    async def _next_wake(self, lookahead: timedelta) -> datetime | None:
+        """When to look again: a task's next tick less the lookahead (its execution waits
+        for its instant in the queue), or a workflow's next tick (its run starts then)."""
+        task_tick = await self.queue.next_tick_at()
+        wakes = [] if task_tick is None else [task_tick - lookahead]
+        if self.workflows is not None:
+            workflow_tick = await self.workflows.next_tick_at()
+            if workflow_tick is not None:
+                wakes.append(workflow_tick)
+        return min(wakes, default=None)
+
     async def run_due(self, horizon: datetime) -> int:
-        """Enqueue the ticks of every task due by `horizon`; returns how many tasks were due."""
+        """Enqueue the ticks of every task due by `horizon` and start the runs of every
+        workflow due now; returns how many tasks or workflows (the more) were due."""
         tasks = await self.queue.due_tasks(horizon, _BATCH)
         for task in tasks:
             try:
                 await self._fire(task, horizon)
             except (schedule.CronError, ValueError) as exc:
                 log.error("task %s has an unusable schedule: %s", task.id, exc)
-        return len(tasks)
+        if self.workflows is None:
+            return len(tasks)
+        flows = await self.workflows.due(utcnow(), _BATCH)
+        for workflow in flows:
+            try:
+                await self._fire_workflow(workflow)
+            except (schedule.CronError, ValueError) as exc:
+                log.error("workflow %s has an unusable schedule: %s", workflow.id, exc)
+        return max(len(tasks), len(flows))
+
+    async def _fire_workflow(self, workflow: Workflow) -> None:
+        assert self.workflows is not None
+        if workflow.cron_expression is None or workflow.next_run_at is None:
+            return
+        now = utcnow()
+        due = schedule.due_ticks(
+            schedule.parse_cron(workflow.cron_expression),
+            ZoneInfo(workflow.timezone),
+            workflow.next_run_at,
+            now,
+            workflow.misfire_policy,
+            self.settings.run_all_limit,
+            misfire_grace=timedelta(seconds=self.settings.misfire_grace_s),
+        )
+        if await self.workflows.fire(workflow, due.ticks, due.next_run_at):
+            self.ticks_fired += len(due.ticks)
+            self.ticks_missed += due.missed
+            for tick in due.ticks:
+                lateness = max(0.0, (utcnow() - tick).total_seconds())
+                self.events.publish("tick", taskId=workflow.task_id, lateness=lateness)
+            if due.missed:
+                self.events.publish("misfire", taskId=workflow.task_id, missed=due.missed)
 
     async def _fire(self, task: Task, horizon: datetime) -> None:
         if task.cron_expression is None or task.next_run_at is None:

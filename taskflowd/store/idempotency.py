@@ -10,10 +10,13 @@ response. A record older than its keeping time is replaced as if it were absent.
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskflowd.domain.errors import Conflict
 from taskflowd.store.base import IdempotencyClaim, IdempotentResponse, Replay
 from taskflowd.store.codec import RowCodec
-from taskflowd.store.db import Database, Step
+from taskflowd.store.db import Conn, Database, Step
+from taskflowd.store.errors import NothingChanged
 
 
 def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec) -> Step:
@@ -66,3 +69,25 @@ async def replay(db: Database, claim: IdempotencyClaim) -> Replay:
         # The earlier record was purged between the two statements: the caller may retry.
         raise Conflict("the Idempotency-Key was in use a moment ago; send the request again")
     return Replay(found)
+
+
+async def hold(conn: Conn, claim: IdempotencyClaim, codec: RowCodec) -> None:
+    """Record `claim` first in a transaction whose response is known only at its end
+    (`keep` fills it in); raises the first request's Replay when the key is taken."""
+    step = claim_step(claim, 0, "", codec)
+    if not await conn.execute(step.sql, *step.args):
+        raise NothingChanged(0)
+
+
+async def keep(conn: Conn, claim: IdempotencyClaim, result: Any, codec: RowCodec) -> None:
+    """Store the response to `result` on the key `hold` recorded in this transaction."""
+    status, body = claim.render(result)
+    await conn.execute(
+        "UPDATE idempotency_keys SET status = $3, body = $4 "
+        "WHERE user_id = $1 AND key = $2 AND org_id = $5",
+        claim.user_id,
+        claim.key,
+        status,
+        codec.seal_text(body),
+        claim.org_id,
+    )

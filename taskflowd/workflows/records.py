@@ -4,6 +4,8 @@ through `RunProgress`, in one transaction."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from taskflowd.domain.entities import Task
@@ -14,10 +16,11 @@ from taskflowd.domain.enums import (
     TaskStatus,
     WorkflowStatus,
 )
-from taskflowd.store import rows
-from taskflowd.store.base import Page
+from taskflowd.store import idempotency, rows
+from taskflowd.store.base import IdempotencyClaim, Page
 from taskflowd.store.codec import RowCodec
-from taskflowd.store.db import Database, Row
+from taskflowd.store.db import Conn, Database, Row
+from taskflowd.store.errors import NothingChanged
 from taskflowd.store.sql_common import SqlRecords, Where
 from taskflowd.workflows.model import StepRun, Workflow, WorkflowRun, steps_from_json, steps_to_json
 from taskflowd.workflows.progress import Advanced, RunProgress
@@ -74,15 +77,26 @@ class WorkflowRecords(SqlRecords):
         self.progress = RunProgress(db)
 
     # --- workflows -------------------------------------------------------------------
-    async def create(self, workflow: Workflow, task: Task) -> Workflow:
-        """Insert the workflow and its hidden backing task together."""
-        async with self.db.transaction() as conn:
-            await conn.execute(_TASK_INSERT, *rows.task_values(task, self._t), workflow.id)
-            await conn.execute(
-                f"INSERT INTO workflows ({COLUMNS}) VALUES "
-                f"({', '.join(f'${i}' for i in range(1, 15))})",
-                *self._values(workflow),
-            )
+    async def create(
+        self, workflow: Workflow, task: Task, claim: IdempotencyClaim | None = None
+    ) -> Workflow:
+        """Insert the workflow and its hidden backing task together (and `claim`'s key:
+        a key used before raises the first request's Replay instead)."""
+        try:
+            async with self.db.transaction() as conn:
+                if claim is not None:
+                    await idempotency.hold(conn, claim, self._t)
+                await conn.execute(_TASK_INSERT, *rows.task_values(task, self._t), workflow.id)
+                await conn.execute(
+                    f"INSERT INTO workflows ({COLUMNS}) VALUES "
+                    f"({', '.join(f'${i}' for i in range(1, 15))})",
+                    *self._values(workflow),
+                )
+                if claim is not None:
+                    await idempotency.keep(conn, claim, workflow, self._t)
+        except NothingChanged:
+            assert claim is not None
+            raise await idempotency.replay(self.db, claim) from None
         return workflow
 
     def _values(self, w: Workflow) -> tuple[object, ...]:
@@ -190,6 +204,59 @@ class WorkflowRecords(SqlRecords):
                     live += await self.progress.cancel(conn, locked)
         return live
 
+    # --- schedules -----------------------------------------------------------------------
+    async def due(self, horizon: datetime, limit: int) -> list[Workflow]:
+        """Active scheduled workflows whose `next_run_at` is at or before `horizon`."""
+        found = await self.db.fetch(
+            f"SELECT {COLUMNS} FROM workflows WHERE deleted_at IS NULL AND status = $1 "
+            "AND next_run_at <= $2 ORDER BY next_run_at LIMIT $3",
+            WorkflowStatus.ACTIVE.value,
+            horizon,
+            limit,
+        )
+        return [workflow_from_row(r, self._t) for r in found]
+
+    async def next_tick_at(self) -> datetime | None:
+        row = await self.db.fetchrow(
+            "SELECT MIN(next_run_at) AS due FROM workflows WHERE deleted_at IS NULL "
+            "AND status = $1",
+            WorkflowStatus.ACTIVE.value,
+        )
+        return self._t(row["due"]) if row and row["due"] is not None else None
+
+    async def fire_ticks(
+        self,
+        workflow: Workflow,
+        ticks: Sequence[datetime],
+        following: datetime,
+        at: datetime,
+    ) -> Advanced | None:
+        """Start one run per tick and advance `next_run_at` to `following`, atomically, if
+        `next_run_at` still is what `workflow` says (else another node won: None). A
+        tick's run exists at most once whatever happens (unique (workflow, tick))."""
+        done = Advanced([], [])
+        async with self.db.transaction() as conn:
+            advanced = await conn.execute(
+                "UPDATE workflows SET next_run_at = $1 WHERE id = $2 AND next_run_at = $3 "
+                "AND deleted_at IS NULL AND status = $4",
+                following,
+                workflow.id,
+                workflow.next_run_at,
+                WorkflowStatus.ACTIVE.value,
+            )
+            if not advanced:
+                return None
+            row = await conn.fetchrow(
+                "SELECT id, created_by, org_id, task_id, steps FROM workflows WHERE id = $1",
+                workflow.id,
+            )
+            assert row is not None  # the update above found it in this transaction
+            for tick in ticks:
+                started = await self.progress.start(conn, str(uuid.uuid4()), row, at, tick)
+                done.spawned += started.spawned
+                done.finished += started.finished
+        return done
+
     # --- runs --------------------------------------------------------------------------
     async def start_run(
         self,
@@ -197,31 +264,46 @@ class WorkflowRecords(SqlRecords):
         org_id: str | None,
         run_id: str,
         at: datetime,
-        tick_at: datetime | None = None,
+        claim: IdempotencyClaim | None = None,
     ) -> Advanced | None:
-        """Insert a run and queue its root steps; None when the workflow is gone."""
-        async with self.db.transaction() as conn:
-            where = self._one(workflow_id, org_id)
-            row = await conn.fetchrow(
-                f"SELECT id, created_by, org_id, task_id, steps FROM workflows{where.sql()}",
-                *where.args,
-            )
-            if row is None:
-                return None
-            return await self.progress.start(conn, run_id, row, at, tick_at)
+        """Insert a run and queue its root steps; None when the workflow is gone. With
+        `claim`, the run as it stands at the commit is the response kept for the key."""
+        try:
+            async with self.db.transaction() as conn:
+                if claim is not None:
+                    await idempotency.hold(conn, claim, self._t)
+                where = self._one(workflow_id, org_id)
+                row = await conn.fetchrow(
+                    f"SELECT id, created_by, org_id, task_id, steps FROM workflows{where.sql()}",
+                    *where.args,
+                )
+                if row is None:
+                    return None
+                started = await self.progress.start(conn, run_id, row, at, None)
+                if claim is not None:
+                    await idempotency.keep(conn, claim, await self._read_run(conn, run_id), self._t)
+                return started
+        except NothingChanged:
+            assert claim is not None
+            raise await idempotency.replay(self.db, claim) from None
 
     async def get_run(self, run_id: str, org_id: str | None) -> WorkflowRun | None:
+        return await self._read_run(self.db, run_id, org_id)
+
+    async def _read_run(
+        self, conn: Conn, run_id: str, org_id: str | None = None
+    ) -> WorkflowRun | None:
         where = Where()
         where.add("id = {}", run_id)
         if org_id is not None:
             where.add("org_id = {}", org_id)
-        row = await self.db.fetchrow(
+        row = await conn.fetchrow(
             f"SELECT {RUN_COLUMNS}, steps FROM workflow_runs{where.sql()}", *where.args
         )
         if row is None:
             return None
         run = run_from_row(row, self._t)
-        views, executions = await self.progress.views(self.db, run_id)
+        views, executions = await self.progress.views(conn, run_id)
         by_step = {e["step_key"]: e for e in executions}
         steps = []
         for spec in steps_from_json(self._t.load(row["steps"])):
@@ -261,16 +343,20 @@ class WorkflowRecords(SqlRecords):
         where.after(cursor)
         return await self._page("workflow_runs", RUN_COLUMNS, where, limit, run_from_row)
 
-    async def cancel_run(self, run_id: str, org_id: str | None) -> list[str] | None:
-        """Cancel a run; the ids of its executions to cancel, or None when not found."""
+    async def cancel_run(
+        self, run_id: str, org_id: str | None
+    ) -> tuple[list[str], Advanced] | None:
+        """Cancel a run; (the ids of its executions to cancel, the run if it ended now),
+        or None when not found."""
+        done = Advanced([], [])
         async with self.db.transaction() as conn:
             run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
                 return None
             live = await self.progress.cancel(conn, run)
             if run["status"] == RunStatus.RUNNING.value:
-                await self.progress.advance(conn, run_id, Advanced([], []))
-        return live
+                await self.progress.advance(conn, run_id, done)
+        return live, done
 
     async def retry_run(self, run_id: str, org_id: str | None) -> tuple[str, Advanced] | None:
         """Re-run the failed steps of a failed run; (the run's status before, what was

@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain import schedule
+from taskflowd.domain.entities import Task, User, utcnow
 from taskflowd.domain.enums import (
     MisfirePolicy,
     Role,
@@ -23,13 +26,13 @@ from taskflowd.domain.enums import (
     TaskType,
     WorkflowStatus,
 )
-from taskflowd.domain.errors import Conflict, Forbidden, NotFound
+from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
-from taskflowd.queue.base import JobQueue
+from taskflowd.queue.base import HookOutcome, JobQueue
 from taskflowd.services.quotas import QuotaBook
-from taskflowd.store.base import Page
+from taskflowd.store.base import IdempotencyClaim, Page
 from taskflowd.store.db import Conn
 from taskflowd.workflows.graph import StepSpec, build
 from taskflowd.workflows.model import Workflow, WorkflowRun
@@ -47,6 +50,34 @@ def _writer(who: User | Actor) -> Actor:
     return actor
 
 
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A workflow's optional cron schedule, as for recurring tasks (DESIGN.md §4)."""
+
+    cron_expression: str | None = None
+    timezone: str = "UTC"
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+
+
+def next_tick(cron_expression: str | None, timezone: str, after: datetime) -> datetime | None:
+    """The first fire instant of the schedule after `after` (None without one); raises
+    ValidationFailed naming `cronExpression` or `timezone`."""
+    if cron_expression is None:
+        return None
+    errors = []
+    try:
+        tz = schedule.validate_timezone(timezone)
+    except schedule.TimezoneError as exc:
+        errors.append(FieldError("timezone", str(exc)))
+    try:
+        spec = schedule.parse_cron(cron_expression)
+    except schedule.CronError as exc:
+        errors.append(FieldError("cronExpression", str(exc)))
+    if errors:
+        raise ValidationFailed(errors)
+    return schedule.next_run(spec, tz, after)
+
+
 class WorkflowService:
     def __init__(
         self,
@@ -62,11 +93,13 @@ class WorkflowService:
         self.handlers = handlers
         self.events = events or EventBus()
 
-    async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> list[Execution]:
-        """The queue's final-outcome hook (see `RunProgress`)."""
+    async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
+        """The queue's final-outcome hook (see `RunProgress`). Runs that finished are
+        announced only after the transaction commits, so no subscriber hears of an end
+        that a rollback undid."""
         advanced = await self.records.progress.on_final(conn, execution_ids)
-        self._finished(advanced)
-        return advanced.spawned
+        after = [lambda: self._finished(advanced)] if advanced.finished else []
+        return HookOutcome(advanced.spawned, after)
 
     def _finished(self, advanced: Advanced) -> None:
         for run in advanced.finished:
@@ -90,10 +123,19 @@ class WorkflowService:
 
     # --- workflows -----------------------------------------------------------------
     async def create(
-        self, actor: User | Actor, name: str, description: str, steps: Sequence[StepSpec]
+        self,
+        actor: User | Actor,
+        name: str,
+        description: str,
+        steps: Sequence[StepSpec],
+        schedule_spec: Schedule | None = None,
+        claim: IdempotencyClaim | None = None,
     ) -> Workflow:
+        """A new workflow (with its schedule, if any); with `claim`, at most once per
+        Idempotency-Key (a repeat raises the first request's Replay)."""
         writer = _writer(actor)
         checked = self._graph(writer, steps)
+        plan = schedule_spec or Schedule()
         if self.quotas is not None:
             await self.quotas.check_workflows(writer.org_id, 1)
         now = utcnow()
@@ -133,8 +175,15 @@ class WorkflowService:
             org_id=writer.org_id,
             created_at=now,
             updated_at=now,
+            cron_expression=plan.cron_expression,
+            timezone=plan.timezone,
+            misfire_policy=plan.misfire_policy,
+            next_run_at=next_tick(plan.cron_expression, plan.timezone, now),
         )
-        return await self.records.create(workflow, task)
+        created = await self.records.create(workflow, task, claim)
+        if created.cron_expression is not None:
+            await self.queue.schedule_changed()
+        return created
 
     async def get(self, actor: User | Actor, workflow_id: str) -> Workflow:
         found = await self.records.get(workflow_id, _scope(actor))
@@ -153,9 +202,16 @@ class WorkflowService:
         current = await self.get(_writer(actor), workflow_id)
         if "steps" in changes:
             changes["steps"] = self._graph(actor, changes["steps"])
-        updated = dataclasses.replace(current, **changes, updated_at=utcnow())
+        now = utcnow()
+        updated = dataclasses.replace(current, **changes, updated_at=now)
+        retime = {"cron_expression", "timezone"} & set(changes)
+        if retime:
+            due = next_tick(updated.cron_expression, updated.timezone, now)
+            updated = dataclasses.replace(updated, next_run_at=due)
         if await self.records.update(updated) is None:
             raise NotFound(f"workflow {workflow_id} not found")
+        if retime:
+            await self.queue.schedule_changed()
         return updated
 
     async def _set_status(
@@ -164,7 +220,12 @@ class WorkflowService:
         current = await self.get(_writer(actor), workflow_id)
         if current.status is status:
             return current
-        updated = dataclasses.replace(current, status=status, updated_at=utcnow())
+        now = utcnow()
+        updated = dataclasses.replace(current, status=status, updated_at=now)
+        if status is WorkflowStatus.ACTIVE:
+            # A resumed schedule continues from now, without replaying the pause's ticks.
+            due = next_tick(current.cron_expression, current.timezone, now)
+            updated = dataclasses.replace(updated, next_run_at=due)
         if await self.records.update(updated) is None:
             raise NotFound(f"workflow {workflow_id} not found")
         if status is WorkflowStatus.ACTIVE:
@@ -177,6 +238,7 @@ class WorkflowService:
         return await self._set_status(actor, workflow_id, WorkflowStatus.PAUSED)
 
     async def resume(self, actor: User | Actor, workflow_id: str) -> Workflow:
+        """Steps wait no more; a schedule continues from now on."""
         return await self._set_status(actor, workflow_id, WorkflowStatus.ACTIVE)
 
     async def delete(self, actor: User | Actor, workflow_id: str) -> None:
@@ -185,11 +247,35 @@ class WorkflowService:
             raise NotFound(f"workflow {workflow_id} not found")
         await self._cancel_executions(live)
 
+    # --- schedules ---------------------------------------------------------------------
+    async def due(self, horizon: datetime, limit: int) -> Sequence[Workflow]:
+        """Scheduled active workflows due by `horizon` (the timer's question)."""
+        return await self.records.due(horizon, limit)
+
+    async def next_tick_at(self) -> datetime | None:
+        return await self.records.next_tick_at()
+
+    async def fire(
+        self, workflow: Workflow, ticks: Sequence[datetime], following: datetime
+    ) -> bool:
+        """Start a run per tick and move the schedule on to `following`, unless another
+        node did first (False)."""
+        advanced = await self.records.fire_ticks(workflow, ticks, following, utcnow())
+        if advanced is None:
+            return False
+        await self.queue.announce(advanced.spawned)
+        self._finished(advanced)
+        return True
+
     # --- runs ------------------------------------------------------------------------
-    async def run(self, actor: User | Actor, workflow_id: str) -> WorkflowRun:
+    async def run(
+        self, actor: User | Actor, workflow_id: str, claim: IdempotencyClaim | None = None
+    ) -> WorkflowRun:
+        """Start a run now; with `claim`, at most once per Idempotency-Key (a repeat raises
+        the first request's Replay)."""
         scope = _scope(_writer(actor))
         run_id = str(uuid.uuid4())
-        advanced = await self.records.start_run(workflow_id, scope, run_id, utcnow())
+        advanced = await self.records.start_run(workflow_id, scope, run_id, utcnow(), claim)
         if advanced is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self.queue.announce(advanced.spawned)
@@ -210,9 +296,11 @@ class WorkflowService:
     async def cancel_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Stop the run: queued steps are cancelled at once, running ones are asked to
         stop, and no further step starts."""
-        live = await self.records.cancel_run(run_id, _scope(_writer(actor)))
-        if live is None:
+        outcome = await self.records.cancel_run(run_id, _scope(_writer(actor)))
+        if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
+        live, advanced = outcome
+        self._finished(advanced)
         await self._cancel_executions(live)
         return await self.get_run(actor, run_id)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from taskflowd.api.acting import current_actor
+from taskflowd.api.idempotency import Rendered, idempotent
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import json_response, no_content
+from taskflowd.api.responses import json_response, no_content, plain
 from taskflowd.api.schemas import ListQuery
 from taskflowd.api.schemas_workflows import (
     StepIn,
@@ -26,9 +28,10 @@ from taskflowd.api.schemas_workflows import (
 )
 from taskflowd.api.validation import parse_body, parse_query
 from taskflowd.domain.errors import FieldError, ValidationFailed
+from taskflowd.store.base import IdempotencyClaim
 from taskflowd.workflows.graph import StepSpec
 from taskflowd.workflows.model import Workflow, WorkflowRun, step_to_json
-from taskflowd.workflows.service import WorkflowService
+from taskflowd.workflows.service import Schedule, WorkflowService
 
 PREFIX = "/api/v1/workflows"
 RUNS = "/api/v1/workflow-runs"
@@ -61,6 +64,10 @@ def workflow_out(w: Workflow) -> WorkflowOut:
         description=w.description,
         status=w.status,
         steps=[StepOut.model_validate(step_to_json(s)) for s in w.steps],
+        cron_expression=w.cron_expression,
+        timezone=w.timezone,
+        misfire_policy=w.misfire_policy,
+        next_run_at=w.next_run_at,
         created_by=w.created_by,
         created_at=w.created_at,
         updated_at=w.updated_at,
@@ -100,12 +107,27 @@ def _id(request: web.Request) -> str:
     return request.match_info["id"]
 
 
+def _workflow_rendered(workflow: Workflow) -> Rendered:
+    return 201, orjson.dumps(plain(workflow_out(workflow)))
+
+
+def _run_rendered(run: WorkflowRun) -> Rendered:
+    return 202, orjson.dumps(plain(run_out(run)))
+
+
 async def create_workflow(request: web.Request) -> web.Response:
     body = await parse_body(request, WorkflowCreate)
-    workflow = await _service(request).create(
-        await current_actor(request), body.name, body.description, [_spec(s) for s in body.steps]
-    )
-    return json_response(workflow_out(workflow), status=201)
+    actor = await current_actor(request)
+    plan = Schedule(body.cron_expression, body.timezone, body.misfire_policy)
+    steps = [_spec(s) for s in body.steps]
+
+    async def create(claim: IdempotencyClaim | None) -> Workflow:
+        return await _service(request).create(
+            actor, body.name, body.description, steps, plan, claim
+        )
+
+    fingerprint = body.model_dump_json().encode()
+    return await idempotent(request, actor, fingerprint, create, _workflow_rendered)
 
 
 async def list_workflows(request: web.Request) -> web.Response:
@@ -126,7 +148,7 @@ async def update_workflow(request: web.Request) -> web.Response:
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
         value = getattr(body, name)
-        if value is None:
+        if value is None and name != "cron_expression":
             raise ValidationFailed([FieldError(name, "cannot be null")])
         changes[name] = [_spec(s) for s in value] if name == "steps" else value
     workflow = await _service(request).update(await current_actor(request), _id(request), changes)
@@ -139,8 +161,12 @@ async def delete_workflow(request: web.Request) -> web.Response:
 
 
 async def run_workflow(request: web.Request) -> web.Response:
-    run = await _service(request).run(await current_actor(request), _id(request))
-    return json_response(run_out(run), status=202)
+    actor = await current_actor(request)
+
+    async def start(claim: IdempotencyClaim | None) -> WorkflowRun:
+        return await _service(request).run(actor, _id(request), claim)
+
+    return await idempotent(request, actor, b"", start, _run_rendered)
 
 
 async def pause_workflow(request: web.Request) -> web.Response:
@@ -196,7 +222,8 @@ def install(api: ApiRegistry) -> None:
             "POST",
             PREFIX,
             create_workflow,
-            "Create a workflow: a DAG of steps (422 names a cycle as a → b → a)",
+            "Create a workflow: a DAG of steps (422 names a cycle as a → b → a), optionally "
+            "on a cron schedule (honours Idempotency-Key)",
             "workflows",
             user,
             status=201,
@@ -232,7 +259,7 @@ def install(api: ApiRegistry) -> None:
             "POST",
             f"{one}/run",
             run_workflow,
-            "Start a run of the workflow now",
+            "Start a run of the workflow now (honours Idempotency-Key)",
             "workflows",
             user,
             status=202,

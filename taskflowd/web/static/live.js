@@ -111,7 +111,7 @@
     outcome.appendChild(Taskflow.timeElement(new Date()));
   }
 
-  /* The execution page re-reads itself when its execution changes and swaps in the
+  /* The execution page and the workflow page re-read themselves when its execution changes and swaps in the
      parts marked data-live-part (details, timeline, result, payload); the server's HTML
      is parsed into an inert document, so nothing in it runs. If the page cannot be read,
      a notice asks for a reload instead. */
@@ -124,7 +124,7 @@
     }
     detailRefresh.running = true;
     var notice = document.getElementById("stale-notice");
-    fetch(location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    fetch(location.pathname + location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.text();
@@ -162,6 +162,13 @@
       status.appendChild(Taskflow.badge(item.status));
       refreshDetail();
     }
+  }
+
+  /* A workflow's steps are executions of its hidden task: any change to one of them
+     redraws the graph, the selected run's steps and the run history. */
+  function applyToWorkflow(item) {
+    var graph = document.getElementById("workflow-graph");
+    if (graph && graph.getAttribute("data-workflow-task") === item.taskId) refreshDetail();
   }
 
   function applyToFailures(item) {
@@ -208,6 +215,7 @@
       Array.prototype.forEach.call(tables, function (t) { applyToTable(t, item); });
       applyToTasks(item);
       applyToDetail(item);
+      applyToWorkflow(item);
       applyToFailures(item);
       if (FINAL[item.status] || item.status === "RETRYING") noteFailure(item);
     });

@@ -125,3 +125,45 @@ async def test_invalid_workflows_are_422_naming_the_field(
     assert any(f.replace("[", ".").replace("]", "") == field.replace("[", ".").replace("]", "")
                for f in messages), messages  # fmt: skip
     assert any(words in m for m in messages.values())
+
+
+async def test_idempotency_key_on_create_and_run_and_a_schedule(client: Client) -> None:
+    alice = await sign_up(client, "alice@example.com")
+    body = {"name": "nightly", "steps": DIAMOND, "cronExpression": "0 3 * * *"}
+    keyed = {**alice.headers, "Idempotency-Key": "create-1"}
+    answers = []
+    for _ in range(2):
+        response = await client.post(WORKFLOWS, json=body, headers=keyed)
+        assert response.status == 201, await response.text()
+        answers.append(await response.json())
+    assert answers[0] == answers[1]
+    workflow = answers[0]
+    assert workflow["cronExpression"] == "0 3 * * *" and workflow["timezone"] == "UTC"
+    assert workflow["misfirePolicy"] == "RUN_ONCE" and workflow["nextRunAt"].startswith("20")
+    listed = await call(client, alice, "GET", WORKFLOWS)
+    assert [w["id"] for w in listed["items"]] == [workflow["id"]]
+    reused = await client.post(WORKFLOWS, json={**body, "name": "other"}, headers=keyed)
+    assert reused.status == 422
+    assert_problem(await reused.json(), 422, "idempotency_key_reused")
+
+    run_headers = {**alice.headers, "Idempotency-Key": "run-1"}
+    first = await client.post(f"{WORKFLOWS}/{workflow['id']}/run", headers=run_headers)
+    again = await client.post(f"{WORKFLOWS}/{workflow['id']}/run", headers=run_headers)
+    assert first.status == again.status == 202
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert (await first.json())["id"] == (await again.json())["id"]
+    runs = await call(client, alice, "GET", f"{RUNS}?workflowId={workflow['id']}")
+    assert len(runs["items"]) == 1
+
+    changed = await call(
+        client, alice, "PATCH", f"{WORKFLOWS}/{workflow['id']}", {"cronExpression": None}
+    )
+    assert changed["cronExpression"] is None and changed["nextRunAt"] is None
+    bad = await client.patch(
+        f"{WORKFLOWS}/{workflow['id']}",
+        json={"cronExpression": "not cron", "timezone": "Nowhere/Else"},
+        headers=alice.headers,
+    )
+    assert bad.status == 422
+    problem = await bad.json()
+    assert {e["field"] for e in problem["errors"]} == {"cronExpression", "timezone"}

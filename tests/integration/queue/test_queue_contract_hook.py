@@ -9,7 +9,7 @@ import pytest
 
 from taskflowd.domain.entities import Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.queue.base import JobQueue, OutcomeKind
+from taskflowd.queue.base import HookOutcome, JobQueue, OutcomeKind
 from taskflowd.store import SqlStore, rows
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn
@@ -28,16 +28,16 @@ class Chain:
         self.seen: list[list[str]] = []
         self.fail = False
 
-    async def __call__(self, conn: Conn, ended: Sequence[str]) -> list[Execution]:
+    async def __call__(self, conn: Conn, ended: Sequence[str]) -> HookOutcome:
         self.seen.append(list(ended))
         if self.fail:
             raise StoreError("the hook failed")
         if self.first.id not in ended:
-            return []
+            return HookOutcome()
         await conn.execute(
             rows.EXECUTION_INSERT, *rows.execution_insert_values(self.follow, None, self.codec)
         )
-        return [self.follow]
+        return HookOutcome([self.follow])
 
 
 @pytest.mark.parametrize("kind", [OutcomeKind.COMPLETED, OutcomeKind.DEAD])
