@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from taskflowd.domain.entities import (
     ApiKey,
@@ -27,6 +27,9 @@ from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.errors import TaskflowError
 from taskflowd.domain.orgs import Member, Membership, Org, OrgRole
 from taskflowd.store.render import Shape
+
+if TYPE_CHECKING:
+    from taskflowd.audit.journal import Journal
 
 T = TypeVar("T")
 
@@ -91,6 +94,11 @@ class Replay(TaskflowError):
 
 
 class Store(Protocol):
+    @property
+    def journal(self) -> Journal:
+        """The audit trail's writer: a change made inside `journal.recording(event)`
+        writes the event in its own transaction (see `taskflowd.audit.journal`)."""
+
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Connect and apply pending migrations."""

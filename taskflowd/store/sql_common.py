@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskflowd.store import rows
 from taskflowd.store.base import Page
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Row
 from taskflowd.store.render import Shape, json_object
+
+if TYPE_CHECKING:
+    from taskflowd.audit.journal import Journal
 
 T = TypeVar("T")
 _MAX_SHAPES = 256  # `?fields=` chooses shapes: keep the cache of their SQL bounded
@@ -55,6 +58,10 @@ class SqlRecords:
         self.db = db
         self._t = db.codec
         self._shapes: dict[tuple[str, Shape], str] = {}
+
+    @property
+    def journal(self) -> Journal:
+        return self.db.journal
 
     async def _page(
         self,
