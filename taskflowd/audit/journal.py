@@ -77,7 +77,8 @@ class _Counting:
 
     async def execute(self, sql: str, *args: Any) -> int:
         changed = await self._conn.execute(sql, *args)
-        self.changed += changed
+        if _writes(sql):
+            self.changed += changed
         return changed
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:

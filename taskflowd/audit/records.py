@@ -14,7 +14,6 @@ from taskflowd.audit.model import ActorRef, AuditEvent, chain_hash
 from taskflowd.domain.errors import FieldError, ValidationFailed
 from taskflowd.store.base import Page
 from taskflowd.store.db import Database, Row
-from taskflowd.store.sql_common import Where
 
 _COLUMNS = (
     "seq, id, at, actor_type, actor_id, actor_email, org_id, action, target_type, target_id, "
@@ -89,6 +88,22 @@ def event_from_row(row: Row, db: Database) -> AuditEvent:
     )
 
 
+class _Where:
+    """WHERE clauses over bound parameters (the store's own helper lives in a module that
+    builds on this one)."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list[object] = []
+
+    def add(self, fragment: str, value: object) -> None:
+        self.args.append(value)
+        self.clauses.append(fragment.format(f"${len(self.args)}"))
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+
 class AuditRecords:
     """Reads and prunes the audit trail; events are only ever written by the journal."""
 
@@ -96,8 +111,8 @@ class AuditRecords:
         self.db = db
 
     @staticmethod
-    def _where(filters: AuditFilter) -> Where:
-        where = Where()
+    def _where(filters: AuditFilter) -> _Where:
+        where = _Where()
         for column, value in (
             ("org_id", filters.org_id),
             ("action", filters.action),

@@ -15,6 +15,7 @@ TABLES = (
     "refresh_tokens",
     "api_keys",
     "nodes",
+    "audit_events",
 )
 
 _ESTIMATES = (

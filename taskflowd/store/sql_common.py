@@ -13,6 +13,7 @@ from taskflowd.store.render import Shape, json_object
 
 if TYPE_CHECKING:
     from taskflowd.audit.journal import Journal
+    from taskflowd.audit.records import AuditRecords
 
 T = TypeVar("T")
 _MAX_SHAPES = 256  # `?fields=` chooses shapes: keep the cache of their SQL bounded
@@ -62,6 +63,12 @@ class SqlRecords:
     @property
     def journal(self) -> Journal:
         return self.db.journal
+
+    @property
+    def audit(self) -> AuditRecords:
+        from taskflowd.audit.records import AuditRecords  # it builds on this module
+
+        return AuditRecords(self.db)
 
     async def _page(
         self,

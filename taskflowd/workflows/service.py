@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
+from taskflowd.audit.journal import Recording
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import (
     MisfirePolicy,
@@ -35,6 +37,9 @@ from taskflowd.workflows.graph import StepSpec, build
 from taskflowd.workflows.model import Workflow, WorkflowRun
 from taskflowd.workflows.progress import Advanced
 from taskflowd.workflows.records import WorkflowRecords
+
+_AUDITED = ("name", "description", "steps", "status")
+"""Workflow fields whose changes the audit trail records."""
 
 
 def _scope(who: User | Actor) -> str | None:
@@ -134,7 +139,22 @@ class WorkflowService:
             created_at=now,
             updated_at=now,
         )
-        return await self.records.create(workflow, task)
+        changes = self.records.journal.diff(None, workflow, _AUDITED)
+        with self._recording(writer, "workflow.created", workflow.org_id, workflow.id, changes):
+            return await self.records.create(workflow, task)
+
+    def _recording(
+        self,
+        actor: User | Actor,
+        action: str,
+        org_id: str,
+        target_id: str,
+        changes: dict[str, Any] | None = None,
+        target_type: str = "workflow",
+    ) -> AbstractContextManager[Recording]:
+        journal = self.records.journal
+        event = journal.event(action, actor, org_id, (target_type, target_id), changes)
+        return journal.recording(event)
 
     async def get(self, actor: User | Actor, workflow_id: str) -> Workflow:
         found = await self.records.get(workflow_id, _scope(actor))
@@ -154,7 +174,10 @@ class WorkflowService:
         if "steps" in changes:
             changes["steps"] = self._graph(actor, changes["steps"])
         updated = dataclasses.replace(current, **changes, updated_at=utcnow())
-        if await self.records.update(updated) is None:
+        diff = self.records.journal.diff(current, updated, _AUDITED)
+        with self._recording(actor, "workflow.updated", current.org_id, current.id, diff):
+            saved = await self.records.update(updated)
+        if saved is None:
             raise NotFound(f"workflow {workflow_id} not found")
         return updated
 
@@ -165,7 +188,11 @@ class WorkflowService:
         if current.status is status:
             return current
         updated = dataclasses.replace(current, status=status, updated_at=utcnow())
-        if await self.records.update(updated) is None:
+        action = "workflow.resumed" if status is WorkflowStatus.ACTIVE else "workflow.paused"
+        diff = self.records.journal.diff(current, updated, ("status",))
+        with self._recording(actor, action, current.org_id, current.id, diff):
+            saved = await self.records.update(updated)
+        if saved is None:
             raise NotFound(f"workflow {workflow_id} not found")
         if status is WorkflowStatus.ACTIVE:
             await self.queue.schedule_changed()
@@ -180,16 +207,21 @@ class WorkflowService:
         return await self._set_status(actor, workflow_id, WorkflowStatus.ACTIVE)
 
     async def delete(self, actor: User | Actor, workflow_id: str) -> None:
-        live = await self.records.delete(workflow_id, _scope(_writer(actor)), utcnow())
+        current = await self.get(_writer(actor), workflow_id)
+        gone = {"name": [current.name, None]}
+        with self._recording(actor, "workflow.deleted", current.org_id, current.id, gone):
+            live = await self.records.delete(workflow_id, _scope(actor), utcnow())
         if live is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self._cancel_executions(live)
 
     # --- runs ------------------------------------------------------------------------
     async def run(self, actor: User | Actor, workflow_id: str) -> WorkflowRun:
-        scope = _scope(_writer(actor))
+        workflow = await self.get(_writer(actor), workflow_id)
         run_id = str(uuid.uuid4())
-        advanced = await self.records.start_run(workflow_id, scope, run_id, utcnow())
+        started = {"runId": [None, run_id]}
+        with self._recording(actor, "workflow.run", workflow.org_id, workflow.id, started):
+            advanced = await self.records.start_run(workflow_id, _scope(actor), run_id, utcnow())
         if advanced is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self.queue.announce(advanced.spawned)
@@ -210,7 +242,11 @@ class WorkflowService:
     async def cancel_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Stop the run: queued steps are cancelled at once, running ones are asked to
         stop, and no further step starts."""
-        live = await self.records.cancel_run(run_id, _scope(_writer(actor)))
+        run = await self.get_run(_writer(actor), run_id)
+        with self._recording(
+            actor, "workflow_run.cancelled", run.org_id, run.id, target_type="workflowRun"
+        ):
+            live = await self.records.cancel_run(run_id, _scope(actor))
         if live is None:
             raise NotFound(f"workflow run {run_id} not found")
         await self._cancel_executions(live)
@@ -222,7 +258,11 @@ class WorkflowService:
 
     async def retry_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Re-run the FAILED steps of a FAILED run and those skipped because of them."""
-        outcome = await self.records.retry_run(run_id, _scope(_writer(actor)))
+        run = await self.get_run(_writer(actor), run_id)
+        with self._recording(
+            actor, "workflow_run.retried", run.org_id, run.id, target_type="workflowRun"
+        ):
+            outcome = await self.records.retry_run(run_id, _scope(actor))
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         before, advanced = outcome
