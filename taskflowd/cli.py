@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(deactivate)
     deactivate.add_argument("email")
 
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify", help="check the audit trail's hash chain; exit status 1 when it is broken"
+    )
+    _config_args(verify)
+
     backup = sub.add_parser("backup", help="online copy of a SQLite database")
     _config_args(backup)
     backup.add_argument("file", help="destination file")

@@ -20,6 +20,8 @@ from taskflowd.store import SqlStore, open_store
 from taskflowd.store.errors import DuplicateKey, StoreError
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
+CLI_USER_FIELDS = ("email", "first_name", "last_name", "role", "is_active", "password_hash")
+"""User fields whose changes by `taskflowd user …` the audit trail records."""
 
 
 class CommandError(Exception):
@@ -179,8 +181,12 @@ def user(settings: Settings, args: argparse.Namespace) -> int:
                 created_at=now,
                 updated_at=now,
             )
+            journal = store.journal
+            changes = journal.diff(None, new, CLI_USER_FIELDS)
+            event = journal.event("user.created", None, None, ("user", new.id), changes)
             try:
-                await store.create_user(new)
+                with journal.recording(event):
+                    await store.create_user(new)
             except DuplicateKey:
                 raise CommandError(f"a user with email {email} exists already") from None
             print(f"created {new.role.value} {email} ({new.id})")
@@ -200,8 +206,12 @@ def user(settings: Settings, args: argparse.Namespace) -> int:
         changed = dataclasses.replace(
             changed, token_version=found.token_version + 1, updated_at=utcnow()
         )
-        await store.update_user(changed)
         await store.revoke_user_tokens(found.id, utcnow())
+        journal = store.journal
+        verb = "user.password_changed" if action == "set-password" else "user.deactivated"
+        changes = journal.diff(found, changed, CLI_USER_FIELDS)
+        with journal.recording(journal.event(verb, None, None, ("user", found.id), changes)):
+            await store.update_user(changed)
         print(f"{action}: {email} done")
         return 0
 
@@ -218,6 +228,30 @@ async def _list_users(store: SqlStore) -> int:
         if page.next_cursor is None:
             return 0
         cursor = page.next_cursor
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    """`taskflowd audit verify`: 0 when every kept event holds its link, else 1 after
+    naming the first broken one."""
+    from taskflowd.audit.records import AuditRecords
+
+    async def verify(store: SqlStore) -> int:
+        verdict = await AuditRecords(store.db).verify()
+        if verdict.broken is None:
+            print(
+                f"audit chain ok: {verdict.checked} events from position {verdict.first_position}"
+            )
+            return 0
+        broken = verdict.broken
+        event = broken.event_id or "(none)"
+        print(
+            f"audit chain broken at position {broken.position}, event {event}: {broken.reason} "
+            f"({verdict.checked} events before it verified)",
+            file=sys.stderr,
+        )
+        return 1
+
+    return _with_store(settings, verify)
 
 
 def backup(settings: Settings, args: argparse.Namespace) -> int:
@@ -243,6 +277,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "check-config": check_config,
     "user": user,
     "backup": backup,
+    "audit": audit,
     "rotate-keys": rotate_keys,
     "bench": bench,
 }

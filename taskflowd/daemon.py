@@ -139,6 +139,7 @@ class Daemon:
             handler_names=handlers.names(),
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
+        store.journal.on_written(daemon.metrics.audited)
         from taskflowd.api.idempotency import KEEP
 
         daemon.pruner = Pruner(

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from taskflowd import __version__
 from taskflowd.api.context import Report
 from taskflowd.api.middleware import route_template
+from taskflowd.audit.model import AuditEvent
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.store.errors import StoreUnavailable
@@ -332,6 +333,12 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.audit_events = Counter(
+            "taskflow_audit_events",
+            "Audit events written by this node, by action (task.updated, auth.login_failed, …).",
+            ["action"],
+            registry=r,
+        )
         self.prune_duration = Gauge(
             "taskflow_prune_last_duration_seconds",
             "How long this node's last pruning pass took.",
@@ -443,6 +450,10 @@ class Metrics:
             return OTHER
         self._org_labels.add(org_id)
         return org_id
+
+    def audited(self, event: AuditEvent) -> None:
+        """Count one audit event this node wrote (the journal calls it after commit)."""
+        self.audit_events.labels(event.action).inc()
 
     def pruned(self, table: str, rows: int) -> None:
         self.pruned_rows.labels(label_word(table)).inc(rows)

@@ -6,12 +6,14 @@ from aiohttp import web
 
 from taskflowd import __version__
 from taskflowd.api.acting import QUOTAS_KEY, org_limit_middleware
-from taskflowd.api.context import CONTEXT_KEY, ApiContext
+from taskflowd.api.context import CONTEXT_KEY, ApiContext, RouteInstaller
 from taskflowd.api.cors import cors_middleware
 from taskflowd.api.middleware import front_middleware, log_access, response_headers
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
-from taskflowd.api.routes import api_keys, auth, meta, orgs, users
+from taskflowd.api.origin import audit_origin_middleware
+from taskflowd.api.routes import api_keys, audit, auth, meta, orgs, users
 from taskflowd.api.security import IN_FLIGHT_KEY, InFlight, guard_middleware
+from taskflowd.audit.service import AuditService
 from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.services.orgs import OrgService
 from taskflowd.services.quotas import QuotaBook
@@ -32,6 +34,7 @@ def build_app(ctx: ApiContext) -> web.Application:
             *((cors_middleware(cors),) if cors else ()),
             guard_middleware,
             org_limit_middleware,
+            audit_origin_middleware,
         ],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
@@ -46,7 +49,10 @@ def build_app(ctx: ApiContext) -> web.Application:
     else:
         app[QUOTAS_KEY] = ctx.quotas
     app[orgs.ORGS_KEY] = OrgService(ctx.store, ctx.settings.orgs.quotas(), ctx.auth.events)
-    accounts = (auth.install, users.install, api_keys.install, orgs.install) if ctx.accounts else ()
+    app[audit.AUDIT_KEY] = AuditService(ctx.store.audit)
+    accounts: tuple[RouteInstaller, ...] = ()
+    if ctx.accounts:
+        accounts = (auth.install, users.install, api_keys.install, orgs.install, audit.install)
     for install in (meta.install, *accounts, *ctx.extra_routes):
         install(registry)
     return app

@@ -77,6 +77,8 @@ class Operation:
     etag: bool = False
     description: str = ""
     body_required: bool = True
+    streams: tuple[str, type[BaseModel]] | None = None
+    """Another media type the success response may have: (type, model of each line)."""
 
     @property
     def operation_id(self) -> str:
@@ -152,6 +154,8 @@ def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], Json
                 wanted.append((model, "validation"))
         if op.response is not None:
             wanted.append((op.response, "serialization"))
+        if op.streams is not None:
+            wanted.append((op.streams[1], "serialization"))
     return list(dict.fromkeys(wanted))
 
 
@@ -251,6 +255,9 @@ def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
         success["content"] = {
             "application/json": {"schema": ref_of[(op.response, "serialization")]}
         }
+    if op.streams is not None:
+        media_type, line = op.streams
+        success.setdefault("content", {})[media_type] = {"schema": ref_of[(line, "serialization")]}
     responses: dict[str, Any] = {str(op.status): success}
     if op.etag:
         responses["304"] = {

@@ -91,7 +91,11 @@ class ApiKeys:
             expires_at=expires_at,
             org_id=actor.org_id,
         )
-        await self._store.create_api_key(key)
+        journal = self._store.journal
+        changes = journal.diff(None, key, ("name", "prefix", "expires_at"))
+        event = journal.event("apiKey.created", actor, actor.org_id, ("apiKey", key.id), changes)
+        with journal.recording(event):
+            await self._store.create_api_key(key)
         return key, raw
 
     async def list(self, owner: User | Actor, limit: int, cursor: str | None) -> Page[ApiKey]:
@@ -105,7 +109,12 @@ class ApiKeys:
         actor = as_actor(who)
         org_admin = actor.org_role is not None and actor.org_role.at_least(OrgRole.ADMIN)
         user_scope = None if actor.role is Role.ADMIN or org_admin else actor.id
-        revoked = await self._store.revoke_api_key(key_id, user_scope, actor.scope, self._clock())
+        journal = self._store.journal
+        event = journal.event("apiKey.revoked", actor, actor.org_id, ("apiKey", key_id))
+        with journal.recording(event):
+            revoked = await self._store.revoke_api_key(
+                key_id, user_scope, actor.scope, self._clock()
+            )
         if revoked is None:
             raise NotFound(f"API key {key_id} not found")
         self._on_revoke(revoked)

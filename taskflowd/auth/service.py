@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from taskflowd.audit.model import ActorRef, AuditEvent
 from taskflowd.auth.api_keys import ApiKeys, is_api_key
 from taskflowd.auth.emails import normalize_email
 from taskflowd.auth.passwords import MAX_PASSWORD_BYTES, PasswordHasher, password_problems
@@ -36,6 +37,8 @@ from taskflowd.store.errors import DuplicateKey
 DEFAULT_ADMIN_EMAIL = "admin@localhost"
 MAX_NAME_LENGTH = 100
 _BAD_LOGIN = "Invalid email or password."
+_USER_FIELDS = ("email", "first_name", "last_name", "role", "is_active", "password_hash")
+"""User fields whose changes the audit trail records (the password hash only as redacted)."""
 
 
 class InvalidCredentials(TaskflowError):
@@ -106,6 +109,7 @@ class AuthService:
         events: EventBus | None = None,
     ) -> None:
         self._store = store
+        self._journal = store.journal
         self._hasher = hasher
         self.settings = settings
         self._clock = clock
@@ -127,10 +131,14 @@ class AuthService:
         """Self-service sign-up: always role USER; Forbidden when registration is closed."""
         if not self.settings.allow_registration:
             raise Forbidden("Registration is disabled on this server; ask an administrator.")
-        return await self.create_user(dataclasses.replace(new, role=Role.USER, is_active=True))
+        signup = dataclasses.replace(new, role=Role.USER, is_active=True)
+        return await self.create_user(signup, action="user.registered")
 
-    async def create_user(self, new: NewUser) -> User:
-        """Create an account; Conflict when a live account has the email."""
+    async def create_user(
+        self, new: NewUser, actor: User | None = None, *, action: str = "user.created"
+    ) -> User:
+        """Create an account (by `actor`, None: the system or the new user itself for
+        `user.registered`); Conflict when a live account has the email."""
         email, problems = _new_user_problems(new)
         if problems:
             raise ValidationFailed(problems)
@@ -149,8 +157,12 @@ class AuthService:
             created_at=now,
             updated_at=now,
         )
+        who = user if action == "user.registered" else actor
+        changes = self._journal.diff(None, user, _USER_FIELDS)
+        event = self._journal.event(action, who, None, ("user", user.id), changes)
         try:
-            return await self._store.create_user(user)
+            with self._journal.recording(event):
+                return await self._store.create_user(user)
         except DuplicateKey:
             raise Conflict("An account with this email already exists.") from None
 
@@ -187,13 +199,24 @@ class AuthService:
             token_version=user.token_version + (1 if revoke else 0),
             updated_at=self._clock(),
         )
-        return await self._save(updated, revoke_sessions=revoke)
+        if role != user.role:
+            action = "user.role_changed"
+        elif is_active != user.is_active:
+            action = "user.activated" if is_active else "user.deactivated"
+        else:
+            action = "user.updated"
+        diff = self._journal.diff(user, updated, _USER_FIELDS)
+        event = self._journal.event(action, actor, None, ("user", user.id), diff)
+        return await self._save(updated, event, revoke_sessions=revoke)
 
     async def delete_user(self, actor: User, user_id: str) -> None:
         """Soft-delete an account and end its sessions; nobody deletes themselves."""
         if actor.id == user_id:
             raise Forbidden("You cannot delete your own account; ask another administrator.")
-        if not await self._store.delete_user(user_id, self._clock()):
+        event = self._journal.event("user.deleted", actor, None, ("user", user_id))
+        with self._journal.recording(event):
+            deleted = await self._store.delete_user(user_id, self._clock())
+        if not deleted:
             raise NotFound("No user has this id.")
         await self._refresh.revoke_user(user_id)
         self.events.publish(PRINCIPAL_EVENT, userId=user_id)
@@ -211,14 +234,17 @@ class AuthService:
             token_version=user.token_version + 1,
             updated_at=self._clock(),
         )
-        await self._save(updated, revoke_sessions=True)
+        changes = self._journal.diff(user, updated, ("password_hash",))
+        event = self._journal.event("user.password_changed", user, None, ("user", user.id), changes)
+        await self._save(updated, event, revoke_sessions=True)
 
-    async def _save(self, user: User, *, revoke_sessions: bool) -> User:
+    async def _save(self, user: User, event: AuditEvent, *, revoke_sessions: bool) -> User:
         """Write `user`; sessions are revoked first so a concurrent refresh cannot slip a
         token of the new version past the revocation."""
         if revoke_sessions:
             await self._refresh.revoke_user(user.id)
-        saved = await self._store.update_user(user)
+        with self._journal.recording(event):
+            saved = await self._store.update_user(user)
         if saved is None:
             raise NotFound("No user has this id.")
         # Cached principals on every node hold the old role and activation: end them.
@@ -236,8 +262,18 @@ class AuthService:
         matches = await self._hasher.verify(password, user.password_hash if user else None)
         too_long = len(password.encode("utf-8")) > MAX_PASSWORD_BYTES
         if user is None or not user.is_active or too_long or not matches:
+            reason = "unknown email" if user is None else "refused"
+            actor = ActorRef("user", user.id if user else None, email[:320])
+            target = ("user", user.id if user else None)
+            await self._journal.write(
+                self._journal.event(
+                    "auth.login_failed", None, None, target, {"reason": [None, reason]}, actor=actor
+                )
+            )
             raise InvalidCredentials(_BAD_LOGIN)
-        return await self._pair(user, family_id=None)
+        event = self._journal.event("auth.login", user, None, ("user", user.id))
+        with self._journal.recording(event):
+            return await self._pair(user, family_id=None)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Spend a refresh token for a new pair in its family (see `RefreshTokens.rotate`)."""
@@ -328,8 +364,12 @@ async def ensure_admin(
         created_at=now,
         updated_at=now,
     )
+    journal = store.journal
+    changes = journal.diff(None, user, _USER_FIELDS)
+    event = journal.event("user.created", None, None, ("user", user.id), changes)
     try:
-        await store.create_user(user)
+        with journal.recording(event):
+            await store.create_user(user)
     except DuplicateKey:
         return None
     return user, generated

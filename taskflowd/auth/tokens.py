@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import jwt
 
+from taskflowd.audit.model import ActorRef
 from taskflowd.domain.entities import RefreshToken, User, utcnow
 from taskflowd.domain.enums import Role
 from taskflowd.domain.errors import TaskflowError
@@ -186,21 +187,33 @@ class RefreshTokens:
             raise InvalidToken("the refresh token is unknown")
         now = self._clock()
         if token.used_at is not None or token.revoked_at is not None:
-            await self._replayed(token.family_id)
+            await self._replayed(token)
         if token.expires_at <= now:
             raise InvalidToken("the refresh token has expired")
         if not await self._store.spend_refresh_token(token.id, now):
-            await self._replayed(token.family_id)
+            await self._replayed(token)
         successor = await self.issue(token.user_id, token.family_id)
         # A concurrent replay may have revoked the family before the successor existed;
         # the spent token then carries the revocation, and the successor must go too.
         spent = await self._store.get_refresh_token(token.token_hash)
         if spent is None or spent.revoked_at is not None:
-            await self._replayed(token.family_id)
+            await self._replayed(token)
         return Rotation(token.user_id, token.family_id, successor)
 
-    async def _replayed(self, family_id: str) -> NoReturn:
-        await self._store.revoke_token_family(family_id, self._clock())
+    async def _replayed(self, token: RefreshToken) -> NoReturn:
+        journal = self._store.journal
+        event = journal.event(
+            "auth.refresh_reuse_detected",
+            None,
+            None,
+            ("user", token.user_id),
+            {"tokenFamily": [token.family_id, None]},
+            actor=ActorRef("user", token.user_id),
+        )
+        with journal.recording(event) as recording:
+            await self._store.revoke_token_family(token.family_id, self._clock())
+        if not recording.written:  # the family was revoked already: still worth a record
+            await journal.write(event)
         raise InvalidToken("the refresh token was already used; its family is revoked")
 
     async def is_live(self, raw: str) -> bool:
@@ -212,7 +225,11 @@ class RefreshTokens:
         """Revoke the family of `raw` (log out); an unknown token is ignored."""
         token = await self._store.get_refresh_token(hash_refresh_token(raw))
         if token is not None:
-            await self._store.revoke_token_family(token.family_id, self._clock())
+            journal = self._store.journal
+            actor = ActorRef("user", token.user_id)
+            event = journal.event("auth.logout", None, None, ("user", token.user_id), actor=actor)
+            with journal.recording(event):
+                await self._store.revoke_token_family(token.family_id, self._clock())
 
     async def revoke_family(self, family_id: str) -> None:
         await self._store.revoke_token_family(family_id, self._clock())

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from taskflowd.audit.records import AuditRecords
 from taskflowd.background import Outage, Supervisor
 from taskflowd.config import RetentionSettings
 from taskflowd.domain.entities import utcnow
@@ -21,6 +22,7 @@ from taskflowd.store.errors import StoreError
 log = logging.getLogger("taskflowd.lifecycle.pruner")
 
 TASK_NAME = "pruner"
+AUDIT_EVENTS = "audit_events"
 LEASE_NAME = "pruner"
 PACE = 4.0
 """After each batch the pruner rests `PACE` times as long as the batch took, so it holds
@@ -42,7 +44,8 @@ class PruneReport(Protocol):
 class Pruner:
     """Every `interval_s`, the node holding the pruner lease deletes finished executions
     (with their retry history), handled dead letters, finished one-time tasks and stale
-    idempotency records past their retention; unfinished and unhandled records are never
+    idempotency records past their retention, then the oldest audit events (keeping the
+    chain verifiable); unfinished and unhandled records are never
     touched. Rides out database outages and resumes within a second."""
 
     def __init__(
@@ -116,6 +119,9 @@ class Pruner:
                 break
         else:
             await self._idempotency(now - self._idempotency_keep, deleted)
+            audit_cutoff = self._cutoff(r.audit_s, now)
+            if audit_cutoff is not None:
+                await self._audit(audit_cutoff, deleted)
         if self._vacuum_step is not None and any(deleted.values()):
             await self._vacuum(self._vacuum_step)
         took = time.monotonic() - began
@@ -153,6 +159,18 @@ class Pruner:
             began = time.monotonic()
             count = await sweeps.idempotency_batch(self.db, cutoff, self.retention.batch_size)
             deleted[sweeps.IDEMPOTENCY_KEYS] = deleted.get(sweeps.IDEMPOTENCY_KEYS, 0) + count
+            if count < self.retention.batch_size:
+                return
+            await self._rest(began)
+
+    async def _audit(self, cutoff: datetime, deleted: dict[str, int]) -> None:
+        """Audit events before `cutoff`, oldest first, moving the chain's checkpoint so
+        `taskflowd audit verify` starts after the last one deleted."""
+        records = AuditRecords(self.db)
+        while await self.lease.keep():
+            began = time.monotonic()
+            count = await records.prune(cutoff, self.retention.batch_size)
+            deleted[AUDIT_EVENTS] = deleted.get(AUDIT_EVENTS, 0) + count
             if count < self.retention.batch_size:
                 return
             await self._rest(began)

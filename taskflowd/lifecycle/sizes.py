@@ -18,6 +18,7 @@ TABLES = (
     "workflows",
     "workflow_runs",
     "workflow_steps",
+    "audit_events",
 )
 
 _ESTIMATES = (

@@ -10,8 +10,12 @@ membership publishes a `principal` event, so cached principals on every node for
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
+from taskflowd.audit.journal import Recording
 from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.domain.entities import User, utcnow
 from taskflowd.domain.enums import Role
@@ -56,6 +60,17 @@ class OrgService:
         self.store = store
         self.defaults = defaults
         self.events = events or EventBus()
+        self.journal = store.journal
+
+    def _recording(
+        self,
+        actor: User,
+        action: str,
+        org_id: str,
+        target: tuple[str, str],
+        changes: dict[str, Any] | None = None,
+    ) -> AbstractContextManager[Recording]:
+        return self.journal.recording(self.journal.event(action, actor, org_id, target, changes))
 
     def _changed(self, *user_ids: str) -> None:
         for user_id in user_ids:
@@ -79,7 +94,10 @@ class OrgService:
         problems = name_problems("name", name)
         if problems:
             raise ValidationFailed(problems)
-        org = await self.store.create_org(name.strip(), actor.id, utcnow())
+        org_id = str(uuid.uuid4())
+        created = {"name": [None, name.strip()]}
+        with self._recording(actor, "org.created", org_id, ("org", org_id), created):
+            org = await self.store.create_org(name.strip(), actor.id, utcnow(), org_id)
         self._changed(actor.id)
         return OrgView(org, OrgRole.OWNER, org.quotas.over(self.defaults))
 
@@ -114,7 +132,11 @@ class OrgService:
             quotas=view.org.quotas if quotas is None else overrides,
             updated_at=utcnow(),
         )
-        if await self.store.update_org(org) is None:
+        action = "org.quotas_changed" if quotas is not None else "org.updated"
+        diff = self.journal.diff(view.org, org, ("name", "quotas"))
+        with self._recording(actor, action, org.id, ("org", org.id), diff):
+            saved = await self.store.update_org(org)
+        if saved is None:
             raise NotFound(f"organization {ref} not found")
         if quotas is not None:
             self.events.publish(PRINCIPAL_EVENT, orgId=org.id)
@@ -123,7 +145,12 @@ class OrgService:
     async def delete(self, actor: User, ref: str) -> None:
         """Delete the org with its tasks and queued jobs (OWNER)."""
         view = await self._find(actor, ref, OrgRole.OWNER)
-        self._changed(*await self.store.delete_org(view.org.id, utcnow()))
+        org = view.org
+        with self._recording(
+            actor, "org.deleted", org.id, ("org", org.id), {"name": [org.name, None]}
+        ):
+            members = await self.store.delete_org(org.id, utcnow())
+        self._changed(*members)
 
     # --- members -----------------------------------------------------------------
     async def members(self, actor: User, ref: str, limit: int, cursor: str | None) -> Page[Member]:
@@ -146,7 +173,10 @@ class OrgService:
         user = await self.store.get_user_by_email(email.strip())
         if user is None:
             raise ValidationFailed([FieldError("email", "no user has this email address")])
-        if not await self.store.add_member(view.org.id, user.id, role, utcnow()):
+        added = {"role": [None, role.value], "email": [None, user.email]}
+        with self._recording(actor, "org.member_added", view.org.id, ("user", user.id), added):
+            fresh = await self.store.add_member(view.org.id, user.id, role, utcnow())
+        if not fresh:
             raise Conflict("this user is a member of the org already")
         self._changed(user.id)
         return await self._member(view.org.id, user.id)
@@ -162,7 +192,11 @@ class OrgService:
         current = await self._member(view.org.id, user_id)
         self._may_grant(view, actor, current.role)
         self._may_grant(view, actor, role)
-        changed = await self.store.set_member_role(view.org.id, user_id, role)
+        diff = {"role": [current.role.value, role.value]}
+        with self._recording(
+            actor, "org.member_role_changed", view.org.id, ("user", user_id), diff
+        ):
+            changed = await self.store.set_member_role(view.org.id, user_id, role)
         if changed is None:
             raise NotFound(f"member {user_id} not found")
         if not changed:
@@ -177,7 +211,9 @@ class OrgService:
         current = await self._member(view.org.id, user_id)
         if not leaving:
             self._may_grant(view, actor, current.role)
-        removed = await self.store.remove_member(view.org.id, user_id)
+        gone = {"role": [current.role.value, None]}
+        with self._recording(actor, "org.member_removed", view.org.id, ("user", user_id), gone):
+            removed = await self.store.remove_member(view.org.id, user_id)
         if removed is None:
             raise NotFound(f"member {user_id} not found")
         if not removed:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from taskflowd.audit.model import AuditEvent
 from taskflowd.domain import schedule
 from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
@@ -32,6 +33,8 @@ from taskflowd.store.base import ExecutionFilter, IdempotencyClaim, Page, Store,
 from taskflowd.store.render import Shape
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
+AUDITED_FIELDS = (*SPEC_FIELDS, "status")
+"""Task fields whose changes the audit trail records."""
 
 
 def org_scope(who: User | Actor) -> str | None:
@@ -66,6 +69,23 @@ class TaskService:
         self.handlers = handlers
         self.events = events or EventBus()
         self.quotas = quotas
+        self.journal = store.journal
+
+    def _event(
+        self,
+        actor: User | Actor,
+        action: str,
+        org_id: str | None,
+        target: tuple[str, str | None],
+        changes: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        return self.journal.event(action, actor, org_id, target, changes)
+
+    def _task_event(
+        self, actor: User | Actor, action: str, before: Task | None, after: Task
+    ) -> AuditEvent:
+        changes = self.journal.diff(before, after, AUDITED_FIELDS)
+        return self._event(actor, action, after.org_id, ("task", after.id), changes)
 
     # --- validation ------------------------------------------------------------
     def _check(self, actor: User | Actor, spec: TaskSpec) -> None:
@@ -96,8 +116,10 @@ class TaskService:
             tz=ZoneInfo(spec.timezone),
         )
 
-    async def _save(self, task: Task, expected_status: TaskStatus) -> None:
-        if await self.store.update_task(task, expected_status) is None:
+    async def _save(self, task: Task, expected_status: TaskStatus, event: AuditEvent) -> None:
+        with self.journal.recording(event):
+            saved = await self.store.update_task(task, expected_status)
+        if saved is None:
             if await self.store.get_task(task.id) is None:
                 raise NotFound(f"task {task.id} not found")
             raise Conflict("the task changed while this request ran (a job ended?); try again")
@@ -139,7 +161,8 @@ class TaskService:
         task, first = self._new_task(_writer(actor), spec, utcnow(), request_id)
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
-        await self.store.create_task(task, first, claim)
+        with self.journal.recording(self._task_event(actor, "task.created", None, task)):
+            await self.store.create_task(task, first, claim)
         await self._announce([(task, first)])
         return task
 
@@ -167,7 +190,12 @@ class TaskService:
             raise ValidationFailed(errors)
         if self.quotas is not None:
             await self.quotas.check_tasks(actor.org_id, len(entries))
-        tasks = await self.store.create_tasks(entries, claim)
+        ids = [task.id for task, _ in entries]
+        event = self._event(
+            actor, "task.batch", actor.org_id, ("task", None), {"taskIds": [None, ids]}
+        )
+        with self.journal.recording(event):
+            tasks = await self.store.create_tasks(entries, claim)
         await self._announce(entries)
         return tasks
 
@@ -264,7 +292,9 @@ class TaskService:
             updated = dataclasses.replace(updated, next_run_at=run_at)
             if task.type is TaskType.DELAYED:
                 updated = dataclasses.replace(updated, scheduled_at=run_at)
-        await self._save(updated, task.status)
+        await self._save(
+            updated, task.status, self._task_event(actor, "task.updated", task, updated)
+        )
         if updated.type is TaskType.RECURRING:
             await self.queue.schedule_changed()
         else:
@@ -272,8 +302,13 @@ class TaskService:
         return updated
 
     async def delete(self, actor: User | Actor, task_id: str) -> None:
-        _writer(actor)
-        if not await self.store.delete_task(task_id, org_scope(actor), utcnow()):
+        task = await self.get(_writer(actor), task_id)
+        event = self._event(
+            actor, "task.deleted", task.org_id, ("task", task.id), {"name": [task.name, None]}
+        )
+        with self.journal.recording(event):
+            deleted = await self.store.delete_task(task_id, org_scope(actor), utcnow())
+        if not deleted:
             raise NotFound(f"task {task_id} not found")
 
     async def run(
@@ -314,7 +349,12 @@ class TaskService:
             executions.append(self._new_run(task, spec, payload, now, request_id))
         if errors:
             raise ValidationFailed(errors)
-        result, inserted = await self.store.add_runs(executions, claim)
+        ids = [execution.id for execution in executions]
+        event = self._event(
+            actor, "task.run", task.org_id, ("task", task.id), {"executionIds": [None, ids]}
+        )
+        with self.journal.recording(event):
+            result, inserted = await self.store.add_runs(executions, claim)
         if inserted:
             await self.queue.announce(inserted)
         return result
@@ -350,7 +390,7 @@ class TaskService:
         if task.status is not TaskStatus.ACTIVE:
             raise Conflict(f"a {task.status.value} task cannot be paused")
         paused = dataclasses.replace(task, status=TaskStatus.PAUSED, updated_at=utcnow())
-        await self._save(paused, task.status)
+        await self._save(paused, task.status, self._task_event(actor, "task.paused", task, paused))
         return paused
 
     async def resume(self, actor: User | Actor, task_id: str) -> Task:
@@ -369,7 +409,9 @@ class TaskService:
         resumed = dataclasses.replace(
             task, status=TaskStatus.ACTIVE, updated_at=now, next_run_at=next_run_at
         )
-        await self._save(resumed, task.status)
+        await self._save(
+            resumed, task.status, self._task_event(actor, "task.resumed", task, resumed)
+        )
         await self.queue.schedule_changed()
         self.queue.wake()
         return resumed
@@ -394,7 +436,15 @@ class TaskService:
             raise NotFound(f"execution {execution_id} not found")
         if found.status.is_final:
             raise Conflict(f"the execution is already {found.status.value}")
-        cancelled = await self.queue.cancel(execution_id, org_scope(actor))
+        event = self._event(
+            actor,
+            "execution.cancelled",
+            found.org_id,
+            ("execution", found.id),
+            {"status": [found.status.value, ExecutionStatus.CANCELLED.value]},
+        )
+        with self.journal.recording(event):
+            cancelled = await self.queue.cancel(execution_id, org_scope(actor))
         if cancelled is None:
             raise NotFound(f"execution {execution_id} not found")
         if cancelled.status is ExecutionStatus.CANCELLED:
@@ -409,8 +459,9 @@ class TaskService:
         return await self.store.list_dead_letter(org_scope(actor), limit, cursor)
 
     async def retry_dead_letter(self, actor: User | Actor, dead_letter_id: str) -> Execution:
-        _writer(actor)
-        execution = await self.queue.retry_dead_letter(dead_letter_id, org_scope(actor))
+        event = await self._dead_letter_event(_writer(actor), "dead_letter.retried", dead_letter_id)
+        with self.journal.recording(event):
+            execution = await self.queue.retry_dead_letter(dead_letter_id, org_scope(actor))
         if execution is None:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         self._published(execution)
@@ -428,6 +479,17 @@ class TaskService:
         )
 
     async def delete_dead_letter(self, actor: User | Actor, dead_letter_id: str) -> None:
-        _writer(actor)
-        if not await self.store.delete_dead_letter(dead_letter_id, org_scope(actor)):
+        event = await self._dead_letter_event(_writer(actor), "dead_letter.deleted", dead_letter_id)
+        with self.journal.recording(event):
+            deleted = await self.store.delete_dead_letter(dead_letter_id, org_scope(actor))
+        if not deleted:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
+
+    async def _dead_letter_event(
+        self, actor: Actor, action: str, dead_letter_id: str
+    ) -> AuditEvent:
+        found = await self.store.get_dead_letter(dead_letter_id, actor.scope)
+        if found is None:
+            raise NotFound(f"dead-letter entry {dead_letter_id} not found")
+        gone = {"taskId": [found.task_id, None]} if action == "dead_letter.deleted" else {}
+        return self._event(actor, action, found.org_id, ("deadLetter", dead_letter_id), gone)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from taskflowd.domain.entities import (
     ApiKey,
@@ -27,6 +27,10 @@ from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.errors import TaskflowError
 from taskflowd.domain.orgs import Member, Membership, Org, OrgRole
 from taskflowd.store.render import Shape
+
+if TYPE_CHECKING:
+    from taskflowd.audit.journal import Journal
+    from taskflowd.audit.records import AuditRecords
 
 T = TypeVar("T")
 
@@ -91,6 +95,15 @@ class Replay(TaskflowError):
 
 
 class Store(Protocol):
+    @property
+    def journal(self) -> Journal:
+        """The audit trail's writer: a change made inside `journal.recording(event)`
+        writes the event in its own transaction (see `taskflowd.audit.journal`)."""
+
+    @property
+    def audit(self) -> AuditRecords:
+        """The audit trail as recorded: read, verified and pruned, never changed."""
+
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Connect and apply pending migrations."""
@@ -220,8 +233,11 @@ class Store(Protocol):
         """Record a use of the key (never moves `last_used_at` back)."""
 
     # --- organizations -----------------------------------------------------------
-    async def create_org(self, name: str, owner_id: str, at: datetime) -> Org:
-        """A new org (slug from its name, unique) with `owner_id` as its OWNER."""
+    async def create_org(
+        self, name: str, owner_id: str, at: datetime, org_id: str | None = None
+    ) -> Org:
+        """A new org (slug from its name, unique; id `org_id` or a new one) with
+        `owner_id` as its OWNER."""
 
     async def get_org(self, org_id: str) -> Org | None:
         """The live (not deleted) org with id or slug `org_id`."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
+from taskflowd.audit.journal import Journal
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.sqlite_thread import SqliteThread
@@ -61,6 +62,9 @@ class Step:
 class Database(Conn, Protocol):
     dialect: Dialect
     codec: RowCodec
+    journal: Journal
+    """The audit trail's writer: events of a pending recording join the first
+    transaction that changes a row (see `taskflowd.audit.journal`)."""
 
     async def connect(self) -> None: ...
     async def close(self) -> None: ...
@@ -123,6 +127,21 @@ def _executemany(sql: str, rows: list[list[Any]]) -> Callable[[sqlite3.Connectio
         conn.executemany(sql, rows)
 
     return job
+
+
+async def _steps_in(conn: Conn, steps: Sequence[Step]) -> list[int]:
+    """`Database.script` on a connection inside a transaction."""
+    counts: list[int] = []
+    for index, step in enumerate(steps):
+        if step.many:
+            await conn.executemany(step.sql, step.args)
+            counts.append(len(step.args))
+            continue
+        changed = await conn.execute(step.sql, *step.args)
+        counts.append(changed)
+        if step.required and changed < 1:
+            raise NothingChanged(index)
+    return counts
 
 
 def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
@@ -209,6 +228,7 @@ class SqliteDatabase:
     ) -> None:
         self.path = sqlite_path(url)
         self.codec = RowCodec(self.decode_time, keyring)
+        self.journal = Journal(self, sealed=keyring is not None)
         pragmas = (*_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}")
         # Freed pages go back to the file system when the pruner asks (incremental
         # vacuum); a file made before this setting needs one VACUUM (`taskflowd migrate`).
@@ -260,6 +280,9 @@ class SqliteDatabase:
         return await self._read_conn().fetchrow(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> int:
+        if self.journal.pending() is not None:
+            async with self.transaction() as conn:
+                return await conn.execute(sql, *args)
         async with self._lock:
             return await self._write_conn().execute(sql, *args)
 
@@ -268,6 +291,9 @@ class SqliteDatabase:
             await conn.executemany(sql, args)
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
+        if self.journal.pending() is not None:
+            async with self.transaction() as conn:
+                return await _steps_in(conn, steps)
         async with self._lock:
             return await self._write_conn()._run(_run_script(steps))
 
@@ -287,11 +313,13 @@ class SqliteDatabase:
                     await conn.execute("ROLLBACK")
                 raise
             try:
-                yield conn
+                async with self.journal.bound(conn) as audited:
+                    yield audited
             except BaseException:
                 await asyncio.shield(conn.execute("ROLLBACK"))
                 raise
             await asyncio.shield(conn.execute("COMMIT"))
+        self.journal.committed()
 
     async def incremental_vacuum(self, pages: int) -> None:
         """Give up to `pages` free pages back to the file system, in one short write.
@@ -391,6 +419,7 @@ class PostgresDatabase:
     ) -> None:
         self.url = url
         self.codec = RowCodec(self.decode_time, keyring)
+        self.journal = Journal(self, sealed=keyring is not None)
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
@@ -429,32 +458,34 @@ class PostgresDatabase:
         return await _PgConn(self.pool).fetchrow(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> int:
+        if self.journal.pending() is not None:
+            async with self.transaction() as conn:
+                return await conn.execute(sql, *args)
         return await _PgConn(self.pool).execute(sql, *args)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        if self.journal.pending() is not None:
+            async with self.transaction() as conn:
+                await conn.executemany(sql, args)
+            return
         await _PgConn(self.pool).executemany(sql, args)
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
-        counts: list[int] = []
         async with self.transaction() as conn:
-            for index, step in enumerate(steps):
-                if step.many:
-                    await conn.executemany(step.sql, step.args)
-                    counts.append(len(step.args))
-                    continue
-                changed = await conn.execute(step.sql, *step.args)
-                counts.append(changed)
-                if step.required and changed < 1:
-                    raise NothingChanged(index)
-        return counts
+            return await _steps_in(conn, steps)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield _PgConn(conn)
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(),
+                self.journal.bound(_PgConn(conn)) as audited,
+            ):
+                yield audited
         except _pg_errors() as exc:
             raise _translate_pg(exc) from exc
+        self.journal.committed()
 
     def decode_time(self, value: Any) -> datetime:
         result: datetime = value

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskflowd.store import rows
 from taskflowd.store.base import Page
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Database, Row
 from taskflowd.store.render import Shape, json_object
+
+if TYPE_CHECKING:
+    from taskflowd.audit.journal import Journal
+    from taskflowd.audit.records import AuditRecords
 
 T = TypeVar("T")
 _MAX_SHAPES = 256  # `?fields=` chooses shapes: keep the cache of their SQL bounded
@@ -55,6 +59,16 @@ class SqlRecords:
         self.db = db
         self._t = db.codec
         self._shapes: dict[tuple[str, Shape], str] = {}
+
+    @property
+    def journal(self) -> Journal:
+        return self.db.journal
+
+    @property
+    def audit(self) -> AuditRecords:
+        from taskflowd.audit.records import AuditRecords  # it builds on this module
+
+        return AuditRecords(self.db)
 
     async def _page(
         self,

@@ -98,8 +98,10 @@ class OrgRecords(SqlRecords):
         await conn.execute("UPDATE users SET default_org_id = $2 WHERE id = $1", user.id, org_id)
         return org_id
 
-    async def create_org(self, name: str, owner_id: str, at: datetime) -> Org:
-        org_id = str(uuid.uuid4())
+    async def create_org(
+        self, name: str, owner_id: str, at: datetime, org_id: str | None = None
+    ) -> Org:
+        org_id = org_id or str(uuid.uuid4())
         async with self.db.transaction() as conn:
             slug = await self._insert_org(conn, org_id, name, owner_id, at)
         return Org(org_id, slug, name, Quotas(), at, at)

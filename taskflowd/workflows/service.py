@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from taskflowd.audit.journal import Recording
 from taskflowd.domain import schedule
-from taskflowd.domain.entities import Task, User, utcnow
+from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import (
     MisfirePolicy,
     Role,
@@ -38,6 +40,9 @@ from taskflowd.workflows.graph import StepSpec, build
 from taskflowd.workflows.model import Workflow, WorkflowRun
 from taskflowd.workflows.progress import Advanced
 from taskflowd.workflows.records import WorkflowRecords
+
+_AUDITED = ("name", "description", "steps", "status")
+"""Workflow fields whose changes the audit trail records."""
 
 
 def _scope(who: User | Actor) -> str | None:
@@ -180,10 +185,25 @@ class WorkflowService:
             misfire_policy=plan.misfire_policy,
             next_run_at=next_tick(plan.cron_expression, plan.timezone, now),
         )
-        created = await self.records.create(workflow, task, claim)
+        changes = self.records.journal.diff(None, workflow, _AUDITED)
+        with self._recording(writer, "workflow.created", workflow.org_id, workflow.id, changes):
+            created = await self.records.create(workflow, task, claim)
         if created.cron_expression is not None:
             await self.queue.schedule_changed()
         return created
+
+    def _recording(
+        self,
+        actor: User | Actor,
+        action: str,
+        org_id: str,
+        target_id: str,
+        changes: dict[str, Any] | None = None,
+        target_type: str = "workflow",
+    ) -> AbstractContextManager[Recording]:
+        journal = self.records.journal
+        event = journal.event(action, actor, org_id, (target_type, target_id), changes)
+        return journal.recording(event)
 
     async def get(self, actor: User | Actor, workflow_id: str) -> Workflow:
         found = await self.records.get(workflow_id, _scope(actor))
@@ -208,7 +228,10 @@ class WorkflowService:
         if retime:
             due = next_tick(updated.cron_expression, updated.timezone, now)
             updated = dataclasses.replace(updated, next_run_at=due)
-        if await self.records.update(updated) is None:
+        diff = self.records.journal.diff(current, updated, _AUDITED)
+        with self._recording(actor, "workflow.updated", current.org_id, current.id, diff):
+            saved = await self.records.update(updated)
+        if saved is None:
             raise NotFound(f"workflow {workflow_id} not found")
         if retime:
             await self.queue.schedule_changed()
@@ -226,7 +249,11 @@ class WorkflowService:
             # A resumed schedule continues from now, without replaying the pause's ticks.
             due = next_tick(current.cron_expression, current.timezone, now)
             updated = dataclasses.replace(updated, next_run_at=due)
-        if await self.records.update(updated) is None:
+        action = "workflow.resumed" if status is WorkflowStatus.ACTIVE else "workflow.paused"
+        diff = self.records.journal.diff(current, updated, ("status",))
+        with self._recording(actor, action, current.org_id, current.id, diff):
+            saved = await self.records.update(updated)
+        if saved is None:
             raise NotFound(f"workflow {workflow_id} not found")
         if status is WorkflowStatus.ACTIVE:
             await self.queue.schedule_changed()
@@ -242,7 +269,10 @@ class WorkflowService:
         return await self._set_status(actor, workflow_id, WorkflowStatus.ACTIVE)
 
     async def delete(self, actor: User | Actor, workflow_id: str) -> None:
-        live = await self.records.delete(workflow_id, _scope(_writer(actor)), utcnow())
+        current = await self.get(_writer(actor), workflow_id)
+        gone = {"name": [current.name, None]}
+        with self._recording(actor, "workflow.deleted", current.org_id, current.id, gone):
+            live = await self.records.delete(workflow_id, _scope(actor), utcnow())
         if live is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self._cancel_executions(live)
@@ -273,9 +303,13 @@ class WorkflowService:
     ) -> WorkflowRun:
         """Start a run now; with `claim`, at most once per Idempotency-Key (a repeat raises
         the first request's Replay)."""
-        scope = _scope(_writer(actor))
+        workflow = await self.get(_writer(actor), workflow_id)
         run_id = str(uuid.uuid4())
-        advanced = await self.records.start_run(workflow_id, scope, run_id, utcnow(), claim)
+        started = {"runId": [None, run_id]}
+        with self._recording(actor, "workflow.run", workflow.org_id, workflow.id, started):
+            advanced = await self.records.start_run(
+                workflow_id, _scope(actor), run_id, utcnow(), claim
+            )
         if advanced is None:
             raise NotFound(f"workflow {workflow_id} not found")
         await self.queue.announce(advanced.spawned)
@@ -296,7 +330,11 @@ class WorkflowService:
     async def cancel_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Stop the run: queued steps are cancelled at once, running ones are asked to
         stop, and no further step starts."""
-        outcome = await self.records.cancel_run(run_id, _scope(_writer(actor)))
+        run = await self.get_run(_writer(actor), run_id)
+        with self._recording(
+            actor, "workflow_run.cancelled", run.org_id, run.id, target_type="workflowRun"
+        ):
+            outcome = await self.records.cancel_run(run_id, _scope(actor))
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         live, advanced = outcome
@@ -310,7 +348,11 @@ class WorkflowService:
 
     async def retry_run(self, actor: User | Actor, run_id: str) -> WorkflowRun:
         """Re-run the FAILED steps of a FAILED run and those skipped because of them."""
-        outcome = await self.records.retry_run(run_id, _scope(_writer(actor)))
+        run = await self.get_run(_writer(actor), run_id)
+        with self._recording(
+            actor, "workflow_run.retried", run.org_id, run.id, target_type="workflowRun"
+        ):
+            outcome = await self.records.retry_run(run_id, _scope(actor))
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         before, advanced = outcome

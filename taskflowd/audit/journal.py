@@ -1,0 +1,260 @@
+"""Writing audit events in the transaction of the change they record (an outbox).
+
+A service opens a *recording* around the store call that makes a change:
+
+    with store.journal.recording(event):
+        await store.update_task(task, status)
+
+The database appends the recording's events to the chain inside the first transaction
+of that call that changes a row, just before it commits; a change that fails or changes
+nothing writes no event. Appends take the chain's head row for update, so on PostgreSQL
+the daemons of a cluster append one at a time and every event has one position. The
+request a change came from (`origin`) and the recording are carried in context
+variables of this journal, so the store's methods need no audit parameters.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from taskflowd.audit.model import SYSTEM, ActorRef, AuditEvent, Origin, canonical, diff
+from taskflowd.domain.orgs import Actor
+
+if TYPE_CHECKING:
+    from taskflowd.domain.entities import User
+    from taskflowd.store.db import Conn, Row
+
+SEALED_FIELDS = frozenset({"payload", "result", "error"})
+"""Record fields stored encrypted when encryption at rest is on: never copied into events."""
+
+_CHAIN_HEAD = "SELECT seq, hash FROM audit_chain WHERE id = 1"
+_INSERT = (
+    "INSERT INTO audit_events (seq, id, at, actor_type, actor_id, actor_email, org_id, action, "
+    "target_type, target_id, changes, request_id, ip, user_agent, prev_hash, hash) "
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+)
+
+
+class Transactional(Protocol):
+    @property
+    def dialect(self) -> str: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Conn]: ...
+
+
+@dataclass(slots=True)
+class Recording:
+    """Events waiting for the change they record; `written` once that change committed."""
+
+    events: tuple[AuditEvent, ...]
+    staged: list[AuditEvent] | None = None
+    written: list[AuditEvent] = field(default_factory=list)
+    open: bool = True
+
+
+class _Counting:
+    """A connection that counts the rows its statements changed."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.changed = 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        found = await self._conn.fetch(sql, *args)
+        if found and _writes(sql):
+            self.changed += len(found)
+        return found
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        found = await self._conn.fetchrow(sql, *args)
+        if found is not None and _writes(sql):
+            self.changed += 1
+        return found
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        changed = await self._conn.execute(sql, *args)
+        if _writes(sql):
+            self.changed += changed
+        return changed
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        rows = list(args)
+        await self._conn.executemany(sql, rows)
+        self.changed += len(rows)
+
+
+def _writes(sql: str) -> bool:
+    head = sql.lstrip()[:6].upper()
+    return head in ("INSERT", "UPDATE", "DELETE") or (head == "WITH" and "RETURNING" in sql)
+
+
+class Journal:
+    """The audit trail's writer for one database; see the module's docstring."""
+
+    def __init__(self, db: Transactional, sealed: bool = False) -> None:
+        self._db = db
+        self.sealed_fields = SEALED_FIELDS if sealed else frozenset()
+        self._recording: contextvars.ContextVar[Recording | None] = contextvars.ContextVar(
+            f"taskflowd.audit.recording.{id(self)}", default=None
+        )
+        self._origin: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(
+            f"taskflowd.audit.origin.{id(self)}", default=None
+        )
+        self._listeners: list[Callable[[AuditEvent], None]] = []
+
+    # --- building events ----------------------------------------------------------------
+    @contextmanager
+    def origin(self, origin: Origin) -> Iterator[None]:
+        """Events built inside carry this request's id, address, user agent and key."""
+        token = self._origin.set(origin)
+        try:
+            yield
+        finally:
+            self._origin.reset(token)
+
+    def actor(self, who: User | Actor | None) -> ActorRef:
+        """Who is acting: the request's API key when it came with one, else the user,
+        else the system."""
+        if who is None:
+            return SYSTEM
+        user = who.user if isinstance(who, Actor) else who
+        origin = self._origin.get()
+        if origin is not None and origin.api_key_id is not None:
+            return ActorRef("apiKey", origin.api_key_id, user.email)
+        return ActorRef("user", user.id, user.email)
+
+    def event(
+        self,
+        action: str,
+        who: User | Actor | None,
+        org_id: str | None,
+        target: tuple[str, str | None] | None = None,
+        changes: dict[str, Any] | None = None,
+        *,
+        actor: ActorRef | None = None,
+    ) -> AuditEvent:
+        """An event of the current request (if any) about `target` (type, id)."""
+        origin = self._origin.get() or Origin()
+        target_type, target_id = target if target is not None else (None, None)
+        return AuditEvent(
+            action=action,
+            actor=actor if actor is not None else self.actor(who),
+            org_id=org_id,
+            target_type=target_type,
+            target_id=target_id,
+            changes=changes or {},
+            request_id=origin.request_id,
+            ip=origin.ip,
+            user_agent=origin.user_agent,
+        )
+
+    def diff(
+        self, before: Any, after: Any, fields: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """`model.diff` with this database's encrypted fields kept out."""
+        return diff(before, after, fields, sealed=self.sealed_fields)
+
+    # --- writing ------------------------------------------------------------------------
+    @contextmanager
+    def recording(self, *events: AuditEvent) -> Iterator[Recording]:
+        """Write `events` with the first committed change made inside (see the module)."""
+        recording = Recording(events)
+        token = self._recording.set(recording)
+        try:
+            yield recording
+        finally:
+            recording.open = False
+            self._recording.reset(token)
+
+    def pending(self) -> Recording | None:
+        """The recording still waiting for its change in this context, if any."""
+        recording = self._recording.get()
+        if recording is None or not recording.open or recording.written:
+            return None
+        return recording
+
+    @asynccontextmanager
+    async def bound(self, conn: Conn) -> AsyncIterator[Conn]:
+        """Wrap the body of one transaction on `conn`: when a recording is pending and a
+        statement changed a row, its events are appended at the end of the body."""
+        recording = self.pending()
+        if recording is None:
+            yield conn
+            return
+        recording.staged = None
+        counting = _Counting(conn)
+        yield counting
+        if counting.changed:
+            recording.staged = await self.append(conn, recording.events)
+
+    def committed(self) -> None:
+        """The transaction `bound` wrapped has committed: its events are written."""
+        recording = self._recording.get()
+        if recording is None or not recording.staged:
+            return
+        recording.written, recording.staged = recording.staged, None
+        for event in recording.written:
+            self._told(event)
+
+    async def write(self, *events: AuditEvent) -> None:
+        """Append events that record no change of data (a refused login) on their own."""
+        token = self._recording.set(None)
+        try:
+            async with self._db.transaction() as conn:
+                written = await self.append(conn, events)
+        finally:
+            self._recording.reset(token)
+        for event in written:
+            self._told(event)
+
+    async def append(self, conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        """Chain `events` after the head, on `conn` inside its transaction."""
+        lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
+        head = await conn.fetchrow(_CHAIN_HEAD + lock)
+        if head is None:
+            raise RuntimeError("the audit chain has no head row; run the migrations")
+        seq, prev = int(head["seq"]), str(head["hash"])
+        chained: list[AuditEvent] = []
+        values = []
+        for event in events:
+            seq += 1
+            link = event.chained(prev)
+            prev = link.hash
+            chained.append(link)
+            values.append(_values(seq, link))
+        await conn.executemany(_INSERT, values)
+        await conn.execute("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1", seq, prev)
+        return chained
+
+    def on_written(self, listener: Callable[[AuditEvent], None]) -> None:
+        """Call `listener` with every event this journal wrote, once committed."""
+        self._listeners.append(listener)
+
+    def _told(self, event: AuditEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+
+def _values(seq: int, e: AuditEvent) -> tuple[Any, ...]:
+    return (
+        seq,
+        e.id,
+        e.at,
+        e.actor.type,
+        e.actor.id,
+        e.actor.email,
+        e.org_id,
+        e.action,
+        e.target_type,
+        e.target_id,
+        canonical(dict(e.changes)).decode(),
+        e.request_id,
+        e.ip,
+        e.user_agent,
+        e.prev_hash,
+        e.hash,
+    )
