@@ -41,9 +41,9 @@ class PruneReport(Protocol):
 
 class Pruner:
     """Every `interval_s`, the node holding the pruner lease deletes finished executions
-    (with their retry history), handled dead letters, finished one-time tasks and stale
-    idempotency records past their retention; unfinished and unhandled records are never
-    touched. Rides out database outages and resumes within a second."""
+    (with their retry history), handled dead letters, finished one-time tasks, webhook
+    deliveries and stale idempotency records past their retention; unfinished and
+    unhandled records are never touched. Rides out database outages and resumes within a second."""
 
     def __init__(
         self,
@@ -109,6 +109,7 @@ class Pruner:
             (sweeps.DEAD_LETTERS, self._cutoff(r.dead_letters_s, now)),
             (sweeps.EXECUTIONS, self._cutoff(r.executions_s, now)),
             (sweeps.TASKS, self._cutoff(r.tasks_s, now)),
+            (sweeps.WEBHOOK_DELIVERIES, self._cutoff(r.webhook_deliveries_s, now)),
         )
         for sweep, cutoff in plan:
             if cutoff is not None and not await self._sweep(sweep, cutoff, deleted):

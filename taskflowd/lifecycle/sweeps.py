@@ -32,6 +32,10 @@ _HANDLED_DEAD_LETTER = (
 )
 
 
+# A delivery being sent is left to its sender (its outcome is about to be written).
+_SENDING = "SENDING"
+
+
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Rows of `table` whose `mark` is older than a cutoff and that match `eligible` (an
@@ -63,6 +67,7 @@ EXECUTIONS = Sweep(
 )
 DEAD_LETTERS = Sweep("dead_letter_jobs", "id", "created_at", _HANDLED_DEAD_LETTER)
 TASKS = Sweep("tasks", "id", "created_at", _FINISHED_TASK)
+WEBHOOK_DELIVERIES = Sweep("webhook_deliveries", "id", "created_at", f"{{x}}status <> '{_SENDING}'")
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
