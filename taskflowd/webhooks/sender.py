@@ -42,8 +42,9 @@ from taskflowd.webhooks.rules import (
 log = logging.getLogger("taskflowd.webhooks")
 
 TASK_NAME = "webhooks.sender"
-LEASE_MARGIN_S = 30.0
-"""A claim outlives the request's timeout by this much before another node may send."""
+LEASE_MARGIN_S = 5.0
+"""A claim lasts twice the request's timeout and this much more (time to record the
+attempt) before another node may send the delivery again."""
 SETTLE_DELAY_S = 0.05
 """A second look for deliveries after a nudge: PostgreSQL commits the change that wrote
 them a moment after the outbox asked."""
@@ -75,7 +76,7 @@ class Sender:
         self._supervisor = supervisor
         self._report = report
         self._clock = clock
-        self._lease_s = settings.timeout_s + LEASE_MARGIN_S
+        self._lease_s = 2 * settings.timeout_s + LEASE_MARGIN_S
         self._wake = asyncio.Event()
         self._sends: dict[str, asyncio.Task[None]] = {}
         self._per_endpoint: dict[str, int] = {}
@@ -262,5 +263,5 @@ class Sender:
                 return attempt(None, None, f"refused: {exc.os_error}", "refused")
             return attempt(None, None, f"{safe_url(url)}: {exc.os_error}", "unreachable")
         except (aiohttp.ClientError, LookupError, ValueError) as exc:
-            message = f"{safe_url(url)}: {type(exc).__name__}: {exc}"
-            return attempt(None, None, message, "unreachable")
+            # Not the exception's text: it may repeat the URL, query string and all.
+            return attempt(None, None, f"{safe_url(url)}: {type(exc).__name__}", "unreachable")
