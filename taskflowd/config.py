@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from taskflowd.domain.orgs import MAX_QUOTA, Quotas
@@ -324,6 +324,48 @@ def _encryption_keys(value: Any) -> str | None:
     return None
 
 
+def _schedule(value: Any) -> str | None:
+    if not value or any(not 0 < v <= 86_400 for v in value):
+        return f"must be a non-empty list of seconds between 0 and 86400, got {list(value)!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    retry_schedule_s: tuple[float, ...] = setting(
+        (5.0, 30.0, 120.0, 600.0, 3600.0),
+        "Pause before each retry of a failed delivery (with 10 % jitter); the last entry "
+        "repeats until max_age_s.",
+        _schedule,
+    )
+    max_age_s: float = setting(
+        86_400.0, "How long a delivery is retried after it was written.", _between(0, 30 * _DAY_S)
+    )
+    timeout_s: float = setting(10.0, "Total timeout of one delivery request.", _between(0.1, 300))
+    max_in_flight: int = setting(64, "Deliveries sent at once by this node.", _between(1, 10_000))
+    max_in_flight_per_endpoint: int = setting(
+        4, "Deliveries sent at once to one endpoint by this node.", _between(1, 1000)
+    )
+    disable_after_s: float = setting(
+        5 * _DAY_S,
+        "An endpoint whose every delivery failed for this long is disabled.",
+        _between(60, 365 * _DAY_S),
+    )
+    poll_interval_s: float = setting(
+        1.0,
+        "How often a worker node looks for due deliveries it was not told about.",
+        _between(0.05, 60),
+    )
+    max_endpoints_per_org: int = setting(
+        100, "Webhook endpoints one org may have.", _between(1, 100_000)
+    )
+    rotation_overlap_s: float = setting(
+        86_400.0,
+        "After a secret rotation, how long deliveries carry the old secret's signature too.",
+        _between(0, 30 * _DAY_S),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
     encryption_keys: tuple[str, ...] = setting(
@@ -353,6 +395,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def has_role(self, role: str) -> bool:
@@ -386,11 +429,31 @@ def _parse_text(tp: Any, value: str) -> Any:
     return value
 
 
+def _numbers(key: str, value: Any) -> tuple[float, ...]:
+    """A list of numbers (from TOML, or comma-separated text from env or flags)."""
+    if isinstance(value, list | tuple):
+        numbers = []
+        for item in value:
+            if isinstance(item, str):
+                try:
+                    item = float(item)
+                except ValueError:
+                    break
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                break
+            numbers.append(float(item))
+        else:
+            return tuple(numbers)
+    raise ConfigError(key, f"expected a list of numbers, got {value!r}")
+
+
 def _coerce(key: str, tp: Any, value: Any, *, from_text: bool) -> Any:
     """Check `value` against the declared type; text from env or flags is parsed first."""
     if from_text and isinstance(value, str):
         value = _parse_text(tp, value)
     if get_origin(tp) is tuple:
+        if get_args(tp)[0] is float:
+            return _numbers(key, value)
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {value!r}")
         return tuple(value)

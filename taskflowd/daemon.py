@@ -25,6 +25,7 @@ from taskflowd.config import Settings
 from taskflowd.events import EventBus
 from taskflowd.events_bridge import EventsBridge, build_bridge
 from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.handlers.ssrf import AddressPolicy
 from taskflowd.lifecycle.keys import check_keys, keyring_of
 from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.metrics import Metrics
@@ -37,6 +38,10 @@ from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
 from taskflowd.systemd import SystemdNotifier
+from taskflowd.webhooks.outbox import WebhookOutbox
+from taskflowd.webhooks.records import WebhookRecords
+from taskflowd.webhooks.sender import Sender
+from taskflowd.webhooks.service import WebhookService
 from taskflowd.worker.pool import WorkerPool
 from taskflowd.workflows.records import WorkflowRecords
 from taskflowd.workflows.service import WorkflowService
@@ -66,6 +71,7 @@ class Daemon:
     supervisor: Supervisor
     tasks: TaskService
     workflows: WorkflowService
+    webhooks: WebhookService
     node_id: str
     membership: Membership | None = None
     bridge: EventsBridge | None = None
@@ -76,6 +82,7 @@ class Daemon:
     metrics: Metrics | None = None
     notifier: SystemdNotifier | None = None
     pruner: Pruner | None = None
+    sender: Sender | None = None
     _components: list[_Component] = field(default_factory=list)
     _started: list[_Component] = field(default_factory=list)
     _stop_requested: asyncio.Event | None = None
@@ -113,9 +120,14 @@ class Daemon:
             supervisor=Supervisor(lambda name, exc: None),
             workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, events, quotas),
             tasks=TaskService(store, queue, handlers, events, quotas),
+            webhooks=WebhookService(WebhookRecords(store.db), settings.webhooks),
             node_id=node_id,
         )
         queue.set_final_hook(daemon.workflows.on_final)
+        outbox = WebhookOutbox(store.db)
+        store.outbox = outbox
+        queue.set_outbox(outbox)
+        daemon.workflows.records.progress.outbox = outbox
         daemon.supervisor = Supervisor(daemon._on_fatal)
         daemon.membership = Membership(store, settings, node_id, daemon.supervisor)
         daemon.bridge = build_bridge(
@@ -140,6 +152,19 @@ class Daemon:
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
         store.journal.on_written(daemon.metrics.audited)
+        if settings.has_role("worker"):
+            daemon.sender = Sender(
+                daemon.webhooks.records,
+                settings.webhooks,
+                AddressPolicy.from_config(
+                    allow_private=h.http_allow_private,
+                    allowed_networks=h.http_allowed_networks,
+                ),
+                node_id,
+                daemon.supervisor,
+                report=daemon.metrics,
+            )
+            outbox.written = daemon.sender.nudge
         from taskflowd.api.idempotency import KEEP
 
         daemon.pruner = Pruner(
@@ -181,6 +206,8 @@ class Daemon:
             parts.append(_Component("scheduler", self.timer.start, self.timer.stop))
         if self.worker is not None:
             parts.append(_Component("worker", self.worker.start, self.worker.stop))
+        if self.sender is not None:
+            parts.append(_Component("webhooks", self.sender.start, self.sender.stop))
         if self.pruner is not None:
             parts.append(_Component("pruner", self.pruner.start, self.pruner.stop))
         parts.append(_Component("http", self.http.start, self.http.stop))
@@ -254,6 +281,7 @@ class Daemon:
             supervisor=self.supervisor,
             tasks=self.tasks,
             workflows=self.workflows,
+            webhooks=self.webhooks,
             metrics=self.metrics,
             jwt_secret=self.jwt_secret,
             membership=self.membership,

@@ -344,6 +344,25 @@ class Metrics:
             "How long this node's last pruning pass took.",
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "taskflow_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (succeeded, failed, gone, timeout, refused, "
+            "unreachable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "taskflow_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt, until the receiver's answer.",
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.webhook_disabled = Counter(
+            "taskflow_webhook_endpoints_disabled",
+            "Webhook endpoints disabled by delivery, by reason (gone: a 410; failing).",
+            ["reason"],
+            registry=r,
+        )
         running = Gauge("taskflow_jobs_running", "Jobs running on this node.", registry=r)
         if running_jobs is not None:
             running.set_function(running_jobs)
@@ -460,6 +479,13 @@ class Metrics:
 
     def prune_pass(self, seconds: float) -> None:
         self.prune_duration.set(seconds)
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        self.webhook_deliveries.labels(label_word(outcome)).inc()
+        self.webhook_latency.observe(seconds)
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        self.webhook_disabled.labels(label_word(reason)).inc()
 
     def observe_request(self, route: str, method: str, status: int, duration_s: float) -> None:
         label = method if method in _METHODS else method.upper()

@@ -11,7 +11,7 @@ from aiohttp import web
 from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext
 from taskflowd.api.parts import NodeParts
-from taskflowd.api.routes import docs, executions, ops, tasks, workflows
+from taskflowd.api.routes import docs, executions, ops, tasks, webhooks, workflows
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter, RateLimiter
 from taskflowd.auth.ratelimit_redis import RedisRateLimiter
@@ -45,6 +45,8 @@ def build_daemon_app(node: NodeParts) -> web.Application:
     )
     serves_api = settings.has_role("api")
     routes = (tasks.install, executions.install, workflows.install) if serves_api else ()
+    if serves_api and node.webhooks is not None:
+        routes = (*routes, webhooks.install)
     ctx = ApiContext(
         settings,
         node.store,
@@ -60,6 +62,8 @@ def build_daemon_app(node: NodeParts) -> web.Application:
         docs.install(app)
     app[tasks.TASKS_KEY] = node.tasks
     app[workflows.WORKFLOWS_KEY] = node.workflows
+    if node.webhooks is not None:
+        app[webhooks.WEBHOOKS_KEY] = node.webhooks
     if serves_api:
         install_dashboard(app, node, auth, stats=ops_ctx.stats)
 

@@ -14,6 +14,7 @@ from taskflowd.metrics import Metrics
 from taskflowd.queue.base import JobQueue
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
+from taskflowd.webhooks.service import WebhookService
 from taskflowd.workflows.service import WorkflowService
 
 
@@ -32,3 +33,4 @@ class NodeParts:
     metrics: Metrics
     jwt_secret: str
     membership: Membership | None = None
+    webhooks: WebhookService | None = None

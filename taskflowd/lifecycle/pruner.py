@@ -43,10 +43,10 @@ class PruneReport(Protocol):
 
 class Pruner:
     """Every `interval_s`, the node holding the pruner lease deletes finished executions
-    (with their retry history), handled dead letters, finished one-time tasks and stale
-    idempotency records past their retention, then the oldest audit events (keeping the
-    chain verifiable); unfinished and unhandled records are never
-    touched. Rides out database outages and resumes within a second."""
+    (with their retry history), handled dead letters, finished one-time tasks and workflow
+    runs, webhook deliveries and stale idempotency records past their retention, then the
+    oldest audit events (keeping the chain verifiable); unfinished and unhandled records
+    are never touched. Rides out database outages and resumes within a second."""
 
     def __init__(
         self,
@@ -113,6 +113,7 @@ class Pruner:
             (sweeps.EXECUTIONS, self._cutoff(r.executions_s, now)),
             (sweeps.WORKFLOW_RUNS, self._cutoff(r.workflow_runs_s, now)),
             (sweeps.TASKS, self._cutoff(r.tasks_s, now)),
+            (sweeps.WEBHOOK_DELIVERIES, self._cutoff(r.webhook_deliveries_s, now)),
         )
         for sweep, cutoff in plan:
             if cutoff is not None and not await self._sweep(sweep, cutoff, deleted):

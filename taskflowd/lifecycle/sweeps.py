@@ -38,6 +38,10 @@ _HANDLED_DEAD_LETTER = (
 )
 
 
+# A delivery being sent is left to its sender (its outcome is about to be written).
+_SENDING = "SENDING"
+
+
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Rows of `table` whose `mark` is older than a cutoff and that match `eligible` (an
@@ -76,6 +80,7 @@ WORKFLOW_RUNS = Sweep(
     _FINISHED_RUN,
     children=(("workflow_steps", "run_id"),),
 )
+WEBHOOK_DELIVERIES = Sweep("webhook_deliveries", "id", "created_at", f"{{x}}status <> '{_SENDING}'")
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from taskflowd.domain.entities import JSON, Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.store.db import Conn
+from taskflowd.store.outbox import Outbox
 
 
 class OutcomeKind(StrEnum):
@@ -106,6 +107,10 @@ class JobQueue(Protocol):
     def set_final_hook(self, hook: FinalHook) -> None:
         """Run `hook` in every transaction that ends executions for good (workflows use it
         to queue the next steps atomically with the end of the last upstream one)."""
+
+    def set_outbox(self, outbox: Outbox) -> None:
+        """Write the webhook notices of outcomes (`execution.*`) through `outbox`, in the
+        transaction that applies them."""
 
     async def add(self, executions: Sequence[Execution]) -> None:
         """Store new PENDING executions and make them deliverable at their `run_at`."""

@@ -39,6 +39,7 @@ from taskflowd.queue.redis_index import (
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.db import Database
 from taskflowd.store.errors import StoreError, StoreUnavailable
+from taskflowd.store.outbox import Outbox
 
 log = logging.getLogger("taskflowd.queue.redis")
 
@@ -195,6 +196,9 @@ class RedisQueue:
     def set_final_hook(self, hook: FinalHook) -> None:
         self.sql.set_final_hook(hook)
         self.sql.after_spawn = self.announce
+
+    def set_outbox(self, outbox: Outbox) -> None:
+        self.sql.set_outbox(outbox)
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:

@@ -33,6 +33,7 @@ from taskflowd.queue.base import (
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, PostgresDatabase
 from taskflowd.store.errors import StoreError
+from taskflowd.store.outbox import Notice, Outbox, execution_notice, iso
 
 log = logging.getLogger("taskflowd.queue")
 
@@ -88,10 +89,14 @@ class SqlQueue:
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
         self._final_hook: FinalHook | None = None
+        self._outbox: Outbox | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
+
+    def set_outbox(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
         """Run the final-outcome hook inside the caller's transaction."""
@@ -374,6 +379,9 @@ class SqlQueue:
                 for o in outcomes
                 if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
             ]
+            if self._outbox is not None:
+                notices = [n for o in outcomes if o.execution_id in applied for n in _notices(o)]
+                await self._outbox.write(conn, notices)
             spawned = await self._ended(conn, ended)
         self._wake.set()
         await self._spawned(spawned)
@@ -551,6 +559,8 @@ class SqlQueue:
                 )
                 if give_up:
                     await self._dead_letter(conn, row["id"], error, now)
+                    if self._outbox is not None:
+                        await self._outbox.write(conn, _reaped_notices(row, error, now))
                     if row["job_id"] == own_job_id(row["task_id"]):
                         await self._end_one_time_task(conn, row["task_id"], TaskStatus.FAILED, now)
                     dead.append(row["id"])
@@ -686,3 +696,55 @@ class SqlQueue:
     async def next_due(self) -> datetime | None:
         row = await self.db.fetchrow(_NEXT_DUE[self.db.dialect])
         return self._t(row["due"]) if row and row["due"] is not None else None
+
+
+_EVENTS = {
+    OutcomeKind.COMPLETED: ("execution.completed",),
+    OutcomeKind.RETRY: ("execution.retrying",),
+    OutcomeKind.DEAD: ("execution.failed", "execution.dead_lettered"),
+    OutcomeKind.CANCELLED: (),
+}
+_STATUS = {
+    OutcomeKind.COMPLETED: ExecutionStatus.COMPLETED.value,
+    OutcomeKind.RETRY: _RETRYING,
+    OutcomeKind.DEAD: ExecutionStatus.FAILED.value,
+    OutcomeKind.CANCELLED: ExecutionStatus.CANCELLED.value,
+}
+
+
+def _notices(o: Outcome) -> list[Notice]:
+    """The webhook notices of one applied outcome."""
+    return [
+        execution_notice(
+            event,
+            o.execution_id,
+            _STATUS[o.kind],
+            o.finished_at,
+            taskId=o.task_id,
+            attempts=o.attempt,
+            startedAt=iso(o.started_at),
+            completedAt=None if o.kind is OutcomeKind.RETRY else iso(o.finished_at),
+            duration=o.duration_ms,
+            result=o.result,
+            error=o.error,
+            nextAttemptAt=iso(o.run_at) if o.kind is OutcomeKind.RETRY else None,
+        )
+        for event in _EVENTS[o.kind]
+    ]
+
+
+def _reaped_notices(row: Any, error: Any, at: datetime) -> list[Notice]:
+    """The webhook notices of a job dead-lettered because its node kept dying."""
+    return [
+        execution_notice(
+            event,
+            row["id"],
+            ExecutionStatus.FAILED.value,
+            at,
+            taskId=row["task_id"],
+            attempts=row["attempts"],
+            completedAt=iso(at),
+            error=error,
+        )
+        for event in _EVENTS[OutcomeKind.DEAD]
+    ]

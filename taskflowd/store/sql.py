@@ -16,10 +16,11 @@ from taskflowd.store.base import (
     Page,
     TaskFilter,
 )
-from taskflowd.store.db import Step
+from taskflowd.store.db import Conn, Step
 from taskflowd.store.errors import NothingChanged
 from taskflowd.store.idempotency import claim_step, replay, stored_response
 from taskflowd.store.migrate import migrate
+from taskflowd.store.outbox import Notice, Outbox, task_notice
 from taskflowd.store.render import Shape, join_objects
 from taskflowd.store.sql_accounts import AccountRecords
 from taskflowd.store.sql_common import Where
@@ -36,7 +37,12 @@ _RUN_INSERT = (
 
 
 class SqlStore(AccountRecords):
-    """Records in SQLite or PostgreSQL; see `taskflowd.store.base.Store` for the contract."""
+    """Records in SQLite or PostgreSQL; see `taskflowd.store.base.Store` for the contract.
+
+    With an `outbox`, creating, changing and deleting a task writes its `task.*` notice in
+    the same transaction."""
+
+    outbox: Outbox | None = None
 
     async def start(self) -> None:
         await self.db.connect()
@@ -91,6 +97,11 @@ class SqlStore(AccountRecords):
         if runs:
             values = [rows.execution_insert_values(r, r.scheduled_for, self._t) for r in runs]
             steps.append(Step(rows.EXECUTION_INSERT, values, many=True))
+        if self.outbox is not None:
+            notices = [task_notice("task.created", t, t.created_at) for t, _ in entries]
+            step = self.outbox.step(notices)
+            if step is not None:
+                steps.append(step)
         await self._script(steps, claim)
 
     async def add_runs(
@@ -169,19 +180,25 @@ class SqlStore(AccountRecords):
 
     async def update_task(self, task: Task, expected_status: TaskStatus) -> Task | None:
         values = rows.task_values(task, self._t)
-        changed = await self.db.execute(
+        update = Step(
             "UPDATE tasks SET name = $2, description = $3, type = $4, status = $5, handler = $6, "
             "payload = $7, cron_expression = $8, timezone = $9, scheduled_at = $10, "
             "delay_ms = $11, priority = $12, max_retries = $13, backoff_ms = $14, "
             "timeout_ms = $15, rate_limit = $16, concurrency = $17, misfire_policy = $18, "
             "updated_at = $19, next_run_at = $20 "
             "WHERE id = $1 AND deleted_at IS NULL AND status = $21",
-            *values[:18],
-            task.updated_at,
-            task.next_run_at,
-            expected_status.value,
+            (*values[:18], task.updated_at, task.next_run_at, expected_status.value),
+            required=True,
         )
-        return task if changed else None
+        notice = self._notice_step([task_notice("task.updated", task, task.updated_at)])
+        try:
+            await self.db.script([update] if notice is None else [update, notice])
+        except NothingChanged:
+            return None
+        return task
+
+    def _notice_step(self, notices: Sequence[Notice]) -> Step | None:
+        return None if self.outbox is None else self.outbox.step(notices)
 
     async def delete_task(self, task_id: str, org_id: str | None, at: datetime) -> bool:
         owner_clause = "" if org_id is None else " AND org_id = $3"
@@ -203,7 +220,16 @@ class SqlStore(AccountRecords):
                     at,
                     *_QUEUED,
                 )
+                if self.outbox is not None:
+                    await self._deleted_notice(conn, self.outbox, task_id, at)
         return changed > 0
+
+    async def _deleted_notice(self, conn: Conn, outbox: Outbox, task_id: str, at: datetime) -> None:
+        row = await conn.fetchrow(f"SELECT {rows.TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
+        if row is not None:
+            await outbox.write(
+                conn, [task_notice("task.deleted", rows.task_from_row(row, self._t), at)]
+            )
 
     @staticmethod
     def _tasks_where(filters: TaskFilter, cursor: str | None) -> Where:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from taskflowd.domain.entities import Execution, utcnow
+from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus
 from taskflowd.domain.jobs import RUN_MARK
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
+from taskflowd.store.outbox import Notice, Outbox, iso
 from taskflowd.workflows.graph import Graph, StepSpec, build
 from taskflowd.workflows.model import steps_from_json
 from taskflowd.workflows.rules import SkipCause, StepState, StepView, advance, retry_set, run_status
@@ -78,6 +79,8 @@ class RunProgress:
         self._t = db.codec
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
         self._graphs: dict[str, Graph] = {}
+        self.outbox: Outbox | None = None
+        """Writes `workflow_run.finished` notices in the transaction that ends a run."""
 
     def _graph(self, steps_json: str) -> Graph:
         graph = self._graphs.get(steps_json)
@@ -171,6 +174,8 @@ class RunProgress:
             )
             if final:
                 created = self._t(run["created_at"])
+                if self.outbox is not None:
+                    await self.outbox.write(conn, [_finished_notice(run, status, created, now)])
                 done.finished.append(
                     Finished(
                         run_id,
@@ -310,3 +315,16 @@ class RunProgress:
         fresh = await self.lock_run(conn, run["id"])
         await self.advance(conn, run["id"], done, fresh)
         return done
+
+
+def _finished_notice(run: Row, status: RunStatus, created: datetime, at: datetime) -> Notice:
+    data: dict[str, JSON] = {
+        "id": run["id"],
+        "workflowId": run["workflow_id"],
+        "status": status.value,
+        "createdAt": iso(created),
+        "finishedAt": iso(at),
+    }
+    return Notice(
+        "workflow_run.finished", data, at, org_id=run["org_id"], workflow_id=run["workflow_id"]
+    )

@@ -19,7 +19,7 @@ from typing import Any
 
 from taskflowd.audit.journal import Recording
 from taskflowd.domain import schedule
-from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain.entities import Task, User, utcnow
 from taskflowd.domain.enums import (
     MisfirePolicy,
     Role,

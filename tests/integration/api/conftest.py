@@ -18,6 +18,7 @@ from taskflowd.api.app import build_app
 from taskflowd.api.context import ApiContext, RouteInstaller
 from taskflowd.api.routes import executions
 from taskflowd.api.routes import tasks as tasks_routes
+from taskflowd.api.routes import webhooks as webhook_routes
 from taskflowd.api.routes import workflows as workflow_routes
 from taskflowd.auth.passwords import PasswordHasher
 from taskflowd.auth.ratelimit import GcraRateLimiter
@@ -26,6 +27,7 @@ from taskflowd.config import AuthSettings, HttpSettings, Settings
 from taskflowd.events import EventBus
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
+from taskflowd.webhooks.service import WebhookService
 from taskflowd.workflows.service import WorkflowService
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -59,25 +61,30 @@ def make_client(
 ) -> MakeClient:
     """`make(extra_routes, tasks=None, events=None, workflows=None, **settings)`: the API
     over the test's store; with `tasks` (a TaskService) the task and execution routes are
-    mounted too, with `workflows` (a WorkflowService) the workflow routes."""
+    mounted too, with `workflows` (a WorkflowService) the workflow routes, with `webhooks`
+    (a WebhookService) the webhook routes."""
 
     async def make(
         extra_routes: Sequence[RouteInstaller] = (),
         tasks: TaskService | None = None,
         events: EventBus | None = None,
         workflows: WorkflowService | None = None,
+        webhooks: WebhookService | None = None,
         **overrides: Any,
     ) -> Client:
         settings = make_settings(**overrides)
         auth = AuthService(store, hasher, settings.auth, SECRET, events=events)
         routes = (*extra_routes, *((tasks_routes.install, executions.install) if tasks else ()))
         routes = (*routes, *((workflow_routes.install,) if workflows else ()))
+        routes = (*routes, *((webhook_routes.install,) if webhooks else ()))
         ctx = ApiContext(settings, store, auth, GcraRateLimiter(), routes)
         app = build_app(ctx)
         if tasks is not None:
             app[tasks_routes.TASKS_KEY] = tasks
         if workflows is not None:
             app[workflow_routes.WORKFLOWS_KEY] = workflows
+        if webhooks is not None:
+            app[webhook_routes.WEBHOOKS_KEY] = webhooks
         return await aiohttp_client(app)
 
     return make

@@ -35,8 +35,11 @@ BODIES: dict[str, Any] = {
     "create_tasks": {"items": [{"name": "t", "type": "ON_DEMAND"}]},
     "create_workflow": WORKFLOW,
     "update_workflow": {"name": "renamed"},
+    "create_webhook": {"url": "https://example.com/hook", "events": ["*"]},
+    "update_webhook": {"description": "renamed"},
 }
 WRITES = {"POST", "PATCH", "DELETE"}
+WEBHOOKS = "/api/v1/webhooks"
 
 
 SITE = ("/api/v1/users", "/api/v1/auth")
@@ -68,7 +71,8 @@ class Victim:
     def fill(self, path: str) -> str:
         """`path` with the ids of Alice's records."""
         kind = path.split("/")[3]
-        return path.replace("{id}", self.ids[kind]).replace("{userId}", self.ids["user"])
+        filled = path.replace("{id}", self.ids[kind]).replace("{userId}", self.ids["user"])
+        return filled.replace("{did}", self.ids["delivery"])
 
 
 async def victim(client: Client, store: SqlStore) -> Victim:
@@ -94,6 +98,8 @@ async def victim(client: Client, store: SqlStore) -> Victim:
     workflow = await call(client, alice, "POST", WORKFLOWS, WORKFLOW, 201, org["id"])
     one = f"{WORKFLOWS}/{workflow['id']}"
     workflow_run = await call(client, alice, "POST", f"{one}/run", None, 202, org["id"])
+    hook = await call(client, alice, "POST", WEBHOOKS, BODIES["create_webhook"], 201, org["id"])
+    ping = await call(client, alice, "POST", f"{WEBHOOKS}/{hook['id']}/test", None, 202, org["id"])
     ids = {
         "tasks": task["id"],
         "executions": run["id"],
@@ -101,6 +107,8 @@ async def victim(client: Client, store: SqlStore) -> Victim:
         "api-keys": key["id"],
         "workflows": workflow["id"],
         "workflow-runs": workflow_run["id"],
+        "webhooks": hook["id"],
+        "delivery": ping["id"],
         "orgs": org["id"],
         "user": alice.user["id"],
     }
@@ -133,6 +141,10 @@ async def test_every_record_of_another_org_is_404(client: Client, store: SqlStor
     members = await call(client, target.alice, "GET", f"{ORGS}/{target.org['id']}/members")
     assert [m["email"] for m in members["items"]] == ["alice@example.com"]
     assert {"get_workflow", "run_workflow", "cancel_workflow_run"} <= set(walked)
+    assert {"get_webhook", "rotate_webhook_secret", "redeliver_webhook_delivery"} <= set(walked)
+    one = f"{WEBHOOKS}/{target.ids['webhooks']}"
+    hook = await call(client, target.alice, "GET", one, org=target.org["id"])
+    assert hook["description"] == "", "nothing of Alice's webhook changed"
     one = f"{WORKFLOWS}/{target.ids['workflows']}"
     workflow = await call(client, target.alice, "GET", one, org=target.org["id"])
     assert (workflow["name"], workflow["status"]) == ("w", "ACTIVE")
@@ -151,6 +163,7 @@ async def test_a_viewer_may_read_but_not_write(client: Client, store: SqlStore) 
     checked = []
     for method, path, op_id in await operations(client):
         kinds = ("tasks", "executions", "dead-letter", "orgs", "workflows", "workflow-runs")
+        kinds = (*kinds, "webhooks")
         if path.split("/")[3] not in kinds:
             continue
         if path == ORGS and method == "POST":
@@ -162,3 +175,4 @@ async def test_a_viewer_may_read_but_not_write(client: Client, store: SqlStore) 
     assert {"create_workflow", "delete_workflow", "run_workflow", "retry_workflow_run"} <= set(
         checked
     )
+    assert {"create_webhook", "ping_webhook", "list_webhook_deliveries"} <= set(checked)

@@ -583,7 +583,7 @@ def test_every_known_key_can_be_set_from_the_environment() -> None:
         for part in key.split("."):
             value = getattr(value, part)
         if isinstance(value, tuple):
-            text = ",".join(value)
+            text = ",".join(str(v) for v in value)
         elif isinstance(value, bool):
             text = "true" if value else "false"
         else:
