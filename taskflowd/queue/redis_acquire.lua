@@ -35,10 +35,15 @@ local function room_of(org)
   return cap - (tonumber(redis.call('HGET', RUNNING, org) or '0') or 0)
 end
 
-local turn = redis.call('ZRANGE', READY, 0, limit - 1)
-local room = {}
-local open = {}
-for _, org in ipairs(turn) do
+-- The orgs next in turn, passing over (and sending to the back) at most SKIP_MAX orgs
+-- at their cap, so a few capped orgs at the front cannot leave a claim empty.
+local SKIP_MAX = 64
+local turn, room, open = {}, {}, {}
+for _, org in ipairs(redis.call('ZRANGE', READY, 0, limit + SKIP_MAX - 1)) do
+  if #open >= limit then
+    break
+  end
+  turn[#turn + 1] = org
   room[org] = room_of(org)
   if room[org] > 0 then
     open[#open + 1] = org

@@ -86,3 +86,73 @@ async def test_revocation_and_deactivation_reach_every_node(
         assert status == 200
         await refused_within(session, two, token, "the other node to refuse the user")
     await cluster.stop_all()
+
+
+async def sign_up(session: aiohttp.ClientSession, node: DaemonProcess, email: str) -> str:
+    """Register `email` through `node` and log in; returns an access token."""
+    body = {"email": email, "password": "member-password-1", "firstName": "A", "lastName": "B"}
+    async with session.post(node.url("/api/v1/auth/register"), json=body) as response:
+        assert response.status == 201, await response.text()
+    return await login(session, node, email, body["password"])
+
+
+async def test_org_role_changes_and_removals_reach_every_node(
+    daemons: Daemons, pg_url: str, queue_url: str
+) -> None:
+    cluster = Cluster(daemons, pg_url, queue_url, env=CACHE_ENV)
+    one, two = await cluster.start_many(2)
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        owner = await sign_up(session, one, "org-owner@example.com")
+        member = await sign_up(session, one, "org-member@example.com")
+        _, orgs = await call(session, one, "GET", "/api/v1/orgs", owner)
+        (org,) = orgs["items"]
+        members = f"/api/v1/orgs/{org['id']}/members"
+        status, added = await call(
+            session, one, "POST", members, owner, {"email": "org-member@example.com"}
+        )
+        assert status == 201, added
+        in_org = {"Authorization": f"Bearer {member}", "X-Taskflow-Org": org["id"]}
+
+        async def create_task(node: DaemonProcess) -> int:
+            body = {"name": "shared", "type": "ON_DEMAND"}
+            async with session.post(
+                node.url("/api/v1/tasks"), json=body, headers=in_org
+            ) as response:
+                return response.status
+
+        for node in (one, two):
+            assert await create_task(node) == 201, "each node now caches the MEMBER role"
+
+        status, _ = await call(
+            session, one, "PATCH", f"{members}/{added['userId']}", owner, {"role": "VIEWER"}
+        )
+        assert status == 200
+
+        async def demoted() -> bool:
+            return await create_task(two) == 403
+
+        await eventually(
+            demoted,
+            "the other node to refuse the VIEWER's write",
+            timeout_s=WITHIN_S,
+            interval_s=0.02,
+        )
+
+        async def listed(node: DaemonProcess) -> int:
+            async with session.get(node.url("/api/v1/tasks"), headers=in_org) as response:
+                return response.status
+
+        assert await listed(two) == 200, "a VIEWER still reads"
+        status, _ = await call(session, one, "DELETE", f"{members}/{added['userId']}", owner)
+        assert status == 204
+
+        async def removed() -> bool:
+            return await listed(two) == 404
+
+        await eventually(
+            removed,
+            "the other node to forget the removed member",
+            timeout_s=WITHIN_S,
+            interval_s=0.02,
+        )
+    await cluster.stop_all()

@@ -178,3 +178,20 @@ async def test_jobs_queued_in_the_earlier_layout_still_run(
     await queue.settle([outcome(j, OutcomeKind.COMPLETED) for j in claimed])
     assert await client.exists(keys.key("waiting")) == 0
     assert await queue.index.running() == {}
+
+
+async def test_orgs_at_their_cap_do_not_leave_a_claim_empty(
+    store: SqlStore, redis_target: RedisTarget, started: list[RedisQueue]
+) -> None:
+    queue = await start(started, store, redis_target, max_running_jobs=1)
+    capped = [await org_task(store) for _ in range(3)]
+    for _, task in capped:
+        await queue.add([due_job(task, ago(60), job_id=f"{task.id}-{i}") for i in range(2)])
+    running = [await queue.acquire("node-1", 1, 30.0) for _ in capped]
+    assert sorted(j.task_id for (j,) in running) == sorted(t.id for _, t in capped)
+    _, free = await org_task(store)
+    await queue.add([due_job(free, job_id="free")])
+
+    assert [j.task_id for j in await queue.acquire("node-1", 1, 30.0)] == [free.id], (
+        "the orgs at their cap are passed over"
+    )
