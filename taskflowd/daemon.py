@@ -116,6 +116,7 @@ class Daemon:
             node_id=node_id,
         )
         queue.set_final_hook(daemon.workflows.on_final)
+        queue.set_reopen_hook(daemon.workflows.on_reopen)
         daemon.supervisor = Supervisor(daemon._on_fatal)
         daemon.membership = Membership(store, settings, node_id, daemon.supervisor)
         daemon.bridge = build_bridge(

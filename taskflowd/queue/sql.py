@@ -28,6 +28,7 @@ from taskflowd.queue.base import (
     OutcomeKind,
     Reaped,
     ReapedJob,
+    ReopenHook,
     TickBatch,
 )
 from taskflowd.store import rows
@@ -88,10 +89,14 @@ class SqlQueue:
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
         self._final_hook: FinalHook | None = None
+        self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
+
+    def set_reopen_hook(self, hook: ReopenHook) -> None:
+        self._reopen_hook = hook
 
     async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
         """Run the final-outcome hook inside the caller's transaction."""
@@ -636,6 +641,8 @@ class SqlQueue:
             )
             if entry is None:
                 return None
+            if self._reopen_hook is not None:
+                await self._reopen_hook(conn, entry["execution_id"])
             row = await conn.fetchrow(
                 "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, "
                 "completed_at = NULL, rescues = 0, cancel_requested = $3 WHERE id = $4 RETURNING *",
