@@ -172,10 +172,10 @@ class RedisQueue:
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self.sql.set_final_hook(hook)
+        self.sql.after_spawn = self.announce
 
     def set_reopen_hook(self, hook: ReopenHook) -> None:
         self.sql.set_reopen_hook(hook)
-        self.sql.after_spawn = self.announce
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:
