@@ -317,9 +317,10 @@ class SqlQueue:
                 now,
                 *admitted,
             )
-            await limits.touch_last_run(
-                conn, {r["task_id"] for r in claimed}, now, postgres=self._pg
-            )
+            # A workflow's hidden task is not touched for its steps: its row would be
+            # rewritten for every step a node claims, on every node.
+            touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
+            await limits.touch_last_run(conn, touched, now, postgres=self._pg)
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
