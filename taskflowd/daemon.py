@@ -128,6 +128,7 @@ class Daemon:
         store.outbox = outbox
         queue.set_outbox(outbox)
         daemon.workflows.records.progress.outbox = outbox
+        queue.set_reopen_hook(daemon.workflows.on_reopen)
         daemon.supervisor = Supervisor(daemon._on_fatal)
         daemon.membership = Membership(store, settings, node_id, daemon.supervisor)
         daemon.bridge = build_bridge(

@@ -99,6 +99,10 @@ FinalHook = Callable[[Conn, Sequence[str]], Awaitable[HookOutcome]]
 """Called inside the transaction that records that executions ended for good (COMPLETED,
 FAILED after their last attempt, CANCELLED) with their ids."""
 
+ReopenHook = Callable[[Conn, str], Awaitable[None]]
+"""Called inside the transaction that takes an execution (by id) out of the dead-letter
+queue to run again, before it is queued; may raise to refuse (the retry is undone)."""
+
 
 class JobQueue(Protocol):
     async def start(self) -> None: ...
@@ -111,6 +115,10 @@ class JobQueue(Protocol):
     def set_outbox(self, outbox: Outbox) -> None:
         """Write the webhook notices of outcomes (`execution.*`) through `outbox`, in the
         transaction that applies them."""
+
+    def set_reopen_hook(self, hook: ReopenHook) -> None:
+        """Run `hook` in every transaction that retries a dead-lettered execution
+        (workflows use it to reopen the run that the execution's failure ended)."""
 
     async def add(self, executions: Sequence[Execution]) -> None:
         """Store new PENDING executions and make them deliverable at their `run_at`."""

@@ -95,16 +95,21 @@ async def room_per_org(
     if not org_ids:
         return {}
     ids = sorted(org_ids)
-    lock_sql = " ORDER BY id FOR UPDATE" if lock else ""
     found = await conn.fetch(
-        f"SELECT id, max_running_jobs FROM orgs WHERE id IN ({marks(len(ids))}){lock_sql}",
-        *ids,
+        f"SELECT id, max_running_jobs FROM orgs WHERE id IN ({marks(len(ids))})", *ids
     )
     caps = {r["id"]: r["max_running_jobs"] for r in found}
     limits = {i: caps[i] if caps.get(i) is not None else default_cap for i in ids}
     capped = [i for i in ids if limits[i]]
     room: dict[str, int | None] = {i: None for i in ids if not limits[i]}
     if capped:
+        if lock:
+            # Only a capped org's claims need to take turns (to count its running jobs);
+            # an uncapped org's claims on several nodes go on side by side.
+            await conn.fetch(
+                f"SELECT id FROM orgs WHERE id IN ({marks(len(capped))}) ORDER BY id FOR UPDATE",
+                *capped,
+            )
         running = await conn.fetch(
             "SELECT org_id, COUNT(*) AS n FROM job_executions "
             f"WHERE status = '{_PROCESSING}' AND completed_at IS NULL "

@@ -25,7 +25,15 @@ from datetime import datetime, timedelta
 from taskflowd.background import Outage, Supervisor
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
-from taskflowd.queue.base import FinalHook, LeaseStatus, Outcome, OutcomeKind, Reaped, TickBatch
+from taskflowd.queue.base import (
+    FinalHook,
+    LeaseStatus,
+    Outcome,
+    OutcomeKind,
+    Reaped,
+    ReopenHook,
+    TickBatch,
+)
 from taskflowd.queue.reconcile import Reconciler
 from taskflowd.queue.redis_claims import RecordClaims
 from taskflowd.queue.redis_index import (
@@ -199,6 +207,9 @@ class RedisQueue:
 
     def set_outbox(self, outbox: Outbox) -> None:
         self.sql.set_outbox(outbox)
+
+    def set_reopen_hook(self, hook: ReopenHook) -> None:
+        self.sql.set_reopen_hook(hook)
 
     # --- adding work -------------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:

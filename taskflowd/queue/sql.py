@@ -28,6 +28,7 @@ from taskflowd.queue.base import (
     OutcomeKind,
     Reaped,
     ReapedJob,
+    ReopenHook,
     TickBatch,
 )
 from taskflowd.store import rows
@@ -90,6 +91,7 @@ class SqlQueue:
         self._pg = db.dialect == "postgresql"
         self._final_hook: FinalHook | None = None
         self._outbox: Outbox | None = None
+        self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
@@ -97,6 +99,9 @@ class SqlQueue:
 
     def set_outbox(self, outbox: Outbox) -> None:
         self._outbox = outbox
+
+    def set_reopen_hook(self, hook: ReopenHook) -> None:
+        self._reopen_hook = hook
 
     async def _ended(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
         """Run the final-outcome hook inside the caller's transaction."""
@@ -317,9 +322,10 @@ class SqlQueue:
                 now,
                 *admitted,
             )
-            await limits.touch_last_run(
-                conn, {r["task_id"] for r in claimed}, now, postgres=self._pg
-            )
+            # A workflow's hidden task is not touched for its steps: its row would be
+            # rewritten for every step a node claims, on every node.
+            touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
+            await limits.touch_last_run(conn, touched, now, postgres=self._pg)
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
@@ -646,6 +652,8 @@ class SqlQueue:
             )
             if entry is None:
                 return None
+            if self._reopen_hook is not None:
+                await self._reopen_hook(conn, entry["execution_id"])
             row = await conn.fetchrow(
                 "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, "
                 "completed_at = NULL, rescues = 0, cancel_requested = $3 WHERE id = $4 RETURNING *",

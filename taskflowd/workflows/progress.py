@@ -19,13 +19,23 @@ from typing import Any
 
 from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus
+from taskflowd.domain.errors import Conflict
 from taskflowd.domain.jobs import RUN_MARK
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.outbox import Notice, Outbox, iso
 from taskflowd.workflows.graph import Graph, StepSpec, build
 from taskflowd.workflows.model import steps_from_json
-from taskflowd.workflows.rules import SkipCause, StepState, StepView, advance, retry_set, run_status
+from taskflowd.workflows.rules import (
+    UNDECIDED,
+    SkipCause,
+    StepState,
+    StepView,
+    advance,
+    downstream_of,
+    retry_set,
+    run_status,
+)
 
 _STATE = {
     ExecutionStatus.COMPLETED.value: StepState.SUCCEEDED,
@@ -251,6 +261,45 @@ class RunProgress:
         values = rows.execution_insert_values(execution, None, self._t)
         inserted = await conn.execute(_INSERT, *values, run["id"], step.key)
         return execution if inserted else None
+
+    async def reopen(self, conn: Conn, execution_id: str) -> None:
+        """A step's execution leaves the dead-letter queue to run again: its run is
+        RUNNING again and the steps downstream of it that were skipped because of its
+        failure are undecided, so its end decides them anew (as a run retry would).
+        Refused (Conflict) for a step of a cancelled run, which starts nothing more."""
+        found = await conn.fetchrow(
+            "SELECT workflow_run_id, step_key FROM job_executions WHERE id = $1", execution_id
+        )
+        if found is None or found["workflow_run_id"] is None:
+            return
+        run = await self.lock_run(conn, found["workflow_run_id"])
+        if run is None:
+            return
+        if run["cancelled"]:
+            raise Conflict(
+                "this step belongs to a cancelled workflow run, which starts nothing more"
+            )
+        graph = self._graph(run["steps"])
+        views, _ = await self.views(conn, run["id"])
+        again = sorted(
+            key
+            for key in downstream_of(graph, found["step_key"])
+            if views.get(key, UNDECIDED).cause is SkipCause.FAILURE
+        )
+        if again:
+            marks = ", ".join(f"${i}" for i in range(2, len(again) + 2))
+            await conn.execute(
+                f"DELETE FROM workflow_steps WHERE run_id = $1 AND step_key IN ({marks})",
+                run["id"],
+                *again,
+            )
+        await conn.execute(
+            "UPDATE workflow_runs SET status = $1, finished_at = NULL, updated_at = $2 "
+            "WHERE id = $3",
+            RunStatus.RUNNING.value,
+            utcnow(),
+            run["id"],
+        )
 
     # --- user actions on runs ------------------------------------------------------
     async def start(

@@ -188,3 +188,15 @@ def retry_set(graph: Graph, views: Mapping[str, StepView]) -> set[str]:
     """The steps a retry re-runs: those FAILED or CANCELLED, and those SKIPPED because of
     a failure; steps that succeeded keep their results."""
     return {s.key for s in graph.steps if views.get(s.key, UNDECIDED).failed}
+
+
+def downstream_of(graph: Graph, key: str) -> set[str]:
+    """Every step that depends on `key`, directly or through other steps."""
+    found: set[str] = set()
+    frontier = list(graph.downstream.get(key, ()))
+    while frontier:
+        step = frontier.pop()
+        if step not in found:
+            found.add(step)
+            frontier.extend(graph.downstream.get(step, ()))
+    return found

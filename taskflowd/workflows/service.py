@@ -106,6 +106,10 @@ class WorkflowService:
         after = [lambda: self._finished(advanced)] if advanced.finished else []
         return HookOutcome(advanced.spawned, after)
 
+    async def on_reopen(self, conn: Conn, execution_id: str) -> None:
+        """The queue's dead-letter retry hook (see `RunProgress.reopen`)."""
+        await self.records.progress.reopen(conn, execution_id)
+
     def _finished(self, advanced: Advanced) -> None:
         for run in advanced.finished:
             self.events.publish(
