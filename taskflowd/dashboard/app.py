@@ -21,11 +21,13 @@ from aiohttp.typedefs import Handler, Middleware
 from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.parts import NodeParts
+from taskflowd.api.routes.audit import AUDIT_KEY
 from taskflowd.api.routes.ops import OPS_KEY
 from taskflowd.api.routes.orgs import ORGS_KEY
 from taskflowd.auth.service import AuthService
 from taskflowd.dashboard import (
     views_account,
+    views_audit,
     views_keys,
     views_orgs,
     views_overview,
@@ -78,6 +80,7 @@ def install_dashboard(
         handler_names=tuple(node.handlers.names()),
         orgs=app[ORGS_KEY],
         quotas=app[QUOTAS_KEY],
+        audit=app[AUDIT_KEY],
     )
     app[DASHBOARD_KEY] = ctx
     recent = RecentEvents(node.events)
@@ -135,6 +138,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_account.install,
         views_keys.install,
         views_orgs.install,
+        views_audit.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import hdrs, web
 
+from taskflowd.audit.service import AuditService
 from taskflowd.auth.ratelimit import RateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.config import Settings
@@ -48,6 +49,7 @@ class Dashboard:
     handler_names: tuple[str, ...]
     orgs: OrgService
     quotas: QuotaBook
+    audit: AuditService
     assets: dict[str, str] = field(default_factory=dict)
     """Static file name → content hash, filled at start-up, for cache-busting URLs."""
 
