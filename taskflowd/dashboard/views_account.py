@@ -170,7 +170,7 @@ async def create_user(request: web.Request) -> web.Response:
             role=role,
         )
         try:
-            created = await dashboard(request).auth.create_user(new)
+            created = await dashboard(request).auth.create_user(new, viewer(request))
         except ValidationFailed as exc:
             errors = {e.field: e.message for e in exc.errors}
         except Conflict as exc:
