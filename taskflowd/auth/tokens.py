@@ -232,17 +232,22 @@ class RefreshTokens:
         token = await self._store.get_refresh_token(hash_refresh_token(raw))
         return token is not None and token.used_at is None and token.revoked_at is None
 
-    async def revoke(self, raw: str) -> None:
-        """Revoke the family of `raw` (log out); an unknown token is ignored."""
+    async def revoke(self, raw: str, *, record: bool = True) -> None:
+        """Revoke the family of `raw` (log out), recorded as `auth.logout` unless not
+        `record`; an unknown token is ignored."""
         token = await self._store.get_refresh_token(hash_refresh_token(raw))
-        if token is not None:
-            journal = self._store.journal
-            actor = await self._owner(token)
-            event = journal.event("auth.logout", None, None, ("user", token.user_id), actor=actor)
-            with journal.recording(event) as recording:
-                await self._store.revoke_token_family(token.family_id, self._clock())
-            if not recording.written:  # the session had ended already: the request counts
-                await journal.write(event)
+        if token is None:
+            return
+        if not record:
+            await self._store.revoke_token_family(token.family_id, self._clock())
+            return
+        journal = self._store.journal
+        actor = await self._owner(token)
+        event = journal.event("auth.logout", None, None, ("user", token.user_id), actor=actor)
+        with journal.recording(event) as recording:
+            await self._store.revoke_token_family(token.family_id, self._clock())
+        if not recording.written:  # the session had ended already: the request counts
+            await journal.write(event)
 
     async def revoke_family(self, family_id: str) -> None:
         await self._store.revoke_token_family(family_id, self._clock())

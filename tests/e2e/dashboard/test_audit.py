@@ -4,6 +4,7 @@ org's events only, and a MEMBER has no audit page (no link, 403)."""
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import pytest
@@ -61,6 +62,10 @@ def test_a_dashboard_change_is_listed_with_filters(site: Site) -> None:
     status, trail = site.api("GET", f"/api/v1/audit?targetId={task['id']}", token=token)
     assert status == 200
     assert trail["items"][0]["userAgent"] and "HeadlessChrome" in trail["items"][0]["userAgent"]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(site.url("/metrics"), timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'taskflow_audit_events_total{action="task.paused"} 1.0' in metrics
 
 
 def test_an_owner_sees_its_org_and_a_member_sees_no_trail(site: Site) -> None:
