@@ -294,9 +294,15 @@ class AuthService:
             expires_in_s=self._access.ttl_s,
         )
 
-    async def logout(self, refresh_token: str) -> None:
-        """End the session (token family) of a refresh token; unknown tokens are ignored."""
-        await self._refresh.revoke(refresh_token)
+    async def logout(self, refresh_token: str, *, record: bool = True) -> None:
+        """End the session (token family) of a refresh token; unknown tokens are ignored.
+        `record=False` for a session its opener discards at once (the dashboard's)."""
+        await self._refresh.revoke(refresh_token, record=record)
+
+    async def signed_out(self, user: User) -> None:
+        """Record that `user` ended a session kept elsewhere (the dashboard's cookie)."""
+        event = self._journal.event("auth.logout", user, None, ("user", user.id))
+        await self._journal.write(event)
 
     async def authenticate(self, credential: str) -> Principal:
         """The caller of a bearer credential: an API key (`tfk_…`) that is usable, or a

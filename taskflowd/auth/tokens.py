@@ -190,7 +190,13 @@ class RefreshTokens:
             await self._replayed(token)
         if token.expires_at <= now:
             raise InvalidToken("the refresh token has expired")
-        if not await self._store.spend_refresh_token(token.id, now):
+        journal = self._store.journal
+        target = ("user", token.user_id)
+        actor = await self._owner(token)
+        event = journal.event("auth.token_refreshed", None, None, target, actor=actor)
+        with journal.recording(event):
+            spent_now = await self._store.spend_refresh_token(token.id, now)
+        if not spent_now:
             await self._replayed(token)
         successor = await self.issue(token.user_id, token.family_id)
         # A concurrent replay may have revoked the family before the successor existed;
@@ -208,7 +214,7 @@ class RefreshTokens:
             None,
             ("user", token.user_id),
             {"tokenFamily": [token.family_id, None]},
-            actor=ActorRef("user", token.user_id),
+            actor=await self._owner(token),
         )
         with journal.recording(event) as recording:
             await self._store.revoke_token_family(token.family_id, self._clock())
@@ -216,20 +222,32 @@ class RefreshTokens:
             await journal.write(event)
         raise InvalidToken("the refresh token was already used; its family is revoked")
 
+    async def _owner(self, token: RefreshToken) -> ActorRef:
+        """The token's user as the actor of an audit event."""
+        user = await self._store.get_user(token.user_id)
+        return ActorRef("user", token.user_id, user.email if user else None)
+
     async def is_live(self, raw: str) -> bool:
         """Whether `raw` could still be spent: known, unused, unrevoked (expiry aside)."""
         token = await self._store.get_refresh_token(hash_refresh_token(raw))
         return token is not None and token.used_at is None and token.revoked_at is None
 
-    async def revoke(self, raw: str) -> None:
-        """Revoke the family of `raw` (log out); an unknown token is ignored."""
+    async def revoke(self, raw: str, *, record: bool = True) -> None:
+        """Revoke the family of `raw` (log out), recorded as `auth.logout` unless not
+        `record`; an unknown token is ignored."""
         token = await self._store.get_refresh_token(hash_refresh_token(raw))
-        if token is not None:
-            journal = self._store.journal
-            actor = ActorRef("user", token.user_id)
-            event = journal.event("auth.logout", None, None, ("user", token.user_id), actor=actor)
-            with journal.recording(event):
-                await self._store.revoke_token_family(token.family_id, self._clock())
+        if token is None:
+            return
+        if not record:
+            await self._store.revoke_token_family(token.family_id, self._clock())
+            return
+        journal = self._store.journal
+        actor = await self._owner(token)
+        event = journal.event("auth.logout", None, None, ("user", token.user_id), actor=actor)
+        with journal.recording(event) as recording:
+            await self._store.revoke_token_family(token.family_id, self._clock())
+        if not recording.written:  # the session had ended already: the request counts
+            await journal.write(event)
 
     async def revoke_family(self, family_id: str) -> None:
         await self._store.revoke_token_family(family_id, self._clock())

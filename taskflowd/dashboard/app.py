@@ -21,11 +21,13 @@ from aiohttp.typedefs import Handler, Middleware
 from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.parts import NodeParts
+from taskflowd.api.routes.audit import AUDIT_KEY
 from taskflowd.api.routes.ops import OPS_KEY
 from taskflowd.api.routes.orgs import ORGS_KEY
 from taskflowd.auth.service import AuthService
 from taskflowd.dashboard import (
     views_account,
+    views_audit,
     views_keys,
     views_orgs,
     views_overview,
@@ -80,6 +82,7 @@ def install_dashboard(
         orgs=app[ORGS_KEY],
         quotas=app[QUOTAS_KEY],
         workflows=node.workflows,
+        audit=app[AUDIT_KEY],
     )
     app[DASHBOARD_KEY] = ctx
     recent = RecentEvents(node.events)
@@ -138,6 +141,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_keys.install,
         views_orgs.install,
         views_workflows.install,
+        views_audit.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import hdrs, web
 
+from taskflowd.audit.service import AuditService
 from taskflowd.auth.ratelimit import RateLimiter
 from taskflowd.auth.service import AuthService
 from taskflowd.config import Settings
@@ -50,6 +51,7 @@ class Dashboard:
     orgs: OrgService
     quotas: QuotaBook
     workflows: WorkflowService
+    audit: AuditService
     assets: dict[str, str] = field(default_factory=dict)
     """Static file name → content hash, filled at start-up, for cache-busting URLs."""
 

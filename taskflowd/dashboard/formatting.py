@@ -89,6 +89,12 @@ def error_text(error: Any) -> str:
     return error if isinstance(error, str) else json.dumps(error, default=str)[:500]
 
 
+def json_value(value: Any, limit: int = 80) -> str:
+    """A value as one line of JSON, cut to `limit` characters (escaped by the template)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def install_filters(env: Environment) -> None:
     env.filters.update(
         iso=iso,
@@ -99,4 +105,5 @@ def install_filters(env: Environment) -> None:
         short_id=short_id,
         label=label,
         error_text=error_text,
+        json_value=json_value,
     )

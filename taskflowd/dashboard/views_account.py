@@ -87,7 +87,7 @@ async def login(request: web.Request) -> web.Response:
         return _login_page(request, email, "Wrong email or password.", 401)
     # The dashboard keeps its own session; the API session login opened is not needed.
     user = (await ctx.auth.authenticate(pair.access_token)).user
-    await ctx.auth.logout(pair.refresh_token)
+    await ctx.auth.logout(pair.refresh_token, record=False)
     response = redirect(request, safe_next(_text(form, "next", 2048)))
     start_session(request, response, user)
     clear_cookie(request, response, LOGIN_COOKIE)
@@ -95,7 +95,9 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    dashboard(request).sessions.revoke(request[SESSION_KEY])
+    ctx = dashboard(request)
+    await ctx.auth.signed_out(viewer(request))  # recorded first: no sign-out goes unrecorded
+    ctx.sessions.revoke(request[SESSION_KEY])
     response = redirect(request, f"{PREFIX}/login", "You are signed out.")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
@@ -170,7 +172,7 @@ async def create_user(request: web.Request) -> web.Response:
             role=role,
         )
         try:
-            created = await dashboard(request).auth.create_user(new)
+            created = await dashboard(request).auth.create_user(new, viewer(request))
         except ValidationFailed as exc:
             errors = {e.field: e.message for e in exc.errors}
         except Conflict as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import Access, ApiRegistry, Operation
@@ -23,18 +23,30 @@ AUDIT_KEY = web.AppKey("taskflowd.audit", AuditService)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _in_range(value: datetime) -> datetime:
+def _moment(value: object) -> datetime:
+    """An ISO 8601 time with an offset, from 1970 on (never a bare number: pydantic
+    would read `0.5` as seconds since the epoch)."""
+    if not isinstance(value, str) or len(value) > MAX_MOMENT:
+        raise ValueError("must be an ISO 8601 time with an offset")
     try:
-        moment = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
+        parsed = datetime.fromisoformat(value.upper())
+        moment = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
+        raise ValueError("must be an ISO 8601 time with an offset, e.g. 2026-01-31T00:00:00Z")
     if moment < _EARLIEST:
         raise ValueError("must be 1970 or later")
     return moment
 
 
+MAX_MOMENT = 64
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=LINE)]
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_moment),
+    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": MAX_MOMENT}),
+]
 
 
 class AuditQuery(ListQuery):

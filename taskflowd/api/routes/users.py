@@ -44,7 +44,8 @@ async def create_user(request: web.Request) -> web.Response:
     user = await _auth(request).create_user(
         NewUser(
             body.email, body.password, body.first_name, body.last_name, body.role, body.is_active
-        )
+        ),
+        current_user(request),
     )
     return json_response(user_out(user), status=201, headers={hdrs.LOCATION: f"{PREFIX}/{user.id}"})
 

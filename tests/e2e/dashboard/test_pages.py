@@ -107,6 +107,8 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("users", "/dashboard/users"),
         ("profile", "/dashboard/profile"),
         ("api-keys", "/dashboard/api-keys"),
+        ("audit", "/dashboard/audit"),
+        ("audit-filtered", "/dashboard/audit?action=task.created&since=2020-01-01"),
         ("task-detail-on-demand", f"/dashboard/tasks/{ids['on_demand']}"),
         ("task-run", f"/dashboard/tasks/{ids['on_demand']}/runs/new"),
         ("execution-own-payload", f"/dashboard/executions/{ids['run_execution']}"),

@@ -188,3 +188,15 @@ def _looks_like_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def test_audit_events_are_counted_by_action(make_stack) -> None:
+    stack = await make_stack()
+    stack.store.journal.on_written(stack.metrics.audited)  # as the daemon wires it
+    for _ in range(2):
+        response = await stack.client.post(
+            "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong one"}
+        )
+        assert response.status == 401
+    found = await scrape(stack)
+    assert value(found, "taskflow_audit_events_total", action="auth.login_failed") == 2
