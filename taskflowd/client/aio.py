@@ -10,6 +10,7 @@ from taskflowd.client.models import Health, Readiness, Stats
 from taskflowd.client.orgs import Orgs
 from taskflowd.client.resources import ApiKeys, Auth, DeadLetters, Executions, Tasks, Users
 from taskflowd.client.transport import RetryPolicy, Transport
+from taskflowd.client.webhooks import Webhooks
 from taskflowd.client.workflows import WorkflowRuns, Workflows
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -56,6 +57,7 @@ class AsyncClient:
         self.users = Users(self._http)
         self.workflows = Workflows(self._http)
         self.workflow_runs = WorkflowRuns(self._http)
+        self.webhooks = Webhooks(self._http)
         self.orgs = Orgs(self._http)
 
     @property

@@ -43,6 +43,7 @@ from taskflowd.client.models import (
 )
 from taskflowd.client.resources import DEFAULT_PAGE, ITER_PAGE
 from taskflowd.client.transport import RetryPolicy
+from taskflowd.client.webhooks import SyncWebhooks
 from taskflowd.client.workflows import SyncWorkflowRuns, SyncWorkflows
 from taskflowd.domain.enums import ExecutionStatus, OrgRole, Role, TaskStatus, TaskType
 
@@ -441,6 +442,7 @@ class Client:
         self.users = Users(self._aio, call)
         self.workflows = SyncWorkflows(self._aio.workflows, call)
         self.workflow_runs = SyncWorkflowRuns(self._aio.workflow_runs, call)
+        self.webhooks = SyncWebhooks(self._aio.webhooks, call)
         self.orgs = Orgs(self._aio, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:

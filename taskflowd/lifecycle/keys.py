@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from taskflowd.config import ConfigError, Settings
 from taskflowd.domain.entities import utcnow
-from taskflowd.store.codec import SEALED_PREFIX, BadKey, Keyring, RowCodec
+from taskflowd.store.codec import SEALED_PREFIX, BadKey, Keyring
 from taskflowd.store.db import Database, Row
 
 log = logging.getLogger("taskflowd.lifecycle.keys")
@@ -24,7 +24,12 @@ SEALED_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("retry_history", "id", ("error",)),
     ("dead_letter_jobs", "id", ("payload", "error")),
 )
-"""(table, primary key, sealed columns) of every value the codec writes."""
+"""(table, primary key, sealed columns) of every JSON value the codec writes."""
+SEALED_TEXT_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("webhook_endpoints", "id", ("secret", "previous_secret")),
+    ("webhook_deliveries", "id", ("body",)),
+)
+"""Likewise for text the codec seals as it is (`seal_text`)."""
 
 
 class KeysMissing(Exception):
@@ -92,8 +97,10 @@ async def rotate(
     if keyring is None:
         raise KeysMissing("security.encryption_keys is empty: there is no key to encrypt with")
     report = RotationReport()
-    for table, pk, columns in SEALED_COLUMNS:
-        done = await _rotate_table(db, codec, table, pk, columns, batch_size, pause_s)
+    plans = [(spec, codec.reseal) for spec in SEALED_COLUMNS]
+    plans += [(spec, codec.reseal_text) for spec in SEALED_TEXT_COLUMNS]
+    for (table, pk, columns), reseal in plans:
+        done = await _rotate_table(db, reseal, table, pk, columns, batch_size, pause_s)
         report.resealed += done
         if progress is not None:
             progress(table, done)
@@ -104,7 +111,7 @@ async def rotate(
 
 async def _rotate_table(
     db: Database,
-    codec: RowCodec,
+    reseal: Callable[[str | None], str | None],
     table: str,
     pk: str,
     columns: tuple[str, ...],
@@ -125,7 +132,7 @@ async def _rotate_table(
         if not found:
             break
         after = found[-1]["k"]
-        resealed, skipped = await _reseal_batch(db, codec, table, pk, columns, found)
+        resealed, skipped = await _reseal_batch(db, reseal, table, pk, columns, found)
         done += resealed
         busy.extend(skipped)
         await asyncio.sleep(pause_s)
@@ -135,7 +142,7 @@ async def _rotate_table(
             busy[:batch_size],
         )
         del busy[:batch_size]
-        resealed, skipped = await _reseal_batch(db, codec, table, pk, columns, found)
+        resealed, skipped = await _reseal_batch(db, reseal, table, pk, columns, found)
         done += resealed
         busy.extend(skipped)
         await asyncio.sleep(max(pause_s, _BUSY_PAUSE_S) if skipped else pause_s)
@@ -148,7 +155,7 @@ _BUSY_PAUSE_S = 0.05
 
 async def _reseal_batch(
     db: Database,
-    codec: RowCodec,
+    reseal: Callable[[str | None], str | None],
     table: str,
     pk: str,
     columns: tuple[str, ...],
@@ -175,7 +182,7 @@ async def _reseal_batch(
             rows = [r for r in rows if r["k"] in locked]
         for row in rows:
             for column in columns:
-                fresh = codec.reseal(row[column])
+                fresh = reseal(row[column])
                 if fresh is None:
                     continue
                 done += await conn.execute(
@@ -189,7 +196,7 @@ async def _reseal_batch(
 
 async def _all_sealed_by(db: Database, key: str) -> bool:
     prefix = f"{SEALED_PREFIX}{key}:"
-    for table, _, columns in SEALED_COLUMNS:
+    for table, _, columns in (*SEALED_COLUMNS, *SEALED_TEXT_COLUMNS):
         for column in columns:
             found = await db.fetch(
                 f"SELECT 1 FROM {table} WHERE {column} IS NOT NULL "

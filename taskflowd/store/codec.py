@@ -193,3 +193,11 @@ class RowCodec:
         if sealed_key_id(text) == self.keyring.sealing_id:
             return None
         return self.dump(self.load(text))
+
+    def reseal_text(self, text: str | None) -> str | None:
+        """`reseal` for a text column written with `seal_text` (webhook secrets, bodies)."""
+        if text is None or self.keyring is None:
+            return None
+        if sealed_key_id(text) == self.keyring.sealing_id:
+            return None
+        return self.seal_text(self.open_text(text))

@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 import pytest
 
+from taskflowd.config import WebhookSettings
 from taskflowd.domain.entities import Execution, utcnow
 from taskflowd.lifecycle.keys import SEALED_COLUMNS, KeysMissing, check_keys, rotate
 from taskflowd.queue.base import Outcome, OutcomeKind
@@ -22,6 +23,9 @@ from taskflowd.store import SqlStore, open_store
 from taskflowd.store.base import ExecutionFilter, IdempotencyClaim
 from taskflowd.store.codec import Keyring, SealedValueError, key_id, sealed_key_id
 from taskflowd.store.render import Field, Kind, Shape
+from taskflowd.webhooks.outbox import WebhookOutbox
+from taskflowd.webhooks.records import WebhookRecords
+from taskflowd.webhooks.service import WebhookService
 from tests.integration.queue.factories import due_job
 from tests.integration.store.factories import make_task, make_user
 
@@ -238,3 +242,32 @@ async def test_rotation_never_waits_on_a_row_a_live_transaction_holds(
         await holder.close()
     row = await store.db.fetchrow("SELECT payload AS v FROM tasks WHERE id = $1", held)
     assert row is not None and sealed_key_id(row["v"]) == key_id(new)
+
+
+async def test_webhook_secrets_and_messages_are_sealed_and_rotate(
+    db_url: str, opened: list[SqlStore]
+) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    store = await _open(db_url, opened, old)
+    store.outbox = WebhookOutbox(store.db)
+    owner = await store.create_user(make_user())
+    hooks = WebhookService(WebhookRecords(store.db), WebhookSettings())
+    endpoint, secret = await hooks.create(owner, "https://example.com/hook", ["*"], "")
+    await store.create_task(make_task(owner.id, name=SECRET, org_id=endpoint.org_id))
+    raw = await store.db.fetchrow("SELECT secret FROM webhook_endpoints")
+    body = await store.db.fetchrow("SELECT body FROM webhook_deliveries")
+    assert raw is not None and body is not None
+    assert sealed_key_id(raw["secret"]) == key_id(old) and secret not in raw["secret"]
+    assert sealed_key_id(body["body"]) == key_id(old) and SECRET not in body["body"]
+    await _close(store, opened)
+
+    store = await _open(db_url, opened, new, old)
+    assert (await rotate(store.db, batch_size=7, pause_s=0)).resealed >= 2
+    await _close(store, opened)
+    only_new = await _open(db_url, opened, new)
+    await check_keys(only_new.db)
+    records = WebhookRecords(only_new.db)
+    [claimed] = await records.claim("node", {}, 10, 4, 30, utcnow())
+    assert claimed.endpoint_id == endpoint.id and claimed.secrets == (secret,)
+    message = orjson.loads(claimed.body)
+    assert (message["type"], message["data"]["name"]) == ("task.created", SECRET)

@@ -198,3 +198,28 @@ async def test_finished_workflow_runs_go_once_their_steps_are_gone(store: SqlSto
     assert await ids(store, "workflow_steps", "run_id") == kept
     assert counts is not None
     assert counts["workflow_runs"] == 2 and counts["workflow_steps"] == 2
+
+
+async def test_old_webhook_deliveries_go_unless_being_sent(store: SqlStore) -> None:
+    old, recent = now() - timedelta(days=15), now() - timedelta(days=13)
+    rows = {
+        "old-done": (old, "SUCCEEDED"),
+        "old-failed": (old, "FAILED"),
+        "old-queued": (old, "PENDING"),
+        "old-sending": (old, "SENDING"),
+        "recent": (recent, "FAILED"),
+    }
+    for delivery_id, (at, status) in rows.items():
+        await store.db.execute(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, org_id, message_id, event_type, "
+            "body, status, created_at, updated_at) VALUES ($1, 'e', $2, 'msg_1', 'ping', '{}', "
+            "$3, $4, $4)",
+            delivery_id,
+            DEFAULT_ORG_ID,
+            status,
+            at,
+        )
+    pruner = Pruner(store.db, RetentionSettings(batch_size=2), "node-a")
+    counts = await pruner.run_once()
+    assert await ids(store, "webhook_deliveries") == {"old-sending", "recent"}
+    assert counts is not None and counts["webhook_deliveries"] == 3
