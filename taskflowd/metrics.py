@@ -132,6 +132,14 @@ class _QueueDepthCollector(Collector):
         return [family]
 
 
+def _summed(by_org: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for counts in by_org.values():
+        for state, n in counts.items():
+            totals[state] = totals.get(state, 0) + n
+    return totals
+
+
 class _OrgDepthCollector(Collector):
     """Queue depth by org: the busiest `limit` orgs by id, the rest as org="other"."""
 
@@ -525,8 +533,9 @@ class Metrics:
                 return
             try:
                 async with asyncio.timeout(self._depth_timeout_s):
-                    found = await self._queue.depths()
                     by_org = await self._read_org_depths()
+                    # One query: the totals are the orgs' sums when orgs are read.
+                    found = await self._queue.depths() if by_org is None else _summed(by_org)
             except Exception as exc:
                 self._depths = self._org_depths = None
                 self.depth_errors.inc()

@@ -10,7 +10,8 @@ knows every queued execution, and the reconciler indexes each one Redis does not
   Redis lacks: the earliest few thousand, so a large backlog costs no more than a small
   one, and a missing job is found once the jobs due before it have run.
 - Every few minutes, and after a node failed to reflect a change in Redis, a full pass
-  covers every queued job and drops entries whose jobs are no longer queued.
+  covers every queued job, drops entries whose jobs are no longer queued and counts each
+  org's running jobs again.
 
 A job is added only after the index was seen without it and the database still says it
 is queued, and then only if the index still lacks it, so a pass never undoes a claim.
@@ -155,7 +156,7 @@ class Reconciler:
     # --- passes ------------------------------------------------------------------------
     async def reconcile(self, *, full: bool = True) -> Reconciled:
         """Index every queued job Redis lacks (`full`), or those due within the window;
-        a full pass also drops entries of jobs no longer queued."""
+        a full pass also drops entries of jobs no longer queued and recounts running jobs."""
         now = utcnow()
         horizon = None if full else now + timedelta(seconds=self.window_s)
         limit = None if full else self.window_limit
@@ -173,7 +174,10 @@ class Reconciler:
             after = (self.db.decode_time(last["run_at"]), last["id"])
             if len(page) < size:
                 break
-        dropped = await self._drop_stale() if full else 0
+        dropped = 0
+        if full:
+            dropped = await self._drop_stale()
+            await self.index.recount()
         if added or dropped:
             log.warning(
                 "reconciled the Redis queue: %d queued jobs indexed, %d stale entries dropped",

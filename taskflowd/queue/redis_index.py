@@ -32,7 +32,7 @@ PRIORITY_SPAN = 1 << 42
 """Waiting scores are (10 - priority) · 2^42 + due time in ms (see redis_prelude.lua)."""
 
 _PROMOTE_AT_LEAST = 1000
-_SCRIPTS = ("acquire", "settle", "sync", "unpark", "forget", "absent", "heads")
+_SCRIPTS = ("acquire", "settle", "sync", "unpark", "forget", "absent", "heads", "recount")
 
 
 def to_us(moment: datetime) -> int:
@@ -230,6 +230,10 @@ class RedisIndex:
                 if caps:
                     pipe.hset(self._fixed[11], items=[v for pair in caps.items() for v in pair])
                 await pipe.execute()
+
+    async def recount(self) -> int:
+        """Count each org's active jobs again (correcting any drift); returns the total."""
+        return int(await self._run("recount", 0, ()))
 
     async def running(self) -> dict[str, int]:
         """Active jobs per org, as the index counts them."""

@@ -53,10 +53,23 @@ local function set_job(id, priority, org)
   end
 end
 
+-- Changes of RUNNING and READY made while a script runs are gathered here and applied
+-- once per org by `flush()`, which every script that changes them calls last.
+local running_delta, readied = {}, {}
+local legacy = nil
+
+-- Whether the legacy single waiting zset exists (looked up once per script).
+local function has_legacy()
+  if legacy == nil then
+    legacy = redis.call('EXISTS', WAITING) == 1
+  end
+  return legacy
+end
+
 -- Move an active entry (or add one); a new entry counts as running for its org.
 local function activate(id, deadline, org)
   if redis.call('ZADD', ACTIVE, deadline, id) == 1 and org ~= '' then
-    redis.call('HINCRBY', RUNNING, org, 1)
+    running_delta[org] = (running_delta[org] or 0) + 1
   end
 end
 
@@ -64,15 +77,26 @@ end
 local function deactivate(id)
   if redis.call('ZREM', ACTIVE, id) == 1 then
     local _, org = job_of(id)
-    if org ~= '' and redis.call('HINCRBY', RUNNING, org, -1) <= 0 then
+    if org ~= '' then
+      running_delta[org] = (running_delta[org] or 0) - 1
+    end
+  end
+end
+
+local function flush()
+  for org, delta in pairs(running_delta) do
+    if delta ~= 0 and redis.call('HINCRBY', RUNNING, org, delta) <= 0 then
       redis.call('HDEL', RUNNING, org)
     end
+  end
+  for org in pairs(readied) do
+    redis.call('ZADD', READY, 'NX', NOW_ARG, org)
   end
 end
 
 local function unwait(id, org)
   redis.call('ZREM', waiting_of(org), id)
-  if org ~= '' then
+  if org ~= '' and has_legacy() then
     redis.call('ZREM', WAITING, id)
   end
 end
@@ -81,11 +105,11 @@ end
 local function enqueue(id, priority, org, run_at_us)
   if run_at_us <= NOW then
     redis.call('ZREM', DELAYED, id)
-    if org ~= '' then
+    if org ~= '' and has_legacy() then
       redis.call('ZREM', WAITING, id)
     end
     redis.call('ZADD', waiting_of(org), fmt(ready_score(priority, run_at_us)), id)
-    redis.call('ZADD', READY, 'NX', NOW_ARG, org)
+    readied[org] = true
     return 1
   end
   unwait(id, org)
@@ -117,6 +141,7 @@ end
 
 -- Whether the job waits (under `org` or in the legacy zset), is delayed or is active.
 local function indexed(id, org)
-  return redis.call('ZSCORE', waiting_of(org), id) or redis.call('ZSCORE', WAITING, id)
+  return redis.call('ZSCORE', waiting_of(org), id)
+    or (has_legacy() and redis.call('ZSCORE', WAITING, id))
     or redis.call('ZSCORE', DELAYED, id) or redis.call('ZSCORE', ACTIVE, id)
 end

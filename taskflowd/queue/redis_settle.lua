@@ -20,6 +20,7 @@ for _, row in ipairs(unpack_rows(ARGV[3], 3)) do
     end
   end
 end
+flush()
 if completed > 0 then
   redis.call('INCRBY', COMPLETED, completed)
 end

@@ -8,9 +8,18 @@ local queued = 0
 for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
   local id, state, priority = row[1], row[2], row[3]
   local score, task_id, key_index, org = row[4], row[5], tonumber(row[6]), row[7]
-  local known_priority, known_org = job_of(id)
-  if org == '' then
-    org = known_org
+  -- An execution's org never changes: the indexed one differs only when it is unknown
+  -- ('', an entry of an earlier release).
+  local known_org = org
+  if priority == '' or org == '' or state == 'A' then
+    local known_priority
+    known_priority, known_org = job_of(id)
+    if priority == '' then
+      priority = tostring(known_priority)
+    end
+    if org == '' then
+      org = known_org
+    end
   end
   if state == 'N' then
     local parked = key_index > 0 and redis.call('ZSCORE', KEYS[key_index], id)
@@ -19,13 +28,7 @@ for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
     end
   end
   if state == 'Q' then
-    if priority == '' then
-      priority = known_priority
-    end
     deactivate(id)
-    if known_org ~= org then
-      unwait(id, known_org)
-    end
     set_job(id, priority, org)
     redis.call('ZREM', DEAD, id)
     enqueue(id, tonumber(priority), org, tonumber(score))
@@ -35,7 +38,7 @@ for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
     redis.call('ZREM', DELAYED, id)
     if org ~= known_org then
       deactivate(id)
-      set_job(id, priority == '' and known_priority or priority, org)
+      set_job(id, priority, org)
     end
     activate(id, score, org)
   elseif state == 'P' then
@@ -50,6 +53,7 @@ for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
     redis.call('ZADD', DEAD, score, id)
   end
 end
+flush()
 if queued > 0 then
   redis.call('PUBLISH', CHANNEL, 'sync')
 end

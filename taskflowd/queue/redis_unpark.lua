@@ -11,6 +11,7 @@ for k = 13, #KEYS do
   redis.call('DEL', KEYS[k])
   redis.call('SREM', PAUSED, ARGV[k - 10])
 end
+flush()
 if moved > 0 then
   redis.call('PUBLISH', CHANNEL, 'unpark')
 end

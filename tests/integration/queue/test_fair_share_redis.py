@@ -195,3 +195,16 @@ async def test_orgs_at_their_cap_do_not_leave_a_claim_empty(
     assert [j.task_id for j in await queue.acquire("node-1", 1, 30.0)] == [free.id], (
         "the orgs at their cap are passed over"
     )
+
+
+async def test_a_full_reconcile_pass_corrects_the_running_counts(
+    store: SqlStore, redis_target: RedisTarget, started: list[RedisQueue]
+) -> None:
+    queue = await start(started, store, redis_target, max_running_jobs=2)
+    _, task = await org_task(store)
+    await queue.add([due_job(task, job_id=f"j-{i}") for i in range(3)])
+    assert len(await queue.acquire("node-1", 10, 30.0)) == 2
+    await queue.index.client.hset(redis_target.keys.key("running"), task.org_id, 7)
+
+    await queue.reconciler.reconcile(full=True)
+    assert await queue.index.running() == {task.org_id: 2}

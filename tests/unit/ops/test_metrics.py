@@ -251,3 +251,13 @@ async def test_per_org_metrics_can_be_turned_off() -> None:
     text, _ = metrics.render(None)
     assert b"taskflow_org_" not in text
     assert (await metrics.org_queue_depths())["org-b"] == {"PENDING": 5}, "still for /stats"
+
+
+async def test_with_orgs_read_the_totals_are_their_sums_in_one_read() -> None:
+    depths = Depths()
+    metrics = make_metrics(queue=depths, org_depths=OrgDepths())
+    await metrics.refresh()
+    assert depths.reads == 0
+    assert sample(metrics, "taskflow_queue_depth", state="pending") == 105
+    assert sample(metrics, "taskflow_queue_depth", state="processing") == 5
+    assert (await metrics.queue_depths())["RETRYING"] == 2
