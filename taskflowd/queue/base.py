@@ -29,7 +29,8 @@ class OutcomeKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The end of one attempt. `run_at` is the retry time for RETRY; `handler` and
-    `wait_s` (due time to start) are carried for metrics only."""
+    `wait_s` (due time to start) are carried for metrics only, as is `step_wait_s` (a
+    workflow step's first attempt: the end of its last upstream step to its start)."""
 
     execution_id: str
     task_id: str
@@ -44,6 +45,7 @@ class Outcome:
     run_at: datetime | None = None
     handler: str = ""
     wait_s: float = 0.0
+    step_wait_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
