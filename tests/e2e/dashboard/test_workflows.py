@@ -248,7 +248,8 @@ def test_a_viewer_sees_no_buttons_and_is_refused_with_403(site: Site) -> None:
                 f"/dashboard/{action}",
             )
         assert answer.value.status == 403, action
-        page.go_back()
+        expect(page.locator("h1")).to_have_text("Not allowed")
+        page.goto(f"/dashboard/workflows/{workflow['id']}")
     status, still = site.api("GET", f"/api/v1/workflow-runs/{run['id']}", None, tokens[owner_email])
     assert status == 200 and still["status"] == "RUNNING"
     status, _ = site.api(
