@@ -293,6 +293,12 @@ class Metrics:
             buckets=JOB_DURATION_BUCKETS,
             registry=r,
         )
+        self.workflow_step_wait = Histogram(
+            "taskflow_workflow_step_wait_seconds",
+            "Time from the end of a workflow step's last upstream step to its first start.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self.ticks_missed = Counter(
             "taskflow_cron_ticks_missed",
             "Cron ticks missed while nothing ran (before the misfire policy applied).",
@@ -462,6 +468,9 @@ class Metrics:
         wait_s = data.get("waitS")
         if isinstance(wait_s, int | float) and wait_s >= 0:
             self.queue_wait.observe(float(wait_s))
+        step_wait_s = data.get("stepWaitS")
+        if isinstance(step_wait_s, int | float) and step_wait_s >= 0:
+            self.workflow_step_wait.observe(float(step_wait_s))
         if outcome == "RETRY":
             self.retries.inc()
         elif outcome == "DEAD":

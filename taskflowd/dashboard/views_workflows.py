@@ -69,7 +69,7 @@ async def workflow_page(request: web.Request) -> web.Response:
         "workflow_detail.html",
         {
             "workflow": workflow,
-            "drawing": draw(build(workflow.steps), statuses),
+            "drawing": draw(build(run.graph if run is not None else workflow.steps), statuses),
             "runs": runs,
             "run": run,
         },

@@ -32,6 +32,17 @@ def run_job_id(task_id: str) -> str:
     return f"{task_id}{RUN_MARK}{uuid.uuid4().hex[:12]}"
 
 
+def step_job_id(task_id: str, run_id: str, step_key: str) -> str:
+    """The job id of a workflow step's execution (`task_id`: the workflow's hidden task)."""
+    return f"{task_id}{RUN_MARK}{run_id}/{step_key}"
+
+
+def is_step_job(job_id: str) -> bool:
+    """Whether `job_id` is a workflow step's (a plain run's id has no slash after the mark)."""
+    _, mark, rest = job_id.partition(RUN_MARK)
+    return bool(mark) and "/" in rest
+
+
 def new_execution(
     task: Task, run_at: datetime, job_id: str, request_id: str | None = None
 ) -> Execution:

@@ -30,7 +30,9 @@ class OutcomeKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The end of one attempt. `run_at` is the retry time for RETRY; `handler`,
-    `wait_s` (due time to start) and `org_id` are carried for metrics only."""
+    `wait_s` (due time to start) and `org_id` are carried for metrics only, as is
+    `step_wait_s` (a workflow step's first attempt: the end of its last upstream step to
+    its start)."""
 
     execution_id: str
     task_id: str
@@ -46,6 +48,7 @@ class Outcome:
     handler: str = ""
     wait_s: float = 0.0
     org_id: str = ""
+    step_wait_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

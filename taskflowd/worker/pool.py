@@ -20,6 +20,7 @@ import orjson
 from taskflowd.background import Outage, Supervisor
 from taskflowd.config import WorkerSettings
 from taskflowd.domain.entities import JSON, Execution, utcnow
+from taskflowd.domain.jobs import is_step_job
 from taskflowd.domain.retry import RetryPolicy
 from taskflowd.events import EventBus
 from taskflowd.handlers.base import JobContext, JobError
@@ -338,6 +339,7 @@ class WorkerPool:
             handler=job.handler,
             wait_s=max(0.0, (started_at - job.run_at).total_seconds()),
             org_id=job.org_id,
+            step_wait_s=_step_wait_s(job, started_at),
         )
 
     # --- group commit -----------------------------------------------------------------
@@ -381,6 +383,7 @@ class WorkerPool:
                     handler=outcome.handler,
                     waitS=outcome.wait_s,
                     orgId=outcome.org_id,
+                    stepWaitS=outcome.step_wait_s,
                 )
 
     # --- leases ------------------------------------------------------------------------
@@ -503,3 +506,11 @@ _STATUS = {
     OutcomeKind.DEAD: "FAILED",
     OutcomeKind.CANCELLED: "CANCELLED",
 }
+
+
+def _step_wait_s(job: Execution, started_at: datetime) -> float | None:
+    """A workflow step's wait from the end of its last upstream step (when its execution
+    was created, in that same transaction) to its first start; None for other jobs."""
+    if job.attempts != 1 or not is_step_job(job.job_id):
+        return None
+    return max(0.0, (started_at - job.created_at).total_seconds())

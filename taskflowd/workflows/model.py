@@ -59,6 +59,9 @@ class WorkflowRun:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: tuple[StepRun, ...] = ()
+    graph: tuple[StepSpec, ...] = ()
+    """The steps the run started with (a later change of the workflow does not alter it);
+    filled when one run is read."""
 
 
 def step_to_json(step: StepSpec) -> dict[str, Any]:

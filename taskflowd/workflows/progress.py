@@ -20,7 +20,7 @@ from typing import Any
 from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus
 from taskflowd.domain.errors import Conflict
-from taskflowd.domain.jobs import RUN_MARK
+from taskflowd.domain.jobs import step_job_id
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.outbox import Notice, Outbox, iso
@@ -242,7 +242,7 @@ class RunProgress:
         execution = Execution(
             id=str(uuid.uuid4()),
             task_id=run["task_id"],
-            job_id=f"{run['task_id']}{RUN_MARK}{run['id']}/{step.key}",
+            job_id=step_job_id(run["task_id"], run["id"], step.key),
             owner_id=run["owner_id"],
             org_id=run["org_id"],
             status=ExecutionStatus.PENDING,

@@ -305,10 +305,11 @@ class WorkflowRecords(SqlRecords):
         run = run_from_row(row, self._t)
         views, executions = await self.progress.views(conn, run_id)
         by_step = {e["step_key"]: e for e in executions}
+        specs = steps_from_json(self._t.load(row["steps"]))
         steps = []
-        for spec in steps_from_json(self._t.load(row["steps"])):
+        for spec in specs:
             steps.append(self._step_run(spec.key, views.get(spec.key), by_step.get(spec.key), run))
-        return dataclasses.replace(run, steps=tuple(steps))
+        return dataclasses.replace(run, steps=tuple(steps), graph=specs)
 
     def _step_run(
         self, key: str, view: StepView | None, e: Row | None, run: WorkflowRun

@@ -363,4 +363,5 @@ class WorkflowService:
         if before != RunStatus.FAILED.value:
             raise Conflict(f"only a FAILED run can be retried; this one is {before}")
         await self.queue.announce(advanced.spawned)
+        self._finished(advanced)
         return await self.get_run(actor, run_id)

@@ -54,9 +54,26 @@ def wait_for_node(page: Any, key: str, status: str, timeout_ms: int = 30_000) ->
 def test_the_graph_is_drawn_left_to_right_and_coloured_live(site: Site) -> None:
     token = site.token()
     workflow = create_workflow(site, token, "nightly reports", DIAMOND)
+    status, scheduled = site.api(
+        "POST",
+        "/api/v1/workflows",
+        {
+            "name": "berlin mornings",
+            "steps": [{"key": "only"}],
+            "cronExpression": "0 3 * * *",
+            "timezone": "Europe/Berlin",
+        },
+        token,
+    )
+    assert status == 201, scheduled
     page = site.new_page()
     site.sign_in(page)
     page.click("nav >> text=Workflows")
+    cron = page.locator(f"#workflows-table tr[data-workflow-id='{scheduled['id']}']")
+    expect(cron.locator("td[data-label='Schedule']")).to_contain_text("0 3 * * *")
+    expect(cron.locator("td[data-label='Schedule']")).to_contain_text("Europe/Berlin")
+    expect(cron.locator("td[data-label='Next run'] time")).to_have_count(1)
+    screenshot(page, "workflows-list")
     row = page.locator(f"#workflows-table tr[data-workflow-id='{workflow['id']}']")
     expect(row.locator("td[data-label='Steps']")).to_have_text("5")
     row.locator("a").click()
@@ -209,6 +226,7 @@ def test_a_viewer_sees_no_buttons_and_is_refused_with_403(site: Site) -> None:
     page = site.new_page()
     site.sign_in(page, viewer_email, "password-12345")
     page.select_option("#org-select", label="Wanda's Team")
+    expect(page.locator("[data-flash]")).to_contain_text("Now working in")
     page.goto(f"/dashboard/workflows/{workflow['id']}")
     expect(page.locator("#run-head .badge")).to_have_text("Running")
     for button in ("#run-workflow", "#cancel-run", "#retry-run"):
@@ -230,7 +248,8 @@ def test_a_viewer_sees_no_buttons_and_is_refused_with_403(site: Site) -> None:
                 f"/dashboard/{action}",
             )
         assert answer.value.status == 403, action
-        page.go_back()
+        expect(page.locator("h1")).to_have_text("Not allowed")
+        page.goto(f"/dashboard/workflows/{workflow['id']}")
     status, still = site.api("GET", f"/api/v1/workflow-runs/{run['id']}", None, tokens[owner_email])
     assert status == 200 and still["status"] == "RUNNING"
     status, _ = site.api(

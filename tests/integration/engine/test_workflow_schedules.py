@@ -1,6 +1,7 @@
 """Cron schedules of workflows on SQLite and PostgreSQL: two nodes' timers start exactly one
 run per tick, missed ticks follow the misfire policy, and `workflow_run.finished` is
-published only after the transaction that ended the run commits."""
+published only after the transaction that ended the run commits (where the metrics of
+runs and step waits come from)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from taskflowd.domain.entities import User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, MisfirePolicy, Role
 from taskflowd.domain.errors import ValidationFailed
 from taskflowd.events import Event
+from taskflowd.metrics import Metrics
 from taskflowd.store import SqlStore
 from taskflowd.workflows.graph import StepSpec
 from taskflowd.workflows.records import WorkflowRecords
@@ -159,3 +161,27 @@ async def test_run_finished_is_published_after_the_commit_only(
         assert event.data["id"] == run.id and event.data["status"] == "SUCCEEDED"
         # By the time it is heard, every reader sees the run finished.
         assert (await service.get_run(owner, run.id)).status.value == "SUCCEEDED"
+
+
+async def test_runs_and_step_waits_reach_the_metrics(
+    make_engine: EngineFactory, owner: User
+) -> None:
+    service, engine = await node(make_engine)
+    metrics = Metrics(engine.events, engine.supervisor)
+    await metrics.start()
+    try:
+        await engine.start()
+        workflow = await service.create(owner, "chain", "", STEPS)
+        await service.run(owner, workflow.id)
+
+        def value(name: str, **labels: str) -> float:
+            return metrics.registry.get_sample_value(name, labels) or 0.0
+
+        async def counted() -> bool:
+            return value("taskflow_workflow_runs_total", status="SUCCEEDED") == 1
+
+        await eventually(counted, "the run in the metrics")
+        assert value("taskflow_workflow_run_duration_seconds_count") == 1
+        assert value("taskflow_workflow_step_wait_seconds_count") == len(STEPS)
+    finally:
+        await metrics.stop()

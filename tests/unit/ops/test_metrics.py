@@ -93,6 +93,17 @@ def test_workflow_run_events() -> None:
     assert sample(metrics, "taskflow_workflow_run_duration_seconds_sum") == 2.5
 
 
+def test_workflow_step_waits() -> None:
+    metrics = make_metrics()
+    step = {"outcome": "COMPLETED", "handler": "echo", "waitS": 0.5, "durationMs": 3}
+    metrics.record_event(Event("execution", {**step, "stepWaitS": 0.02}))
+    metrics.record_event(Event("execution", {**step, "stepWaitS": None}))  # not a step
+    metrics.record_event(Event("execution", step))
+    assert sample(metrics, "taskflow_workflow_step_wait_seconds_count") == 1
+    assert sample(metrics, "taskflow_workflow_step_wait_seconds_sum") == 0.02
+    assert sample(metrics, "taskflow_job_queue_wait_seconds_count") == 3
+
+
 async def test_events_published_right_after_start_are_counted() -> None:
     events = EventBus()
     supervisor = Supervisor(lambda name, exc: None)
