@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from taskflowd.client.audit import Audit
 from taskflowd.client.codec import decode
 from taskflowd.client.models import Health, Readiness, Stats
 from taskflowd.client.orgs import Orgs
@@ -57,6 +58,7 @@ class AsyncClient:
         self.workflows = Workflows(self._http)
         self.workflow_runs = WorkflowRuns(self._http)
         self.orgs = Orgs(self._http)
+        self.audit = Audit(self._http)
 
     @property
     def base_url(self) -> str:

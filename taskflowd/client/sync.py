@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from taskflowd.client.aio import DEFAULT_URL, AsyncClient
+from taskflowd.client.audit import AuditEvent
 from taskflowd.client.blocking import Call, pages
 from taskflowd.client.models import (
     UNSET,
@@ -363,6 +364,25 @@ class Users:
         self._call(self._aio.delete(user_id))
 
 
+class Audit:
+    """Blocking `AsyncClient.audit`."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._aio = client.audit
+        self._call = call
+
+    def list(
+        self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None, **filters: Any
+    ) -> Page[AuditEvent]:
+        return self._call(self._aio.list(limit=limit, cursor=cursor, **filters))
+
+    def iter(self, *, page_size: int = ITER_PAGE, **filters: Any) -> Iterator[AuditEvent]:
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor, **filters))
+
+    def export(self, **filters: Any) -> builtins.list[AuditEvent]:
+        return self._call(self._aio.export(**filters))
+
+
 class Orgs:
     """Blocking `AsyncClient.orgs`."""
 
@@ -442,6 +462,7 @@ class Client:
         self.workflows = SyncWorkflows(self._aio.workflows, call)
         self.workflow_runs = SyncWorkflowRuns(self._aio.workflow_runs, call)
         self.orgs = Orgs(self._aio, call)
+        self.audit = Audit(self._aio, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
