@@ -372,15 +372,53 @@ class Audit:
         self._call = call
 
     def list(
-        self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None, **filters: Any
+        self,
+        *,
+        action: str | None = None,
+        actor_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
     ) -> Page[AuditEvent]:
-        return self._call(self._aio.list(limit=limit, cursor=cursor, **filters))
+        return self._call(
+            self._aio.list(
+                action=action,
+                actor_id=actor_id,
+                target_type=target_type,
+                target_id=target_id,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
 
     def iter(self, *, page_size: int = ITER_PAGE, **filters: Any) -> Iterator[AuditEvent]:
         return pages(lambda cursor: self.list(limit=page_size, cursor=cursor, **filters))
 
-    def export(self, **filters: Any) -> builtins.list[AuditEvent]:
-        return self._call(self._aio.export(**filters))
+    def export(
+        self,
+        *,
+        action: str | None = None,
+        actor_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[AuditEvent]:
+        return self._call(
+            self._aio.export(
+                action=action,
+                actor_id=actor_id,
+                target_type=target_type,
+                target_id=target_id,
+                since=since,
+                until=until,
+            )
+        )
 
 
 class Orgs:
