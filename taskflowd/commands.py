@@ -85,6 +85,10 @@ def rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
             )
         except KeysMissing as exc:
             raise CommandError(str(exc)) from None
+        journal = store.journal
+        sealing = store.db.codec.keyring.sealing_id if store.db.codec.keyring else None
+        changes = {"keyId": [None, sealing], "valuesResealed": [None, report.resealed]}
+        await journal.write(journal.event("security.keys_rotated", None, None, None, changes))
         print(f"re-encrypted {report.resealed} values under the first key")
         return 0
 

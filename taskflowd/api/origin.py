@@ -29,5 +29,5 @@ async def audit_origin_middleware(request: web.Request, handler: Handler) -> web
     after authentication, so an API key is known)."""
     principal = request.get(PRINCIPAL_KEY)
     key_id = principal.api_key_id if principal is not None else None
-    with request.app[CONTEXT_KEY].store.journal.origin(request_origin(request, key_id)):
+    with request.config_dict[CONTEXT_KEY].store.journal.origin(request_origin(request, key_id)):
         return await handler(request)

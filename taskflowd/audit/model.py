@@ -10,17 +10,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
 ActorType = Literal["user", "apiKey", "system"]
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+"""Integers canonical JSON writes as numbers; larger ones are kept as text."""
 _SECRET_WORDS = ("password", "secret", "token", "keyhash", "apikey", "authorization", "cookie")
 _SECRET_NAMES = frozenset({"key", "rawkey", "privatekey", "signingkey", "encryptionkeys"})
 
@@ -96,9 +99,9 @@ def format_time(at: datetime) -> str:
 
 
 def canonical(document: Any) -> bytes:
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Keys sorted, no whitespace, UTF-8 (as `json.dumps(…, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)` writes plain data)."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def chain_hash(prev_hash: str, event: AuditEvent) -> str:
@@ -127,7 +130,9 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) else None

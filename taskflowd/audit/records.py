@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from taskflowd.audit.model import ActorRef, AuditEvent, chain_hash
 from taskflowd.domain.errors import FieldError, ValidationFailed
@@ -77,7 +78,7 @@ def event_from_row(row: Row, db: Database) -> AuditEvent:
         org_id=row["org_id"],
         target_type=row["target_type"],
         target_id=row["target_id"],
-        changes=json.loads(row["changes"]),
+        changes=orjson.loads(row["changes"]),
         request_id=row["request_id"],
         ip=row["ip"],
         user_agent=row["user_agent"],

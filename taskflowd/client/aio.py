@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from taskflowd.client.audit import Audit
 from taskflowd.client.codec import decode
 from taskflowd.client.models import Health, Readiness, Stats
 from taskflowd.client.orgs import Orgs
@@ -59,6 +60,7 @@ class AsyncClient:
         self.workflow_runs = WorkflowRuns(self._http)
         self.webhooks = Webhooks(self._http)
         self.orgs = Orgs(self._http)
+        self.audit = Audit(self._http)
 
     @property
     def base_url(self) -> str:

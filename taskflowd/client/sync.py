@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from taskflowd.client.aio import DEFAULT_URL, AsyncClient
+from taskflowd.client.audit import AuditEvent
 from taskflowd.client.blocking import Call, pages
 from taskflowd.client.models import (
     UNSET,
@@ -364,6 +365,63 @@ class Users:
         self._call(self._aio.delete(user_id))
 
 
+class Audit:
+    """Blocking `AsyncClient.audit`."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._aio = client.audit
+        self._call = call
+
+    def list(
+        self,
+        *,
+        action: str | None = None,
+        actor_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[AuditEvent]:
+        return self._call(
+            self._aio.list(
+                action=action,
+                actor_id=actor_id,
+                target_type=target_type,
+                target_id=target_id,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def iter(self, *, page_size: int = ITER_PAGE, **filters: Any) -> Iterator[AuditEvent]:
+        return pages(lambda cursor: self.list(limit=page_size, cursor=cursor, **filters))
+
+    def export(
+        self,
+        *,
+        action: str | None = None,
+        actor_id: str | None = None,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[AuditEvent]:
+        return self._call(
+            self._aio.export(
+                action=action,
+                actor_id=actor_id,
+                target_type=target_type,
+                target_id=target_id,
+                since=since,
+                until=until,
+            )
+        )
+
+
 class Orgs:
     """Blocking `AsyncClient.orgs`."""
 
@@ -444,6 +502,7 @@ class Client:
         self.workflow_runs = SyncWorkflowRuns(self._aio.workflow_runs, call)
         self.webhooks = SyncWebhooks(self._aio.webhooks, call)
         self.orgs = Orgs(self._aio, call)
+        self.audit = Audit(self._aio, call)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:

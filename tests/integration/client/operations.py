@@ -64,6 +64,7 @@ CLIENT_METHODS = {
     "invite_member": "orgs.invite",
     "update_member": "orgs.set_role",
     "remove_member": "orgs.remove",
+    "list_audit_events": "audit.list",
 }
 
 

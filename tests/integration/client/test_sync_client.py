@@ -103,6 +103,8 @@ ITER_METHODS = [
     "api_keys.iter",
     "users.iter",
     "orgs.iter",
+    "audit.iter",
+    "audit.export",
 ]
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import io
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
 
 from taskflowd import commands
-from taskflowd.config import SecuritySettings, Settings
+from taskflowd.audit.records import AuditFilter
+from taskflowd.config import AuthSettings, SecuritySettings, Settings
 from taskflowd.store import open_store
 from taskflowd.store.codec import Keyring, key_id, sealed_key_id
 from tests.integration.store.factories import make_task, make_user
@@ -45,6 +48,9 @@ async def test_rotate_keys_encrypts_plain_rows_under_the_first_key(
         assert row is not None and sealed_key_id(row["payload"]) == key_id(key)
         found = await store.get_task(task.id)
         assert found is not None and found.payload == {"n": 1}
+        (rotated,) = (await store.audit.page(AuditFilter(action="security.keys_rotated"), 5)).items
+        assert rotated.actor.type == "system"
+        assert rotated.changes == {"keyId": [None, key_id(key)], "valuesResealed": [None, 1]}
     finally:
         await store.stop()
     without = Settings(database=f"sqlite:///{path}")
@@ -69,3 +75,34 @@ async def test_migrate_vacuum_converts_an_older_file(
         conn.close()
     assert await asyncio.to_thread(commands.migrate, _settings(path), args) == 0
     assert "already gives pruned pages back" in capsys.readouterr().out
+
+
+async def test_user_commands_are_recorded_as_the_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.db"
+    settings = Settings(database=f"sqlite:///{path}", auth=AuthSettings(bcrypt_rounds=4))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
+    create = argparse.Namespace(
+        user_command="create",
+        email="cli@example.com",
+        first_name="Cli",
+        last_name="User",
+        admin=False,
+        password_stdin=True,
+    )
+    assert await asyncio.to_thread(commands.user, settings, create) == 0
+    deactivate = argparse.Namespace(user_command="deactivate", email="cli@example.com")
+    assert await asyncio.to_thread(commands.user, settings, deactivate) == 0
+    capsys.readouterr()
+
+    store = open_store(f"sqlite:///{path}")
+    await store.start()
+    try:
+        events = (await store.audit.page(AuditFilter(target_type="user"), 10)).items
+    finally:
+        await store.stop()
+    assert [e.action for e in events] == ["user.deactivated", "user.created"]
+    assert {e.actor.type for e in events} == {"system"}
+    assert events[1].changes["passwordHash"] == [None, "[redacted]"]
+    assert events[0].changes == {"isActive": [True, False]}

@@ -67,8 +67,8 @@ async def test_a_pass_deletes_what_is_finished_and_old_and_nothing_else(store: S
         "idempotency_keys": 0,
         "audit_events": 0,
     }
-    nothing_left = {"idempotency_keys": 0, "audit_events": 0}
-    assert await pruner.run_once() == nothing_left
+    nothing = {"idempotency_keys": 0, "audit_events": 0}
+    assert await pruner.run_once() == nothing  # nothing left to do
 
 
 async def test_zero_keeps_forever(store: SqlStore) -> None:
