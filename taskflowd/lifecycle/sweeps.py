@@ -67,7 +67,12 @@ EXECUTIONS = Sweep(
 )
 DEAD_LETTERS = Sweep("dead_letter_jobs", "id", "created_at", _HANDLED_DEAD_LETTER)
 TASKS = Sweep("tasks", "id", "created_at", _FINISHED_TASK)
-WEBHOOK_DELIVERIES = Sweep("webhook_deliveries", "id", "created_at", f"{{x}}status <> '{_SENDING}'")
+WEBHOOK_DELIVERIES = Sweep(
+    "webhook_deliveries",
+    "id",
+    "created_at",
+    f"{{x}}created_at < $1 AND {{x}}status <> '{_SENDING}'",
+)
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
