@@ -39,6 +39,21 @@ FAST = WebhookSettings(
 
 
 @dataclass
+class Counts:
+    """What the sender reported (the node's metrics get the same calls)."""
+
+    attempts: list[str] = dataclasses.field(default_factory=list)
+    disabled: list[str] = dataclasses.field(default_factory=list)
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.attempts.append(outcome)
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        self.disabled.append(reason)
+
+
+@dataclass
 class Hooks:
     """The webhook machinery of one node, over the engine's database."""
 
@@ -46,6 +61,8 @@ class Hooks:
     service: WebhookService
     sender: Sender
     actor: User
+    outbox: WebhookOutbox
+    counts: Counts
 
     async def endpoint(self, url: str, events: list[str], **fields: Any) -> tuple[Endpoint, str]:
         return await self.service.create(self.actor, url, events, "test", **fields)
@@ -84,17 +101,19 @@ async def make_hooks(make_engine: EngineFactory, admin: User) -> AsyncIterator[M
         engine.queue.set_outbox(outbox)
         records = WebhookRecords(db)
         config = dataclasses.replace(FAST, **settings)
+        counts = Counts()
         sender = Sender(
             records,
             config,
             policy or AddressPolicy(allow_private=True),
             engine.node_id,
             engine.supervisor,
+            report=counts,
         )
         outbox.written = sender.nudge
         await sender.start()
         senders.append(sender)
-        return Hooks(engine, WebhookService(records, config), sender, admin)
+        return Hooks(engine, WebhookService(records, config), sender, admin, outbox, counts)
 
     try:
         yield make

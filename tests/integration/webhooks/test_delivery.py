@@ -59,6 +59,7 @@ async def test_retries_keep_the_webhook_id(make_hooks: MakeHooks, receive: Recei
     )
     assert len({r.webhook_id for r in receiver.got}) == 1
     assert len(receiver.got) == 3
+    assert hooks.counts.attempts == ["failed", "failed", "succeeded"]
     assert all(verified_by(secret, r) for r in receiver.got)
     found = await hooks.service.get(hooks.actor, endpoint.id)
     assert found.failing_since is None, "a success ends the failure streak"
@@ -81,6 +82,7 @@ async def test_410_gone_disables_the_endpoint(make_hooks: MakeHooks, receive: Re
     await hooks.engine.tasks.create(hooks.actor, spec(type=TaskType.ON_DEMAND))
     assert len(await hooks.deliveries(endpoint.id)) == 1, "a disabled endpoint gets nothing"
     assert len(receiver.got) == 1
+    assert (hooks.counts.attempts, hooks.counts.disabled) == (["gone"], ["gone"])
 
 
 async def test_rotation_signs_with_old_and_new_secret(
