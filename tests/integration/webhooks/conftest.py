@@ -85,12 +85,32 @@ class Hooks:
 
 
 MakeHooks = Callable[..., Awaitable[Hooks]]
+Receive = Callable[..., Awaitable[tuple[Receiver, str]]]
 
 
 @pytest.fixture
-async def make_hooks(make_engine: EngineFactory, admin: User) -> AsyncIterator[MakeHooks]:
+async def receive(aiohttp_server: ServerFactory) -> AsyncIterator[Receive]:
+    """`receive(answer=...)`: a started receiver and the URL it listens on; stalled
+    answers end at teardown, so the server closes at once."""
+    receivers: list[Receiver] = []
+
+    async def start(**fields: Any) -> tuple[Receiver, str]:
+        receiver = Receiver(**fields)
+        receivers.append(receiver)
+        server = await aiohttp_server(receiver.app(), host="127.0.0.1")
+        return receiver, str(server.make_url("/hook"))
+
+    yield start
+    for receiver in receivers:
+        receiver.release()
+
+
+@pytest.fixture
+async def make_hooks(
+    make_engine: EngineFactory, admin: User, receive: Receive
+) -> AsyncIterator[MakeHooks]:
     """`make(policy=None, **settings)`: an engine and a started sender (private addresses
-    allowed unless `policy` says otherwise), stopped afterwards."""
+    allowed unless `policy` says otherwise), stopped afterwards, before the receivers."""
     senders: list[Sender] = []
 
     async def make(policy: AddressPolicy | None = None, **settings: Any) -> Hooks:
@@ -120,22 +140,3 @@ async def make_hooks(make_engine: EngineFactory, admin: User) -> AsyncIterator[M
     finally:
         for sender in senders:
             await sender.stop()
-
-
-@pytest.fixture
-async def receive(
-    aiohttp_server: ServerFactory,
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Receiver, str]]]]:
-    """`receive(answer=...)`: a started receiver and the URL it listens on; stalled
-    answers end at teardown, so the server closes at once."""
-    receivers: list[Receiver] = []
-
-    async def start(**fields: Any) -> tuple[Receiver, str]:
-        receiver = Receiver(**fields)
-        receivers.append(receiver)
-        server = await aiohttp_server(receiver.app(), host="127.0.0.1")
-        return receiver, str(server.make_url("/hook"))
-
-    yield start
-    for receiver in receivers:
-        receiver.release()
