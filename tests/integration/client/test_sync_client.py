@@ -103,6 +103,8 @@ ITER_METHODS = [
     "api_keys.iter",
     "users.iter",
     "orgs.iter",
+    "webhooks.iter",
+    "webhooks.iter_deliveries",
 ]
 
 
