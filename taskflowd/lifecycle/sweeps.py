@@ -80,7 +80,12 @@ WORKFLOW_RUNS = Sweep(
     _FINISHED_RUN,
     children=(("workflow_steps", "run_id"),),
 )
-WEBHOOK_DELIVERIES = Sweep("webhook_deliveries", "id", "created_at", f"{{x}}status <> '{_SENDING}'")
+WEBHOOK_DELIVERIES = Sweep(
+    "webhook_deliveries",
+    "id",
+    "created_at",
+    f"{{x}}created_at < $1 AND {{x}}status <> '{_SENDING}'",
+)
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
 

@@ -288,6 +288,14 @@ class WebhookRecords(SqlRecords):
         """Claim up to `limit` due deliveries of active endpoints, oldest due first, at
         most `per_endpoint` minus `room`'s in-flight count per endpoint. On PostgreSQL
         rows another node is claiming are skipped, never waited for."""
+        # A read first: most looks find nothing due, and need not take the writer.
+        any_due = await self.db.fetchrow(
+            "SELECT 1 AS due FROM webhook_deliveries "
+            f"WHERE status IN ('{_PENDING}', '{_SENDING}') AND next_attempt_at <= $1 LIMIT 1",
+            now,
+        )
+        if any_due is None:
+            return []
         full = sorted(e for e, n in room.items() if n >= per_endpoint)
         skip = f" AND d.endpoint_id NOT IN ({_marks(len(full), 4)})" if full else ""
         lock = " FOR UPDATE OF d SKIP LOCKED" if self._pg else ""

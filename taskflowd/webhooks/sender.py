@@ -81,6 +81,7 @@ class Sender:
         self._sends: dict[str, asyncio.Task[None]] = {}
         self._per_endpoint: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._second_look: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
@@ -100,6 +101,9 @@ class Sender:
         """Stop claiming and cancel sends under way (their leases run out and another
         node, or this one after a restart, sends them again)."""
         await self._supervisor.cancel(TASK_NAME)
+        if self._second_look is not None:
+            self._second_look.cancel()
+            self._second_look = None
         sends = list(self._sends.values())
         for task in sends:
             task.cancel()
@@ -109,10 +113,17 @@ class Sender:
             self._session = None
 
     def nudge(self) -> None:
-        """Deliveries were just written: look for them now and once more shortly."""
+        """Deliveries may just have been written: look for them now and once more shortly
+        (one second look pending at a time, however many changes a second brings)."""
         self._wake.set()
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._wake.set)
+        if self._second_look is None:
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
+                self._second_look = loop.call_later(SETTLE_DELAY_S, self._look_again)
+
+    def _look_again(self) -> None:
+        self._second_look = None
+        self._wake.set()
 
     async def _loop(self) -> None:
         outage = Outage(

@@ -65,6 +65,15 @@ CLIENT_METHODS = {
     "update_member": "orgs.set_role",
     "remove_member": "orgs.remove",
     "list_audit_events": "audit.list",
+    "list_webhooks": "webhooks.list",
+    "create_webhook": "webhooks.create",
+    "get_webhook": "webhooks.get",
+    "update_webhook": "webhooks.update",
+    "delete_webhook": "webhooks.delete",
+    "ping_webhook": "webhooks.test",
+    "rotate_webhook_secret": "webhooks.rotate_secret",
+    "list_webhook_deliveries": "webhooks.deliveries",
+    "redeliver_webhook_delivery": "webhooks.redeliver",
 }
 
 

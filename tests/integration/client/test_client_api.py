@@ -21,6 +21,7 @@ from taskflowd.client import (
     TaskType,
     WaitTimeout,
     models,
+    webhooks,
 )
 from taskflowd.client.codec import json_name
 from taskflowd.domain.entities import utcnow
@@ -339,6 +340,9 @@ RESPONSE_MODELS: dict[type, str] = {
     models.Org: "OrgOut",
     models.OrgQuotas: "QuotasOut",
     models.Member: "MemberOut",
+    webhooks.Webhook: "WebhookOut",
+    webhooks.NewWebhook: "WebhookWithSecret",
+    webhooks.Delivery: "DeliveryOut",
 }
 
 

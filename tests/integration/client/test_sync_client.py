@@ -105,6 +105,8 @@ ITER_METHODS = [
     "orgs.iter",
     "audit.iter",
     "audit.export",
+    "webhooks.iter",
+    "webhooks.iter_deliveries",
 ]
 
 

@@ -39,6 +39,21 @@ FAST = WebhookSettings(
 
 
 @dataclass
+class Counts:
+    """What the sender reported (the node's metrics get the same calls)."""
+
+    attempts: list[str] = dataclasses.field(default_factory=list)
+    disabled: list[str] = dataclasses.field(default_factory=list)
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.attempts.append(outcome)
+
+    def webhook_endpoint_disabled(self, reason: str) -> None:
+        self.disabled.append(reason)
+
+
+@dataclass
 class Hooks:
     """The webhook machinery of one node, over the engine's database."""
 
@@ -46,6 +61,8 @@ class Hooks:
     service: WebhookService
     sender: Sender
     actor: User
+    outbox: WebhookOutbox
+    counts: Counts
 
     async def endpoint(self, url: str, events: list[str], **fields: Any) -> tuple[Endpoint, str]:
         return await self.service.create(self.actor, url, events, "test", **fields)
@@ -68,45 +85,11 @@ class Hooks:
 
 
 MakeHooks = Callable[..., Awaitable[Hooks]]
+Receive = Callable[..., Awaitable[tuple[Receiver, str]]]
 
 
 @pytest.fixture
-async def make_hooks(make_engine: EngineFactory, admin: User) -> AsyncIterator[MakeHooks]:
-    """`make(policy=None, **settings)`: an engine and a started sender (private addresses
-    allowed unless `policy` says otherwise), stopped afterwards."""
-    senders: list[Sender] = []
-
-    async def make(policy: AddressPolicy | None = None, **settings: Any) -> Hooks:
-        engine = await make_engine()
-        db = engine.store.db
-        outbox = WebhookOutbox(db)
-        engine.store.outbox = outbox
-        engine.queue.set_outbox(outbox)
-        records = WebhookRecords(db)
-        config = dataclasses.replace(FAST, **settings)
-        sender = Sender(
-            records,
-            config,
-            policy or AddressPolicy(allow_private=True),
-            engine.node_id,
-            engine.supervisor,
-        )
-        outbox.written = sender.nudge
-        await sender.start()
-        senders.append(sender)
-        return Hooks(engine, WebhookService(records, config), sender, admin)
-
-    try:
-        yield make
-    finally:
-        for sender in senders:
-            await sender.stop()
-
-
-@pytest.fixture
-async def receive(
-    aiohttp_server: ServerFactory,
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Receiver, str]]]]:
+async def receive(aiohttp_server: ServerFactory) -> AsyncIterator[Receive]:
     """`receive(answer=...)`: a started receiver and the URL it listens on; stalled
     answers end at teardown, so the server closes at once."""
     receivers: list[Receiver] = []
@@ -120,3 +103,40 @@ async def receive(
     yield start
     for receiver in receivers:
         receiver.release()
+
+
+@pytest.fixture
+async def make_hooks(
+    make_engine: EngineFactory, admin: User, receive: Receive
+) -> AsyncIterator[MakeHooks]:
+    """`make(policy=None, **settings)`: an engine and a started sender (private addresses
+    allowed unless `policy` says otherwise), stopped afterwards, before the receivers."""
+    senders: list[Sender] = []
+
+    async def make(policy: AddressPolicy | None = None, **settings: Any) -> Hooks:
+        engine = await make_engine()
+        db = engine.store.db
+        outbox = WebhookOutbox(db)
+        engine.store.outbox = outbox
+        engine.queue.set_outbox(outbox)
+        records = WebhookRecords(db)
+        config = dataclasses.replace(FAST, **settings)
+        counts = Counts()
+        sender = Sender(
+            records,
+            config,
+            policy or AddressPolicy(allow_private=True),
+            engine.node_id,
+            engine.supervisor,
+            report=counts,
+        )
+        outbox.written = sender.nudge
+        await sender.start()
+        senders.append(sender)
+        return Hooks(engine, WebhookService(records, config), sender, admin, outbox, counts)
+
+    try:
+        yield make
+    finally:
+        for sender in senders:
+            await sender.stop()

@@ -6,7 +6,9 @@ and job execution going on at full speed while a receiver takes 10 s per request
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
+from taskflowd.domain.entities import utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskType
 from taskflowd.domain.rules import RunSpec
 from taskflowd.handlers.ssrf import AddressPolicy
@@ -59,6 +61,7 @@ async def test_retries_keep_the_webhook_id(make_hooks: MakeHooks, receive: Recei
     )
     assert len({r.webhook_id for r in receiver.got}) == 1
     assert len(receiver.got) == 3
+    assert hooks.counts.attempts == ["failed", "failed", "succeeded"]
     assert all(verified_by(secret, r) for r in receiver.got)
     found = await hooks.service.get(hooks.actor, endpoint.id)
     assert found.failing_since is None, "a success ends the failure streak"
@@ -81,6 +84,7 @@ async def test_410_gone_disables_the_endpoint(make_hooks: MakeHooks, receive: Re
     await hooks.engine.tasks.create(hooks.actor, spec(type=TaskType.ON_DEMAND))
     assert len(await hooks.deliveries(endpoint.id)) == 1, "a disabled endpoint gets nothing"
     assert len(receiver.got) == 1
+    assert (hooks.counts.attempts, hooks.counts.disabled) == (["gone"], ["gone"])
 
 
 async def test_rotation_signs_with_old_and_new_secret(
@@ -157,3 +161,28 @@ async def test_a_slow_receiver_does_not_slow_jobs(make_hooks: MakeHooks, receive
     assert len(receiver.got) == 2, "every job finished while the first two requests hang"
     found = await hooks.deliveries(endpoint.id)
     assert len(found) == 3 + len(runs)
+
+
+async def test_an_endpoint_failing_for_days_is_disabled(
+    make_hooks: MakeHooks, receive: Receive
+) -> None:
+    hooks = await make_hooks(retry_schedule_s=(3600.0,))
+    receiver, url = await receive(answer=lambda n: 503)
+    endpoint, _ = await hooks.endpoint(url, ["task.created"])
+    await hooks.engine.store.db.execute(
+        "UPDATE webhook_endpoints SET failing_since = $1 WHERE id = $2",
+        utcnow() - timedelta(days=5, minutes=1),
+        endpoint.id,
+    )
+    await hooks.engine.tasks.create(hooks.actor, spec(type=TaskType.ON_DEMAND))
+
+    async def disabled() -> bool:
+        found = await hooks.service.get(hooks.actor, endpoint.id)
+        return found.status is EndpointStatus.DISABLED
+
+    await eventually(disabled, "the endpoint to be disabled")
+    found = await hooks.service.get(hooks.actor, endpoint.id)
+    assert found.disabled_reason == "every delivery failed for too long"
+    assert hooks.counts.disabled == ["failing"] and len(receiver.got) == 1
+    [delivery] = await hooks.deliveries(endpoint.id)
+    assert (delivery.response_status, delivery.status) == (503, DeliveryStatus.PENDING)

@@ -1,0 +1,53 @@
+"""The webhook rules free of I/O: the retry schedule with its jitter, what an answer
+means, the stored event list, and secrets."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+from taskflowd.webhooks.rules import (
+    JITTER,
+    Verdict,
+    events_column,
+    events_from_column,
+    new_secret,
+    next_delay_s,
+    secret_key,
+    verdict,
+)
+
+SCHEDULE = (5.0, 30.0, 120.0, 600.0, 3600.0)
+
+
+def test_each_failure_waits_its_entry_then_the_last_one_repeats() -> None:
+    rng = random.Random(7)
+    for attempts, base in [(1, 5.0), (2, 30.0), (5, 3600.0), (6, 3600.0), (30, 3600.0)]:
+        for _ in range(50):
+            delay = next_delay_s(attempts, SCHEDULE, rng)
+            assert base * (1 - JITTER) <= delay <= base * (1 + JITTER)
+
+
+def test_jitter_spreads_the_retries() -> None:
+    rng = random.Random(1)
+    assert len({next_delay_s(1, SCHEDULE, rng) for _ in range(20)}) == 20
+
+
+def test_only_2xx_succeeds_and_410_is_gone() -> None:
+    assert [verdict(s) for s in (200, 204, 299)] == [Verdict.SUCCEEDED] * 3
+    assert verdict(410) is Verdict.GONE
+    assert [verdict(s) for s in (None, 301, 400, 404, 429, 500)] == [Verdict.FAILED] * 6
+
+
+def test_the_event_column_matches_whole_names() -> None:
+    column = events_column(["task.updated", "execution.completed", "task.updated"])
+    assert column == ",execution.completed,task.updated,"
+    assert events_from_column(column) == ["execution.completed", "task.updated"]
+    assert ",task.update," not in column
+
+
+def test_a_secret_is_a_prefixed_base64_key() -> None:
+    secret = new_secret()
+    assert secret.startswith("whsec_") and secret != new_secret()
+    assert secret_key(secret) == base64.b64decode(secret[len("whsec_") :])
+    assert len(secret_key(secret)) >= 24
