@@ -63,9 +63,15 @@ class HandlerSpec:
     user may. Left out (None), a built-in is open to every user and a plugin is for
     admins only. The operator's `handlers.admin_only` / `handlers.open_to_users` settings
     override either; in the registry the value is always a bool.
+
+    As a workflow step, a handler receives `{"payload": …, "upstream": {key: result}}`
+    (DESIGN.md §9) when `step_envelope` is True, the default for plugins. A handler whose
+    payload has a fixed form (http, shell, sleep, fail) sets it False and receives the
+    step's own payload, checked by `validate` when the workflow is saved.
     """
 
     name: str
     run: HandlerFn
     validate: PayloadValidator
     admin_only: bool | None = None
+    step_envelope: bool = True

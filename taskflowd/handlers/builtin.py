@@ -80,6 +80,6 @@ def builtin_specs() -> list[HandlerSpec]:
     """Specs of `echo`, `sleep` and `fail`; none is admin-only."""
     return [
         HandlerSpec("echo", run_echo, validate_echo),
-        HandlerSpec("sleep", run_sleep, validate_sleep),
-        HandlerSpec("fail", run_fail, validate_fail),
+        HandlerSpec("sleep", run_sleep, validate_sleep, step_envelope=False),
+        HandlerSpec("fail", run_fail, validate_fail, step_envelope=False),
     ]

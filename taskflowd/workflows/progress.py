@@ -91,6 +91,8 @@ class RunProgress:
         self._graphs: dict[str, Graph] = {}
         self.outbox: Outbox | None = None
         """Writes `workflow_run.finished` notices in the transaction that ends a run."""
+        self.plain_payload: frozenset[str] = frozenset()
+        """Handlers that run a step on its own payload rather than the §9 envelope."""
 
     def _graph(self, steps_json: str) -> Graph:
         graph = self._graphs.get(steps_json)
@@ -221,8 +223,11 @@ class RunProgress:
         self, conn: Conn, run: Row, step: StepSpec, views: dict[str, StepView], now: datetime
     ) -> Execution | None:
         """The step's execution: a new one, or its failed one queued again (retry)."""
-        upstream = {d: views[d].result for d in step.depends_on}
-        payload: Any = {"payload": step.payload, "upstream": upstream}
+        # A step without a payload runs a plain-payload handler on an empty object.
+        payload: Any = {} if step.payload is None else step.payload
+        if step.handler not in self.plain_payload:
+            upstream = {d: views[d].result for d in step.depends_on}
+            payload = {"payload": step.payload, "upstream": upstream}
         requeued = await conn.fetchrow(
             _REQUEUE,
             ExecutionStatus.PENDING.value,

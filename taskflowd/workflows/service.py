@@ -97,6 +97,9 @@ class WorkflowService:
         self.queue = queue
         self.handlers = handlers
         self.events = events or EventBus()
+        records.progress.plain_payload = frozenset(
+            name for name in handlers.names() if not handlers.get(name).step_envelope
+        )
 
     async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> HookOutcome:
         """The queue's final-outcome hook (see `RunProgress`). Runs that finished are
@@ -128,6 +131,17 @@ class WorkflowService:
             spec = self.handlers.get(step.handler)
             if spec.admin_only and actor.role is not Role.ADMIN:
                 raise Forbidden(f"only admins may use the {step.handler!r} handler in a step")
+        # A handler that runs on the step's own payload checks it now, not at run time.
+        errors = [
+            FieldError(f"steps[{i}].{e.field}", e.message)
+            for i, step in enumerate(steps)
+            if not self.handlers.get(step.handler).step_envelope
+            for e in self.handlers.validate(
+                step.handler, {} if step.payload is None else step.payload
+            )
+        ]
+        if errors:
+            raise ValidationFailed(errors)
         return tuple(steps)
 
     # --- workflows -----------------------------------------------------------------

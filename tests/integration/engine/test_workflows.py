@@ -126,6 +126,39 @@ async def test_fan_out_fan_in_runs_each_step_once(
     assert len(join.result["upstream"]) == 50  # type: ignore[index]
 
 
+async def test_built_in_handlers_run_a_step_on_its_own_payload(
+    flows: tuple[WorkflowService, Engine], owner: User
+) -> None:
+    """sleep, fail, http and shell take a payload of a fixed form: as steps they run on the
+    step's payload (checked when the workflow is saved), not on the §9 envelope."""
+    run = await run_of(
+        flows,
+        owner,
+        [
+            step("nap", handler="sleep", payload={"seconds": 0}),
+            step("flaky", handler="fail", payload={"untilAttempt": 2}, max_retries=1),
+            step("bare", handler="fail", max_retries=0),
+            step("report", "nap", "flaky", trigger=Trigger.ALL_DONE),
+        ],
+    )
+    found = {s.key: s for s in run.steps}
+    assert found["nap"].status == "COMPLETED" and found["nap"].result == {"seconds": 0}
+    assert found["flaky"].status == "COMPLETED" and found["flaky"].result == {"attempt": 2}
+    assert found["bare"].status == "FAILED"
+    assert "failed on purpose" in str(found["bare"].error)
+    assert found["report"].result == {
+        "payload": None,
+        "upstream": {"nap": {"seconds": 0}, "flaky": {"attempt": 2}},
+    }
+
+    service, _ = flows
+    with pytest.raises(ValidationFailed) as refused:
+        await service.create(
+            owner, "bad", "", [step("a"), step("b", "a", handler="sleep", payload={"seconds": "x"})]
+        )
+    assert [e.field for e in refused.value.errors] == ["steps[1].payload.seconds"]
+
+
 @pytest.mark.parametrize(
     ("trigger", "expected"),
     [
