@@ -293,7 +293,11 @@ class RetentionSettings:
     tasks_s: int = setting(
         30 * _DAY_S, "Finished one-time/delayed tasks and deleted tasks kept; 0: forever.", _KEEP
     )
-    workflow_runs_s: int = setting(30 * _DAY_S, "Finished workflow runs kept; 0: forever.", _KEEP)
+    workflow_runs_s: int = setting(
+        30 * _DAY_S,
+        "Finished workflow runs kept (a run goes once its step executions are gone); 0: forever.",
+        _KEEP,
+    )
     webhook_deliveries_s: int = setting(14 * _DAY_S, "Webhook deliveries kept; 0: forever.", _KEEP)
     audit_s: int = setting(365 * _DAY_S, "Audit events kept; 0: forever.", _KEEP)
     interval_s: float = setting(60.0, "Pause between pruning passes.", _between(1, 86_400))

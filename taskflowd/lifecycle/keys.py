@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from taskflowd.config import ConfigError, Settings
 from taskflowd.domain.entities import utcnow
 from taskflowd.store.codec import SEALED_PREFIX, BadKey, Keyring, RowCodec
-from taskflowd.store.db import Database
+from taskflowd.store.db import Database, Row
 
 log = logging.getLogger("taskflowd.lifecycle.keys")
 
@@ -113,6 +113,7 @@ async def _rotate_table(
 ) -> int:
     done = 0
     after: object = None
+    busy: list[object] = []
     picked = ", ".join(columns)
     while True:
         where, args = (
@@ -122,21 +123,68 @@ async def _rotate_table(
             f"SELECT {pk} AS k, {picked} FROM {table}{where} ORDER BY {pk} LIMIT $1", *args
         )
         if not found:
-            return done
+            break
         after = found[-1]["k"]
-        async with db.transaction() as conn:
-            for row in found:
-                for column in columns:
-                    fresh = codec.reseal(row[column])
-                    if fresh is None:
-                        continue
-                    done += await conn.execute(
-                        f"UPDATE {table} SET {column} = $1 WHERE {pk} = $2 AND {column} = $3",
-                        fresh,
-                        row["k"],
-                        row[column],
-                    )
+        resealed, skipped = await _reseal_batch(db, codec, table, pk, columns, found)
+        done += resealed
+        busy.extend(skipped)
         await asyncio.sleep(pause_s)
+    while busy:
+        found = await db.fetch(
+            f"SELECT {pk} AS k, {picked} FROM {table} WHERE {pk} = ANY($1) ORDER BY {pk}",
+            busy[:batch_size],
+        )
+        del busy[:batch_size]
+        resealed, skipped = await _reseal_batch(db, codec, table, pk, columns, found)
+        done += resealed
+        busy.extend(skipped)
+        await asyncio.sleep(max(pause_s, _BUSY_PAUSE_S) if skipped else pause_s)
+    return done
+
+
+_BUSY_PAUSE_S = 0.05
+"""How long rotation waits before it comes back to rows a live transaction held."""
+
+
+async def _reseal_batch(
+    db: Database,
+    codec: RowCodec,
+    table: str,
+    pk: str,
+    columns: tuple[str, ...],
+    found: list[Row],
+) -> tuple[int, list[object]]:
+    """Write one batch again under the first key. On PostgreSQL the batch first takes the
+    row locks it can without waiting (`SKIP LOCKED`), so rotation never waits on a claim
+    or a settle while holding locks of its own (no deadlock with the live path); the rows
+    it could not lock are returned to be tried again."""
+    done = 0
+    skipped: list[object] = []
+    async with db.transaction() as conn:
+        rows = list(found)
+        if db.dialect == "postgresql" and rows:
+            locked = {
+                r["k"]
+                for r in await conn.fetch(
+                    f"SELECT {pk} AS k FROM {table} WHERE {pk} = ANY($1) "
+                    f"ORDER BY {pk} FOR UPDATE SKIP LOCKED",
+                    [r["k"] for r in rows],
+                )
+            }
+            skipped = [r["k"] for r in rows if r["k"] not in locked]
+            rows = [r for r in rows if r["k"] in locked]
+        for row in rows:
+            for column in columns:
+                fresh = codec.reseal(row[column])
+                if fresh is None:
+                    continue
+                done += await conn.execute(
+                    f"UPDATE {table} SET {column} = $1 WHERE {pk} = $2 AND {column} = $3",
+                    fresh,
+                    row["k"],
+                    row[column],
+                )
+    return done, skipped
 
 
 async def _all_sealed_by(db: Database, key: str) -> bool:

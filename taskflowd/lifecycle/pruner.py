@@ -45,8 +45,8 @@ class Pruner:
     """Every `interval_s`, the node holding the pruner lease deletes finished executions
     (with their retry history), handled dead letters, finished one-time tasks and stale
     idempotency records past their retention, then the oldest audit events (keeping the
-    chain verifiable); unfinished and unhandled records are never
-    touched. Rides out database outages and resumes within a second."""
+    chain verifiable); unfinished and unhandled records are never touched. Rides out
+    database outages and resumes within a second."""
 
     def __init__(
         self,
@@ -111,6 +111,7 @@ class Pruner:
         plan = (
             (sweeps.DEAD_LETTERS, self._cutoff(r.dead_letters_s, now)),
             (sweeps.EXECUTIONS, self._cutoff(r.executions_s, now)),
+            (sweeps.WORKFLOW_RUNS, self._cutoff(r.workflow_runs_s, now)),
             (sweeps.TASKS, self._cutoff(r.tasks_s, now)),
         )
         for sweep, cutoff in plan:

@@ -15,6 +15,9 @@ TABLES = (
     "refresh_tokens",
     "api_keys",
     "nodes",
+    "workflows",
+    "workflow_runs",
+    "workflow_steps",
     "audit_events",
 )
 

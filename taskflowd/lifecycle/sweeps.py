@@ -27,6 +27,12 @@ _FINISHED_TASK = (
     "AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.task_id = tasks.id) "
     "AND NOT EXISTS (SELECT 1 FROM dead_letter_jobs d WHERE d.task_id = tasks.id)"
 )
+# A run goes once it finished before the cutoff and its step executions are gone (they
+# follow the executions' own retention); its step decisions go with it.
+_FINISHED_RUN = (
+    "{x}status IN ('SUCCEEDED', 'FAILED', 'CANCELLED') AND {x}finished_at < $1 "
+    "AND NOT EXISTS (SELECT 1 FROM job_executions e WHERE e.workflow_run_id = workflow_runs.id)"
+)
 _HANDLED_DEAD_LETTER = (
     "{x}created_at < $1 AND {x}task_id IN (SELECT id FROM tasks WHERE deleted_at IS NOT NULL)"
 )
@@ -63,6 +69,13 @@ EXECUTIONS = Sweep(
 )
 DEAD_LETTERS = Sweep("dead_letter_jobs", "id", "created_at", _HANDLED_DEAD_LETTER)
 TASKS = Sweep("tasks", "id", "created_at", _FINISHED_TASK)
+WORKFLOW_RUNS = Sweep(
+    "workflow_runs",
+    "id",
+    "created_at",
+    _FINISHED_RUN,
+    children=(("workflow_steps", "run_id"),),
+)
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
 

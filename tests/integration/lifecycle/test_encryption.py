@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import orjson
 import pytest
 
@@ -31,7 +32,7 @@ RESULT_SHAPE = Shape((Field("id", "id", Kind.TEXT), Field("result", "result", Ki
 
 
 @pytest.fixture
-async def opened(db_url: str) -> AsyncIterator[list[SqlStore]]:
+async def opened() -> AsyncIterator[list[SqlStore]]:
     """Stores opened by a test (with the keys it chooses), stopped afterwards."""
     stores: list[SqlStore] = []
     yield stores
@@ -197,3 +198,43 @@ async def test_keys_rotate_while_jobs_run(db_url: str, opened: list[SqlStore]) -
     page = await only_new.list_executions_json(ExecutionFilter(), RESULT_SHAPE, 100)
     results = sorted(next(iter(orjson.loads(i)["result"])) for i in page.items)
     assert results == ["after"] * 40 + ["before"] * 20
+
+
+async def test_rotation_never_waits_on_a_row_a_live_transaction_holds(
+    pg_url: str, opened: list[SqlStore]
+) -> None:
+    """A claim or a settle holding a row must not make rotation wait while it holds locks
+    of its own (the two would deadlock): rotation reseals every other row, then comes back
+    to the held one once it is free."""
+    old, new = os.urandom(32), os.urandom(32)
+    store = await _open(pg_url, opened, old)
+    owner = await store.create_user(make_user())
+    tasks = sorted(
+        (make_task(owner.id, payload=PAYLOAD, handler="echo") for _ in range(12)),
+        key=lambda t: t.id,
+    )
+    await store.create_tasks([(t, due_job(t)) for t in tasks])
+    await _close(store, opened)
+    store = await _open(pg_url, opened, new, old)
+    held = tasks[5].id
+    holder = await asyncpg.connect(pg_url)
+    try:
+        live = holder.transaction()
+        await live.start()
+        await holder.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", held)
+        rotating = asyncio.create_task(rotate(store.db, batch_size=4, pause_s=0))
+        others = [t.id for t in tasks if t.id != held]
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            rows = await store.db.fetch("SELECT payload AS v FROM tasks WHERE id = ANY($1)", others)
+            if {sealed_key_id(r["v"]) for r in rows} == {key_id(new)}:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "rotation waited on a held row"
+            await asyncio.sleep(0.02)
+        assert not rotating.done()
+        await live.rollback()
+        await asyncio.wait_for(rotating, 30)
+    finally:
+        await holder.close()
+    row = await store.db.fetchrow("SELECT payload AS v FROM tasks WHERE id = $1", held)
+    assert row is not None and sealed_key_id(row["v"]) == key_id(new)

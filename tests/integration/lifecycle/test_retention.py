@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from taskflowd.config import RetentionSettings
@@ -16,7 +17,9 @@ from tests.integration.lifecycle.helpers import execution_at, ids, task_at
 from tests.integration.store.factories import insert_execution, make_execution, make_user, now
 
 DAY = 86_400
-RETENTION = RetentionSettings(executions_s=DAY, dead_letters_s=DAY, tasks_s=DAY, batch_size=2)
+RETENTION = RetentionSettings(
+    executions_s=DAY, dead_letters_s=DAY, tasks_s=DAY, workflow_runs_s=DAY, batch_size=2
+)
 """A batch of two rows: every sweep takes several batches."""
 
 
@@ -131,3 +134,67 @@ async def test_the_sqlite_file_shrinks_after_a_prune(tmp_path: Path) -> None:
         await store.stop()  # the last connection's close checkpoints the WAL
     after = (tmp_path / "shrinks.db").stat().st_size
     assert after < before / 4, (before, after)
+
+
+async def _workflow_run(
+    store: SqlStore, task_id: str, owner: str, at: datetime, status: str, *, finished: bool
+) -> str:
+    """A run of a fresh workflow backed by `task_id`, created at `at` (and finished then),
+    with one decided step."""
+    workflow_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.db.execute(
+        "INSERT INTO workflows (id, name, steps, status, task_id, created_by, created_at, "
+        "updated_at) VALUES ($1, 'wf', '[]', 'ACTIVE', $2, $3, $4, $4)",
+        workflow_id,
+        task_id,
+        owner,
+        at,
+    )
+    await store.db.execute(
+        "INSERT INTO workflow_runs (id, workflow_id, owner_id, task_id, steps, status, "
+        "created_at, finished_at, updated_at) VALUES ($1, $2, $3, $4, '[]', $5, $6, $7, $6)",
+        run_id,
+        workflow_id,
+        owner,
+        task_id,
+        status,
+        at,
+        at if finished else None,
+    )
+    await store.db.execute(
+        "INSERT INTO workflow_steps (run_id, step_key, decision, decided_at) "
+        "VALUES ($1, 'a', 'RUN', $2)",
+        run_id,
+        at,
+    )
+    return run_id
+
+
+async def test_finished_workflow_runs_go_once_their_steps_are_gone(store: SqlStore) -> None:
+    owner = (await store.create_user(make_user())).id
+    old, recent = now() - timedelta(days=3), now() - timedelta(hours=1)
+    backing = await task_at(store, owner, old, kind=TaskType.ON_DEMAND)
+    await _workflow_run(store, backing.id, owner, old, "SUCCEEDED", finished=True)
+    gone_with_step = await _workflow_run(store, backing.id, owner, old, "FAILED", finished=True)
+    step = await execution_at(store, backing, old, X.FAILED)
+    kept_dead_step = await _workflow_run(store, backing.id, owner, old, "FAILED", finished=True)
+    dead_step = await execution_at(store, backing, old, X.FAILED, dead=True)
+    for run_id, execution in ((gone_with_step, step), (kept_dead_step, dead_step)):
+        await store.db.execute(
+            "UPDATE job_executions SET workflow_run_id = $1, step_key = 'a' WHERE id = $2",
+            run_id,
+            execution.id,
+        )
+    kept_running = await _workflow_run(store, backing.id, owner, old, "RUNNING", finished=False)
+    kept_recent = await _workflow_run(store, backing.id, owner, recent, "CANCELLED", finished=True)
+
+    forever = dataclasses.replace(RETENTION, workflow_runs_s=0)
+    await Pruner(store.db, forever, "node-a").run_once()
+    assert len(await ids(store, "workflow_runs")) == 5
+
+    counts = await Pruner(store.db, RETENTION, "node-a").run_once()
+    kept = {kept_dead_step, kept_running, kept_recent}
+    assert await ids(store, "workflow_runs") == kept
+    assert await ids(store, "workflow_steps", "run_id") == kept
+    assert counts is not None
+    assert counts["workflow_runs"] == 2 and counts["workflow_steps"] == 2
