@@ -175,9 +175,7 @@ class HttpHandler:
         self._closed = False
 
     def spec(self) -> HandlerSpec:
-        return HandlerSpec(
-            "http", self.run, self.validate, admin_only=False, step_envelope=False
-        )
+        return HandlerSpec("http", self.run, self.validate, admin_only=False, step_envelope=False)
 
     def validate(self, payload: JSON) -> list[FieldError]:
         """Shape errors, plus a literal IP host the policy refuses (names resolve later)."""

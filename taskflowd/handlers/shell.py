@@ -192,9 +192,7 @@ class ShellHandler:
         self._path = os.environ.get("PATH", os.defpath) if path is None else path
 
     def spec(self) -> HandlerSpec:
-        return HandlerSpec(
-            "shell", self.run, self.validate, admin_only=True, step_envelope=False
-        )
+        return HandlerSpec("shell", self.run, self.validate, admin_only=True, step_envelope=False)
 
     def validate(self, payload: JSON) -> list[FieldError]:
         return parsing.check(ShellPayload, payload)
