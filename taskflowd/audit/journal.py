@@ -230,6 +230,11 @@ class Journal:
         await conn.execute("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1", seq, prev)
         return chained
 
+    def appended(self, events: Sequence[AuditEvent]) -> None:
+        """Events `append`ed inside a caller's own transaction have committed."""
+        for event in events:
+            self._told(event)
+
     def on_written(self, listener: Callable[[AuditEvent], None]) -> None:
         """Call `listener` with every event this journal wrote, once committed."""
         self._listeners.append(listener)

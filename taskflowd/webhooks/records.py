@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskflowd.audit.model import AuditEvent
 from taskflowd.store.base import Page
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn, Database, Row
@@ -370,7 +371,9 @@ class WebhookRecords(SqlRecords):
     ) -> Settled | None:
         """Record one attempt of a claimed delivery as `settled` says and update its
         endpoint's failure streak, disabling it (410, or failing since before
-        `disable_before`); None when the claim was lost (nothing written)."""
+        `disable_before`); None when the claim was lost (nothing written). Disabling is
+        audited, in the same transaction, as the system's `webhook.disabled`."""
+        audited: list[AuditEvent] = []
         async with self.db.transaction() as conn:
             changed = await conn.execute(
                 "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, "
@@ -397,30 +400,50 @@ class WebhookRecords(SqlRecords):
                 )
                 return settled
             if settled.disabled:
-                await self._disable(
-                    conn, claimed.endpoint_id, "the receiver answered 410 Gone", now
+                reason = "the receiver answered 410 Gone"
+                disabled = await self._disable(conn, claimed.endpoint_id, reason, now)
+            else:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET failing_since = $1 "
+                    "WHERE id = $2 AND failing_since IS NULL",
+                    now,
+                    claimed.endpoint_id,
                 )
-                return settled
-            await conn.execute(
-                "UPDATE webhook_endpoints SET failing_since = $1 "
-                "WHERE id = $2 AND failing_since IS NULL",
-                now,
-                claimed.endpoint_id,
-            )
-            disabled = await conn.execute(
-                "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, updated_at = $3 "
-                "WHERE id = $4 AND status = $5 AND failing_since <= $6",
-                EndpointStatus.DISABLED.value,
-                "every delivery failed for too long",
-                now,
-                claimed.endpoint_id,
-                _ACTIVE,
-                disable_before,
-            )
+                reason = "every delivery failed for too long"
+                disabled = await conn.execute(
+                    "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, "
+                    "updated_at = $3 WHERE id = $4 AND status = $5 AND failing_since <= $6",
+                    EndpointStatus.DISABLED.value,
+                    reason,
+                    now,
+                    claimed.endpoint_id,
+                    _ACTIVE,
+                    disable_before,
+                )
+            if disabled:
+                audited = await self._audit_disabled(conn, claimed.endpoint_id, reason)
+        self.journal.appended(audited)
+        if settled.disabled:
+            return settled
         return Settled(settled.status, settled.next_attempt_at, disabled > 0)
 
-    async def _disable(self, conn: Conn, endpoint_id: str, reason: str, at: datetime) -> None:
-        await conn.execute(
+    async def _audit_disabled(self, conn: Conn, endpoint_id: str, reason: str) -> list[AuditEvent]:
+        row = await conn.fetchrow("SELECT org_id FROM webhook_endpoints WHERE id = $1", endpoint_id)
+        changes = {
+            "status": [_ACTIVE, EndpointStatus.DISABLED.value],
+            "disabledReason": [None, reason],
+        }
+        event = self.journal.event(
+            "webhook.disabled",
+            None,
+            None if row is None else row["org_id"],
+            ("webhook", endpoint_id),
+            changes,
+        )
+        return await self.journal.append(conn, [event])
+
+    async def _disable(self, conn: Conn, endpoint_id: str, reason: str, at: datetime) -> int:
+        return await conn.execute(
             "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, updated_at = $3 "
             "WHERE id = $4 AND status = $5",
             EndpointStatus.DISABLED.value,

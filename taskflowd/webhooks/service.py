@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
+from taskflowd.audit.journal import Recording
 from taskflowd.config import WebhookSettings
 from taskflowd.domain.entities import User, utcnow
 from taskflowd.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -26,6 +28,7 @@ from taskflowd.webhooks.records import WebhookRecords
 from taskflowd.webhooks.rules import PING, EndpointStatus, new_secret
 
 _CHANGEABLE = frozenset({"url", "events", "description", "task_id", "workflow_id", "enabled"})
+_AUDITED = ("url", "description", "events", "task_id", "workflow_id", "status", "disabled_reason")
 
 
 def _writer(who: User | Actor) -> Actor:
@@ -38,6 +41,18 @@ class WebhookService:
     def __init__(self, records: WebhookRecords, settings: WebhookSettings) -> None:
         self.records = records
         self.settings = settings
+
+    def _recording(
+        self,
+        who: User | Actor,
+        action: str,
+        endpoint: Endpoint,
+        changes: dict[str, Any] | None = None,
+    ) -> AbstractContextManager[Recording]:
+        """Record `action` on `endpoint` in the transaction of the change made inside."""
+        journal = self.records.journal
+        target = ("webhook", endpoint.id)
+        return journal.recording(journal.event(action, who, endpoint.org_id, target, changes))
 
     async def _found(self, who: User | Actor, endpoint_id: str) -> Endpoint:
         endpoint = await self.records.get(endpoint_id, as_actor(who).scope)
@@ -91,7 +106,9 @@ class WebhookService:
             updated_at=now,
         )
         secret = new_secret()
-        return await self.records.create(endpoint, secret), secret
+        changes = self.records.journal.diff(None, endpoint, _AUDITED)
+        with self._recording(actor, "webhook.created", endpoint, changes):
+            return await self.records.create(endpoint, secret), secret
 
     async def get(self, who: User | Actor, endpoint_id: str) -> Endpoint:
         return await self._found(who, endpoint_id)
@@ -120,14 +137,19 @@ class WebhookService:
             elif not enabled and was:
                 fields.update(status=EndpointStatus.DISABLED, disabled_reason="disabled by a user")
         changed = dataclasses.replace(endpoint, **fields, updated_at=utcnow())
-        saved = await self.records.update(changed)
+        diff = self.records.journal.diff(endpoint, changed, _AUDITED)
+        with self._recording(who, "webhook.updated", endpoint, diff):
+            saved = await self.records.update(changed)
         if saved is None:
             raise NotFound(f"webhook {endpoint_id} not found")
         return saved
 
     async def delete(self, who: User | Actor, endpoint_id: str) -> None:
         _writer(who)
-        if not await self.records.delete(endpoint_id, as_actor(who).scope):
+        endpoint = await self._found(who, endpoint_id)
+        with self._recording(who, "webhook.deleted", endpoint):
+            deleted = await self.records.delete(endpoint_id, as_actor(who).scope)
+        if not deleted:
             raise NotFound(f"webhook {endpoint_id} not found")
 
     async def rotate_secret(self, who: User | Actor, endpoint_id: str) -> tuple[Endpoint, str]:
@@ -138,7 +160,10 @@ class WebhookService:
         now = utcnow()
         until = now + timedelta(seconds=self.settings.rotation_overlap_s)
         secret = new_secret()
-        if not await self.records.rotate(endpoint.id, endpoint.org_id, secret, until, now):
+        changes = {"secret": ["[redacted]", "[redacted]"]}
+        with self._recording(who, "webhook.secret_rotated", endpoint, changes):
+            rotated = await self.records.rotate(endpoint.id, endpoint.org_id, secret, until, now)
+        if not rotated:
             raise NotFound(f"webhook {endpoint_id} not found")
         return dataclasses.replace(endpoint, previous_secret_until=until, updated_at=now), secret
 
@@ -150,9 +175,10 @@ class WebhookService:
             raise Conflict("the webhook is disabled; enable it before testing it")
         now = utcnow()
         notice = Notice(PING, {"webhookId": endpoint.id, "url": endpoint.url}, now)
-        delivery = await self.records.add_delivery(
-            uuid.uuid4().hex, endpoint, message_id(), message_body(notice), now
-        )
+        with self._recording(who, "webhook.tested", endpoint):
+            delivery = await self.records.add_delivery(
+                uuid.uuid4().hex, endpoint, message_id(), message_body(notice), now
+            )
         if delivery is None:
             raise NotFound(f"webhook {endpoint_id} not found")
         return delivery
@@ -169,7 +195,10 @@ class WebhookService:
         endpoint = await self._found(who, endpoint_id)
         if await self.records.get_delivery(delivery_id, endpoint.id) is None:
             raise NotFound(f"delivery {delivery_id} not found")
-        if not await self.records.redeliver(delivery_id, endpoint.id, utcnow()):
+        changes = {"deliveryId": [None, delivery_id]}
+        with self._recording(who, "webhook.redelivered", endpoint, changes):
+            redelivered = await self.records.redeliver(delivery_id, endpoint.id, utcnow())
+        if not redelivered:
             raise Conflict("the delivery is queued or being sent already")
         found = await self.records.get_delivery(delivery_id, endpoint.id)
         if found is None:

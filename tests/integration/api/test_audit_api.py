@@ -10,12 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
+from taskflowd.config import WebhookSettings
 from taskflowd.domain.orgs import Quotas
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
+from taskflowd.webhooks.records import WebhookRecords
+from taskflowd.webhooks.service import WebhookService
 from taskflowd.workflows.records import WorkflowRecords
 from taskflowd.workflows.service import WorkflowService
 from tests.integration.api.conftest import (
@@ -55,6 +58,7 @@ async def client(make_client: MakeClient, store: SqlStore, handlers: HandlerRegi
     return await make_client(
         tasks=TaskService(store, queue, handlers, None, quotas),
         workflows=WorkflowService(WorkflowRecords(store.db), queue, handlers, None, quotas),
+        webhooks=WebhookService(WebhookRecords(store.db), WebhookSettings()),
     )
 
 

@@ -169,6 +169,19 @@ async def test_every_write_operation_is_audited(
     await walk.call("retry_workflow_run", "POST", f"{wr}/retry", None, a, o, 409)
     await walk.call("cancel_workflow_run", "POST", f"{wr}/cancel", None, a, o)
     await walk.call("delete_workflow", "DELETE", w, None, a, o, 204)
+
+    hook = {"url": "https://example.com/hook", "events": ["*"]}
+    webhook = await walk.call("create_webhook", "POST", "/api/v1/webhooks", hook, a, o, 201)
+    h = f"/api/v1/webhooks/{webhook['id']}"
+    await walk.call("update_webhook", "PATCH", h, {"description": "d"}, a, o)
+    await walk.call("rotate_webhook_secret", "POST", f"{h}/rotate-secret", None, a, o)
+    ping = await walk.call("ping_webhook", "POST", f"{h}/test", None, a, o, 202)
+    await store.db.execute(
+        "UPDATE webhook_deliveries SET status = 'SUCCEEDED' WHERE id = $1", ping["id"]
+    )
+    again = f"{h}/deliveries/{ping['id']}/redeliver"
+    await walk.call("redeliver_webhook_delivery", "POST", again, None, a, o, 202)
+    await walk.call("delete_webhook", "DELETE", h, None, a, o, 204)
     await walk.call("delete_task", "DELETE", t, None, a, o, 204)
 
     await walk.call(
@@ -187,4 +200,5 @@ async def test_every_write_operation_is_audited(
     assert recorded["retry_workflow_run"] == []
     assert recorded["update_user"] == ["user.role_changed"]
     assert recorded["create_tasks"] == ["task.batch"]
+    assert recorded["rotate_webhook_secret"] == ["webhook.secret_rotated"]
     assert set(walk.called) == await write_operations(client), "a write operation is not walked"

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
+
+import orjson
 
 from taskflowd.domain.entities import utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskType
@@ -85,6 +88,19 @@ async def test_410_gone_disables_the_endpoint(make_hooks: MakeHooks, receive: Re
     assert len(await hooks.deliveries(endpoint.id)) == 1, "a disabled endpoint gets nothing"
     assert len(receiver.got) == 1
     assert (hooks.counts.attempts, hooks.counts.disabled) == (["gone"], ["gone"])
+    assert await _disabled_events(hooks, endpoint.id) == [
+        ("system", "the receiver answered 410 Gone")
+    ]
+
+
+async def _disabled_events(hooks: Any, endpoint_id: str) -> list[tuple[str, str]]:
+    """(actor type, reason) of the audit trail's `webhook.disabled` events of an endpoint."""
+    rows = await hooks.engine.store.db.fetch(
+        "SELECT actor_type, changes FROM audit_events WHERE action = 'webhook.disabled' "
+        "AND target_id = $1",
+        endpoint_id,
+    )
+    return [(r["actor_type"], orjson.loads(r["changes"])["disabledReason"][1]) for r in rows]
 
 
 async def test_rotation_signs_with_old_and_new_secret(
@@ -184,5 +200,7 @@ async def test_an_endpoint_failing_for_days_is_disabled(
     found = await hooks.service.get(hooks.actor, endpoint.id)
     assert found.disabled_reason == "every delivery failed for too long"
     assert hooks.counts.disabled == ["failing"] and len(receiver.got) == 1
+    reason = "every delivery failed for too long"
+    assert await _disabled_events(hooks, endpoint.id) == [("system", reason)]
     [delivery] = await hooks.deliveries(endpoint.id)
     assert (delivery.response_status, delivery.status) == (503, DeliveryStatus.PENDING)
