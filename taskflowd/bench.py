@@ -240,6 +240,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
             from taskflowd.bench_prune import prune_rows
 
             return await prune_rows(bench, args.prune, args.jobs)
+        if getattr(args, "webhooks", False):
+            from taskflowd.bench_webhooks import webhook_rows
+
+            return await webhook_rows(bench, args.jobs, args.latency_jobs, args.rate)
         drained = await bench.drain(args.jobs)
         rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
         rows.append(
@@ -275,6 +279,10 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         from taskflowd.bench_api import run_api_bench
 
         return run_api_bench(settings, args)
+    if getattr(args, "audit", 0):
+        from taskflowd.bench_audit import run_audit_bench
+
+        return run_audit_bench(settings, args)
     from taskflowd.daemon import run_loop
 
     if getattr(args, "encrypt", False):

@@ -114,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: drain --jobs jobs without, then with, the pruner deleting N old executions",
     )
     bench.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="instead: webhook delivery latency, and --jobs drained with no and 10 endpoints",
+    )
+    bench.add_argument(
+        "--audit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: append N audit events, then time `taskflowd audit verify` over them",
+    )
+    bench.add_argument(
         "--encrypt", action="store_true", help="seal payloads and results with a fresh key"
     )
     bench.add_argument(
