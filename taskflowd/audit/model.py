@@ -71,18 +71,12 @@ class AuditEvent:
 
     def document(self) -> dict[str, Any]:
         """The event's fields as hashed (everything but the chain's own hashes)."""
-        return {
-            "id": self.id,
-            "at": format_time(self.at),
-            "actor": {"type": self.actor.type, "id": self.actor.id, "email": self.actor.email},
-            "orgId": self.org_id,
-            "action": self.action,
-            "target": {"type": self.target_type, "id": self.target_id},
-            "changes": dict(self.changes),
-            "requestId": self.request_id,
-            "ip": self.ip,
-            "userAgent": self.user_agent,
-        }
+        a = self.actor
+        return hashed_document(
+            (self.id, format_time(self.at), a.type, a.id, a.email, self.org_id, self.action),
+            (self.target_type, self.target_id, self.changes),
+            (self.request_id, self.ip, self.user_agent),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The event as the API shows it."""
@@ -104,10 +98,40 @@ def canonical(document: Any) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+def hashed_document(
+    who: tuple[str, str, str, str | None, str | None, str | None, str],
+    what: tuple[str | None, str | None, Mapping[str, Any]],
+    origin: tuple[str | None, str | None, str | None],
+) -> dict[str, Any]:
+    """An event's document from its stored values: (id, `format_time` of `at`, actor
+    type, id and email, org id, action), (target type and id, changes), (request id, ip,
+    user agent). `AuditEvent.document` and the chain's verification both build it here."""
+    event_id, at, actor_type, actor_id, actor_email, org_id, action = who
+    target_type, target_id, changes = what
+    request_id, ip, user_agent = origin
+    return {
+        "id": event_id,
+        "at": at,
+        "actor": {"type": actor_type, "id": actor_id, "email": actor_email},
+        "orgId": org_id,
+        "action": action,
+        "target": {"type": target_type, "id": target_id},
+        "changes": dict(changes),
+        "requestId": request_id,
+        "ip": ip,
+        "userAgent": user_agent,
+    }
+
+
+def link_hash(prev_hash: str, document: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash, a newline and the document's canonical JSON."""
     digest = hashlib.sha256(prev_hash.encode("ascii") + b"\n")
-    digest.update(canonical(event.document()))
+    digest.update(canonical(document))
     return digest.hexdigest()
+
+
+def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+    return link_hash(prev_hash, event.document())
 
 
 def is_secret(name: str) -> bool:

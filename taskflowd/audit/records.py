@@ -11,7 +11,7 @@ from datetime import datetime
 
 import orjson
 
-from taskflowd.audit.model import ActorRef, AuditEvent, chain_hash
+from taskflowd.audit.model import ActorRef, AuditEvent, format_time, hashed_document, link_hash
 from taskflowd.domain.errors import FieldError, ValidationFailed
 from taskflowd.store.base import Page
 from taskflowd.store.db import Database, Row
@@ -228,9 +228,21 @@ def _check(row: Row, position: int, prev: str, db: Database) -> BrokenLink | Non
     if row["prev_hash"] != prev:
         return BrokenLink(seq, event_id, "its prevHash is not the hash of the event before it")
     try:
-        event = event_from_row(row, db)
+        document = hashed_document(
+            (
+                event_id,
+                format_time(db.decode_time(row["at"])),
+                row["actor_type"],
+                row["actor_id"],
+                row["actor_email"],
+                row["org_id"],
+                row["action"],
+            ),
+            (row["target_type"], row["target_id"], orjson.loads(row["changes"])),
+            (row["request_id"], row["ip"], row["user_agent"]),
+        )
     except (ValueError, TypeError):
         return BrokenLink(seq, event_id, "its stored fields cannot be read")
-    if chain_hash(prev, event) != row["hash"]:
+    if link_hash(prev, document) != row["hash"]:
         return BrokenLink(seq, event_id, "its contents do not match its hash (altered)")
     return None
