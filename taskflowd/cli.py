@@ -20,6 +20,25 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", metavar="URL", help="sqlite:///path or postgresql://…")
 
 
+def _bench_workflow_args(bench: argparse.ArgumentParser) -> None:
+    """The flags of `taskflowd bench --workflows` (taskflowd/bench_workflows.py)."""
+    bench.add_argument(
+        "--workflows",
+        action="store_true",
+        help="instead: workflow step hand-off latency and fan-out/fan-in drain rate",
+    )
+    bench.add_argument(
+        "--chain-steps", type=int, default=100, help="--workflows: steps of the chain"
+    )
+    bench.add_argument("--chains", type=int, default=3, help="--workflows: chain runs, in turn")
+    bench.add_argument(
+        "--workflow-runs",
+        type=int,
+        default=1000,
+        help="--workflows: runs of a 10-step fan-out/fan-in (and 10x as many plain jobs)",
+    )
+
+
 def _bench_api_args(bench: argparse.ArgumentParser) -> None:
     """The flags of `taskflowd bench --api` (taskflowd/bench_api.py)."""
     bench.add_argument("--api", action="store_true", help="measure the HTTP API and the client")
@@ -127,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--rate", type=float, default=200.0, help="jobs/s for the latency run")
     bench.add_argument("--latency-jobs", type=int, default=1000, help="jobs of the latency run")
+    _bench_workflow_args(bench)
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)
