@@ -128,12 +128,20 @@ class RunProgress:
             *args,
         )
 
-    async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
+    async def views(
+        self, conn: Conn, run_id: str, graph: Graph | None = None
+    ) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
-        run's execution rows."""
+        run's execution rows. With `graph`, only the results an undecided step can read
+        (those of its upstream steps) are decoded: a long run's earlier results are not
+        decoded again at each step's end."""
         decided = await conn.fetch(
             "SELECT step_key, decision, skip_cause FROM workflow_steps WHERE run_id = $1", run_id
         )
+        needed: set[str] | None = None
+        if graph is not None:
+            keys = {d["step_key"] for d in decided}
+            needed = {u for s in graph.steps if s.key not in keys for u in s.depends_on}
         executions = await conn.fetch(
             "SELECT id, step_key, status, result, error, attempts, started_at, completed_at "
             "FROM job_executions WHERE workflow_run_id = $1",
@@ -147,7 +155,9 @@ class RunProgress:
                 continue
             e = by_step.get(d["step_key"])
             state = StepState.QUEUED if e is None else _STATE.get(e["status"], StepState.QUEUED)
-            result = self._t.load(e["result"]) if e is not None else None
+            result = None
+            if e is not None and (needed is None or d["step_key"] in needed):
+                result = self._t.load(e["result"])
             views[d["step_key"]] = StepView(state, result)
         return views, executions
 
@@ -159,7 +169,7 @@ class RunProgress:
         if run is None:
             return
         graph = self._graph(run["steps"])
-        views, _ = await self.views(conn, run_id)
+        views, _ = await self.views(conn, run_id, graph)
         cancelled = bool(run["cancelled"])
         now = utcnow()
         for decision in [] if cancelled else advance(graph, views):
