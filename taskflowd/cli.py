@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskflowd import __version__, client_cli
@@ -20,6 +20,16 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", metavar="URL", help="sqlite:///path or postgresql://…")
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        return value
+
+    return integer
+
+
 def _bench_workflow_args(bench: argparse.ArgumentParser) -> None:
     """The flags of `taskflowd bench --workflows` (taskflowd/bench_workflows.py)."""
     bench.add_argument(
@@ -28,12 +38,14 @@ def _bench_workflow_args(bench: argparse.ArgumentParser) -> None:
         help="instead: workflow step hand-off latency and fan-out/fan-in drain rate",
     )
     bench.add_argument(
-        "--chain-steps", type=int, default=100, help="--workflows: steps of the chain"
+        "--chain-steps", type=_at_least(2), default=100, help="--workflows: steps of the chain"
     )
-    bench.add_argument("--chains", type=int, default=3, help="--workflows: chain runs, in turn")
+    bench.add_argument(
+        "--chains", type=_at_least(1), default=3, help="--workflows: chain runs, in turn"
+    )
     bench.add_argument(
         "--workflow-runs",
-        type=int,
+        type=_at_least(1),
         default=1000,
         help="--workflows: runs of a 10-step fan-out/fan-in (and 10x as many plain jobs)",
     )
