@@ -169,7 +169,8 @@ class RunProgress:
         if run is None:
             return
         graph = self._graph(run["steps"])
-        views, _ = await self.views(conn, run_id, graph)
+        views, executions = await self.views(conn, run_id, graph)
+        ran = {e["step_key"] for e in executions}
         cancelled = bool(run["cancelled"])
         now = utcnow()
         for decision in [] if cancelled else advance(graph, views):
@@ -180,7 +181,7 @@ class RunProgress:
                 continue
             views[step.key] = StepView(StepState.QUEUED)
             await self._decide(conn, run_id, step.key, "RUN", None, now)
-            execution = await self._enqueue(conn, run, step, views, now)
+            execution = await self._enqueue(conn, run, step, views, now, step.key in ran)
             if execution is not None:
                 done.spawned.append(execution)
         status = run_status(graph, views, cancelled)
@@ -230,25 +231,34 @@ class RunProgress:
         )
 
     async def _enqueue(
-        self, conn: Conn, run: Row, step: StepSpec, views: dict[str, StepView], now: datetime
+        self,
+        conn: Conn,
+        run: Row,
+        step: StepSpec,
+        views: dict[str, StepView],
+        now: datetime,
+        ran: bool,
     ) -> Execution | None:
-        """The step's execution: a new one, or its failed one queued again (retry)."""
+        """The step's execution: a new one, or (`ran`: the step has one in this run) its
+        failed one queued again (retry)."""
         # A step without a payload runs a plain-payload handler on an empty object.
         payload: Any = {} if step.payload is None else step.payload
         if step.handler not in self.plain_payload:
             upstream = {d: views[d].result for d in step.depends_on}
             payload = {"payload": step.payload, "upstream": upstream}
-        requeued = await conn.fetchrow(
-            _REQUEUE,
-            ExecutionStatus.PENDING.value,
-            now,
-            self._t.dump(payload),
-            False,
-            run["id"],
-            step.key,
-            ExecutionStatus.FAILED.value,
-            ExecutionStatus.CANCELLED.value,
-        )
+        requeued = None
+        if ran:
+            requeued = await conn.fetchrow(
+                _REQUEUE,
+                ExecutionStatus.PENDING.value,
+                now,
+                self._t.dump(payload),
+                False,
+                run["id"],
+                step.key,
+                ExecutionStatus.FAILED.value,
+                ExecutionStatus.CANCELLED.value,
+            )
         if requeued is not None:
             await conn.execute(
                 "DELETE FROM dead_letter_jobs WHERE execution_id = $1", requeued["id"]
