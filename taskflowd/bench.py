@@ -244,6 +244,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
             from taskflowd.bench_webhooks import webhook_rows
 
             return await webhook_rows(bench, args.jobs, args.latency_jobs, args.rate)
+        if getattr(args, "workflows", False):
+            from taskflowd.bench_workflows import workflow_rows
+
+            return await workflow_rows(bench, args.chain_steps, args.chains, args.workflow_runs)
         drained = await bench.drain(args.jobs)
         rows.append(("enqueue rate (jobs/s)", f"{drained['enqueue_per_s']:,.0f}"))
         rows.append(

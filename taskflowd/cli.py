@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskflowd import __version__, client_cli
@@ -18,6 +18,37 @@ EXIT_CONFIG = 2
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config file")
     parser.add_argument("--database", metavar="URL", help="sqlite:///path or postgresql://…")
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        return value
+
+    return integer
+
+
+def _bench_workflow_args(bench: argparse.ArgumentParser) -> None:
+    """The flags of `taskflowd bench --workflows` (taskflowd/bench_workflows.py)."""
+    bench.add_argument(
+        "--workflows",
+        action="store_true",
+        help="instead: workflow step hand-off latency and fan-out/fan-in drain rate",
+    )
+    bench.add_argument(
+        "--chain-steps", type=_at_least(2), default=100, help="--workflows: steps of the chain"
+    )
+    bench.add_argument(
+        "--chains", type=_at_least(1), default=3, help="--workflows: chain runs, in turn"
+    )
+    bench.add_argument(
+        "--workflow-runs",
+        type=_at_least(1),
+        default=1000,
+        help="--workflows: runs of a 10-step fan-out/fan-in (and 10x as many plain jobs)",
+    )
 
 
 def _bench_api_args(bench: argparse.ArgumentParser) -> None:
@@ -139,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--rate", type=float, default=200.0, help="jobs/s for the latency run")
     bench.add_argument("--latency-jobs", type=int, default=1000, help="jobs of the latency run")
+    _bench_workflow_args(bench)
     _bench_api_args(bench)
 
     client_cli.add_commands(sub)

@@ -48,6 +48,10 @@ from taskflowd.workflows.service import WorkflowService
 
 T = TypeVar("T")
 
+STOP_MARGIN_S = 10.0
+"""How long a component may take to stop beyond the worker's shutdown grace before the
+node gives up on it and goes on stopping the rest (leases then expire as after a crash)."""
+
 log = logging.getLogger("taskflowd.daemon")
 
 
@@ -258,10 +262,16 @@ class Daemon:
         """Stop started components in reverse order; errors are logged, not raised."""
         if self.notifier is not None:
             self.notifier.stopping()
+        limit_s = self.settings.worker.shutdown_grace_s + STOP_MARGIN_S
         while self._started:
             component = self._started.pop()
             try:
-                await component.stop()
+                async with asyncio.timeout(limit_s):
+                    await component.stop()
+            except TimeoutError:
+                log.error(
+                    "%s did not stop within %g s; going on without it", component.name, limit_s
+                )
             except Exception:
                 log.exception("error while stopping %s", component.name)
         if self.notifier is not None:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 SEALED_FIELDS = frozenset({"payload", "result", "error"})
 """Record fields stored encrypted when encryption at rest is on: never copied into events."""
 
-_CHAIN_HEAD = "SELECT seq, hash FROM audit_chain WHERE id = 1"
-_INSERT = (
+CHAIN_HEAD = "SELECT seq, hash FROM audit_chain WHERE id = 1"
+CHAIN_MOVE = "UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1"
+INSERT = (
     "INSERT INTO audit_events (seq, id, at, actor_type, actor_id, actor_email, org_id, action, "
     "target_type, target_id, changes, request_id, ip, user_agent, prev_hash, hash) "
     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
@@ -65,19 +66,19 @@ class _Counting:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         found = await self._conn.fetch(sql, *args)
-        if found and _writes(sql):
+        if found and writes(sql):
             self.changed += len(found)
         return found
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         found = await self._conn.fetchrow(sql, *args)
-        if found is not None and _writes(sql):
+        if found is not None and writes(sql):
             self.changed += 1
         return found
 
     async def execute(self, sql: str, *args: Any) -> int:
         changed = await self._conn.execute(sql, *args)
-        if _writes(sql):
+        if writes(sql):
             self.changed += changed
         return changed
 
@@ -87,7 +88,7 @@ class _Counting:
         self.changed += len(rows)
 
 
-def _writes(sql: str) -> bool:
+def writes(sql: str) -> bool:
     head = sql.lstrip()[:6].upper()
     return head in ("INSERT", "UPDATE", "DELETE") or (head == "WITH" and "RETURNING" in sql)
 
@@ -214,21 +215,13 @@ class Journal:
     async def append(self, conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
         """Chain `events` after the head, on `conn` inside its transaction."""
         lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
-        head = await conn.fetchrow(_CHAIN_HEAD + lock)
+        head = await conn.fetchrow(CHAIN_HEAD + lock)
         if head is None:
             raise RuntimeError("the audit chain has no head row; run the migrations")
-        seq, prev = int(head["seq"]), str(head["hash"])
-        chained: list[AuditEvent] = []
-        values = []
-        for event in events:
-            seq += 1
-            link = event.chained(prev)
-            prev = link.hash
-            chained.append(link)
-            values.append(_values(seq, link))
-        await conn.executemany(_INSERT, values)
-        await conn.execute("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1", seq, prev)
-        return chained
+        chain = link(int(head["seq"]), str(head["hash"]), events)
+        await conn.executemany(INSERT, chain.rows)
+        await conn.execute(CHAIN_MOVE, chain.seq, chain.hash)
+        return chain.events
 
     def appended(self, events: Sequence[AuditEvent]) -> None:
         """Events `append`ed inside a caller's own transaction have committed."""
@@ -242,6 +235,30 @@ class Journal:
     def _told(self, event: AuditEvent) -> None:
         for listener in self._listeners:
             listener(event)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Events chained after a head: what to insert, and the chain's new head."""
+
+    events: list[AuditEvent]
+    rows: list[tuple[Any, ...]]
+    seq: int
+    hash: str
+
+
+def link(seq: int, prev: str, events: Sequence[AuditEvent]) -> Link:
+    """Chain `events` after the head (`seq`, `prev`): pure, so a caller that runs its
+    statements elsewhere (SQLite's writer thread) can append in the same step."""
+    chained: list[AuditEvent] = []
+    rows = []
+    for event in events:
+        seq += 1
+        linked = event.chained(prev)
+        prev = linked.hash
+        chained.append(linked)
+        rows.append(_values(seq, linked))
+    return Link(chained, rows, seq, prev)
 
 
 def _values(seq: int, e: AuditEvent) -> tuple[Any, ...]:

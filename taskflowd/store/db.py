@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
-from taskflowd.audit.journal import Journal
+from taskflowd.audit.journal import CHAIN_HEAD, CHAIN_MOVE, INSERT, Journal, link, writes
+from taskflowd.audit.model import AuditEvent
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.sqlite_thread import SqliteThread
@@ -144,8 +145,8 @@ async def _steps_in(conn: Conn, steps: Sequence[Step]) -> list[int]:
     return counts
 
 
-def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
-    prepared = [
+def _prepared(steps: Sequence[Step]) -> list[tuple[str, Any, Step]]:
+    return [
         (
             _sqlite_sql(step.sql),
             [_sqlite_args(a) for a in step.args] if step.many else _sqlite_args(step.args),
@@ -154,20 +155,63 @@ def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[in
         for step in steps
     ]
 
+
+def _apply(conn: sqlite3.Connection, prepared: list[tuple[str, Any, Step]]) -> list[int]:
+    counts: list[int] = []
+    for index, (sql, args, step) in enumerate(prepared):
+        cursor = conn.executemany(sql, args) if step.many else conn.execute(sql, args)
+        counts.append(cursor.rowcount)
+        if step.required and cursor.rowcount < 1:
+            raise NothingChanged(index)
+    return counts
+
+
+def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
+    prepared = _prepared(steps)
+
     def job(conn: sqlite3.Connection) -> list[int]:
-        counts: list[int] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for index, (sql, args, step) in enumerate(prepared):
-                cursor = conn.executemany(sql, args) if step.many else conn.execute(sql, args)
-                counts.append(cursor.rowcount)
-                if step.required and cursor.rowcount < 1:
-                    raise NothingChanged(index)
+            counts = _apply(conn, prepared)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return counts
+
+    return job
+
+
+def _run_audited_script(
+    steps: Sequence[Step], events: Sequence[AuditEvent]
+) -> Callable[[sqlite3.Connection], tuple[list[int], list[AuditEvent]]]:
+    """`_run_script`, appending `events` to the audit chain in the same transaction when
+    a statement changed a row: one hand-over to the writer's thread in all."""
+    prepared = _prepared(steps)
+    insert, move, head = _sqlite_sql(INSERT), _sqlite_sql(CHAIN_MOVE), _sqlite_sql(CHAIN_HEAD)
+
+    def job(conn: sqlite3.Connection) -> tuple[list[int], list[AuditEvent]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = _apply(conn, prepared)
+            changed = any(
+                (len(step.args) if step.many else n) > 0 and writes(step.sql)
+                for n, (_, _, step) in zip(counts, prepared, strict=True)
+            )
+            chained: list[AuditEvent] = []
+            if changed:
+                row = conn.execute(head).fetchone()
+                if row is None:
+                    raise RuntimeError("the audit chain has no head row; run the migrations")
+                chain = link(int(row["seq"]), str(row["hash"]), events)
+                conn.executemany(insert, [_sqlite_args(r) for r in chain.rows])
+                conn.execute(move, _sqlite_args((chain.seq, chain.hash)))
+                chained = chain.events
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return counts, chained
 
     return job
 
@@ -281,8 +325,8 @@ class SqliteDatabase:
 
     async def execute(self, sql: str, *args: Any) -> int:
         if self.journal.pending() is not None:
-            async with self.transaction() as conn:
-                return await conn.execute(sql, *args)
+            (changed,) = await self.script([Step(sql, args)])
+            return changed
         async with self._lock:
             return await self._write_conn().execute(sql, *args)
 
@@ -291,9 +335,13 @@ class SqliteDatabase:
             await conn.executemany(sql, args)
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
-        if self.journal.pending() is not None:
-            async with self.transaction() as conn:
-                return await _steps_in(conn, steps)
+        recording = self.journal.pending()
+        if recording is not None:
+            async with self._lock:
+                job = _run_audited_script(steps, recording.events)
+                counts, recording.staged = await self._write_conn()._run(job)
+            self.journal.committed()
+            return counts
         async with self._lock:
             return await self._write_conn()._run(_run_script(steps))
 

@@ -128,12 +128,20 @@ class RunProgress:
             *args,
         )
 
-    async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
+    async def views(
+        self, conn: Conn, run_id: str, graph: Graph | None = None
+    ) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
-        run's execution rows."""
+        run's execution rows. With `graph`, only the results an undecided step can read
+        (those of its upstream steps) are decoded: a long run's earlier results are not
+        decoded again at each step's end."""
         decided = await conn.fetch(
             "SELECT step_key, decision, skip_cause FROM workflow_steps WHERE run_id = $1", run_id
         )
+        needed: set[str] | None = None
+        if graph is not None:
+            keys = {d["step_key"] for d in decided}
+            needed = {u for s in graph.steps if s.key not in keys for u in s.depends_on}
         executions = await conn.fetch(
             "SELECT id, step_key, status, result, error, attempts, started_at, completed_at "
             "FROM job_executions WHERE workflow_run_id = $1",
@@ -147,7 +155,9 @@ class RunProgress:
                 continue
             e = by_step.get(d["step_key"])
             state = StepState.QUEUED if e is None else _STATE.get(e["status"], StepState.QUEUED)
-            result = self._t.load(e["result"]) if e is not None else None
+            result = None
+            if e is not None and (needed is None or d["step_key"] in needed):
+                result = self._t.load(e["result"])
             views[d["step_key"]] = StepView(state, result)
         return views, executions
 
@@ -159,7 +169,8 @@ class RunProgress:
         if run is None:
             return
         graph = self._graph(run["steps"])
-        views, _ = await self.views(conn, run_id)
+        views, executions = await self.views(conn, run_id, graph)
+        ran = {e["step_key"] for e in executions}
         cancelled = bool(run["cancelled"])
         now = utcnow()
         for decision in [] if cancelled else advance(graph, views):
@@ -170,7 +181,7 @@ class RunProgress:
                 continue
             views[step.key] = StepView(StepState.QUEUED)
             await self._decide(conn, run_id, step.key, "RUN", None, now)
-            execution = await self._enqueue(conn, run, step, views, now)
+            execution = await self._enqueue(conn, run, step, views, now, step.key in ran)
             if execution is not None:
                 done.spawned.append(execution)
         status = run_status(graph, views, cancelled)
@@ -220,25 +231,34 @@ class RunProgress:
         )
 
     async def _enqueue(
-        self, conn: Conn, run: Row, step: StepSpec, views: dict[str, StepView], now: datetime
+        self,
+        conn: Conn,
+        run: Row,
+        step: StepSpec,
+        views: dict[str, StepView],
+        now: datetime,
+        ran: bool,
     ) -> Execution | None:
-        """The step's execution: a new one, or its failed one queued again (retry)."""
+        """The step's execution: a new one, or (`ran`: the step has one in this run) its
+        failed one queued again (retry)."""
         # A step without a payload runs a plain-payload handler on an empty object.
         payload: Any = {} if step.payload is None else step.payload
         if step.handler not in self.plain_payload:
             upstream = {d: views[d].result for d in step.depends_on}
             payload = {"payload": step.payload, "upstream": upstream}
-        requeued = await conn.fetchrow(
-            _REQUEUE,
-            ExecutionStatus.PENDING.value,
-            now,
-            self._t.dump(payload),
-            False,
-            run["id"],
-            step.key,
-            ExecutionStatus.FAILED.value,
-            ExecutionStatus.CANCELLED.value,
-        )
+        requeued = None
+        if ran:
+            requeued = await conn.fetchrow(
+                _REQUEUE,
+                ExecutionStatus.PENDING.value,
+                now,
+                self._t.dump(payload),
+                False,
+                run["id"],
+                step.key,
+                ExecutionStatus.FAILED.value,
+                ExecutionStatus.CANCELLED.value,
+            )
         if requeued is not None:
             await conn.execute(
                 "DELETE FROM dead_letter_jobs WHERE execution_id = $1", requeued["id"]

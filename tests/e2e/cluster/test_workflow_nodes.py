@@ -1,8 +1,9 @@
-"""Two daemons on one PostgreSQL run 200 runs of a fan-out/fan-in workflow as one: every
-step of every run has exactly one execution, which succeeded, and every run succeeds.
-Both nodes hand steps to each other: a step often ends on one node and its child is
-claimed by the other. (Claims of one uncapped org no longer take turns on the org's row,
-and claiming a step no longer rewrites the workflow's hidden task row.)"""
+"""Two daemons on one PostgreSQL run 200 runs of a 10-step fan-out/fan-in workflow (start,
+8 steps in parallel, join) as one: every step of every run has exactly one execution,
+which succeeded, and every run succeeds. Both nodes hand steps to each other: a step
+often ends on one node and its child is claimed by the other. (Claims of one uncapped org
+no longer take turns on the org's row, and claiming a step no longer rewrites the
+workflow's hidden task row.)"""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from tests.e2e.conftest import Daemons, eventually, open_jobs
 
 RUNS = 200
 BATCH = 20
+MIDDLE = tuple(f"part{i}" for i in range(8))
 STEPS = [
-    StepSpec("split"),
-    StepSpec("left", depends_on=("split",)),
-    StepSpec("right", depends_on=("split",)),
-    StepSpec("join", depends_on=("left", "right")),
+    StepSpec("start"),
+    *(StepSpec(key, depends_on=("start",)) for key in MIDDLE),
+    StepSpec("join", depends_on=MIDDLE),
 ]
 ENV = {"TASKFLOW_WORKER__LEASE_S": "15", "TASKFLOW_WORKER__CONCURRENCY": "8"}
 
@@ -65,6 +66,6 @@ async def test_two_nodes_run_every_step_of_200_runs_exactly_once(
         sample = await service.get_run(jobs.actor, runs[-1].id)
         assert sample.status is RunStatus.SUCCEEDED
         upstream = next(s for s in sample.steps if s.key == "join").result
-        assert set(upstream["upstream"]) == {"left", "right"}
+        assert set(upstream["upstream"]) == set(MIDDLE)
     assert all(d.running for d in nodes)
     await cluster.stop_all()

@@ -158,7 +158,7 @@ def test_cancel_and_retry_buttons(site: Site) -> None:
         token,
         "flaky",
         [
-            {"key": "fetch", "handler": "fail"},
+            {"key": "fetch", "handler": "fail", "maxRetries": 0},
             {"key": "store", "handler": "echo", "dependsOn": ["fetch"]},
         ],
     )

@@ -3,6 +3,7 @@ pings while it runs, STOPPING=1 when it shuts down, and job metrics from its own
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from taskflowd import daemon as daemon_module
 from taskflowd.api.middleware import front_middleware
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
 from taskflowd.api.parts import NodeParts
@@ -19,6 +21,7 @@ from taskflowd.daemon import Daemon
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.metrics import http_report
 from taskflowd.store.base import ExecutionFilter
+from taskflowd.webhooks.sender import Sender
 from tests.integration.engine.harness import spec
 from tests.integration.queue.polling import eventually
 from tests.unit.ops.notify import listening
@@ -91,3 +94,35 @@ async def test_daemon_reports_to_systemd_and_counts_its_jobs(
             await daemon.stop()
         stopping = await listener.wait_for("STOPPING=1")
         assert stopping == ["STOPPING=1\nSTATUS=shutting down"]
+
+
+async def test_a_component_that_hangs_at_stop_does_not_hold_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shutdown gives each component the worker's grace and a margin, then goes on with
+    the rest: a node never hangs on SIGTERM because one part would not stop."""
+
+    stop = Sender.stop
+
+    async def never(self: Sender) -> None:
+        await stop(self)  # its resources are released; then it hangs
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Sender, "stop", never)
+    monkeypatch.setattr(daemon_module, "STOP_MARGIN_S", 0.5)
+    settings = Settings(
+        database=f"sqlite:///{tmp_path / 'daemon.db'}",
+        admin_email="admin@example.com",
+        admin_password="a long enough admin password",
+        http=HttpSettings(host="127.0.0.1", port=0),
+        auth=dataclasses.replace(AuthSettings(), bcrypt_rounds=4),
+        worker=dataclasses.replace(WorkerSettings(), shutdown_grace_s=0),
+    )
+    daemon = Daemon.build(settings, app_factory=ops_app)
+    await daemon.start()
+    port = daemon.http.port
+    await asyncio.wait_for(daemon.stop(), 20)
+    assert "webhooks did not stop within 0.5 s" in caplog.text
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"http://127.0.0.1:{port}/health")
