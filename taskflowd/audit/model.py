@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -134,6 +135,7 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return link_hash(prev_hash, event.document())
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret(name: str) -> bool:
     """Whether a field of this name holds a secret (passwords, their hashes, key and
     webhook secrets, tokens, credentials in headers)."""
@@ -163,6 +165,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+@functools.lru_cache(maxsize=1024)
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
