@@ -4,6 +4,7 @@ backoff, or, when it is marked critical, stops the daemon loudly. Nothing dies s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,18 @@ log = logging.getLogger("taskflowd.background")
 
 LoopFn = Callable[[], Awaitable[None]]
 _RESET_AFTER_S = 30.0
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until `event` is set or `timeout_s` passed; True when it is set.
+
+    Background loops wait with this, never `asyncio.wait_for(event.wait(), …)`: on Python
+    3.11 `wait_for` returns normally when a cancellation arrives just as the event fires,
+    so the cancelled loop goes round again and whoever stops it waits forever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
 
 
 class Supervisor:

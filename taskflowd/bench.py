@@ -12,7 +12,6 @@ import asyncio
 import base64
 import dataclasses
 import os
-import resource
 import tempfile
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from taskflowd.background import Supervisor
 from taskflowd.bench_jobs import bench_registry
+from taskflowd.bench_measure import cpu_s, percentile, rss_mb
 from taskflowd.config import SecuritySettings, Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
@@ -35,23 +35,6 @@ from taskflowd.worker.pool import WorkerPool
 
 _CHUNK = 2000
 _EVENT_TIMEOUT_S = 120
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _cpu_s() -> float:
-    """CPU time of this process (every thread), user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _Bench:
@@ -181,15 +164,15 @@ class _Bench:
         await self._set_active(True)
         enqueue_s = await self._add(jobs)
         async with self.events.subscribe() as events:
-            started, cpu = time.perf_counter(), _cpu_s()
+            started, cpu = time.perf_counter(), cpu_s()
             await self.worker.start()
             await self._wait_done({j.id for j in jobs}, events)
-            drain_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu
+            drain_s, used_s = time.perf_counter() - started, cpu_s() - cpu
         await self._set_active(False)
         return {
             "enqueue_per_s": count / enqueue_s,
             "drain_per_s": count / drain_s,
-            "cpu_us_per_job": cpu_s / count * 1e6,
+            "cpu_us_per_job": used_s / count * 1e6,
         }
 
     async def latency(self, count: int, rate: float) -> list[float]:
@@ -228,7 +211,7 @@ class _Bench:
         await self._set_active(True)
         self.queue.wake()
         await asyncio.sleep(1.0)
-        return _rss_mb()
+        return rss_mb()
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -258,20 +241,20 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
         rows.append(
             (
                 f"enqueue to start at {args.rate:,.0f}/s, p50 / p99 (ms)",
-                f"{_percentile(e2e, 0.5) * 1e3:.1f} / {_percentile(e2e, 0.99) * 1e3:.1f}",
+                f"{percentile(e2e, 0.5) * 1e3:.1f} / {percentile(e2e, 0.99) * 1e3:.1f}",
             )
         )
         late = await bench.lateness(args.delayed)
         rows.append(
             (
                 f"lateness, {args.delayed:,} due at one instant, p50 / p99 (ms)",
-                f"{_percentile(late, 0.5) * 1e3:.1f} / {_percentile(late, 0.99) * 1e3:.1f}",
+                f"{percentile(late, 0.5) * 1e3:.1f} / {percentile(late, 0.99) * 1e3:.1f}",
             )
         )
         if args.far:
             rss = await bench.far(args.far)
             rows.append((f"peak RSS with {args.far:,} jobs a day ahead (MB)", f"{rss:,.0f}"))
-        rows.append(("peak RSS (MB)", f"{_rss_mb():,.0f}"))
+        rows.append(("peak RSS (MB)", f"{rss_mb():,.0f}"))
     finally:
         await bench.worker.stop()
         await bench.teardown()

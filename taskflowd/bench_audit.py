@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from taskflowd.audit.model import ActorRef, AuditEvent
 from taskflowd.audit.records import AuditRecords
-from taskflowd.bench import _cpu_s
+from taskflowd.bench_measure import cpu_s
 from taskflowd.config import Settings
 from taskflowd.store import open_store
 
@@ -47,15 +47,15 @@ async def _measure(url: str, count: int) -> list[tuple[str, str]]:
     try:
         actor = ActorRef("user", str(uuid.uuid4()), "bench@bench.invalid")
         org_id = str(uuid.uuid4())
-        began, cpu = time.perf_counter(), _cpu_s()
+        began, cpu = time.perf_counter(), cpu_s()
         for start in range(0, count, _BATCH):
             events = _events(min(_BATCH, count - start), org_id, actor)
             async with store.db.transaction() as conn:
                 await store.journal.append(conn, events)
-        append_s, append_cpu = time.perf_counter() - began, _cpu_s() - cpu
-        began, cpu = time.perf_counter(), _cpu_s()
+        append_s, append_cpu = time.perf_counter() - began, cpu_s() - cpu
+        began, cpu = time.perf_counter(), cpu_s()
         verdict = await AuditRecords(store.db).verify()
-        verify_s, verify_cpu = time.perf_counter() - began, _cpu_s() - cpu
+        verify_s, verify_cpu = time.perf_counter() - began, cpu_s() - cpu
     finally:
         await store.stop()
     if not verdict.ok or verdict.checked != count:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from taskflowd.bench import _cpu_s, _percentile
+from taskflowd.bench_measure import cpu_s, percentile
 from taskflowd.domain.entities import utcnow
 from taskflowd.handlers.ssrf import AddressPolicy
 from taskflowd.webhooks.model import Endpoint
@@ -168,13 +168,13 @@ class _Hooks:
         await bench._add(jobs)
         self.receiver.reset(count * self.endpoints)
         async with bench.events.subscribe() as events:
-            started, cpu = time.perf_counter(), _cpu_s()
+            started, cpu = time.perf_counter(), cpu_s()
             await bench.worker.start()
             await bench._wait_done({j.id for j in jobs}, events)
-            done_s, done_cpu = time.perf_counter() - started, _cpu_s() - cpu
+            done_s, done_cpu = time.perf_counter() - started, cpu_s() - cpu
         await self.receiver.wait()
         await self._settled()
-        delivered_s, delivered_cpu = time.perf_counter() - started, _cpu_s() - cpu
+        delivered_s, delivered_cpu = time.perf_counter() - started, cpu_s() - cpu
         await bench._set_active(False)
         return {
             "completed_per_s": count / done_s,
@@ -218,7 +218,7 @@ async def webhook_rows(bench: _Bench, jobs: int, count: int, rate: float) -> lis
     return [
         (
             f"delivery start after completedAt at {rate:,.0f}/s, p50 / p99 (ms)",
-            f"{_percentile(delays, 0.5) * 1e3:.1f} / {_percentile(delays, 0.99) * 1e3:.1f}",
+            f"{percentile(delays, 0.5) * 1e3:.1f} / {percentile(delays, 0.99) * 1e3:.1f}",
         ),
         (f"drain, {jobs:,} jobs, no endpoint (jobs/s)", f"{plain['delivered_per_s']:,.0f}"),
         (

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from taskflowd.background import Supervisor
+from taskflowd.background import Supervisor, wait_event
 from taskflowd.events import Event, EventBus
 from taskflowd.store.db import PostgresDatabase
 
@@ -260,8 +260,7 @@ class PostgresTransport:
             await conn.add_listener(self.channel, on_notify)
             connected()
             while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), PING_S)
+                await wait_event(lost, PING_S)
                 if not lost.is_set():
                     async with asyncio.timeout(PING_S):
                         await conn.execute("SELECT 1")

@@ -258,5 +258,6 @@ async def _next(queue: asyncio.Queue[Event], timeout_s: float) -> Event | None:
     if timeout_s <= 0:
         return None
     with contextlib.suppress(TimeoutError):
-        return await asyncio.wait_for(queue.get(), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: see background.wait_event
+            return await queue.get()
     return None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskflowd.background import Outage
+from taskflowd.background import Outage, wait_event
 from taskflowd.domain.entities import utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue.redis_claims import RecordClaims
@@ -106,8 +106,7 @@ class Reconciler:
             log, "cannot reconcile the Redis queue now: %s", "reconciling the Redis queue again"
         )
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), _TICK_S)
+            await wait_event(self._kick, _TICK_S)
             self._kick.clear()
             try:
                 if await self.rebuild_if_lost():

@@ -16,13 +16,12 @@ indexes it once Redis answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from taskflowd.background import Outage, Supervisor
+from taskflowd.background import Outage, Supervisor, wait_event
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.queue.base import (
@@ -171,8 +170,7 @@ class RedisQueue:
 
     async def wait_for_work(self, timeout_s: float) -> None:
         if timeout_s > 0 and not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
+            await wait_event(self._wake, timeout_s)
         self._wake.clear()
 
     async def schedule_changed(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskflowd.background import Supervisor
+from taskflowd.background import Supervisor, wait_event
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from taskflowd.domain.jobs import OWN_JOB_SUFFIX, RUN_MARK, own_job_id
@@ -67,8 +67,7 @@ _NOTHING = HookOutcome()
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     if timeout_s > 0 and not event.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+        await wait_event(event, timeout_s)
     event.clear()
 
 

@@ -22,7 +22,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 import taskflowd
-from taskflowd.background import Outage, Supervisor
+from taskflowd.background import Outage, Supervisor, wait_event
 from taskflowd.config import WebhookSettings
 from taskflowd.domain.entities import utcnow
 from taskflowd.handlers.http import safe_url, url_problem
@@ -149,8 +149,7 @@ class Sender:
                     self._launch(delivery)
                 if claimed:
                     continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+            await wait_event(self._wake, self.settings.poll_interval_s)
             self._wake.clear()
 
     def _launch(self, delivery: Claimed) -> None:
