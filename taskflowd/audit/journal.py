@@ -198,8 +198,7 @@ class Journal:
         if recording is None or not recording.staged:
             return
         recording.written, recording.staged = recording.staged, None
-        for event in recording.written:
-            self._told(event)
+        self.appended(recording.written)
 
     async def write(self, *events: AuditEvent) -> None:
         """Append events that record no change of data (a refused login) on their own."""
@@ -209,8 +208,7 @@ class Journal:
                 written = await self.append(conn, events)
         finally:
             self._recording.reset(token)
-        for event in written:
-            self._told(event)
+        self.appended(written)
 
     async def append(self, conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
         """Chain `events` after the head, on `conn` inside its transaction."""

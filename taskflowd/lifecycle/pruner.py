@@ -4,6 +4,7 @@ paced batches, and gives the freed pages of a SQLite file back to the file syste
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -119,10 +120,15 @@ class Pruner:
             if cutoff is not None and not await self._sweep(sweep, cutoff, deleted):
                 break
         else:
-            await self._idempotency(now - self._idempotency_keep, deleted)
+            stale = now - self._idempotency_keep
+            stale_keys = functools.partial(sweeps.idempotency_batch, self.db)
+            await self._batches(sweeps.IDEMPOTENCY_KEYS, stale_keys, stale, deleted)
             audit_cutoff = self._cutoff(r.audit_s, now)
             if audit_cutoff is not None:
-                await self._audit(audit_cutoff, deleted)
+                # Oldest first, moving the chain's checkpoint so `taskflowd audit verify`
+                # starts after the last event deleted.
+                prune = AuditRecords(self.db).prune
+                await self._batches(AUDIT_EVENTS, prune, audit_cutoff, deleted)
         if self._vacuum_step is not None and any(deleted.values()):
             await self._vacuum(self._vacuum_step)
         took = time.monotonic() - began
@@ -155,23 +161,19 @@ class Pruner:
             after = batch.after
             await self._rest(began)
 
-    async def _idempotency(self, cutoff: datetime, deleted: dict[str, int]) -> None:
+    async def _batches(
+        self,
+        table: str,
+        delete: Callable[[datetime, int], Awaitable[int]],
+        cutoff: datetime,
+        deleted: dict[str, int],
+    ) -> None:
+        """Call `delete(cutoff, batch_size)` while the lease holds and a batch comes back
+        full, resting between batches, counting the rows under `table`."""
         while await self.lease.keep():
             began = time.monotonic()
-            count = await sweeps.idempotency_batch(self.db, cutoff, self.retention.batch_size)
-            deleted[sweeps.IDEMPOTENCY_KEYS] = deleted.get(sweeps.IDEMPOTENCY_KEYS, 0) + count
-            if count < self.retention.batch_size:
-                return
-            await self._rest(began)
-
-    async def _audit(self, cutoff: datetime, deleted: dict[str, int]) -> None:
-        """Audit events before `cutoff`, oldest first, moving the chain's checkpoint so
-        `taskflowd audit verify` starts after the last one deleted."""
-        records = AuditRecords(self.db)
-        while await self.lease.keep():
-            began = time.monotonic()
-            count = await records.prune(cutoff, self.retention.batch_size)
-            deleted[AUDIT_EVENTS] = deleted.get(AUDIT_EVENTS, 0) + count
+            count = await delete(cutoff, self.retention.batch_size)
+            deleted[table] = deleted.get(table, 0) + count
             if count < self.retention.batch_size:
                 return
             await self._rest(began)
