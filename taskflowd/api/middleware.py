@@ -80,24 +80,31 @@ def route_template(request: web.Request, unmatched: str = "(unmatched)") -> str:
 
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+_PROBES = frozenset(("/health", "/ready", "/metrics"))
+"""Routes that probes and scrapers call every few seconds: their answers are logged at
+DEBUG (a failed one at INFO), so they do not drown the requests of people and programs."""
 
 
 def log_access(request: web.Request, status: int, seconds: float, _: object) -> None:
     """One access log line per request: method, route template, status, duration. No
     headers, no bodies, no raw paths (they may carry ids or tokens), nothing else a client
-    chose (another method is `OTHER`), so the line needs no redaction."""
-    if not access_logger.isEnabledFor(logging.INFO):
+    chose (another method is `OTHER`), so the line needs no redaction. Successful probes
+    (`_PROBES`) are logged at DEBUG."""
+    route = route_template(request)
+    level = logging.DEBUG if status < 400 and route in _PROBES else logging.INFO
+    if not access_logger.isEnabledFor(level):
         return
     fields = {
         "method": request.method if request.method in _METHODS else "OTHER",
-        "route": route_template(request),
+        "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
     }
-    access_logger.info(
+    access_logger.log(
+        level,
         "%s %s %s",
         fields["method"],
-        fields["route"],
+        route,
         status,
         extra={"fields": fields, VERBATIM: True},
     )

@@ -87,7 +87,8 @@ class SqlRecords:
         """A page of rows rendered by the database as JSON objects in `shape`."""
         sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
         found = await self.db.fetch(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
-        items = [self._opened(shape, r["j"]) for r in found[:limit]]
+        keys = shape.json_keys()
+        items = [self._t.open_rendered(str(r["j"]), keys) for r in found[:limit]]
         return Page(items, self._next_cursor(found, limit))
 
     def _opened(self, shape: Shape, document: str) -> str:

@@ -119,6 +119,21 @@ async def test_access_log_names_other_methods_other(
     assert "PURGE" not in repr(lines[0].__dict__)
 
 
+async def test_successful_probes_are_logged_at_debug_only(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="taskflowd.api.access"):
+        assert (await client.get("/health")).status == 200
+        assert (await client.get("/api/openapi.json")).status == 200
+    routes = [r.fields["route"] for r in caplog.records if r.name == "taskflowd.api.access"]  # type: ignore[attr-defined]
+    assert routes == ["/api/openapi.json"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="taskflowd.api.access"):
+        assert (await client.get("/health")).status == 200
+    probes = [r for r in caplog.records if r.name == "taskflowd.api.access"]
+    assert [(r.levelno, r.fields["route"]) for r in probes] == [(logging.DEBUG, "/health")]  # type: ignore[attr-defined]
+
+
 async def test_api_responses_are_not_cached_by_default(client: Client) -> None:
     response = await client.post("/api/v1/auth/login", json={"email": "a@b.c", "password": "x"})
     assert response.headers["Cache-Control"] == "no-store"
