@@ -83,6 +83,8 @@ class SqlQueue:
         self.max_running_jobs = max_running_jobs
         self._t = db.codec
         self._wake = asyncio.Event()
+        self._sleeps_until: datetime | None = None
+        """When the idle claim loop will look again by itself (None: it is not idle)."""
         self._schedule = asyncio.Event()
         self._listener: Any = None
         self._listener_lost = asyncio.Event()
@@ -195,7 +197,11 @@ class SqlQueue:
         self._wake.set()
 
     async def wait_for_work(self, timeout_s: float) -> None:
-        await _wait(self._wake, timeout_s)
+        self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
+        try:
+            await _wait(self._wake, timeout_s)
+        finally:
+            self._sleeps_until = None
 
     async def schedule_changed(self) -> None:
         if self._pg:
@@ -222,8 +228,12 @@ class SqlQueue:
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
-            # This node's worker first: it claims while the other nodes are told.
-            self._wake.set()
+            # This node's worker first: it claims while the other nodes are told. An idle
+            # worker that will look again before the earliest of them is due is left
+            # asleep: waking it would cost a claim that finds nothing.
+            sleeps_until = self._sleeps_until
+            if sleeps_until is None or min(e.run_at for e in executions) < sleeps_until:
+                self._wake.set()
             if self._pg:
                 await self.db.execute(f"NOTIFY {CHANNEL}")
 

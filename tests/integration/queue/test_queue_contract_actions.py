@@ -196,6 +196,21 @@ async def test_wait_for_work_returns_after_wake(queue: JobQueue) -> None:
     await asyncio.wait_for(waiter, WAKE_BOUND_S)
 
 
+async def test_work_announced_due_before_the_wait_ends_wakes_the_waiter(
+    queue: JobQueue, task: Task
+) -> None:
+    """An idle worker may sleep through work due after it looks again by itself, never
+    through work due before that."""
+    await queue.wait_for_work(0)
+    waiter = asyncio.create_task(queue.wait_for_work(300))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+
+    await queue.announce([due_job(task, later(60))])
+
+    await asyncio.wait_for(waiter, WAKE_BOUND_S)
+
+
 async def test_wait_for_work_times_out_quietly(queue: JobQueue) -> None:
     await queue.wait_for_work(0)
 
