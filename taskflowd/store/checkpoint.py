@@ -48,8 +48,8 @@ class CheckpointReport(Protocol):
     """Where the loop's outcomes go (the node's metrics)."""
 
     def checkpointed(self, outcome: str, log_pages: int, seconds: float) -> None:
-        """`outcome`: "complete" (the whole log copied), "partial" (readers or the
-        writer still need some of it) or "failed"; `log_pages`: the log's length."""
+        """`outcome`: "complete" (the whole log copied), "partial" (readers still
+        read part of it) or "failed"; `log_pages`: the log's length."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,13 +304,17 @@ class SqliteDatabase:
             for thread in (self._writer_thread, *self._reader_threads):
                 await thread.open()
                 opened.append(thread)
-            await self.checkpointer.start()
         except sqlite3.Error as exc:
             for thread in opened:
                 await thread.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._writer = _SqliteConn(self._writer_thread)
         self._readers = [_SqliteConn(t) for t in self._reader_threads]
+        try:
+            await self.checkpointer.start()  # its loop asks the writer to catch up
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         await self.checkpointer.stop()
