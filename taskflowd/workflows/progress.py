@@ -157,16 +157,12 @@ class RunProgress:
             *args,
         )
 
-    async def views(
-        self, conn: Conn, run_id: str, graph: Graph | None = None
-    ) -> tuple[dict[str, StepView], list[Row]]:
+    async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
-        run's execution rows. With `graph`, only the results an undecided step can read
-        (those of its upstream steps) are decoded: a long run's earlier results are not
-        decoded again at each step's end."""
+        run's execution rows."""
         decided, executions = await self._step_rows(conn, [run_id])
         found = executions.get(run_id, [])
-        return self._views(decided.get(run_id, []), found, graph), found
+        return self._views(decided.get(run_id, []), found, None), found
 
     async def _step_rows(
         self, conn: Conn, run_ids: Sequence[str]
@@ -192,6 +188,9 @@ class RunProgress:
     def _views(
         self, decided: Sequence[Row], executions: Sequence[Row], graph: Graph | None
     ) -> dict[str, StepView]:
+        """The views of `views`. With `graph`, only the results an undecided step can read
+        (those of its upstream steps) are decoded: a long run's earlier results are not
+        decoded again at each step's end."""
         needed: set[str] | None = None
         if graph is not None:
             keys = {d["step_key"] for d in decided}
