@@ -55,6 +55,9 @@ _DECIDE = (
     "INSERT INTO workflow_steps (run_id, step_key, decision, skip_cause, decided_at) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
+_SET_STATUS = (
+    "UPDATE workflow_runs SET status = $1, finished_at = $2, updated_at = $3 WHERE id = $4"
+)
 _RUN_COLUMNS = "id, workflow_id, task_id, owner_id, org_id, steps, status, cancelled, created_at"
 _REQUEUE = (
     "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, payload = $3, "
@@ -87,12 +90,13 @@ class Advanced:
 
 @dataclass(slots=True)
 class _Writes:
-    """The decisions and new executions of the runs advanced together, written with one
-    statement each."""
+    """What the runs advanced together write, one statement for each kind."""
 
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     executions: list[tuple[Execution, str, str]] = field(default_factory=list)
     """(execution, run id, step key)"""
+    statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=_INSERT_ROWS)
@@ -219,7 +223,8 @@ class RunProgress:
 
     async def _advance_runs(self, conn: Conn, runs: Sequence[Row], done: Advanced) -> None:
         """`advance` for each of `runs` (rows the caller locked): their steps read in two
-        queries, their decisions and new executions written in one statement each."""
+        queries; their decisions, new executions, statuses and notices written in one
+        statement each."""
         decided, executions = await self._step_rows(conn, [r["id"] for r in runs])
         now = utcnow()
         writes = _Writes()
@@ -228,6 +233,10 @@ class RunProgress:
             await self._advance_one(conn, run, decided.get(run["id"], []), found, now, writes, done)
         if writes.decisions:
             await conn.executemany(_DECIDE, writes.decisions)
+        if writes.statuses:
+            await conn.executemany(_SET_STATUS, writes.statuses)
+        if writes.notices and self.outbox is not None:
+            await self.outbox.write(conn, writes.notices)
         for start in range(0, len(writes.executions), _INSERT_ROWS):
             chunk = writes.executions[start : start + _INSERT_ROWS]
             values = [
@@ -271,18 +280,10 @@ class RunProgress:
         status = run_status(graph, views, cancelled)
         if status.value != run["status"]:
             final = status is not RunStatus.RUNNING
-            await conn.execute(
-                "UPDATE workflow_runs SET status = $1, finished_at = $2, updated_at = $3 "
-                "WHERE id = $4",
-                status.value,
-                now if final else None,
-                now,
-                run_id,
-            )
+            writes.statuses.append((status.value, now if final else None, now, run_id))
             if final:
                 created = self._t(run["created_at"])
-                if self.outbox is not None:
-                    await self.outbox.write(conn, [_finished_notice(run, status, created, now)])
+                writes.notices.append(_finished_notice(run, status, created, now))
                 done.finished.append(
                     Finished(
                         run_id,
