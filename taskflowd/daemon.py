@@ -37,6 +37,7 @@ from taskflowd.services.handler_check import check_handlers
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore, open_store
+from taskflowd.store.db import SqliteDatabase
 from taskflowd.systemd import SystemdNotifier
 from taskflowd.webhooks.outbox import WebhookOutbox
 from taskflowd.webhooks.records import WebhookRecords
@@ -157,6 +158,8 @@ class Daemon:
             plugin_failures=[f.name for f in handlers.plugin_failures],
         )
         store.journal.on_written(daemon.metrics.audited)
+        if isinstance(store.db, SqliteDatabase):
+            store.db.checkpointer.report = daemon.metrics
         if settings.has_role("worker"):
             daemon.sender = Sender(
                 daemon.webhooks.records,

@@ -358,6 +358,23 @@ class Metrics:
             "How long this node's last pruning pass took.",
             registry=r,
         )
+        self.checkpoints = Counter(
+            "taskflow_sqlite_checkpoints",
+            "Background checkpoints of the SQLite write-ahead log, by outcome "
+            "(complete, partial: readers still needed part of it, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.wal_pages = Gauge(
+            "taskflow_sqlite_wal_pages",
+            "Pages in the SQLite write-ahead log at the last background checkpoint.",
+            registry=r,
+        )
+        self.checkpoint_duration = Gauge(
+            "taskflow_sqlite_checkpoint_last_duration_seconds",
+            "How long the last background checkpoint of the SQLite log took.",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "taskflow_webhook_deliveries",
             "Webhook delivery attempts, by outcome (succeeded, failed, gone, timeout, refused, "
@@ -496,6 +513,12 @@ class Metrics:
 
     def prune_pass(self, seconds: float) -> None:
         self.prune_duration.set(seconds)
+
+    def checkpointed(self, outcome: str, log_pages: int, seconds: float) -> None:
+        self.checkpoints.labels(label_word(outcome)).inc()
+        if outcome != "failed":
+            self.wal_pages.set(log_pages)
+        self.checkpoint_duration.set(seconds)
 
     def webhook_attempt(self, outcome: str, seconds: float) -> None:
         self.webhook_deliveries.labels(label_word(outcome)).inc()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from taskflowd.audit.journal import CHAIN_HEAD, CHAIN_MOVE, INSERT, Journal, link, writes
 from taskflowd.audit.model import AuditEvent
+from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.sqlite_thread import SqliteThread
@@ -255,7 +256,9 @@ _PRAGMAS = (
 
 class SqliteDatabase:
     """SQLite in WAL mode: one writer connection behind a lock, and reader connections
-    (WAL readers never wait for the writer), each in a thread of its own.
+    (WAL readers never wait for the writer), each in a thread of its own, and a
+    checkpoint loop that keeps copying the log back off the writer's commits
+    (`taskflowd.store.checkpoint`; `checkpoint_interval_s`, `wal_bytes`).
 
     Statements outside a transaction that change data also take the writer, so a
     transaction never interleaves with another coroutine's statements.
@@ -269,6 +272,9 @@ class SqliteDatabase:
         busy_timeout_ms: int = 10_000,
         readers: int = 2,
         keyring: Keyring | None = None,
+        *,
+        checkpoint_interval_s: float = checkpoint.INTERVAL_S,
+        wal_bytes: int = checkpoint.WAL_BYTES,
     ) -> None:
         self.path = sqlite_path(url)
         self.codec = RowCodec(self.decode_time, keyring)
@@ -276,12 +282,15 @@ class SqliteDatabase:
         pragmas = (*_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}")
         # Freed pages go back to the file system when the pruner asks (incremental
         # vacuum); a file made before this setting needs one VACUUM (`taskflowd migrate`).
-        writer = ("PRAGMA auto_vacuum=INCREMENTAL", *pragmas)
+        writer = ("PRAGMA auto_vacuum=INCREMENTAL", *pragmas, *checkpoint.writer_pragmas())
         self._writer_thread = SqliteThread(self.path, writer, "sqlite-writer")
         self._reader_threads = [
             SqliteThread(self.path, (*pragmas, "PRAGMA query_only=ON"), f"sqlite-reader-{i}")
             for i in range(readers)
         ]
+        self.checkpointer = checkpoint.Checkpointer(
+            self.path, self._checkpoint, interval_s=checkpoint_interval_s, wal_bytes=wal_bytes
+        )
         self._writer: _SqliteConn | None = None
         self._readers: list[_SqliteConn] = []
         self._lock = asyncio.Lock()
@@ -301,8 +310,14 @@ class SqliteDatabase:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._writer = _SqliteConn(self._writer_thread)
         self._readers = [_SqliteConn(t) for t in self._reader_threads]
+        try:
+            await self.checkpointer.start()  # its loop asks the writer to catch up
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
     async def close(self) -> None:
+        await self.checkpointer.stop()
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
@@ -375,6 +390,15 @@ class SqliteDatabase:
 
         def job(conn: sqlite3.Connection) -> None:
             conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+
+        async with self._lock:
+            await self._write_conn()._run(job)
+
+    async def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint on the writer's connection, between two transactions."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
         async with self._lock:
             await self._write_conn()._run(job)

@@ -11,9 +11,10 @@ child exactly once; a crash rolls back the end and its children together.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,10 +49,16 @@ _LIVE = (
     ExecutionStatus.PROCESSING.value,
 )
 _INSERT_COUNT = rows.EXECUTION_INSERT_COLUMNS.count(",") + 3
-_INSERT = (
-    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}, workflow_run_id, step_key) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, _INSERT_COUNT + 1))}) ON CONFLICT DO NOTHING"
+_INSERT_ROWS = 100
+"""New step executions per INSERT statement (a few thousand parameters at most)."""
+_DECIDE = (
+    "INSERT INTO workflow_steps (run_id, step_key, decision, skip_cause, decided_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
+_SET_STATUS = (
+    "UPDATE workflow_runs SET status = $1, finished_at = $2, updated_at = $3 WHERE id = $4"
+)
+_RUN_COLUMNS = "id, workflow_id, task_id, owner_id, org_id, steps, status, cancelled, created_at"
 _REQUEUE = (
     "UPDATE job_executions SET status = $1, run_at = $2, updated_at = $2, payload = $3, "
     "completed_at = NULL, result = NULL, rescues = 0, cancel_requested = $4, "
@@ -81,6 +88,30 @@ class Advanced:
     finished: list[Finished]
 
 
+@dataclass(slots=True)
+class _Writes:
+    """What the runs advanced together write, one statement for each kind."""
+
+    decisions: list[tuple[Any, ...]] = field(default_factory=list)
+    executions: list[tuple[Execution, str, str]] = field(default_factory=list)
+    """(execution, run id, step key)"""
+    statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=_INSERT_ROWS)
+def _insert_sql(count: int) -> str:
+    """An INSERT of `count` step executions, returning the ids of those inserted."""
+    groups = ", ".join(
+        "(" + ", ".join(f"${row * _INSERT_COUNT + i}" for i in range(1, _INSERT_COUNT + 1)) + ")"
+        for row in range(count)
+    )
+    return (
+        f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}, workflow_run_id, "
+        f"step_key) VALUES {groups} ON CONFLICT DO NOTHING RETURNING id"
+    )
+
+
 class RunProgress:
     """Decides and enqueues the steps of workflow runs (see the module docstring)."""
 
@@ -104,49 +135,70 @@ class RunProgress:
         return graph
 
     async def on_final(self, conn: Conn, execution_ids: Sequence[str]) -> Advanced:
-        """The queue's hook: advance the runs of these executions, which just ended."""
+        """The queue's hook: advance the runs of these executions, which just ended. The
+        runs are locked in id order and advanced together: a batch of step ends costs a
+        handful of statements, however many runs it touches."""
         done = Advanced([], [])
         if not execution_ids:
             return done
         marks = ", ".join(f"${i}" for i in range(1, len(execution_ids) + 1))
-        found = await conn.fetch(
-            "SELECT DISTINCT workflow_run_id FROM job_executions "
-            f"WHERE id IN ({marks}) AND workflow_run_id IS NOT NULL",
+        runs = await conn.fetch(
+            f"SELECT {_RUN_COLUMNS} FROM workflow_runs WHERE id IN (SELECT workflow_run_id "
+            f"FROM job_executions WHERE id IN ({marks}) AND workflow_run_id IS NOT NULL) "
+            f"ORDER BY id{self._lock}",
             *execution_ids,
         )
-        for run_id in sorted(r["workflow_run_id"] for r in found):
-            await self.advance(conn, run_id, done)
+        if runs:
+            await self._advance_runs(conn, runs, done)
         return done
 
     async def lock_run(self, conn: Conn, run_id: str, org_id: str | None = None) -> Row | None:
         org = "" if org_id is None else " AND org_id = $2"
         args = () if org_id is None else (org_id,)
         return await conn.fetchrow(
-            "SELECT id, workflow_id, task_id, owner_id, org_id, steps, status, cancelled, "
-            f"created_at FROM workflow_runs WHERE id = $1{org}{self._lock}",
+            f"SELECT {_RUN_COLUMNS} FROM workflow_runs WHERE id = $1{org}{self._lock}",
             run_id,
             *args,
         )
 
-    async def views(
-        self, conn: Conn, run_id: str, graph: Graph | None = None
-    ) -> tuple[dict[str, StepView], list[Row]]:
+    async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
-        run's execution rows. With `graph`, only the results an undecided step can read
+        run's execution rows."""
+        decided, executions = await self._step_rows(conn, [run_id])
+        found = executions.get(run_id, [])
+        return self._views(decided.get(run_id, []), found, None), found
+
+    async def _step_rows(
+        self, conn: Conn, run_ids: Sequence[str]
+    ) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
+        """The decision rows and execution rows of each of `run_ids`, in two queries."""
+        marks = ", ".join(f"${i}" for i in range(1, len(run_ids) + 1))
+        decided: dict[str, list[Row]] = {}
+        for d in await conn.fetch(
+            "SELECT run_id, step_key, decision, skip_cause FROM workflow_steps "
+            f"WHERE run_id IN ({marks})",
+            *run_ids,
+        ):
+            decided.setdefault(d["run_id"], []).append(d)
+        executions: dict[str, list[Row]] = {}
+        for e in await conn.fetch(
+            "SELECT id, workflow_run_id, step_key, status, result, error, attempts, "
+            f"started_at, completed_at FROM job_executions WHERE workflow_run_id IN ({marks})",
+            *run_ids,
+        ):
+            executions.setdefault(e["workflow_run_id"], []).append(e)
+        return decided, executions
+
+    def _views(
+        self, decided: Sequence[Row], executions: Sequence[Row], graph: Graph | None
+    ) -> dict[str, StepView]:
+        """The views of `views`. With `graph`, only the results an undecided step can read
         (those of its upstream steps) are decoded: a long run's earlier results are not
         decoded again at each step's end."""
-        decided = await conn.fetch(
-            "SELECT step_key, decision, skip_cause FROM workflow_steps WHERE run_id = $1", run_id
-        )
         needed: set[str] | None = None
         if graph is not None:
             keys = {d["step_key"] for d in decided}
             needed = {u for s in graph.steps if s.key not in keys for u in s.depends_on}
-        executions = await conn.fetch(
-            "SELECT id, step_key, status, result, error, attempts, started_at, completed_at "
-            "FROM job_executions WHERE workflow_run_id = $1",
-            run_id,
-        )
         by_step = {e["step_key"]: e for e in executions}
         views: dict[str, StepView] = {}
         for d in decided:
@@ -159,46 +211,79 @@ class RunProgress:
             if e is not None and (needed is None or d["step_key"] in needed):
                 result = self._t.load(e["result"])
             views[d["step_key"]] = StepView(state, result)
-        return views, executions
+        return views
 
     async def advance(
         self, conn: Conn, run_id: str, done: Advanced, run: Row | None = None
     ) -> None:
         """Decide what can be decided in run `run_id` and settle its status."""
         run = run or await self.lock_run(conn, run_id)
-        if run is None:
-            return
+        if run is not None:
+            await self._advance_runs(conn, [run], done)
+
+    async def _advance_runs(self, conn: Conn, runs: Sequence[Row], done: Advanced) -> None:
+        """`advance` for each of `runs` (rows the caller locked): their steps read in two
+        queries; their decisions, new executions, statuses and notices written in one
+        statement each."""
+        decided, executions = await self._step_rows(conn, [r["id"] for r in runs])
+        now = utcnow()
+        writes = _Writes()
+        for run in runs:
+            found = executions.get(run["id"], [])
+            await self._advance_one(conn, run, decided.get(run["id"], []), found, now, writes, done)
+        if writes.decisions:
+            await conn.executemany(_DECIDE, writes.decisions)
+        if writes.statuses:
+            await conn.executemany(_SET_STATUS, writes.statuses)
+        if writes.notices and self.outbox is not None:
+            await self.outbox.write(conn, writes.notices)
+        for start in range(0, len(writes.executions), _INSERT_ROWS):
+            chunk = writes.executions[start : start + _INSERT_ROWS]
+            values = [
+                v
+                for execution, run_id, key in chunk
+                for v in (*rows.execution_insert_values(execution, None, self._t), run_id, key)
+            ]
+            inserted = {r["id"] for r in await conn.fetch(_insert_sql(len(chunk)), *values)}
+            done.spawned.extend(e for e, _, _ in chunk if e.id in inserted)
+
+    async def _advance_one(
+        self,
+        conn: Conn,
+        run: Row,
+        decided: Sequence[Row],
+        executions: Sequence[Row],
+        now: datetime,
+        writes: _Writes,
+        done: Advanced,
+    ) -> None:
+        run_id = run["id"]
         graph = self._graph(run["steps"])
-        views, executions = await self.views(conn, run_id, graph)
+        views = self._views(decided, executions, graph)
         ran = {e["step_key"] for e in executions}
         cancelled = bool(run["cancelled"])
-        now = utcnow()
         for decision in [] if cancelled else advance(graph, views):
             step = graph.by_key[decision.key]
             if decision.skip is not None:
                 views[step.key] = StepView(StepState.SKIPPED, cause=decision.skip)
-                await self._decide(conn, run_id, step.key, "SKIPPED", decision.skip, now)
+                writes.decisions.append((run_id, step.key, "SKIPPED", decision.skip.value, now))
                 continue
             views[step.key] = StepView(StepState.QUEUED)
-            await self._decide(conn, run_id, step.key, "RUN", None, now)
-            execution = await self._enqueue(conn, run, step, views, now, step.key in ran)
-            if execution is not None:
-                done.spawned.append(execution)
+            writes.decisions.append((run_id, step.key, "RUN", None, now))
+            payload = self._payload(step, views)
+            if step.key in ran:
+                requeued = await self._requeue(conn, run_id, step, payload, now)
+                if requeued is not None:
+                    done.spawned.append(requeued)
+                continue
+            writes.executions.append((self._execution(run, step, payload, now), run_id, step.key))
         status = run_status(graph, views, cancelled)
         if status.value != run["status"]:
             final = status is not RunStatus.RUNNING
-            await conn.execute(
-                "UPDATE workflow_runs SET status = $1, finished_at = $2, updated_at = $3 "
-                "WHERE id = $4",
-                status.value,
-                now if final else None,
-                now,
-                run_id,
-            )
+            writes.statuses.append((status.value, now if final else None, now, run_id))
             if final:
                 created = self._t(run["created_at"])
-                if self.outbox is not None:
-                    await self.outbox.write(conn, [_finished_notice(run, status, created, now)])
+                writes.notices.append(_finished_notice(run, status, created, now))
                 done.finished.append(
                     Finished(
                         run_id,
@@ -211,60 +296,38 @@ class RunProgress:
                     )
                 )
 
-    async def _decide(
-        self,
-        conn: Conn,
-        run_id: str,
-        key: str,
-        decision: str,
-        cause: SkipCause | None,
-        now: datetime,
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO workflow_steps (run_id, step_key, decision, skip_cause, decided_at) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            run_id,
-            key,
-            decision,
-            None if cause is None else cause.value,
-            now,
-        )
-
-    async def _enqueue(
-        self,
-        conn: Conn,
-        run: Row,
-        step: StepSpec,
-        views: dict[str, StepView],
-        now: datetime,
-        ran: bool,
-    ) -> Execution | None:
-        """The step's execution: a new one, or (`ran`: the step has one in this run) its
-        failed one queued again (retry)."""
+    def _payload(self, step: StepSpec, views: dict[str, StepView]) -> Any:
+        """What the step's execution receives: the §9 envelope with its upstream steps'
+        results, or for a plain-payload handler its own payload."""
         # A step without a payload runs a plain-payload handler on an empty object.
         payload: Any = {} if step.payload is None else step.payload
         if step.handler not in self.plain_payload:
             upstream = {d: views[d].result for d in step.depends_on}
             payload = {"payload": step.payload, "upstream": upstream}
-        requeued = None
-        if ran:
-            requeued = await conn.fetchrow(
-                _REQUEUE,
-                ExecutionStatus.PENDING.value,
-                now,
-                self._t.dump(payload),
-                False,
-                run["id"],
-                step.key,
-                ExecutionStatus.FAILED.value,
-                ExecutionStatus.CANCELLED.value,
-            )
-        if requeued is not None:
-            await conn.execute(
-                "DELETE FROM dead_letter_jobs WHERE execution_id = $1", requeued["id"]
-            )
-            return rows.execution_from_row(requeued, self._t)
-        execution = Execution(
+        return payload
+
+    async def _requeue(
+        self, conn: Conn, run_id: str, step: StepSpec, payload: Any, now: datetime
+    ) -> Execution | None:
+        """The step's failed execution in this run queued again (retry), if there is one."""
+        requeued = await conn.fetchrow(
+            _REQUEUE,
+            ExecutionStatus.PENDING.value,
+            now,
+            self._t.dump(payload),
+            False,
+            run_id,
+            step.key,
+            ExecutionStatus.FAILED.value,
+            ExecutionStatus.CANCELLED.value,
+        )
+        if requeued is None:
+            return None
+        await conn.execute("DELETE FROM dead_letter_jobs WHERE execution_id = $1", requeued["id"])
+        return rows.execution_from_row(requeued, self._t)
+
+    def _execution(self, run: Row, step: StepSpec, payload: Any, now: datetime) -> Execution:
+        return Execution(
             id=str(uuid.uuid4()),
             task_id=run["task_id"],
             job_id=step_job_id(run["task_id"], run["id"], step.key),
@@ -283,9 +346,6 @@ class RunProgress:
             created_at=now,
             updated_at=now,
         )
-        values = rows.execution_insert_values(execution, None, self._t)
-        inserted = await conn.execute(_INSERT, *values, run["id"], step.key)
-        return execution if inserted else None
 
     async def reopen(self, conn: Conn, execution_id: str) -> None:
         """A step's execution leaves the dead-letter queue to run again: its run is

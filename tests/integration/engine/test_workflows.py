@@ -126,6 +126,38 @@ async def test_fan_out_fan_in_runs_each_step_once(
     assert len(join.result["upstream"]) == 50  # type: ignore[index]
 
 
+async def test_runs_whose_steps_end_in_one_batch_each_advance_once(
+    make_engine: EngineFactory, owner: User, store: SqlStore
+) -> None:
+    """Runs started with no worker running are drained together, so each batch of
+    step ends the worker settles spans many runs: every run still succeeds, with each
+    step run once and handed all its upstream results."""
+    engine = await make_engine(start=False)
+    service = WorkflowService(
+        WorkflowRecords(engine.store.db), engine.queue, engine.handlers, engine.events
+    )
+    engine.queue.set_final_hook(service.on_final)
+    parts = [step(f"p{i}", "start") for i in range(3)]
+    workflow = await service.create(
+        owner, "wide", "", [step("start"), *parts, step("join", *(p.key for p in parts))]
+    )
+    started = [await service.run(owner, workflow.id) for _ in range(30)]
+
+    await engine.start()
+
+    for run in started:
+        done = await finished(service, owner, run.id)
+        assert done.status is RunStatus.SUCCEEDED
+        assert all(s.attempts == 1 for s in done.steps) and len(done.steps) == 5
+        join = next(s for s in done.steps if s.key == "join")
+        assert set(join.result["upstream"]) == {"p0", "p1", "p2"}  # type: ignore[index]
+    counts = await store.db.fetch(
+        "SELECT workflow_run_id, step_key, COUNT(*) AS n FROM job_executions "
+        "WHERE workflow_run_id IS NOT NULL GROUP BY workflow_run_id, step_key"
+    )
+    assert len(counts) == 30 * 5 and {r["n"] for r in counts} == {1}
+
+
 async def test_built_in_handlers_run_a_step_on_its_own_payload(
     flows: tuple[WorkflowService, Engine], owner: User
 ) -> None:

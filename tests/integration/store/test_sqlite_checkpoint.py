@@ -1,0 +1,144 @@
+"""The SQLite checkpoint loop (taskflowd/store/checkpoint.py): it copies the write-ahead
+log back into the database file beside the writer, keeps the log file bounded, stops with
+the database and rides out a failing disk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from taskflowd.store.checkpoint import TASK_NAME
+from taskflowd.store.db import SqliteDatabase
+from tests.integration.engine.harness import LogLines
+from tests.integration.queue.polling import eventually
+
+WAL_BYTES = 64 * 1024
+ROW_BYTES = 8 * 1024
+
+
+class Outcomes:
+    """The checkpoint report: each pass's outcome, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def checkpointed(self, outcome: str, log_pages: int, seconds: float) -> None:
+        self.seen.append(outcome)
+
+
+@pytest.fixture
+def outcomes() -> Outcomes:
+    return Outcomes()
+
+
+@pytest.fixture
+async def db(tmp_path: Path, outcomes: Outcomes) -> AsyncIterator[SqliteDatabase]:
+    db = SqliteDatabase(
+        f"sqlite:///{tmp_path / 'taskflowd.db'}",
+        checkpoint_interval_s=0.02,
+        wal_bytes=WAL_BYTES,
+    )
+    db.checkpointer.report = outcomes
+    await db.connect()
+    await db.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def messages() -> Iterator[LogLines]:
+    lines = LogLines(logging.INFO)
+    logger = logging.getLogger("taskflowd.store.checkpoint")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    yield lines
+    logger.removeHandler(lines)
+    logger.setLevel(level)
+
+
+def wal_bytes(db: SqliteDatabase) -> int:
+    wal = db.path.with_name(db.path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def write(db: SqliteDatabase, rows: int) -> None:
+    """`rows` transactions of one row each, as a busy node's writer commits them."""
+    for _ in range(rows):
+        await db.execute("INSERT INTO load (body) VALUES ($1)", os.urandom(ROW_BYTES))
+
+
+async def test_the_log_stays_bounded_under_sustained_writes(
+    db: SqliteDatabase, outcomes: Outcomes
+) -> None:
+    await write(db, 400)  # 3.2 MB: fifty times the bound, far below the writer's own limit
+
+    async def bounded() -> bool:
+        return wal_bytes(db) <= WAL_BYTES
+
+    await eventually(bounded, "the write-ahead log to shrink back below its bound")
+    row = await db.fetchrow("SELECT COUNT(*) AS n FROM load")
+    assert row is not None and row["n"] == 400
+    assert "complete" in outcomes.seen
+    assert "failed" not in outcomes.seen
+
+
+async def test_the_loop_stops_with_the_database(tmp_path: Path) -> None:
+    db = SqliteDatabase(f"sqlite:///{tmp_path / 'taskflowd.db'}", checkpoint_interval_s=0.02)
+    await db.connect()
+    await db.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    await write(db, 10)
+
+    await db.close()
+
+    assert [t for t in asyncio.all_tasks() if t.get_name() == TASK_NAME] == []
+    assert "sqlite-checkpoint" not in [t.name for t in threading.enumerate()]
+    # The last connection to close removes the log: the loop's own is closed too.
+    assert not db.path.with_name(db.path.name + "-wal").exists()
+
+
+async def test_the_loop_rides_out_a_full_disk(
+    db: SqliteDatabase, outcomes: Outcomes, messages: LogLines
+) -> None:
+    await write(db, 100)
+    await eventually(
+        lambda: _true(wal_bytes(db) <= WAL_BYTES), "the log to be copied and given back"
+    )
+    # The file may not grow any more: the next checkpoint cannot copy new pages into it.
+    # (SIGXFSZ ignored: a write past the limit fails with EFBIG instead of killing us.)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (db.path.stat().st_size + 4096, hard))
+    try:
+        await write(db, 20)
+        failed_at = len(outcomes.seen)
+        await eventually(
+            lambda: _true("failed" in outcomes.seen[failed_at:]), "a checkpoint to fail"
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    mark = len(outcomes.seen)
+    await eventually(
+        lambda: _true("complete" in outcomes.seen[mark:]), "checkpoints to succeed again"
+    )
+    await write(db, 100)
+    await eventually(lambda: _true(wal_bytes(db) <= WAL_BYTES), "the log to be given back again")
+    assert TASK_NAME in [t.get_name() for t in asyncio.all_tasks()]
+    failing = [m for m in messages.messages if m.startswith("WAL checkpoints failing")]
+    assert len(failing) == 1, messages.messages
+    assert "WAL checkpoints resumed" in messages.messages
+    row = await db.fetchrow("SELECT COUNT(*) AS n FROM load")
+    assert row is not None and row["n"] == 220
+
+
+async def _true(value: bool) -> bool:
+    return value
