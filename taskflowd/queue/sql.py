@@ -32,7 +32,7 @@ from taskflowd.queue.base import (
     TickBatch,
 )
 from taskflowd.store import rows
-from taskflowd.store.db import Conn, Database, PostgresDatabase
+from taskflowd.store.db import Conn, Database, PostgresDatabase, Row
 from taskflowd.store.errors import StoreError
 from taskflowd.store.outbox import Notice, Outbox, execution_notice, iso
 
@@ -305,39 +305,42 @@ class SqlQueue:
 
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
-        now = utcnow()
-        async with self.db.transaction() as conn:
-            due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
-            if not due:
-                return []
-            orgs = {r["org_id"] for r in due}
-            room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
-            candidates = fair.round_robin(due, limit, room)
-            admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
-            if not admitted:
-                return []
-            # The claim time is read after admission, which may have waited for another
-            # claim's lock: a job admitted because the one before it ended must not
-            # appear to have started before that one ended.
-            now = utcnow()
-            claimed = await conn.fetch(
-                "UPDATE job_executions SET status = $1, attempts = attempts + 1, "
-                "fence = fence + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, "
-                "completed_at = NULL, updated_at = $4 "
-                f"WHERE id IN ({_marks(len(admitted), 5)}) RETURNING *",
-                _PROCESSING,
-                owner,
-                now + timedelta(seconds=lease_s),
-                now,
-                *admitted,
-            )
-            # A workflow's hidden task is not touched for its steps: its row would be
-            # rewritten for every step a node claims, on every node.
-            touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
-            await limits.touch_last_run(conn, touched, now, postgres=self._pg)
+        claimed = await self.db.atomic(lambda conn: self._claim(conn, owner, limit, lease_s))
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
+
+    async def _claim(self, conn: Conn, owner: str, limit: int, lease_s: float) -> list[Row]:
+        now = utcnow()
+        due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
+        if not due:
+            return []
+        orgs = {r["org_id"] for r in due}
+        room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
+        candidates = fair.round_robin(due, limit, room)
+        admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
+        if not admitted:
+            return []
+        # The claim time is read after admission, which may have waited for another
+        # claim's lock: a job admitted because the one before it ended must not
+        # appear to have started before that one ended.
+        now = utcnow()
+        claimed = await conn.fetch(
+            "UPDATE job_executions SET status = $1, attempts = attempts + 1, "
+            "fence = fence + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, "
+            "completed_at = NULL, updated_at = $4 "
+            f"WHERE id IN ({_marks(len(admitted), 5)}) RETURNING *",
+            _PROCESSING,
+            owner,
+            now + timedelta(seconds=lease_s),
+            now,
+            *admitted,
+        )
+        # A workflow's hidden task is not touched for its steps: its row would be
+        # rewritten for every step a node claims, on every node.
+        touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
+        await limits.touch_last_run(conn, touched, now, postgres=self._pg)
+        return claimed
 
     async def renew(
         self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
@@ -375,32 +378,34 @@ class SqlQueue:
     async def settle(self, outcomes: Sequence[Outcome]) -> set[str]:
         if not outcomes:
             return set()
-        applied: set[str] = set()
-        async with self.db.transaction() as conn:
-            completed = [o for o in outcomes if o.kind is OutcomeKind.COMPLETED]
-            for start in range(0, len(completed), _SETTLE_CHUNK):
-                chunk = completed[start : start + _SETTLE_CHUNK]
-                applied |= await self._settle_completed(conn, chunk)
-            for outcome in outcomes:
-                if outcome.kind is not OutcomeKind.COMPLETED and await self._settle_one(
-                    conn, outcome
-                ):
-                    applied.add(outcome.execution_id)
-            await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied])
-            if any(o.kind is OutcomeKind.RETRY for o in outcomes):
-                await self._notify(conn)
-            ended = [
-                o.execution_id
-                for o in outcomes
-                if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
-            ]
-            if self._outbox is not None:
-                notices = [n for o in outcomes if o.execution_id in applied for n in _notices(o)]
-                await self._outbox.write(conn, notices)
-            spawned = await self._ended(conn, ended)
+        applied, spawned = await self.db.atomic(lambda conn: self._settle(conn, outcomes))
         self._wake.set()
         await self._spawned(spawned)
         return applied
+
+    async def _settle(
+        self, conn: Conn, outcomes: Sequence[Outcome]
+    ) -> tuple[set[str], HookOutcome]:
+        applied: set[str] = set()
+        completed = [o for o in outcomes if o.kind is OutcomeKind.COMPLETED]
+        for start in range(0, len(completed), _SETTLE_CHUNK):
+            chunk = completed[start : start + _SETTLE_CHUNK]
+            applied |= await self._settle_completed(conn, chunk)
+        for outcome in outcomes:
+            if outcome.kind is not OutcomeKind.COMPLETED and await self._settle_one(conn, outcome):
+                applied.add(outcome.execution_id)
+        await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied])
+        if any(o.kind is OutcomeKind.RETRY for o in outcomes):
+            await self._notify(conn)
+        ended = [
+            o.execution_id
+            for o in outcomes
+            if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
+        ]
+        if self._outbox is not None:
+            notices = [n for o in outcomes if o.execution_id in applied for n in _notices(o)]
+            await self._outbox.write(conn, notices)
+        return applied, await self._ended(conn, ended)
 
     async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
         changed = await completions.record(conn, outcomes, postgres=self._pg, codec=self._t)

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +80,12 @@ class Database(Conn, Protocol):
     async def close(self) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[Conn]:
         """An async context manager yielding a `Conn` whose statements commit together."""
+
+    async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        """`body(conn)` in one transaction, as `transaction()` would run it, but in one
+        hand-over where the driver allows: on SQLite the whole body runs in the writer's
+        thread, so it may await only its connection's statements (directly or through
+        coroutines that await nothing else); anything else is a RuntimeError."""
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
         """Run `steps` in one transaction, in one hand-over where the driver allows;
@@ -245,6 +259,52 @@ class _SqliteConn:
             await self._run(_executemany(_sqlite_sql(sql), rows))
 
 
+class _InThread:
+    """The writer's own connection as a `Conn`, for a transaction body driven in the
+    writer's thread (`SqliteDatabase.atomic`): each statement runs at once."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return _fetch(_sqlite_sql(sql), _sqlite_args(args))(self._conn)
+        except sqlite3.Error as exc:
+            raise _translate_sqlite(exc) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return _execute(_sqlite_sql(sql), _sqlite_args(args))(self._conn)
+        except sqlite3.Error as exc:
+            raise _translate_sqlite(exc) from exc
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        rows = [_sqlite_args(row) for row in args]
+        if not rows:
+            return
+        try:
+            _executemany(_sqlite_sql(sql), rows)(self._conn)
+        except sqlite3.Error as exc:
+            raise _translate_sqlite(exc) from exc
+
+
+def _drive(body: Coroutine[Any, Any, T]) -> T:
+    """Run to its end a coroutine that never suspends (a transaction body whose awaits
+    all finish at once on an `_InThread` connection)."""
+    try:
+        body.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    body.close()
+    raise RuntimeError("a body given to Database.atomic awaited something besides its connection")
+
+
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -383,6 +443,29 @@ class SqliteDatabase:
                 raise
             await asyncio.shield(conn.execute("COMMIT"))
         self.journal.committed()
+
+    async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        context = contextvars.copy_context()
+        journal = self.journal
+
+        async def audited(conn: Conn) -> T:
+            async with journal.bound(conn) as bound:
+                return await body(bound)
+
+        def job(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = context.run(_drive, audited(_InThread(conn)))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        async with self._lock:
+            result = await self._write_conn()._run(job)
+        self.journal.committed()
+        return result
 
     async def incremental_vacuum(self, pages: int) -> None:
         """Give up to `pages` free pages back to the file system, in one short write.
@@ -558,6 +641,10 @@ class PostgresDatabase:
         except _pg_errors() as exc:
             raise _translate_pg(exc) from exc
         self.journal.committed()
+
+    async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        async with self.transaction() as conn:
+            return await body(conn)
 
     def decode_time(self, value: Any) -> datetime:
         result: datetime = value
