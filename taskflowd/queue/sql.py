@@ -187,7 +187,17 @@ class SqlQueue:
             self._listener = None  # the pool took the connection back as it closed
             self._listener_lost.set()
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
+        """Work was added on some node; a payload is when the earliest of it is due (see
+        `announce`), and an idle worker that will look again before then stays asleep."""
+        sleeps_until = self._sleeps_until
+        if payload and sleeps_until is not None:
+            try:
+                due = datetime.fromisoformat(payload)
+            except ValueError:
+                due = None
+            if due is not None and due >= sleeps_until:
+                return
         self._wake.set()
 
     def _on_schedule(self, *_: object) -> None:
@@ -231,11 +241,12 @@ class SqlQueue:
             # This node's worker first: it claims while the other nodes are told. An idle
             # worker that will look again before the earliest of them is due is left
             # asleep: waking it would cost a claim that finds nothing.
+            earliest = min(e.run_at for e in executions)
             sleeps_until = self._sleeps_until
-            if sleeps_until is None or min(e.run_at for e in executions) < sleeps_until:
+            if sleeps_until is None or earliest < sleeps_until:
                 self._wake.set()
             if self._pg:
-                await self.db.execute(f"NOTIFY {CHANNEL}")
+                await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, earliest.isoformat())
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         now = utcnow()

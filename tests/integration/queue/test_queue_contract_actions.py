@@ -236,6 +236,15 @@ async def test_work_added_on_another_node_wakes_this_one(
         await queue.add([due_job(task)])
 
         await asyncio.wait_for(waiter, WAKE_BOUND_S)
+
+        # Work due later, but before the other node would look again by itself.
+        await other.wait_for_work(0)
+        waiter = asyncio.create_task(other.wait_for_work(300))
+        await asyncio.sleep(0)
+
+        await queue.announce([due_job(task, later(60))])
+
+        await asyncio.wait_for(waiter, WAKE_BOUND_S)
     finally:
         await other.stop()
         await other_store.stop()
