@@ -16,6 +16,12 @@ from aiohttp import web
 from tests.integration.webhooks.receiver import Received
 
 PATH = "/hook"
+DELIVERING_ENV = {
+    "TASKFLOW_HANDLERS__HTTP_ALLOW_PRIVATE": "true",
+    "TASKFLOW_WEBHOOKS__RETRY_SCHEDULE_S": "0.5",
+    "TASKFLOW_WEBHOOKS__POLL_INTERVAL_S": "0.2",
+}
+"""Daemon settings that let it deliver to a receiver on loopback, retrying fast."""
 
 
 @dataclass

@@ -15,14 +15,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.e2e.conftest import DaemonProcess, Daemons, eventually
-from tests.e2e.dashboard.receiver import PATH, Answers
+from tests.e2e.dashboard.receiver import DELIVERING_ENV, PATH, Answers
 from tests.integration.webhooks.receiver import verified_by
 
-ENV = {
-    "TASKFLOW_HANDLERS__HTTP_ALLOW_PRIVATE": "true",
-    "TASKFLOW_WEBHOOKS__RETRY_SCHEDULE_S": "0.5",
-    "TASKFLOW_WEBHOOKS__POLL_INTERVAL_S": "0.2",
-}
 HOOKS = "/dashboard/webhooks"
 PASSWORD = "hooks-password-1"
 _CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
@@ -38,7 +33,7 @@ def hooks_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonPro
     deliver to loopback, retrying fast."""
     daemons = Daemons(tmp_path_factory.mktemp("webhook-views"))
     try:
-        yield daemons.start(env=ENV)
+        yield daemons.start(env=DELIVERING_ENV)
     finally:
         daemons.close_all()
 
