@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.e2e.conftest import DaemonProcess, Daemons, eventually
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, DaemonProcess, Daemons, eventually
 from tests.e2e.dashboard.receiver import DELIVERING_ENV, PATH, Answers
 from tests.integration.webhooks.receiver import verified_by
 
@@ -41,10 +42,17 @@ def hooks_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonPro
 class Person:
     """One signed-in dashboard session, posting forms as the pages do."""
 
-    def __init__(self, daemon: DaemonProcess, http: aiohttp.ClientSession, email: str) -> None:
+    def __init__(
+        self,
+        daemon: DaemonProcess,
+        http: aiohttp.ClientSession,
+        email: str,
+        password: str = PASSWORD,
+    ) -> None:
         self.daemon = daemon
         self.http = http
         self.email = email
+        self.password = password
         self.origin = daemon.url("").rstrip("/")
 
     async def get(self, path: str) -> tuple[int, str]:
@@ -83,7 +91,7 @@ class Person:
 
     async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as fresh:
-            login = {"email": self.email, "password": PASSWORD}
+            login = {"email": self.email, "password": self.password}
             async with fresh.post(self.daemon.url("/api/v1/auth/login"), json=login) as r:
                 token = (await r.json())["accessToken"]
             headers = {"Authorization": f"Bearer {token}"}
@@ -95,26 +103,30 @@ class Person:
 
 @pytest.fixture
 async def people(hooks_daemon: DaemonProcess) -> AsyncIterator[Callable[[str], Awaitable[Person]]]:
-    """`person(name)`: a new user (OWNER of a personal org), signed in to the dashboard."""
+    """`person(name)`: a new user (OWNER of a personal org), or with "admin" the site
+    admin, signed in to the dashboard."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def person(name: str) -> Person:
-        email = f"{name.lower()}-{len(sessions)}-{id(sessions)}@example.com"
         http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         sessions.append(http)
-        body = {"email": email, "password": PASSWORD, "firstName": name, "lastName": "T"}
-        async with http.post(hooks_daemon.url("/api/v1/auth/register"), json=body) as r:
-            assert r.status == 201, await r.text()
+        if name == "admin":
+            email, password = ADMIN_EMAIL, ADMIN_PASSWORD
+        else:
+            email, password = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com", PASSWORD
+            body = {"email": email, "password": password, "firstName": name, "lastName": "T"}
+            async with http.post(hooks_daemon.url("/api/v1/auth/register"), json=body) as r:
+                assert r.status == 201, await r.text()
         async with http.get(hooks_daemon.url("/dashboard/login")) as r:
             token = re.search(r'name="login_token" value="([^"]+)"', await r.text())
         assert token is not None
-        form = {"login_token": token.group(1), "email": email, "password": PASSWORD, "next": ""}
+        form = {"login_token": token.group(1), "email": email, "password": password, "next": ""}
         origin = {"Origin": hooks_daemon.url("").rstrip("/")}
         async with http.post(
             hooks_daemon.url("/dashboard/login"), data=form, headers=origin, allow_redirects=False
         ) as r:
             assert r.status == 303, await r.text()
-        return Person(hooks_daemon, http, email)
+        return Person(hooks_daemon, http, email, password)
 
     yield person
     for http in sessions:
@@ -182,6 +194,24 @@ async def test_only_owners_and_admins_have_the_pages(people: Any) -> None:
     page = await stranger.follow(f"{HOOKS}/{endpoint_id}/delete")
     assert "That endpoint was already deleted." in page
     assert (await owner.get(f"{HOOKS}/{endpoint_id}"))[0] == 200
+
+
+async def test_a_site_admin_sees_every_org_and_adds_to_the_chosen_one(people: Any) -> None:
+    owner, admin = await people("Otto"), await people("admin")
+    endpoint_id, _ = await create(owner, "https://example.com/otto", "*")
+    status, page = await admin.get(HOOKS)
+    assert status == 200 and f'data-webhook-id="{endpoint_id}"' in page
+    assert 'id="choose-org"' in page and 'id="webhook-form"' not in page
+    page = await admin.follow(HOOKS, create_form("https://example.com/admin", "*"))
+    assert "Choose the organization the endpoint is for" in page
+    _, orgs = await owner.api("GET", "/api/v1/orgs")
+    org_id = orgs["items"][0]["id"]
+    await admin.follow("/dashboard/org/switch", [("org", org_id), ("next", HOOKS)])
+    admins_id, _ = await create(admin, "https://example.com/admin", "*")
+    _, listed = await owner.api("GET", "/api/v1/webhooks")
+    assert {e["id"] for e in listed["items"]} == {endpoint_id, admins_id}
+    page = await admin.follow(f"{HOOKS}/{endpoint_id}/disable")
+    assert "The endpoint is disabled." in page
 
 
 async def test_changes_need_the_csrf_token_and_this_origin(people: Any) -> None:
