@@ -129,8 +129,11 @@ def _validated(form: Form, events: list[str]) -> WebhookCreate | None:
     """The form as the API's request body, checked by the API's own model; None (with
     each message next to its input) when it does not pass."""
     values = form.values
-    body: dict[str, Any] = {"url": values["url"], "events": events}
-    body["description"] = values["description"]
+    body: dict[str, Any] = {
+        "url": values["url"],
+        "events": events,
+        "description": values["description"],
+    }
     for name in ("taskId", "workflowId"):
         if values[name]:
             body[name] = values[name]
