@@ -33,6 +33,7 @@ from taskflowd.dashboard import (
     views_overview,
     views_runs,
     views_tasks,
+    views_webhooks,
     views_workflows,
 )
 from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
@@ -83,6 +84,7 @@ def install_dashboard(
         quotas=app[QUOTAS_KEY],
         workflows=node.workflows,
         audit=app[AUDIT_KEY],
+        webhooks=node.webhooks,
     )
     app[DASHBOARD_KEY] = ctx
     recent = RecentEvents(node.events)
@@ -142,6 +144,7 @@ def _dashboard_app(root: Path) -> web.Application:
         views_orgs.install,
         views_workflows.install,
         views_audit.install,
+        views_webhooks.install,
     ):
         install(sub.router)
     sub.on_response_prepare.append(dashboard_headers)

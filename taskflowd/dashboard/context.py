@@ -29,6 +29,7 @@ from taskflowd.services.orgs import OrgService
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.services.stats import StatsService
 from taskflowd.services.tasks import TaskService
+from taskflowd.webhooks.service import WebhookService
 from taskflowd.workflows.service import WorkflowService
 
 PREFIX = "/dashboard"
@@ -52,6 +53,8 @@ class Dashboard:
     quotas: QuotaBook
     workflows: WorkflowService
     audit: AuditService
+    webhooks: WebhookService | None = None
+    """None on a node built without webhooks: no Webhooks pages there."""
     assets: dict[str, str] = field(default_factory=dict)
     """Static file name → content hash, filled at start-up, for cache-busting URLs."""
 
@@ -136,6 +139,7 @@ def render(
         "acting": None,
         "can_write": False,
         "can_manage": False,
+        "has_webhooks": dashboard(request).webhooks is not None,
     }
     page.update(request.get(PAGE_EXTRAS_KEY) or {})
     page.update(context or {})

@@ -11,7 +11,8 @@ from typing import Any
 
 from jinja2 import Environment
 
-# Status → badge tone, shared by tasks, executions, workflows and their runs.
+# Status → badge tone, shared by tasks, executions, workflows and their runs, webhook
+# endpoints and their deliveries.
 _TONES = {
     "ACTIVE": "info",
     "PAUSED": "muted",
@@ -24,6 +25,8 @@ _TONES = {
     "RUNNING": "info",
     "SUCCEEDED": "ok",
     "SKIPPED": "muted",
+    "SENDING": "info",
+    "DISABLED": "warn",
 }
 MAX_JSON_CHARS = 200_000
 
