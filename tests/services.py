@@ -45,8 +45,9 @@ def with_database(url: str, name: str) -> str:
 
 
 # Each DROP DATABASE forces a checkpoint of the whole server (seconds under load);
-# drops sent at the same moment share one. So databases are dropped this many at a time,
-# by a thread of their own: no test waits for a checkpoint at its teardown.
+# drops sent at the same moment share one. So databases are dropped at least this many
+# at a time, by a thread of their own (no test waits for a checkpoint at its teardown),
+# one batch at a time: what is released while a batch drops goes with the next one.
 DROP_BATCH = 10
 
 
@@ -98,10 +99,11 @@ class PostgresDatabases:
         await self._drop_concurrently([name])
 
     async def release(self, url: str) -> None:
-        """The test using `url` is over: its database goes with the next batch, which is
-        dropped in the background."""
+        """The test using `url` is over: its database goes with the next batch, dropped in
+        the background."""
         self.released.append(urlsplit(url).path.lstrip("/"))
-        if len(self.released) >= DROP_BATCH:
+        dropping = bool(self._drops) and not self._drops[-1].done()
+        if len(self.released) >= DROP_BATCH and not dropping:
             batch, self.released = self.released, []
             self.live.difference_update(batch)
             self._drops.append(self._dropper.submit(asyncio.run, self._drop_concurrently(batch)))
