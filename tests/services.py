@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -44,19 +45,24 @@ def with_database(url: str, name: str) -> str:
 
 
 # Each DROP DATABASE forces a checkpoint of the whole server (seconds under load);
-# drops sent at the same moment share one. So databases are dropped this many at a time.
+# drops sent at the same moment share one. So databases are dropped at least this many
+# at a time, by a thread of their own (no test waits for a checkpoint at its teardown),
+# one batch at a time: what is released while a batch drops goes with the next one.
 DROP_BATCH = 10
 
 
 class PostgresDatabases:
     """Creates per-test databases as copies of one migrated template (fast: no DDL per test)
-    and drops them in concurrent batches (fast: one checkpoint per batch, not per test)."""
+    and drops them in concurrent batches (fast: one checkpoint per batch, not per test) in
+    the background; `drop_all` waits for those drops and fails if one did."""
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
         self.template = f"taskflowd_tpl_{uuid.uuid4().hex[:10]}"
         self.live: set[str] = set()
         self.released: list[str] = []
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-databases")
+        self._drops: list[Future[None]] = []
 
     async def _admin(self, *statements: str) -> None:
         import asyncpg
@@ -88,24 +94,32 @@ class PostgresDatabases:
 
     async def drop(self, url: str) -> None:
         """Drop the database at `url` now."""
-        await self._drop_concurrently([urlsplit(url).path.lstrip("/")])
+        name = urlsplit(url).path.lstrip("/")
+        self.live.discard(name)
+        await self._drop_concurrently([name])
 
     async def release(self, url: str) -> None:
-        """The test using `url` is over: drop its database with the next batch."""
+        """The test using `url` is over: its database goes with the next batch, dropped in
+        the background."""
         self.released.append(urlsplit(url).path.lstrip("/"))
-        if len(self.released) >= DROP_BATCH:
+        dropping = bool(self._drops) and not self._drops[-1].done()
+        if len(self.released) >= DROP_BATCH and not dropping:
             batch, self.released = self.released, []
-            await self._drop_concurrently(batch)
+            self.live.difference_update(batch)
+            self._drops.append(self._dropper.submit(asyncio.run, self._drop_concurrently(batch)))
 
     async def _drop_concurrently(self, names: list[str]) -> None:
-        self.live.difference_update(names)
         await asyncio.gather(
             *(self._admin(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)') for n in names)
         )
 
     def drop_all(self) -> None:
-        names = [*self.live, self.template]
-        asyncio.run(self._drop_concurrently(names))
+        """Wait for the background drops, then drop every database still here."""
+        self._dropper.shutdown(wait=True)
+        asyncio.run(self._drop_concurrently([*self.live, self.template]))
+        self.live.clear()
+        for done in self._drops:
+            done.result()
 
 
 async def delete_redis_keys(url: str, prefix: str) -> int:
