@@ -112,15 +112,24 @@ class AccountRecords(OrgRecords):
         )
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        # A token counts as revoked once any token of its family is: a revocation that
+        # raced with a rotation (and missed the successor it could not see yet) still
+        # ends the successor.
         row = await self.db.fetchrow(
-            "SELECT * FROM refresh_tokens WHERE token_hash = $1", token_hash
+            "SELECT t.id, t.user_id, t.token_hash, t.family_id, t.expires_at, t.created_at, "
+            "t.used_at, COALESCE(t.revoked_at, (SELECT MIN(f.revoked_at) FROM refresh_tokens f "
+            "WHERE f.family_id = t.family_id)) AS revoked_at "
+            "FROM refresh_tokens t WHERE t.token_hash = $1",
+            token_hash,
         )
         return rows.refresh_token_from_row(row, self._t) if row else None
 
     async def spend_refresh_token(self, token_id: str, at: datetime) -> bool:
         changed = await self.db.execute(
             "UPDATE refresh_tokens SET used_at = $2 "
-            "WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+            "WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND NOT EXISTS ("
+            "SELECT 1 FROM refresh_tokens f WHERE f.family_id = refresh_tokens.family_id "
+            "AND f.revoked_at IS NOT NULL)",
             token_id,
             at,
         )

@@ -113,6 +113,24 @@ async def test_concurrent_rotation_is_a_replay_that_ends_the_family(store: SqlSt
             await tokens.rotate(winner.refresh_token)
 
 
+async def test_a_revocation_that_missed_the_successor_still_ends_it(store: SqlStore) -> None:
+    """A replay's revocation that ran while a rotation was issuing the successor revokes
+    only the tokens it could see; the successor still dies with its family."""
+    user = await store.create_user(make_user())
+    tokens = RefreshTokens(store, ttl_s=3600)
+    raw = await tokens.issue(user.id)
+    successor = (await tokens.rotate(raw)).refresh_token
+    spent = await store.get_refresh_token(hash_refresh_token(raw))
+    assert spent is not None
+    await store.db.execute(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE id = $1", spent.id, utcnow()
+    )
+
+    assert not await tokens.is_live(successor)
+    with pytest.raises(InvalidToken):
+        await tokens.rotate(successor)
+
+
 class CountingHasher(PasswordHasher):
     """Counts bcrypt checks, to show every login failure costs the same work."""
 
