@@ -25,7 +25,24 @@ from taskflowd.webhooks.rules import (
 _SENDING = DeliveryStatus.SENDING.value
 _PENDING = DeliveryStatus.PENDING.value
 _ACTIVE = EndpointStatus.ACTIVE.value
-_CANDIDATES_PER_SLOT = 4
+_DUE = f"x.status IN ('{_PENDING}', '{_SENDING}') AND x.next_attempt_at <= $1"
+# $1 now, $2 active, $3 per endpoint, $4 rows: the oldest due deliveries of each active
+# endpoint (at most $3, from its range of an index), the oldest $4 of them in all. On
+# PostgreSQL rows another node holds are skipped.
+_CANDIDATES = {
+    "sqlite": (
+        "SELECT d.id, d.endpoint_id FROM webhook_endpoints w JOIN webhook_deliveries d "
+        "ON d.id IN (SELECT x.id FROM webhook_deliveries x WHERE x.endpoint_id = w.id "
+        f"AND {_DUE} ORDER BY x.next_attempt_at LIMIT $3) "
+        "WHERE w.status = $2{skip} ORDER BY d.next_attempt_at LIMIT $4"
+    ),
+    "postgresql": (
+        "SELECT d.id, d.endpoint_id FROM webhook_endpoints w CROSS JOIN LATERAL "
+        "(SELECT x.id, x.endpoint_id, x.next_attempt_at FROM webhook_deliveries x "
+        f"WHERE x.endpoint_id = w.id AND {_DUE} ORDER BY x.next_attempt_at LIMIT $3 "
+        "FOR UPDATE SKIP LOCKED) d WHERE w.status = $2{skip} ORDER BY d.next_attempt_at LIMIT $4"
+    ),
+}
 _SETTLE_COLUMNS = (
     "id, fence, status, next_attempt_at, response_status, response_body, error, duration_ms"
 )
@@ -98,8 +115,9 @@ class DeliveryLeases(SqlRecords):
         now: datetime,
     ) -> list[Claimed]:
         """Claim up to `limit` due deliveries of active endpoints, oldest due first, at
-        most `per_endpoint` minus `room`'s in-flight count per endpoint. On PostgreSQL
-        rows another node is claiming are skipped, never waited for."""
+        most `per_endpoint` minus `room`'s in-flight count per endpoint; the cost grows
+        with the active endpoints, not with their backlogs. On PostgreSQL rows another
+        node is claiming are skipped, never waited for."""
         # A read first: most looks find nothing due, and need not take the writer.
         any_due = await self.db.fetchrow(
             "SELECT 1 AS due FROM webhook_deliveries "
@@ -109,17 +127,14 @@ class DeliveryLeases(SqlRecords):
         if any_due is None:
             return []
         full = sorted(e for e, n in room.items() if n >= per_endpoint)
-        skip = f" AND d.endpoint_id NOT IN ({_marks(len(full), 4)})" if full else ""
-        lock = " FOR UPDATE OF d SKIP LOCKED" if self._pg else ""
+        skip = f" AND w.id NOT IN ({_marks(len(full), 5)})" if full else ""
         async with self.db.transaction() as conn:
             due = await conn.fetch(
-                "SELECT d.id, d.endpoint_id FROM webhook_deliveries d "
-                "JOIN webhook_endpoints w ON w.id = d.endpoint_id "
-                f"WHERE d.status IN ('{_PENDING}', '{_SENDING}') AND d.next_attempt_at <= $1 "
-                f"AND w.status = $2{skip} ORDER BY d.next_attempt_at LIMIT $3{lock}",
+                _CANDIDATES[self.db.dialect].format(skip=skip),
                 now,
                 _ACTIVE,
-                limit * _CANDIDATES_PER_SLOT,
+                per_endpoint,
+                limit + sum(room.values()),
                 *full,
             )
             chosen = _choose(due, room, limit, per_endpoint)
