@@ -123,3 +123,28 @@ async def test_two_senders_never_send_a_delivery_twice(
         assert len({r.webhook_id for r in receiver.got}) == tasks
     attempts = first.counts.attempts + second.counts.attempts
     assert attempts == ["succeeded"] * len(endpoints) * tasks
+
+
+async def test_a_claim_skips_endpoints_at_their_bound_and_disabled_ones(
+    engine: Engine, admin: User
+) -> None:
+    records = WebhookRecords(engine.store.db)
+    service = WebhookService(records, FAST)
+    busy, idle, off = [
+        (await service.create(admin, UNUSED_URL, ["*"], name))[0]
+        for name in ("busy", "idle", "disabled")
+    ]
+    backlog = [await _queued(records, busy) for _ in range(6)]
+    waiting = await _queued(records, idle)
+    await _queued(records, off)
+    await engine.store.db.execute(
+        "UPDATE webhook_endpoints SET status = 'DISABLED' WHERE id = $1", off.id
+    )
+    now = utcnow()
+
+    first = await records.claim("node-a", {busy.id: 1}, 10, 2, 60.0, now)
+    assert sorted(c.id for c in first) == sorted([backlog[0], waiting])
+    again = await records.claim("node-a", {busy.id: 2, idle.id: 1}, 10, 2, 60.0, now)
+    assert again == [], "the busy endpoint is at its bound and nothing else is due"
+    later = await records.claim("node-b", {}, 3, 2, 60.0, now)
+    assert sorted(c.id for c in later) == sorted(backlog[1:3]), "oldest first, two at most"
