@@ -218,13 +218,13 @@ class Sender:
         """Record attempts as they are made, in batches: one transaction takes every
         attempt made while the one before it ran (at most `RECORD_BATCH`)."""
         while True:
-            await self._attempts_waiting.wait()
-            self._attempts_waiting.clear()
             while self._attempted:
                 # The batch leaves the queue once written: `stop` records what is left.
                 batch = self._attempted[:RECORD_BATCH]
                 await self._record(batch, give_up_s=self._lease_s)
                 del self._attempted[: len(batch)]
+            await self._attempts_waiting.wait()
+            self._attempts_waiting.clear()
 
     async def _record(self, batch: Sequence[Outcome], give_up_s: float) -> None:
         """Write a batch of attempts, riding out a database outage for up to `give_up_s`
