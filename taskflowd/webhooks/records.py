@@ -1,24 +1,21 @@
 """Webhook endpoints and deliveries in SQLite or PostgreSQL.
 
 `org_id` None means every org (a site admin across orgs). Secrets and message bodies are
-sealed by the database's codec when encryption keys are configured. A delivery is sent
-under a lease: `claim` moves it to SENDING with a new fence and its lease expiry as its
-next attempt time, and `finish` records an attempt only with the claim's fence.
+sealed by the database's codec when encryption keys are configured. Sending, under
+leases, is `taskflowd.webhooks.leases`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from taskflowd.audit.model import AuditEvent
 from taskflowd.store.base import Page
 from taskflowd.store.codec import RowCodec
-from taskflowd.store.db import Conn, Database, Row
-from taskflowd.store.sql_common import SqlRecords, Where
-from taskflowd.webhooks.model import Attempt, Claimed, Delivery, Endpoint
+from taskflowd.store.db import Row
+from taskflowd.store.sql_common import Where
+from taskflowd.webhooks.leases import DeliveryLeases
+from taskflowd.webhooks.model import Delivery, Endpoint
 from taskflowd.webhooks.rules import (
     DeliveryStatus,
     EndpointStatus,
@@ -35,10 +32,7 @@ DELIVERY_COLUMNS = (
     "response_status, response_body, error, duration_ms, last_attempt_at, created_at, "
     "updated_at"
 )
-_SENDING = DeliveryStatus.SENDING.value
 _PENDING = DeliveryStatus.PENDING.value
-_ACTIVE = EndpointStatus.ACTIVE.value
-_CANDIDATES_PER_SLOT = 4
 
 
 def _time(t: RowCodec, value: Any) -> datetime | None:
@@ -87,21 +81,7 @@ def _marks(count: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """How `finish` left a delivery: `next_attempt_at` None means no further attempt;
-    `disabled` says whether this attempt disabled its endpoint."""
-
-    status: DeliveryStatus
-    next_attempt_at: datetime | None
-    disabled: bool
-
-
-class WebhookRecords(SqlRecords):
-    def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._pg = db.dialect == "postgresql"
-
+class WebhookRecords(DeliveryLeases):
     # --- endpoints ---------------------------------------------------------------------
     async def create(self, endpoint: Endpoint, secret: str) -> Endpoint:
         e = endpoint
@@ -275,197 +255,3 @@ class WebhookRecords(SqlRecords):
             DeliveryStatus.FAILED.value,
         )
         return changed > 0
-
-    # --- sending -----------------------------------------------------------------------
-    async def claim(
-        self,
-        owner: str,
-        room: Mapping[str, int],
-        limit: int,
-        per_endpoint: int,
-        lease_s: float,
-        now: datetime,
-    ) -> list[Claimed]:
-        """Claim up to `limit` due deliveries of active endpoints, oldest due first, at
-        most `per_endpoint` minus `room`'s in-flight count per endpoint. On PostgreSQL
-        rows another node is claiming are skipped, never waited for."""
-        # A read first: most looks find nothing due, and need not take the writer.
-        any_due = await self.db.fetchrow(
-            "SELECT 1 AS due FROM webhook_deliveries "
-            f"WHERE status IN ('{_PENDING}', '{_SENDING}') AND next_attempt_at <= $1 LIMIT 1",
-            now,
-        )
-        if any_due is None:
-            return []
-        full = sorted(e for e, n in room.items() if n >= per_endpoint)
-        skip = f" AND d.endpoint_id NOT IN ({_marks(len(full), 4)})" if full else ""
-        lock = " FOR UPDATE OF d SKIP LOCKED" if self._pg else ""
-        async with self.db.transaction() as conn:
-            due = await conn.fetch(
-                "SELECT d.id, d.endpoint_id FROM webhook_deliveries d "
-                "JOIN webhook_endpoints w ON w.id = d.endpoint_id "
-                f"WHERE d.status IN ('{_PENDING}', '{_SENDING}') AND d.next_attempt_at <= $1 "
-                f"AND w.status = $2{skip} ORDER BY d.next_attempt_at LIMIT $3{lock}",
-                now,
-                _ACTIVE,
-                limit * _CANDIDATES_PER_SLOT,
-                *full,
-            )
-            chosen = _choose(due, room, limit, per_endpoint)
-            if not chosen:
-                return []
-            claimed = await conn.fetch(
-                "UPDATE webhook_deliveries SET status = $1, fence = fence + 1, "
-                "attempts = attempts + 1, lease_owner = $2, next_attempt_at = $3, "
-                f"last_attempt_at = $4, updated_at = $4 WHERE id IN ({_marks(len(chosen), 5)}) "
-                "RETURNING id, endpoint_id, message_id, event_type, fence, attempts, body, "
-                "created_at",
-                _SENDING,
-                owner,
-                now + timedelta(seconds=lease_s),
-                now,
-                *chosen,
-            )
-            targets = await self._targets(conn, {r["endpoint_id"] for r in claimed}, now)
-        return [self._claimed(r, targets[r["endpoint_id"]]) for r in claimed]
-
-    async def _targets(
-        self, conn: Conn, endpoint_ids: set[str], now: datetime
-    ) -> dict[str, tuple[str, tuple[str, ...]]]:
-        ids = sorted(endpoint_ids)
-        found = await conn.fetch(
-            "SELECT id, url, secret, previous_secret, previous_secret_until "
-            f"FROM webhook_endpoints WHERE id IN ({_marks(len(ids))})",
-            *ids,
-        )
-        targets = {}
-        for row in found:
-            keys = [self._t.open_text(row["secret"])]
-            until = row["previous_secret_until"]
-            if row["previous_secret"] is not None and until is not None and self._t(until) > now:
-                keys.append(self._t.open_text(row["previous_secret"]))
-            targets[row["id"]] = (row["url"], tuple(keys))
-        return targets
-
-    def _claimed(self, row: Row, target: tuple[str, tuple[str, ...]]) -> Claimed:
-        return Claimed(
-            id=row["id"],
-            endpoint_id=row["endpoint_id"],
-            message_id=row["message_id"],
-            event_type=row["event_type"],
-            fence=row["fence"],
-            attempts=row["attempts"],
-            body=self._t.open_text(row["body"]).encode(),
-            url=target[0],
-            secrets=target[1],
-            created_at=self._t(row["created_at"]),
-        )
-
-    async def finish(
-        self,
-        claimed: Claimed,
-        attempt: Attempt,
-        settled: Settled,
-        now: datetime,
-        disable_before: datetime,
-    ) -> Settled | None:
-        """Record one attempt of a claimed delivery as `settled` says and update its
-        endpoint's failure streak, disabling it (410, or failing since before
-        `disable_before`); None when the claim was lost (nothing written). Disabling is
-        audited, in the same transaction, as the system's `webhook.disabled`."""
-        audited: list[AuditEvent] = []
-        async with self.db.transaction() as conn:
-            changed = await conn.execute(
-                "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, "
-                "lease_owner = NULL, response_status = $3, response_body = $4, error = $5, "
-                "duration_ms = $6, updated_at = $7 WHERE id = $8 AND fence = $9 AND status = $10",
-                settled.status.value,
-                settled.next_attempt_at,
-                attempt.status,
-                attempt.body,
-                attempt.error,
-                attempt.duration_ms,
-                now,
-                claimed.id,
-                claimed.fence,
-                _SENDING,
-            )
-            if not changed:
-                return None
-            if settled.status is DeliveryStatus.SUCCEEDED:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET failing_since = NULL "
-                    "WHERE id = $1 AND failing_since IS NOT NULL",
-                    claimed.endpoint_id,
-                )
-                return settled
-            if settled.disabled:
-                reason = "the receiver answered 410 Gone"
-                disabled = await self._disable(conn, claimed.endpoint_id, reason, now)
-            else:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET failing_since = $1 "
-                    "WHERE id = $2 AND failing_since IS NULL",
-                    now,
-                    claimed.endpoint_id,
-                )
-                reason = "every delivery failed for too long"
-                disabled = await conn.execute(
-                    "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, "
-                    "updated_at = $3 WHERE id = $4 AND status = $5 AND failing_since <= $6",
-                    EndpointStatus.DISABLED.value,
-                    reason,
-                    now,
-                    claimed.endpoint_id,
-                    _ACTIVE,
-                    disable_before,
-                )
-            if disabled:
-                audited = await self._audit_disabled(conn, claimed.endpoint_id, reason)
-        self.journal.appended(audited)
-        if settled.disabled:
-            return settled
-        return Settled(settled.status, settled.next_attempt_at, disabled > 0)
-
-    async def _audit_disabled(self, conn: Conn, endpoint_id: str, reason: str) -> list[AuditEvent]:
-        row = await conn.fetchrow("SELECT org_id FROM webhook_endpoints WHERE id = $1", endpoint_id)
-        changes = {
-            "status": [_ACTIVE, EndpointStatus.DISABLED.value],
-            "disabledReason": [None, reason],
-        }
-        event = self.journal.event(
-            "webhook.disabled",
-            None,
-            None if row is None else row["org_id"],
-            ("webhook", endpoint_id),
-            changes,
-        )
-        return await self.journal.append(conn, [event])
-
-    async def _disable(self, conn: Conn, endpoint_id: str, reason: str, at: datetime) -> int:
-        return await conn.execute(
-            "UPDATE webhook_endpoints SET status = $1, disabled_reason = $2, updated_at = $3 "
-            "WHERE id = $4 AND status = $5",
-            EndpointStatus.DISABLED.value,
-            reason,
-            at,
-            endpoint_id,
-            _ACTIVE,
-        )
-
-
-def _choose(
-    due: Sequence[Row], room: Mapping[str, int], limit: int, per_endpoint: int
-) -> list[str]:
-    """Ids of the due rows to claim: at most `limit`, none past an endpoint's share."""
-    taken = dict(room)
-    chosen: list[str] = []
-    for row in due:
-        endpoint = row["endpoint_id"]
-        if taken.get(endpoint, 0) >= per_endpoint:
-            continue
-        taken[endpoint] = taken.get(endpoint, 0) + 1
-        chosen.append(row["id"])
-        if len(chosen) >= limit:
-            break
-    return chosen

@@ -9,6 +9,8 @@ import hmac
 import random
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 EVENT_TYPES = (
@@ -30,6 +32,8 @@ RESPONSE_BODY_CHARS = 1024
 """How much of a receiver's answer the delivery log keeps."""
 JITTER = 0.1
 """Each retry delay is moved by up to this fraction either way."""
+GONE_REASON = "the receiver answered 410 Gone"
+FAILING_REASON = "every delivery failed for too long"
 
 
 class EndpointStatus(StrEnum):
@@ -100,3 +104,40 @@ def verdict(status: int | None) -> Verdict:
     if status == 410:
         return Verdict.GONE
     return Verdict.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """An endpoint's state after a run of recorded attempts: its failure streak's start,
+    and, when one of the attempts disabled it, which one (its index) and why."""
+
+    failing_since: datetime | None
+    disabled_by: int | None
+    disabled_reason: str | None
+
+
+def follow_streak(
+    active: bool,
+    failing_since: datetime | None,
+    verdicts: Sequence[Verdict],
+    now: datetime,
+    disable_before: datetime,
+) -> Streak:
+    """Apply attempts to an endpoint in the order they are recorded: a success ends the
+    failure streak; a 410 disables an active endpoint; any other failure starts a streak
+    (at `now`) unless one runs, and disables an active endpoint whose streak began before
+    `disable_before`."""
+    disabled_by: int | None = None
+    reason: str | None = None
+    for index, answer in enumerate(verdicts):
+        if answer is Verdict.SUCCEEDED:
+            failing_since = None
+            continue
+        if answer is Verdict.GONE:
+            cause: str | None = GONE_REASON
+        else:
+            failing_since = failing_since or now
+            cause = FAILING_REASON if failing_since <= disable_before else None
+        if active and cause is not None:
+            active, disabled_by, reason = False, index, cause
+    return Streak(failing_since, disabled_by, reason)

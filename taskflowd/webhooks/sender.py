@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -28,8 +28,8 @@ from taskflowd.domain.entities import utcnow
 from taskflowd.handlers.http import safe_url, url_problem
 from taskflowd.handlers.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip
 from taskflowd.store.errors import StoreError
+from taskflowd.webhooks.leases import DeliveryLeases, Outcome, Settled
 from taskflowd.webhooks.model import Attempt, Claimed
-from taskflowd.webhooks.records import Settled, WebhookRecords
 from taskflowd.webhooks.rules import (
     RESPONSE_BODY_CHARS,
     DeliveryStatus,
@@ -42,6 +42,9 @@ from taskflowd.webhooks.rules import (
 log = logging.getLogger("taskflowd.webhooks")
 
 TASK_NAME = "webhooks.sender"
+RECORDER_TASK_NAME = "webhooks.recorder"
+RECORD_BATCH = 256
+"""Attempts recorded in one transaction at most."""
 LEASE_MARGIN_S = 5.0
 """A claim lasts twice the request's timeout and this much more (time to record the
 attempt) before another node may send the delivery again."""
@@ -60,7 +63,7 @@ class DeliveryReport(Protocol):
 class Sender:
     def __init__(
         self,
-        records: WebhookRecords,
+        records: DeliveryLeases,
         settings: WebhookSettings,
         policy: AddressPolicy,
         node_id: str,
@@ -79,13 +82,18 @@ class Sender:
         self._lease_s = 2 * settings.timeout_s + LEASE_MARGIN_S
         self._wake = asyncio.Event()
         self._sends: dict[str, asyncio.Task[None]] = {}
+        self._held = 0
         self._per_endpoint: dict[str, int] = {}
+        """Deliveries claimed and not yet recorded, per endpoint."""
+        self._attempted: list[Outcome] = []
+        self._attempts_waiting = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._second_look: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
-        return len(self._sends)
+        """Deliveries claimed and not yet recorded (being sent, or waiting to be)."""
+        return self._held
 
     async def start(self) -> None:
         resolver = GuardedResolver(DefaultResolver(), self._policy)
@@ -96,10 +104,11 @@ class Sender:
             headers={"User-Agent": f"taskflowd/{taskflowd.__version__} (webhooks)"},
         )
         self._supervisor.spawn(TASK_NAME, self._loop)
+        self._supervisor.spawn(RECORDER_TASK_NAME, self._record_loop)
 
     async def stop(self) -> None:
-        """Stop claiming and cancel sends under way (their leases run out and another
-        node, or this one after a restart, sends them again)."""
+        """Stop claiming, cancel sends under way (their leases run out and another node,
+        or this one after a restart, sends them again) and record the attempts made."""
         await self._supervisor.cancel(TASK_NAME)
         if self._second_look is not None:
             self._second_look.cancel()
@@ -108,6 +117,12 @@ class Sender:
         for task in sends:
             task.cancel()
         await asyncio.gather(*sends, return_exceptions=True)
+        await self._supervisor.cancel(RECORDER_TASK_NAME)
+        if self._attempted:
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(self.settings.timeout_s):
+                    await self._record(list(self._attempted), give_up_s=0.0)
+            self._attempted.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -130,7 +145,7 @@ class Sender:
             log, "webhook deliveries paused: %s", "webhook deliveries resumed", cap_s=1.0
         )
         while True:
-            free = self.settings.max_in_flight - len(self._sends)
+            free = self.settings.max_in_flight - self._held
             if free > 0:
                 try:
                     claimed = await self.records.claim(
@@ -153,41 +168,39 @@ class Sender:
             self._wake.clear()
 
     def _launch(self, delivery: Claimed) -> None:
+        self._held += 1
         endpoint = delivery.endpoint_id
         self._per_endpoint[endpoint] = self._per_endpoint.get(endpoint, 0) + 1
         task = asyncio.create_task(self._send(delivery), name=f"webhook {delivery.id}")
         self._sends[delivery.id] = task
+        task.add_done_callback(lambda _: self._sends.pop(delivery.id, None))
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._sends.pop(delivery.id, None)
+    def _release(self, deliveries: Iterable[Claimed]) -> None:
+        """The deliveries' slots are free again (their attempts recorded, or given up)."""
+        for delivery in deliveries:
+            self._held -= 1
+            endpoint = delivery.endpoint_id
             left = self._per_endpoint.get(endpoint, 1) - 1
             if left > 0:
                 self._per_endpoint[endpoint] = left
             else:
                 self._per_endpoint.pop(endpoint, None)
-            self._wake.set()
-
-        task.add_done_callback(done)
+        self._wake.set()
 
     async def _send(self, delivery: Claimed) -> None:
+        """One attempt, queued for the recorder; the delivery keeps its slot until then."""
         try:
             attempt = await self._post(delivery)
-            settled = self._decide(delivery, attempt)
-            recorded = await self._record(delivery, attempt, settled)
+            outcome = Outcome(delivery, attempt, self._decide(delivery, attempt))
+        except asyncio.CancelledError:
+            self._release([delivery])
+            raise
         except Exception:
             log.exception("webhook delivery %s failed unexpectedly", delivery.id)
+            self._release([delivery])
             return
-        if self._report is not None:
-            self._report.webhook_attempt(attempt.outcome, attempt.duration_ms / 1000)
-            if recorded is not None and recorded.disabled:
-                reason = "gone" if attempt.outcome == "gone" else "failing"
-                self._report.webhook_endpoint_disabled(reason)
-        if recorded is not None and recorded.disabled:
-            log.warning(
-                "webhook endpoint %s disabled (%s)",
-                delivery.endpoint_id,
-                "410 Gone" if attempt.outcome == "gone" else "failing for too long",
-            )
+        self._attempted.append(outcome)
+        self._attempts_waiting.set()
 
     def _decide(self, delivery: Claimed, attempt: Attempt) -> Settled:
         answer = verdict(attempt.status)
@@ -201,24 +214,60 @@ class Sender:
             return Settled(DeliveryStatus.FAILED, None, disabled=False)
         return Settled(DeliveryStatus.PENDING, retry_at, disabled=False)
 
-    async def _record(
-        self, delivery: Claimed, attempt: Attempt, settled: Settled
-    ) -> Settled | None:
-        """Write the attempt, riding out a database outage while the lease lasts (after
-        that the delivery is sent again, which at-least-once allows)."""
-        deadline = time.monotonic() + self._lease_s
+    async def _record_loop(self) -> None:
+        """Record attempts as they are made, in batches: one transaction takes every
+        attempt made while the one before it ran (at most `RECORD_BATCH`)."""
+        while True:
+            while self._attempted:
+                # The batch leaves the queue once written: `stop` records what is left.
+                batch = self._attempted[:RECORD_BATCH]
+                await self._record(batch, give_up_s=self._lease_s)
+                del self._attempted[: len(batch)]
+            await self._attempts_waiting.wait()
+            self._attempts_waiting.clear()
+
+    async def _record(self, batch: Sequence[Outcome], give_up_s: float) -> None:
+        """Write a batch of attempts, riding out a database outage for up to `give_up_s`
+        (after that the deliveries are sent again when their leases end, which
+        at-least-once allows); then free their slots and report them."""
+        try:
+            recorded = await self._write(batch, give_up_s)
+        except Exception:
+            log.exception("%d webhook attempts not recorded", len(batch))
+            recorded = [None] * len(batch)
+        self._release(o.claimed for o in batch)
+        for outcome, settled in zip(batch, recorded, strict=True):
+            self._tell(outcome, settled)
+
+    async def _write(self, batch: Sequence[Outcome], give_up_s: float) -> list[Settled | None]:
+        deadline = time.monotonic() + give_up_s
         pause = 0.1
         while True:
             now = self._clock()
             disable_before = now - timedelta(seconds=self.settings.disable_after_s)
             try:
-                return await self.records.finish(delivery, attempt, settled, now, disable_before)
+                return await self.records.finish(batch, now, disable_before)
             except StoreError as exc:
                 if time.monotonic() + pause > deadline:
-                    log.warning("webhook delivery %s not recorded: %s", delivery.id, exc)
-                    return None
+                    log.warning("%d webhook attempts not recorded: %s", len(batch), exc)
+                    return [None] * len(batch)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+    def _tell(self, outcome: Outcome, recorded: Settled | None) -> None:
+        attempt = outcome.attempt
+        disabled = recorded is not None and recorded.disabled
+        if self._report is not None:
+            self._report.webhook_attempt(attempt.outcome, attempt.duration_ms / 1000)
+            if disabled:
+                reason = "gone" if attempt.outcome == "gone" else "failing"
+                self._report.webhook_endpoint_disabled(reason)
+        if disabled:
+            log.warning(
+                "webhook endpoint %s disabled (%s)",
+                outcome.claimed.endpoint_id,
+                "410 Gone" if attempt.outcome == "gone" else "failing for too long",
+            )
 
     def _refusal(self, url: URL) -> str | None:
         problem = url_problem(url)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import random
+from datetime import UTC, datetime, timedelta
 
 from taskflowd.webhooks.rules import (
+    FAILING_REASON,
+    GONE_REASON,
     JITTER,
+    Streak,
     Verdict,
     events_column,
     events_from_column,
+    follow_streak,
     new_secret,
     next_delay_s,
     secret_key,
@@ -51,3 +56,28 @@ def test_a_secret_is_a_prefixed_base64_key() -> None:
     assert secret.startswith("whsec_") and secret != new_secret()
     assert secret_key(secret) == base64.b64decode(secret[len("whsec_") :])
     assert len(secret_key(secret)) >= 24
+
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+BEFORE = NOW - timedelta(days=5)
+LONG_AGO = NOW - timedelta(days=6)
+OK, FAIL, GONE = Verdict.SUCCEEDED, Verdict.FAILED, Verdict.GONE
+
+
+def test_a_streak_follows_a_batch_in_order() -> None:
+    assert follow_streak(True, LONG_AGO, [FAIL, OK], NOW, BEFORE) == Streak(None, 0, FAILING_REASON)
+    assert follow_streak(True, LONG_AGO, [OK, FAIL], NOW, BEFORE) == Streak(NOW, None, None)
+    assert follow_streak(True, None, [FAIL, FAIL], NOW, BEFORE) == Streak(NOW, None, None)
+    assert follow_streak(True, None, [OK], NOW, BEFORE) == Streak(None, None, None)
+
+
+def test_only_the_first_attempt_that_disables_an_endpoint_counts() -> None:
+    assert follow_streak(True, None, [OK, GONE, GONE], NOW, BEFORE) == Streak(None, 1, GONE_REASON)
+    assert follow_streak(True, LONG_AGO, [FAIL, GONE], NOW, BEFORE) == Streak(
+        LONG_AGO, 0, FAILING_REASON
+    )
+
+
+def test_a_disabled_endpoint_keeps_its_streak_but_is_not_disabled_again() -> None:
+    assert follow_streak(False, LONG_AGO, [FAIL, GONE], NOW, BEFORE) == Streak(LONG_AGO, None, None)
+    assert follow_streak(False, LONG_AGO, [OK], NOW, BEFORE) == Streak(None, None, None)
