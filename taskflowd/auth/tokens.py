@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-import jwt
-
 from taskflowd.audit.model import ActorRef
 from taskflowd.domain.entities import RefreshToken, User, utcnow
 from taskflowd.domain.enums import Role
@@ -107,10 +105,14 @@ class AccessTokens:
             "ver": user.token_version,
             "role": user.role.value,
         }
+        import jwt  # PyJWT loads cryptography (~8 MB): deferred to the first token
+
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> AccessClaims:
         """The claims of a valid access token; raises InvalidToken for anything else."""
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,
