@@ -288,6 +288,7 @@ class AuthService:
         ):
             await self._refresh.revoke_family(rotation.family_id)
             raise InvalidToken("the session of this refresh token has ended")
+        await self._access.load()
         return TokenPair(
             access_token=self._access.issue(user),
             refresh_token=rotation.refresh_token,
@@ -315,6 +316,7 @@ class AuthService:
         if is_api_key(credential):
             principal, expires_in = await self.api_keys.authenticate(credential)
         else:
+            await self._access.load()
             claims = self._access.decode(credential)
             user = await self._store.get_user(claims.user_id)
             if user is None or not user.is_active or user.token_version != claims.token_version:
@@ -329,6 +331,7 @@ class AuthService:
         return await self.get_user(user.id)
 
     async def _pair(self, user: User, family_id: str | None) -> TokenPair:
+        await self._access.load()
         return TokenPair(
             access_token=self._access.issue(user),
             refresh_token=await self._refresh.issue(user.id, family_id),

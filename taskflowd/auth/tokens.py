@@ -9,15 +9,15 @@ spent or revoked token again revokes the whole family (reuse detection).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
-
-import jwt
 
 from taskflowd.audit.model import ActorRef
 from taskflowd.domain.entities import RefreshToken, User, utcnow
@@ -92,6 +92,15 @@ class AccessTokens:
         self.ttl_s = ttl_s
         self._clock = clock
         self._leeway_s = leeway_s
+        self._loaded = False
+
+    async def load(self) -> None:
+        """Import PyJWT, and the cryptography it loads (~8 MB), off the event loop on the
+        first call: a node that never meets a token never loads them. `issue` and `decode`
+        work without it (they import it themselves), but then on the caller's thread."""
+        if not self._loaded:
+            await asyncio.to_thread(importlib.import_module, "jwt")
+            self._loaded = True
 
     def issue(self, user: User) -> str:
         now = self._clock()
@@ -107,10 +116,14 @@ class AccessTokens:
             "ver": user.token_version,
             "role": user.role.value,
         }
+        import jwt  # see load()
+
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> AccessClaims:
         """The claims of a valid access token; raises InvalidToken for anything else."""
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,

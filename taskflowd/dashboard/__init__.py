@@ -1,4 +1,4 @@
-"""The built-in web dashboard: server-rendered pages (aiohttp-jinja2) over the same
+"""The built-in web dashboard: server-rendered pages (Jinja2) over the same
 services as the API, with live updates over the `/api/v1/events` WebSocket.
 
 Mount it with `taskflowd.dashboard.app.install_dashboard`.

@@ -13,8 +13,6 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -37,12 +35,12 @@ from taskflowd.dashboard import (
     views_workflows,
 )
 from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
-from taskflowd.dashboard.formatting import install_filters
 from taskflowd.dashboard.live import RecentEvents, StatsFeed, TaskDirectory
 from taskflowd.dashboard.middleware import dashboard_headers, dashboard_middleware, static_headers
 from taskflowd.dashboard.series import ThroughputSeries
 from taskflowd.dashboard.sessions import Sessions
 from taskflowd.dashboard.socket import EVENTS_PATH, LIVE_KEY, Live, events_socket
+from taskflowd.dashboard.templates import TEMPLATES_KEY, Templates
 from taskflowd.resources import data_dir
 from taskflowd.services.stats import StatsService
 
@@ -123,18 +121,9 @@ def _favicon(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse
 
 def _dashboard_app(root: Path) -> web.Application:
     sub = web.Application(middlewares=[dashboard_middleware])
-    env = aiohttp_jinja2.setup(
-        sub,
-        loader=jinja2.FileSystemLoader(root / "templates"),
-        autoescape=True,
-        auto_reload=False,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        default_helpers=False,
-    )
-    sub.middlewares.insert(0, _templates_first(env))  # outermost: error pages need them too
-    install_filters(env)
+    templates = Templates(root / "templates")
+    sub[TEMPLATES_KEY] = templates
+    sub.middlewares.insert(0, _templates_first(templates))  # outermost: error pages need them too
     for install in (
         views_overview.install,
         views_tasks.install,
@@ -152,24 +141,15 @@ def _dashboard_app(root: Path) -> web.Application:
     return sub
 
 
-def _templates_first(env: jinja2.Environment) -> Middleware:
-    """Compile every template once, off the event loop, when the first dashboard request
-    arrives; with auto_reload off no request touches the disk for a template again, and a
-    node nobody browses never pays for them (nor does its start-up)."""
-    compiled: list[asyncio.Future[list[jinja2.Template]]] = []
+def _templates_first(templates: Templates) -> Middleware:
+    """Load the templates before the first dashboard request is handled."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not compiled:
-            compiled.append(asyncio.ensure_future(asyncio.to_thread(_compile, env)))
-        await asyncio.shield(compiled[0])
+        await templates.load()
         return await handler(request)
 
     return middleware
-
-
-def _compile(env: jinja2.Environment) -> list[jinja2.Template]:
-    return [env.get_template(name) for name in env.list_templates()]
 
 
 def asset_versions(static: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import hdrs, web
 
 from taskflowd.audit.service import AuditService
@@ -22,6 +21,7 @@ from taskflowd.dashboard.sessions import (
     Session,
     Sessions,
 )
+from taskflowd.dashboard.templates import TEMPLATES_KEY
 from taskflowd.domain.entities import User
 from taskflowd.domain.enums import Role
 from taskflowd.events import EventBus
@@ -143,7 +143,8 @@ def render(
     }
     page.update(request.get(PAGE_EXTRAS_KEY) or {})
     page.update(context or {})
-    response = aiohttp_jinja2.render_template(template, request, page, status=status)
+    text = request.config_dict[TEMPLATES_KEY].render(template, page)
+    response = web.Response(text=text, status=status, content_type="text/html")
     if flash is not None:
         clear_cookie(request, response, FLASH_COOKIE)
     return response

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 # Status → badge tone, shared by tasks, executions, workflows and their runs, webhook
 # endpoints and their deliveries.

@@ -23,8 +23,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from taskflowd.domain.entities import JSON
 from taskflowd.store.errors import StoreError
@@ -68,6 +66,9 @@ class Keyring:
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
             raise ValueError("a keyring needs at least one key")
+        # cryptography costs ~6 MB and ~50 ms to import: only a node with keys loads it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._ciphers = {key_id(k): AESGCM(k) for k in keys}
         self.sealing_id = key_id(keys[0])
         self._sealer = self._ciphers[self.sealing_id]
@@ -112,6 +113,8 @@ class Keyring:
         return self._open(kid, body)
 
     def _open(self, kid: str, body: str) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         cipher = self._ciphers.get(kid)
         if cipher is None:
             raise SealedValueError(

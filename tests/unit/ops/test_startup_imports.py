@@ -1,6 +1,7 @@
 """What `taskflowd serve` loads before it answers: a SQLite node imports no driver and no
-client it does not use, and builds no pydantic validator until a request needs one
-(start-up time and memory, issue 12). Checked in a fresh interpreter."""
+client it does not use, builds no pydantic validator until a request needs one, and loads
+neither cryptography (no encryption keys), PyJWT (no token seen) nor Jinja2 (no page
+served) (start-up time and memory, issue 12). Checked in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ NOT_FOR_SQLITE = (
     "taskflowd.backup",
 )
 
+NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2")
+
 
 def _serve_path(tmp_path: Path) -> dict[str, list[str]]:
     code = SERVE.format(database=f"sqlite:///{tmp_path / 'start.db'}")
@@ -53,3 +56,10 @@ def test_a_sqlite_node_builds_without_drivers_clients_or_validators(tmp_path: Pa
     assert [m for m in NOT_FOR_SQLITE if m in loaded["modules"]] == []
     assert "taskflowd.api.schemas" in loaded["modules"]
     assert loaded["built"] == []
+
+
+def test_a_node_without_keys_tokens_or_pages_loads_no_crypto_jwt_or_templates(
+    tmp_path: Path,
+) -> None:
+    loaded = _serve_path(tmp_path)
+    assert [m for m in NOT_UNTIL_NEEDED if m in loaded["modules"]] == []
