@@ -9,6 +9,12 @@ installed (else a built-in aiohttp load generator in separate processes), one re
 kind at a time. Then the client enqueues runs one per request over one connection, and
 in batches of 1,000 (accepted, and drained by the node's workers), and measures
 create-to-start latency on the idle node: from sending a run to its `startedAt`.
+
+With `--orgs N`, what org scoping costs as the number of orgs grows: the org-scoped
+requests (list and create tasks) and the drain of batched runs are measured with the
+bench user's org alone, with N other orgs full of tasks, finished executions and queued
+jobs, and alone again once those are deleted; each figure is shown as a share of the mean
+of the two alone, so the machine's drift over the run shows too.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ LATENCY_GAP_S = 0.02
 """Pause between the runs of the latency phase, so each meets an idle node."""
 BATCH = 1000
 LISTED_TASKS = 50
+ORG_TASKS = 20
+ORG_FINISHED_EXECUTIONS = 2000
+ORG_PENDING_EXECUTIONS = 100
+"""What each of the `--orgs` other organizations holds (its queued jobs are due tomorrow)."""
 # The bench floods the node on purpose; nothing of it must be throttled.
 BENCH_LIMITS = {
     "TASKFLOW_AUTH__API_LIMIT_PER_MIN": "100000000",
@@ -390,14 +400,11 @@ async def _client_rows(base_url: str, api_key: str, args: argparse.Namespace) ->
 
 
 # --- the run and its table ------------------------------------------------------
-def _http_rows(
-    bare: str, node: str, session: Session, args: argparse.Namespace, kind: str, workdir: Path
-) -> list[Row]:
+def _scoped_targets(node: str, session: Session) -> list[Target]:
+    """The requests that read or write the bench user's org data."""
     auth = (("Authorization", f"Bearer {session.api_key}"),)
     json_body = (("Content-Type", "application/json"),)
-    targets = [
-        Target("bare aiohttp handler (uvloop), GET /health", f"{bare}/health"),
-        Target("GET /health", f"{node}/health"),
+    return [
         Target(
             f"GET /api/v1/tasks?limit=20, API key, {session.listed} tasks",
             f"{node}/api/v1/tasks?limit=20",
@@ -411,17 +418,101 @@ def _http_rows(
             '{"name":"bench-http","handler":"echo"}',
         ),
     ]
+
+
+def _http_rows(
+    bare: str, node: str, session: Session, args: argparse.Namespace, kind: str, workdir: Path
+) -> list[Row]:
+    targets = [
+        Target("bare aiohttp handler (uvloop), GET /health", f"{bare}/health"),
+        Target("GET /health", f"{node}/health"),
+        *_scoped_targets(node, session),
+    ]
     measure = _wrk if kind == "wrk" else _builtin
     rows: list[Row] = []
     reference: float | None = None
     for target in targets:
         load = measure(target, args, workdir)
         reference = reference or load.per_s
-        note = ""
-        if load.other or load.errors:
-            note = f"({load.other} non-2xx, {load.errors} errors)"
-        rows.append(Row(target.label, load.per_s, "req/s", load.per_s / reference, note))
+        rows.append(Row(target.label, load.per_s, "req/s", load.per_s / reference, _note(load)))
     return rows
+
+
+def _note(load: Load) -> str:
+    return f"({load.other} non-2xx, {load.errors} errors)" if load.other or load.errors else ""
+
+
+async def _drain_rate(base_url: str, api_key: str, batches: int) -> float:
+    async with AsyncClient(base_url, api_key=api_key) as client:
+        await _drained(client)
+        return (await _batched(client, batches))[1]
+
+
+def _org_phase(
+    node: str, session: Session, args: argparse.Namespace, kind: str, workdir: Path
+) -> dict[str, float]:
+    """The org-scoped requests and the drain rate, keyed by row label."""
+    from taskflowd.daemon import run_loop
+
+    measure = _wrk if kind == "wrk" else _builtin
+    figures: dict[str, float] = {}
+    for target in _scoped_targets(node, session):
+        figures[target.label] = measure(target, args, workdir).per_s
+    drain = f"enqueue: {args.batches} tasks.runs() of {BATCH:,}, accepted and drained"
+    figures[drain] = run_loop(_drain_rate(node, session.api_key, args.batches))
+    return figures
+
+
+def _org_rows(
+    database: str, node: str, session: Session, args: argparse.Namespace, kind: str,
+    workdir: Path,
+) -> list[Row]:  # fmt: skip
+    """The org-scoped figures with the bench user's org alone, with `--orgs` other orgs
+    full of tasks and executions, and alone again (the machine's drift), each as a share
+    of the mean of the two alone."""
+    from taskflowd.daemon import run_loop
+
+    alone = _org_phase(node, session, args, kind, workdir)
+    owners = run_loop(_populate(database, args.orgs))
+    try:
+        crowded = _org_phase(node, session, args, kind, workdir)
+    finally:
+        run_loop(_forget(database, owners))
+    again = _org_phase(node, session, args, kind, workdir)
+    rows = []
+    for label, value in crowded.items():
+        reference = (alone[label] + again[label]) / 2
+        unit = "jobs/s" if "drained" in label else "req/s"
+        rows.append(Row(f"{label}, org alone", alone[label], unit, alone[label] / reference))
+        rows.append(Row(f"{label}, {args.orgs:,} other orgs", value, unit, value / reference))
+        rows.append(Row(f"{label}, org alone again", again[label], unit, again[label] / reference))
+    return rows
+
+
+async def _populate(database: str, orgs: int) -> list[str]:
+    from taskflowd.bench_fill import populate_orgs
+    from taskflowd.store import open_store
+
+    store = open_store(database)
+    await store.start()
+    try:
+        return await populate_orgs(
+            store, orgs, ORG_TASKS, ORG_FINISHED_EXECUTIONS, ORG_PENDING_EXECUTIONS
+        )
+    finally:
+        await store.stop()
+
+
+async def _forget(database: str, owners: list[str]) -> None:
+    from taskflowd.bench_fill import forget_orgs
+    from taskflowd.store import open_store
+
+    store = open_store(database)
+    await store.start()
+    try:
+        await forget_orgs(store.db, owners)
+    finally:
+        await store.stop()
 
 
 def _print(rows: Sequence[Row], heading: str) -> None:
@@ -449,6 +540,8 @@ def _measure(
         session = run_loop(_prepare(node_url, account))
         rows = _http_rows(bare_url, node_url, session, args, kind, workdir)
         rows += run_loop(_client_rows(node_url, session.api_key, args))
+        if args.orgs:
+            rows += _org_rows(database, node_url, session, args, kind, workdir)
     finally:
         bare.stop()
         node.stop()

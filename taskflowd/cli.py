@@ -66,6 +66,14 @@ def _bench_api_args(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--runs", type=int, default=5000, help="--api: runs, one per request")
     bench.add_argument("--batches", type=int, default=20, help="--api: batches of 1,000 runs")
     bench.add_argument("--latency-runs", type=int, default=200, help="--api: latency samples")
+    bench.add_argument(
+        "--orgs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--api: also measure the org-scoped requests and the drain with N other orgs "
+        "full of tasks and executions, against the bench user's org alone before and after",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

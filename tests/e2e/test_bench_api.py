@@ -71,3 +71,47 @@ def test_bench_api_on_postgresql_leaves_nothing_behind(workdir: Path, pg_url: st
             await store.stop()
 
     assert asyncio.run(leftovers()) == dict.fromkeys(tables, 0)
+
+
+ORG_ROWS = [
+    rf"{request}, {phase} +[\d,]+ {unit} +[\d.]+ %"
+    for request, unit in (
+        (r"GET /api/v1/tasks\?limit=20, API key, 50 tasks", "req/s"),
+        (r"POST /api/v1/tasks, one-time echo task", "req/s"),
+        (r"enqueue: 1 tasks.runs\(\) of 1,000, accepted and drained", "jobs/s"),
+    )
+    for phase in ("org alone", "3 other orgs", "org alone again")
+]
+
+
+@pytest.mark.slow
+def test_bench_api_with_other_orgs_on_postgresql_leaves_nothing_behind(
+    workdir: Path, pg_url: str
+) -> None:
+    done = run_cli(
+        "bench", "--api", *TINY, "--orgs", "3", "--load", "builtin", "--database", pg_url,
+        cwd=workdir, env=clean_env(fast=False), timeout_s=600,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()[1 + len(ROWS) :]
+    assert len(lines) == len(ORG_ROWS), done.stdout
+    for line, row in zip(lines, ORG_ROWS, strict=True):
+        assert re.search(row, line), (row, line)
+
+    async def leftovers() -> dict[str, int]:
+        store = open_store(pg_url)
+        await store.start()
+        try:
+            counts = {}
+            for table in ("users", "org_members", "tasks", "job_executions"):
+                row = await store.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table}")
+                assert row is not None
+                counts[table] = int(row["n"])
+            return counts
+        finally:
+            await store.stop()
+
+    assert asyncio.run(leftovers()) == dict.fromkeys(
+        ("users", "org_members", "tasks", "job_executions"), 0
+    )
