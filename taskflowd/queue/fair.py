@@ -22,18 +22,22 @@ _PENDING = ExecutionStatus.PENDING.value
 _RETRYING = ExecutionStatus.RETRYING.value
 _PROCESSING = ExecutionStatus.PROCESSING.value
 _QUEUED = f"status IN ('{_PENDING}', '{_RETRYING}') AND completed_at IS NULL"
+_J_QUEUED = f"j.status IN ('{_PENDING}', '{_RETRYING}') AND j.completed_at IS NULL"
 
 
-def _orgs(indexed: str) -> str:
-    """The orgs with queued jobs, by a skip scan of the (org_id, priority DESC, run_at)
-    index: one seek per org, however long each org's backlog is. (SQLite's planner would
-    rather read every queued row through the status index: `indexed` names the index.)"""
-    j_queued = _QUEUED.replace("completed_at", "j.completed_at")
+def _orgs(indexed: str, open_rows: str) -> str:
+    """The orgs with open jobs (rows of the index's own predicate, `open_rows` of table
+    `j`), by a skip scan of the (org_id, priority DESC, run_at) index: one seek per org,
+    however long each org's backlog is. On PostgreSQL the predicate is exactly the
+    partial index's (`completed_at IS NULL`): with any other filter the planner may read
+    every later org's rows at each step instead (60 ms a claim with 20 orgs). An org whose
+    open jobs all run yields no head. (SQLite's planner would rather read every queued row
+    through the status index: `indexed` names the index.)"""
     return (
         "WITH RECURSIVE o(org_id) AS ("
-        f"SELECT MIN(org_id) FROM job_executions{indexed} WHERE {_QUEUED} "
+        f"SELECT MIN(j.org_id) FROM job_executions j{indexed} WHERE {open_rows} "
         f"UNION ALL SELECT (SELECT MIN(j.org_id) FROM job_executions j{indexed} "
-        f"WHERE j.{j_queued} AND j.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL) "
+        f"WHERE {open_rows} AND j.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL) "
     )
 
 
@@ -51,15 +55,25 @@ _COLUMNS = "y.id, y.task_id, y.org_id, y.priority, y.run_at, u.concurrency, u.ra
 CANDIDATES = {
     # SQLite has no LATERAL: each org's head is a subquery correlated with the org.
     "sqlite": (
-        f"{_orgs(' INDEXED BY job_executions_org_ready')}"
+        f"{_orgs(' INDEXED BY job_executions_org_ready', _J_QUEUED)}"
         f"SELECT {_COLUMNS} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
         f"WHERE y.id IN (SELECT x.id FROM o JOIN job_executions x ON x.id IN "
         f"({_org_head('y.id')}))"
     ),
     # Rows another claim holds are skipped, so concurrent claims never wait on each other.
+    # Each org's head reads the claim-order index alone (a paused or deleted task is an
+    # anti-join); with the tasks joined inside, the planner was free to start from every
+    # task of the org instead, and did once statistics changed: 85 ms instead of 1.4 ms a
+    # claim with 20 orgs holding jobs due later.
     "postgresql": (
-        f"{_orgs('')}SELECT c.* FROM o CROSS JOIN LATERAL ({_org_head(_COLUMNS)} "
-        "FOR UPDATE OF y SKIP LOCKED) AS c WHERE o.org_id IS NOT NULL"
+        f"{_orgs('', 'j.completed_at IS NULL')}SELECT c.*, u.concurrency, u.rate_limit "
+        "FROM o CROSS JOIN LATERAL ("
+        "SELECT y.id, y.task_id, y.org_id, y.priority, y.run_at FROM job_executions y "
+        f"WHERE y.org_id = o.org_id AND y.{_QUEUED.replace('completed_at', 'y.completed_at')} "
+        "AND y.run_at <= $1 AND NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = y.task_id "
+        "AND (p.status = 'PAUSED' OR p.deleted_at IS NOT NULL)) "
+        "ORDER BY y.priority DESC, y.run_at LIMIT $2 FOR UPDATE OF y SKIP LOCKED) AS c "
+        "JOIN tasks u ON u.id = c.task_id WHERE o.org_id IS NOT NULL"
     ),
 }
 """Up to $2 due jobs ($1: now) of every org with queued jobs."""
