@@ -178,12 +178,21 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         mapped = _domain_problem(exc)
         if mapped is not None:
             return mapped
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client hung up while its request was being read: nobody is there to
+            # answer, and it is not our error (reported as 499, like a cancelled request).
+            return web.Response(status=499)
         error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
         return problem_response(
             500,
             "internal_error",
             detail="Something went wrong on our side; quote the requestId when reporting it.",
         )
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -132,6 +133,38 @@ async def test_successful_probes_are_logged_at_debug_only(
         assert (await client.get("/health")).status == 200
     probes = [r for r in caplog.records if r.name == "taskflowd.api.access"]
     assert [(r.levelno, r.fields["route"]) for r in probes] == [(logging.DEBUG, "/health")]  # type: ignore[attr-defined]
+
+
+async def test_a_client_that_hangs_up_mid_body_is_a_499_not_an_error(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Served as the daemon serves (taskflowd.api.server): a handler is not cancelled when
+    # its client goes, reading the rest of the body fails instead.
+    assert client.server.runner is not None
+    client.server.runner.server.handler_cancellation = False  # type: ignore[union-attr]
+    host, port = client.server.host, client.server.port
+    assert port is not None
+    with caplog.at_level(logging.INFO, logger="taskflowd.api"):
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            b'{"email":'
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+        async def logged() -> list[logging.LogRecord]:
+            while True:
+                lines = [r for r in caplog.records if r.name == "taskflowd.api.access"]
+                if lines:
+                    return lines
+                await asyncio.sleep(0.01)
+
+        lines = await asyncio.wait_for(logged(), 5)
+    assert [line.fields["status"] for line in lines] == [499]  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_api_responses_are_not_cached_by_default(client: Client) -> None:
