@@ -39,6 +39,12 @@ async def test_stop_lets_a_running_job_finish_within_the_grace_period(
     [job] = await engine.executions(task.id)
     await engine.wait_for_status(job.id, ExecutionStatus.PROCESSING)
 
+    # Claimed is not yet running: a claim the worker has not launched when it stops is
+    # handed back (test_claim_ahead), so wait for the job to run here.
+    async def running() -> bool:
+        return engine.worker.active == 1
+
+    await engine.wait_for(running, "the job to run")
     await engine.worker.stop()
 
     done = await engine.execution(job.id)
