@@ -12,6 +12,7 @@ log = logging.getLogger("taskflowd.background")
 
 LoopFn = Callable[[], Awaitable[None]]
 _RESET_AFTER_S = 30.0
+_RECANCEL_S = 1.0
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -62,10 +63,17 @@ class Supervisor:
             delay = min(delay * 2, 30.0)
 
     async def cancel(self, name: str) -> None:
+        """Cancel task `name` and wait for its end. A library call that swallows a
+        cancellation (one arriving as its own timeout fires, say) would leave the loop
+        going round: the task is cancelled again every second until it ends."""
         task = self._tasks.pop(name, None)
-        if task is not None:
+        if task is None:
+            return
+        task.cancel()
+        while not (await asyncio.wait({task}, timeout=_RECANCEL_S))[0]:
+            log.warning("background task %s is still running after a cancel; again", name)
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)
 
     async def cancel_all(self) -> None:
         for name in list(self._tasks):

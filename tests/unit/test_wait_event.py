@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskflowd.background import wait_event
+from taskflowd.background import Supervisor, wait_event
 
 
 async def test_a_loop_cancelled_as_its_event_fires_stops() -> None:
@@ -31,3 +31,24 @@ async def test_it_says_whether_the_event_fired() -> None:
     assert await wait_event(event, 0.01) is False
     asyncio.get_running_loop().call_soon(event.set)
     assert await wait_event(event, 5) is True
+
+
+async def test_a_supervised_loop_that_swallows_a_cancellation_still_stops() -> None:
+    """As a library call can: the first cancellation is taken for a timeout."""
+    swallowed = asyncio.Event()
+
+    async def loop() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed.is_set():
+                    raise
+                swallowed.set()
+
+    supervisor = Supervisor(lambda name, exc: None)
+    supervisor.spawn("stubborn", loop)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(supervisor.cancel("stubborn"), 5)
+    assert swallowed.is_set()
+    assert supervisor.running() == []
