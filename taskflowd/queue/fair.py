@@ -21,8 +21,11 @@ from taskflowd.store.db import Conn
 _PENDING = ExecutionStatus.PENDING.value
 _RETRYING = ExecutionStatus.RETRYING.value
 _PROCESSING = ExecutionStatus.PROCESSING.value
-_QUEUED = f"status IN ('{_PENDING}', '{_RETRYING}') AND completed_at IS NULL"
-_J_QUEUED = f"j.status IN ('{_PENDING}', '{_RETRYING}') AND j.completed_at IS NULL"
+
+
+def _queued(table: str) -> str:
+    """The condition of a queued job, on the rows of `table` (an alias)."""
+    return f"{table}.status IN ('{_PENDING}', '{_RETRYING}') AND {table}.completed_at IS NULL"
 
 
 def _orgs(indexed: str, open_rows: str) -> str:
@@ -45,7 +48,7 @@ def _org_head(columns: str) -> str:
     """Up to $2 due jobs ($1: now) of the org `o.org_id`, its best first."""
     return (
         f"SELECT {columns} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
-        f"WHERE y.org_id = o.org_id AND y.{_QUEUED.replace('completed_at', 'y.completed_at')} "
+        f"WHERE y.org_id = o.org_id AND {_queued('y')} "
         "AND y.run_at <= $1 AND u.status <> 'PAUSED' AND u.deleted_at IS NULL "
         "ORDER BY y.priority DESC, y.run_at LIMIT $2"
     )
@@ -55,7 +58,7 @@ _COLUMNS = "y.id, y.task_id, y.org_id, y.priority, y.run_at, u.concurrency, u.ra
 CANDIDATES = {
     # SQLite has no LATERAL: each org's head is a subquery correlated with the org.
     "sqlite": (
-        f"{_orgs(' INDEXED BY job_executions_org_ready', _J_QUEUED)}"
+        f"{_orgs(' INDEXED BY job_executions_org_ready', _queued('j'))}"
         f"SELECT {_COLUMNS} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
         f"WHERE y.id IN (SELECT x.id FROM o JOIN job_executions x ON x.id IN "
         f"({_org_head('y.id')}))"
@@ -69,7 +72,7 @@ CANDIDATES = {
         f"{_orgs('', 'j.completed_at IS NULL')}SELECT c.*, u.concurrency, u.rate_limit "
         "FROM o CROSS JOIN LATERAL ("
         "SELECT y.id, y.task_id, y.org_id, y.priority, y.run_at FROM job_executions y "
-        f"WHERE y.org_id = o.org_id AND y.{_QUEUED.replace('completed_at', 'y.completed_at')} "
+        f"WHERE y.org_id = o.org_id AND {_queued('y')} "
         "AND y.run_at <= $1 AND NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = y.task_id "
         "AND (p.status = 'PAUSED' OR p.deleted_at IS NOT NULL)) "
         "ORDER BY y.priority DESC, y.run_at LIMIT $2 FOR UPDATE OF y SKIP LOCKED) AS c "

@@ -190,15 +190,18 @@ class SqlQueue:
     def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
         """Work was added on some node; a payload is when the earliest of it is due (see
         `announce`), and an idle worker that will look again before then stays asleep."""
+        try:
+            due = datetime.fromisoformat(payload) if payload else None
+        except ValueError:
+            due = None
+        if due is None or self._wakes_for(due):
+            self._wake.set()
+
+    def _wakes_for(self, due: datetime) -> bool:
+        """Whether work due at `due` needs the claim loop now: it is not idle, or it would
+        sleep past `due`."""
         sleeps_until = self._sleeps_until
-        if payload and sleeps_until is not None:
-            try:
-                due = datetime.fromisoformat(payload)
-            except ValueError:
-                due = None
-            if due is not None and due >= sleeps_until:
-                return
-        self._wake.set()
+        return sleeps_until is None or due < sleeps_until
 
     def _on_schedule(self, *_: object) -> None:
         self._schedule.set()
@@ -242,8 +245,7 @@ class SqlQueue:
             # worker that will look again before the earliest of them is due is left
             # asleep: waking it would cost a claim that finds nothing.
             earliest = min(e.run_at for e in executions)
-            sleeps_until = self._sleeps_until
-            if sleeps_until is None or earliest < sleeps_until:
+            if self._wakes_for(earliest):
                 self._wake.set()
             if self._pg:
                 await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, earliest.isoformat())

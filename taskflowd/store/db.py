@@ -13,14 +13,7 @@ import contextvars
 import functools
 import re
 import sqlite3
-from collections.abc import (
-    AsyncIterator,
-    Callable,
-    Coroutine,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,37 +252,16 @@ class _SqliteConn:
             await self._run(_executemany(_sqlite_sql(sql), rows))
 
 
-class _InThread:
+class _InThread(_SqliteConn):
     """The writer's own connection as a `Conn`, for a transaction body driven in the
     writer's thread (`SqliteDatabase.atomic`): each statement runs at once."""
-
-    __slots__ = ("_conn",)
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return _fetch(_sqlite_sql(sql), _sqlite_args(args))(self._conn)
-        except sqlite3.Error as exc:
-            raise _translate_sqlite(exc) from exc
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        try:
-            return _execute(_sqlite_sql(sql), _sqlite_args(args))(self._conn)
-        except sqlite3.Error as exc:
-            raise _translate_sqlite(exc) from exc
-
-    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        rows = [_sqlite_args(row) for row in args]
-        if not rows:
-            return
-        try:
-            _executemany(_sqlite_sql(sql), rows)(self._conn)
+            return job(self._conn)
         except sqlite3.Error as exc:
             raise _translate_sqlite(exc) from exc
 
