@@ -9,23 +9,23 @@ each claim of the worker from call to answer, in both drains.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from taskflowd.bench_fill import fill_executions
 from taskflowd.domain.entities import Execution, utcnow
 from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.queue.base import JobQueue
-from taskflowd.store.db import Database, SqliteDatabase
+from taskflowd.store.db import Conn, Database, SqliteDatabase
 from taskflowd.worker.pool import WorkerPool
 
 if TYPE_CHECKING:
     from taskflowd.bench import _Bench
 
 _AGE = timedelta(days=40)
+T = TypeVar("T")
 
 
 class _TimedDatabase:
@@ -40,12 +40,17 @@ class _TimedDatabase:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        async with self._db.transaction() as conn:
+    async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        began = 0.0
+
+        async def timed(conn: Conn) -> T:
+            nonlocal began
             began = time.perf_counter()
-            yield conn
+            return await body(conn)
+
+        result = await self._db.atomic(timed)
         self.held_s.append(time.perf_counter() - began)
+        return result
 
     async def incremental_vacuum(self, pages: int) -> None:
         assert isinstance(self._db, SqliteDatabase)

@@ -14,7 +14,7 @@ import orjson
 from taskflowd.audit.model import ActorRef, AuditEvent, format_time, hashed_document, link_hash
 from taskflowd.domain.errors import FieldError, ValidationFailed
 from taskflowd.store.base import Page
-from taskflowd.store.db import Database, Row
+from taskflowd.store.db import Conn, Database, Row
 
 _COLUMNS = (
     "seq, id, at, actor_type, actor_id, actor_email, org_id, action, target_type, target_id, "
@@ -194,13 +194,15 @@ class AuditRecords:
     async def prune(self, cutoff: datetime, batch_size: int) -> int:
         """Delete one batch of the oldest events before `cutoff` (always a prefix of the
         chain) and move the checkpoint to the last one deleted; the number deleted."""
-        async with self.db.transaction() as conn:
+        decode_time = self.db.decode_time
+
+        async def body(conn: Conn) -> int:
             found = await conn.fetch(
                 "SELECT seq, hash, at FROM audit_events ORDER BY seq LIMIT $1", batch_size
             )
             doomed = []
             for row in found:
-                if self.db.decode_time(row["at"]) >= cutoff:
+                if decode_time(row["at"]) >= cutoff:
                     break
                 doomed.append(row)
             if not doomed:
@@ -212,7 +214,9 @@ class AuditRecords:
                 last["seq"],
                 last["hash"],
             )
-        return len(doomed)
+            return len(doomed)
+
+        return await self.db.atomic(body)
 
     async def count(self) -> int:
         row = await self.db.fetchrow("SELECT COUNT(*) AS n FROM audit_events")

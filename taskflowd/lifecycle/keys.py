@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from taskflowd.config import ConfigError, Settings
 from taskflowd.domain.entities import utcnow
 from taskflowd.store.codec import SEALED_PREFIX, BadKey, Keyring
-from taskflowd.store.db import Database, Row
+from taskflowd.store.db import Conn, Database, Row
 
 log = logging.getLogger("taskflowd.lifecycle.keys")
 
@@ -165,9 +165,10 @@ async def _reseal_batch(
     row locks it can without waiting (`SKIP LOCKED`), so rotation never waits on a claim
     or a settle while holding locks of its own (no deadlock with the live path); the rows
     it could not lock are returned to be tried again."""
-    done = 0
-    skipped: list[object] = []
-    async with db.transaction() as conn:
+
+    async def body(conn: Conn) -> tuple[int, list[object]]:
+        done = 0
+        skipped: list[object] = []
         rows = list(found)
         if db.dialect == "postgresql" and rows:
             locked = {
@@ -191,7 +192,9 @@ async def _reseal_batch(
                     row["k"],
                     row[column],
                 )
-    return done, skipped
+        return done, skipped
+
+    return await db.atomic(body)
 
 
 async def _all_sealed_by(db: Database, key: str) -> bool:

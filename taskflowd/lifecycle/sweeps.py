@@ -116,8 +116,12 @@ async def sweep_batch(
     if not found:
         return Batch({}, None)
     keys = [r["k"] for r in found]
-    async with db.transaction() as conn:
-        deleted = await _delete(conn, db.dialect == "postgresql", sweep, cutoff, keys)
+    postgres = db.dialect == "postgresql"
+
+    async def body(conn: Conn) -> dict[str, int]:
+        return await _delete(conn, postgres, sweep, cutoff, keys)
+
+    deleted = await db.atomic(body)
     last = found[-1]
     return Batch(deleted, (last["m"], last["k"]) if len(found) == limit else None)
 

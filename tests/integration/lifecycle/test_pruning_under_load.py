@@ -4,10 +4,9 @@ on between them, so the queue never waits for a whole pass."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from taskflowd.config import RetentionSettings
 from taskflowd.domain.entities import utcnow
@@ -24,6 +23,7 @@ from tests.integration.store.factories import insert_execution, make_execution, 
 OLD_ROWS = 600
 JOBS = 150
 BATCH = 25
+T = TypeVar("T")
 
 
 class Journal:
@@ -49,8 +49,9 @@ class _CountingConn:
 
 
 class JournalledDatabase:
-    """The pruner's view of the database: each transaction is written in the journal
-    with the executions it deleted."""
+    """The pruner's view of the database: each transaction (one hand-over to the
+    database, so the queue never waits on the event loop while a prune batch holds the
+    writer) is written in the journal with the executions it deleted."""
 
     def __init__(self, db: Database, journal: Journal) -> None:
         self._db = db
@@ -59,12 +60,15 @@ class JournalledDatabase:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
         deleted: list[int] = []
-        async with self._db.transaction() as conn:
-            yield _CountingConn(conn, deleted)
+
+        async def counted(conn: Conn) -> T:
+            return await body(_CountingConn(conn, deleted))  # type: ignore[arg-type]
+
+        result = await self._db.atomic(counted)
         self._journal.entries.append(("prune", sum(deleted)))
+        return result
 
 
 async def test_claims_go_on_between_small_prune_transactions(store: SqlStore) -> None:
