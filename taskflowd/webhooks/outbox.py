@@ -37,6 +37,7 @@ _INSERT = (
     "(SELECT t.workflow_id FROM job_executions e JOIN tasks t ON t.id = e.task_id "
     "WHERE e.id = CAST($8 AS TEXT))))"
 )
+_ANY_ACTIVE = "SELECT 1 FROM webhook_endpoints WHERE status = 'ACTIVE' LIMIT 1"
 
 
 def message_id() -> str:
@@ -81,7 +82,9 @@ class WebhookOutbox:
         return Step(self._sql, self._rows(notices), many=True)
 
     async def write(self, conn: Conn, notices: Sequence[Notice]) -> None:
-        if notices:
+        # Outcomes are written a batch at a time: with no active endpoint anywhere (a node
+        # without webhooks) one look-up replaces a message body and a statement per notice.
+        if notices and await conn.fetch(_ANY_ACTIVE):
             await conn.executemany(self._sql, self._rows(notices))
             self._nudge()
 
