@@ -340,8 +340,8 @@ class SqlQueue:
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         if not due:
             return []
-        orgs = {r["org_id"] for r in due}
-        room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
+        caps = {r["org_id"]: r["org_cap"] for r in due}
+        room = await fair.room_per_org(conn, caps, self.max_running_jobs, lock=self._pg)
         candidates = fair.round_robin(due, limit, room)
         admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
         if not admitted:
@@ -425,7 +425,7 @@ class SqlQueue:
             if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
         ]
         if self._outbox is not None:
-            notices = [n for o in outcomes if o.execution_id in applied for n in _notices(o)]
+            notices = (n for o in outcomes if o.execution_id in applied for n in _notices(o))
             await self._outbox.write(conn, notices)
         return applied, await self._ended(conn, ended)
 

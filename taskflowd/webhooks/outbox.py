@@ -5,7 +5,7 @@ indexed look-up and nothing more."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -81,11 +81,15 @@ class WebhookOutbox:
         self._nudge()
         return Step(self._sql, self._rows(notices), many=True)
 
-    async def write(self, conn: Conn, notices: Sequence[Notice]) -> None:
+    async def write(self, conn: Conn, notices: Iterable[Notice]) -> None:
         # Outcomes are written a batch at a time: with no active endpoint anywhere (a node
-        # without webhooks) one look-up replaces a message body and a statement per notice.
-        if notices and await conn.fetch(_ANY_ACTIVE):
-            await conn.executemany(self._sql, self._rows(notices))
+        # without webhooks) one look-up replaces a notice, a message body and a statement
+        # per outcome.
+        if not await conn.fetch(_ANY_ACTIVE):
+            return
+        rows = self._rows(list(notices))
+        if rows:
+            await conn.executemany(self._sql, rows)
             self._nudge()
 
     def _nudge(self) -> None:
