@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -58,8 +58,9 @@ class Transport(Protocol):
     async def open(self) -> None:
         """Get ready to send and listen (raises StoreError when the store is down)."""
 
-    async def send(self, payload: bytes) -> None:
-        """Broadcast one payload; raises when the transport cannot be reached."""
+    async def send(self, payloads: Sequence[bytes]) -> None:
+        """Broadcast payloads, in order, in one round trip; raises when the transport
+        cannot be reached (some may have gone out)."""
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         """Connect, call `connected()`, then pass each payload to `deliver` until the
@@ -127,26 +128,30 @@ class EventsBridge:
 
     async def _send(self, batch: list[Event]) -> None:
         mine = [e for e in batch if e.kind in BRIDGED_KINDS]
-        for payload in encode(self.node_id, mine, self.transport.max_payload):
-            try:
-                await self.transport.send(payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.dropped += 1
-                if not self._send_failing:
-                    log.warning(
-                        "cannot send events to other nodes over %s (%s); dropping them "
-                        "until it answers",
-                        self.transport.name,
-                        exc,
-                    )
-                self._send_failing = True
-                continue
-            self.sent += 1
-            if self._send_failing:
-                log.info("sending events to other nodes over %s again", self.transport.name)
-                self._send_failing = False
+        payloads = encode(self.node_id, mine, self.transport.max_payload)
+        if not payloads:
+            return
+        # A drain of many jobs publishes two events per job: the payloads of a batch go
+        # out together rather than one round trip each.
+        try:
+            await self.transport.send(payloads)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.dropped += len(payloads)
+            if not self._send_failing:
+                log.warning(
+                    "cannot send events to other nodes over %s (%s); dropping them "
+                    "until it answers",
+                    self.transport.name,
+                    exc,
+                )
+            self._send_failing = True
+            return
+        self.sent += len(payloads)
+        if self._send_failing:
+            log.info("sending events to other nodes over %s again", self.transport.name)
+            self._send_failing = False
 
     # --- receiving ----------------------------------------------------------------
     async def _receive_loop(self) -> None:
@@ -242,8 +247,12 @@ class PostgresTransport:
     async def open(self) -> None:
         return None
 
-    async def send(self, payload: bytes) -> None:
-        await self.db.execute("SELECT pg_notify($1, $2)", self.channel, payload.decode())
+    async def send(self, payloads: Sequence[bytes]) -> None:
+        await self.db.execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+            self.channel,
+            [p.decode() for p in payloads],
+        )
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         conn = await self.db.pool.acquire()
@@ -304,8 +313,11 @@ class RedisTransport:
         cluster_id = await self.store.put_setting_if_absent(CLUSTER_ID_SETTING, uuid.uuid4().hex)
         self.channel = REDIS_CHANNEL_PREFIX + cluster_id
 
-    async def send(self, payload: bytes) -> None:
-        await self._publisher.publish(self.channel, payload)
+    async def send(self, payloads: Sequence[bytes]) -> None:
+        async with self._publisher.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                pipe.publish(self.channel, payload)
+            await pipe.execute()
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         from redis.asyncio import Redis

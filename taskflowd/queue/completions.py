@@ -1,4 +1,6 @@
-"""Recording a batch of completed jobs in one UPDATE, fenced by each claim's token.
+"""Recording a batch of completed jobs in one UPDATE, fenced by each claim's token, which
+returns the rows it changed (so the caller knows which claims held, and which jobs were
+their task's own, without reading them again).
 
 PostgreSQL receives the batch as arrays unnested into rows: one prepared statement for
 any batch size, planned in microseconds. SQLite receives a UNION ALL of one-row SELECTs
@@ -14,7 +16,7 @@ from typing import Any
 from taskflowd.domain.enums import ExecutionStatus
 from taskflowd.queue.base import Outcome
 from taskflowd.store.codec import RowCodec
-from taskflowd.store.db import Conn
+from taskflowd.store.db import Conn, Row
 
 _SET = (
     "status = $1, result = v.result, error = NULL, completed_at = v.done_at, "
@@ -28,17 +30,18 @@ _POSTGRES = (
     "WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
     "AND job_executions.status = $2"
 )
+_RETURNING = " RETURNING job_executions.id, job_executions.task_id, job_executions.job_id"
 _STATUSES = (ExecutionStatus.COMPLETED.value, ExecutionStatus.PROCESSING.value)
 
 
 async def record(
     conn: Conn, outcomes: Sequence[Outcome], *, postgres: bool, codec: RowCodec
-) -> int:
+) -> list[Row]:
     """Mark the jobs of `outcomes` COMPLETED where the claim's fence still holds and the job
-    is still PROCESSING; returns how many rows changed."""
+    is still PROCESSING; returns (id, task_id, job_id) of each row changed."""
     if postgres:
-        return await conn.execute(
-            _POSTGRES,
+        return await conn.fetch(
+            _POSTGRES + _RETURNING,
             *_STATUSES,
             [o.execution_id for o in outcomes],
             [o.fence for o in outcomes],
@@ -56,10 +59,10 @@ async def record(
             f"CAST(${n + 5} AS BIGINT) AS duration"
         )
         args += [o.execution_id, o.fence, codec.dump(o.result), o.finished_at, o.duration_ms]
-    return await conn.execute(
+    return await conn.fetch(
         f"UPDATE job_executions SET {_SET} FROM ({' UNION ALL '.join(selects)}) AS v "
         "WHERE job_executions.id = v.id AND job_executions.fence = v.fence "
-        "AND job_executions.status = $2",
+        f"AND job_executions.status = $2{_RETURNING}",
         *_STATUSES,
         *args,
     )

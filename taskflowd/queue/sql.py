@@ -62,6 +62,18 @@ _NEXT_DUE = {
     "postgresql": _NEXT_DUE_SQL.format(hint=""),
 }
 _CANDIDATES = fair.CANDIDATES
+_CLAIM = (
+    "UPDATE job_executions SET status = $1, attempts = attempts + 1, fence = fence + 1, "
+    "lease_owner = $2, lease_expires_at = $3, started_at = $4, completed_at = NULL, "
+    "updated_at = $4 WHERE id IN ({ids}) RETURNING *"
+)
+# A workflow's hidden task is not touched for its steps: its row would be rewritten for
+# every step a node claims, on every node.
+_TOUCHED = "SELECT task_id FROM claimed WHERE workflow_run_id IS NULL"
+_CLAIM_TOUCHING = (
+    "WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 WHERE id IN "
+    f"({limits.SKIP_LOCKED_TASKS.format(ids=_TOUCHED)})) SELECT * FROM claimed"
+)
 _NOTHING = HookOutcome()
 
 
@@ -328,8 +340,8 @@ class SqlQueue:
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         if not due:
             return []
-        orgs = {r["org_id"] for r in due}
-        room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
+        caps = {r["org_id"]: r["org_cap"] for r in due}
+        room = await fair.room_per_org(conn, caps, self.max_running_jobs, lock=self._pg)
         candidates = fair.round_robin(due, limit, room)
         admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
         if not admitted:
@@ -338,21 +350,14 @@ class SqlQueue:
         # claim's lock: a job admitted because the one before it ended must not
         # appear to have started before that one ended.
         now = utcnow()
-        claimed = await conn.fetch(
-            "UPDATE job_executions SET status = $1, attempts = attempts + 1, "
-            "fence = fence + 1, lease_owner = $2, lease_expires_at = $3, started_at = $4, "
-            "completed_at = NULL, updated_at = $4 "
-            f"WHERE id IN ({_marks(len(admitted), 5)}) RETURNING *",
-            _PROCESSING,
-            owner,
-            now + timedelta(seconds=lease_s),
-            now,
-            *admitted,
-        )
-        # A workflow's hidden task is not touched for its steps: its row would be
-        # rewritten for every step a node claims, on every node.
+        args = (_PROCESSING, owner, now + timedelta(seconds=lease_s), now, *admitted)
+        update = _CLAIM.format(ids=_marks(len(admitted), 5))
+        if self._pg:
+            # The tasks' last run is recorded by the same statement: one round trip less.
+            return await conn.fetch(_CLAIM_TOUCHING.format(claim=update), *args)
+        claimed = await conn.fetch(update, *args)
         touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
-        await limits.touch_last_run(conn, touched, now, postgres=self._pg)
+        await limits.touch_last_run(conn, touched, now, postgres=False)
         return claimed
 
     async def renew(
@@ -400,14 +405,18 @@ class SqlQueue:
         self, conn: Conn, outcomes: Sequence[Outcome]
     ) -> tuple[set[str], HookOutcome]:
         applied: set[str] = set()
+        own: dict[str, str] = {}
         completed = [o for o in outcomes if o.kind is OutcomeKind.COMPLETED]
         for start in range(0, len(completed), _SETTLE_CHUNK):
             chunk = completed[start : start + _SETTLE_CHUNK]
-            applied |= await self._settle_completed(conn, chunk)
+            for row in await completions.record(conn, chunk, postgres=self._pg, codec=self._t):
+                applied.add(row["id"])
+                if row["job_id"] == own_job_id(row["task_id"]):
+                    own[row["id"]] = row["task_id"]
         for outcome in outcomes:
             if outcome.kind is not OutcomeKind.COMPLETED and await self._settle_one(conn, outcome):
                 applied.add(outcome.execution_id)
-        await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied])
+        await self._touch_tasks(conn, [o for o in outcomes if o.execution_id in applied], own)
         if any(o.kind is OutcomeKind.RETRY for o in outcomes):
             await self._notify(conn)
         ended = [
@@ -416,27 +425,9 @@ class SqlQueue:
             if o.execution_id in applied and o.kind is not OutcomeKind.RETRY
         ]
         if self._outbox is not None:
-            notices = [n for o in outcomes if o.execution_id in applied for n in _notices(o)]
+            notices = (n for o in outcomes if o.execution_id in applied for n in _notices(o))
             await self._outbox.write(conn, notices)
         return applied, await self._ended(conn, ended)
-
-    async def _settle_completed(self, conn: Conn, outcomes: Sequence[Outcome]) -> set[str]:
-        changed = await completions.record(conn, outcomes, postgres=self._pg, codec=self._t)
-        ids = {o.execution_id for o in outcomes}
-        if changed == len(ids):
-            return ids
-        # Some claims were stale: find which outcomes are the ones now recorded.
-        found = await conn.fetch(
-            f"SELECT id, fence, completed_at FROM job_executions WHERE id IN ({_marks(len(ids))})",
-            *ids,
-        )
-        mine = {(o.execution_id, o.fence, o.finished_at) for o in outcomes}
-        return {
-            r["id"]
-            for r in found
-            if r["completed_at"] is not None
-            and (r["id"], r["fence"], self._t(r["completed_at"])) in mine
-        }
 
     async def _settle_one(self, conn: Conn, o: Outcome) -> bool:
         error = self._t.dump(o.error)
@@ -493,26 +484,31 @@ class SqlQueue:
             execution_id,
         )
 
-    async def _touch_tasks(self, conn: Conn, outcomes: Sequence[Outcome]) -> None:
+    async def _touch_tasks(
+        self, conn: Conn, outcomes: Sequence[Outcome], own: dict[str, str]
+    ) -> None:
         """End one-time and delayed tasks with their own job (runs asked for through the
-        API do not end a task)."""
+        API do not end a task). `own` maps the completed jobs that are their task's own
+        job to the task (the completions' UPDATE returned them); the jobs of the other
+        final outcomes are looked up."""
         final: dict[str, TaskStatus] = {}
         for o in outcomes:
             if o.kind is OutcomeKind.COMPLETED:
                 final[o.execution_id] = TaskStatus.COMPLETED
             elif o.kind is not OutcomeKind.RETRY:
                 final[o.execution_id] = TaskStatus.FAILED
-        if not final:
-            return
-        ids = list(final)
-        own = await conn.fetch(
-            f"SELECT e.id, e.task_id FROM job_executions e WHERE e.id IN ({_marks(len(ids))}) "
-            f"AND e.job_id = e.task_id || '{OWN_JOB_SUFFIX}'",
-            *ids,
-        )
+        failed = [i for i, status in final.items() if status is TaskStatus.FAILED]
+        if failed:
+            found = await conn.fetch(
+                f"SELECT e.id, e.task_id FROM job_executions e WHERE e.id IN "
+                f"({_marks(len(failed))}) AND e.job_id = e.task_id || '{OWN_JOB_SUFFIX}'",
+                *failed,
+            )
+            own = {**own, **{row["id"]: row["task_id"] for row in found}}
         ending: dict[TaskStatus, list[str]] = {}
-        for row in own:
-            ending.setdefault(final[row["id"]], []).append(row["task_id"])
+        for execution_id, task_id in own.items():
+            if execution_id in final:
+                ending.setdefault(final[execution_id], []).append(task_id)
         now = utcnow()
         for status, task_ids in ending.items():
             await self._end_one_time_tasks(conn, task_ids, status, now)
@@ -654,9 +650,13 @@ class SqlQueue:
         self, conn: Conn, task_ids: Sequence[str], status: TaskStatus, at: datetime
     ) -> None:
         """Mark active one-time or delayed tasks `status`: their own jobs have ended."""
+        # The ids are the only indexable condition: with `status = $5` bare, SQLite's
+        # planner walks the status index over every active task instead (20,000 one-time
+        # tasks: most of a drain's time went there).
         await conn.execute(
             "UPDATE tasks SET status = $1, updated_at = $2, next_run_at = NULL "
-            f"WHERE type IN ($3, $4) AND status = $5 AND id IN ({_marks(len(task_ids), 6)})",
+            f"WHERE id IN ({_marks(len(task_ids), 6)}) "
+            "AND CASE WHEN type IN ($3, $4) AND status = $5 THEN TRUE ELSE FALSE END",
             status.value,
             at,
             TaskType.ONE_TIME.value,

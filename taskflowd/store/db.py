@@ -536,6 +536,15 @@ class _PgConn:
             raise _translate_pg(exc) from exc
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back: nothing beyond what asyncpg always does
+    (roll back an open transaction, drop listener callbacks). Its default also sends
+    `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT pg_advisory_unlock_all()`, one more round
+    trip for every statement and transaction; nothing here leaves session state behind
+    (settings and advisory locks are transaction-scoped, and listeners are removed, with
+    their UNLISTEN, before a listening connection goes back)."""
+
+
 class PostgresDatabase:
     """An asyncpg pool; `transaction()` holds one pooled connection for its duration."""
 
@@ -563,6 +572,7 @@ class PostgresDatabase:
                 timeout=10,
                 # Times rendered by the server (JSON built in SQL) read as UTC.
                 server_settings={"timezone": "UTC"},
+                reset=_keep_session,
             )
         except (*_pg_errors(), ValueError) as exc:  # type: ignore[misc]
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc

@@ -8,7 +8,7 @@ commit loses no delivery and a rollback sends none. Without an outbox nothing is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -37,8 +37,9 @@ class Outbox(Protocol):
         """The statement that writes `notices`' deliveries, for a `Database.script`;
         None when there is nothing to write."""
 
-    async def write(self, conn: Conn, notices: Sequence[Notice]) -> None:
-        """Write `notices`' deliveries inside the caller's transaction."""
+    async def write(self, conn: Conn, notices: Iterable[Notice]) -> None:
+        """Write `notices`' deliveries inside the caller's transaction; `notices` is read
+        only when some endpoint may want them."""
 
 
 def iso(at: datetime | None) -> str | None:

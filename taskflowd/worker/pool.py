@@ -143,7 +143,7 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         outage = _outage("claiming jobs")
         while self._claiming:
-            room = self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
+            room = self._room()
             if room < self._claim_min:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -175,6 +175,10 @@ class WorkerPool:
                     await asyncio.sleep(outage.failed(exc))
                     continue
                 await self.queue.wait_for_work(idle_s)
+
+    def _room(self) -> int:
+        """How many more jobs a claim may take: free slots and free room in the buffer."""
+        return self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
 
     async def _hand_back_claim_in_flight(self) -> None:
         """Release the jobs of a claim that stop() interrupted before they were launched."""
@@ -263,7 +267,10 @@ class WorkerPool:
         if entry is not None and entry.execution is job:
             del self._running[job.id]
         self._fill_slots()
-        self._slot_freed.set()
+        # The claim loop waits for room enough for a claim: waking it for every finished
+        # job would cost a loop turn per job that finds too little room.
+        if self._room() >= self._claim_min:
+            self._slot_freed.set()
 
     async def _call(self, job: Execution) -> tuple[OutcomeKind, JSON, JSON, float | None]:
         """Run the handler; returns (kind, result, error, retry-after hint)."""

@@ -15,6 +15,7 @@ import pytest
 
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
+from taskflowd.domain.jobs import run_job_id
 from taskflowd.queue.base import JobQueue, OutcomeKind, Reaped
 from taskflowd.store import SqlStore
 from tests.integration.queue.factories import (
@@ -231,6 +232,30 @@ async def test_settle_with_a_stale_fence_is_ignored(
 
     assert await queue.settle([stale]) == set()
     assert (await read(store, job.id)).status is ExecutionStatus.PROCESSING
+
+
+async def test_settle_ends_the_one_time_tasks_of_the_own_jobs_it_applied(
+    queue: JobQueue, store: SqlStore, owner: User
+) -> None:
+    ending, stale, with_run = [await new_task(store, owner) for _ in range(3)]
+    run = due_job(with_run, job_id=run_job_id(with_run.id))
+    await queue.add([due_job(ending), due_job(stale), run])
+    jobs = {j.task_id: j for j in await claim(queue)}
+    applied = {jobs[ending.id].id, jobs[with_run.id].id}
+
+    settled = await queue.settle(
+        [
+            outcome(jobs[ending.id], OutcomeKind.COMPLETED),
+            outcome(jobs[stale.id], OutcomeKind.COMPLETED, fence=jobs[stale.id].fence - 1),
+            outcome(jobs[with_run.id], OutcomeKind.COMPLETED),
+        ]
+    )
+
+    assert settled == applied
+    assert await task_status(store, ending.id) is TaskStatus.COMPLETED
+    # A stale outcome ends nothing, and a run asked for through the API never ends its task.
+    assert await task_status(store, stale.id) is TaskStatus.ACTIVE
+    assert await task_status(store, with_run.id) is TaskStatus.ACTIVE
 
 
 async def test_lost_lease_cannot_overwrite_the_new_owners_outcome(
