@@ -494,6 +494,14 @@ def _pg_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """How the pool resets a connection given back: with no statement of its own (the
+    default sends one, a round trip per use of the pool). taskflowd leaves no session
+    state behind: no SET, no session advisory lock, no cursor outside a transaction, and
+    whoever LISTENs removes its listeners (UNLISTEN); asyncpg itself still ends an open
+    transaction and forgets listeners before calling this."""
+
+
 class _PgConn:
     def __init__(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
         self._conn = conn
@@ -555,6 +563,7 @@ class PostgresDatabase:
                 timeout=10,
                 # Times rendered by the server (JSON built in SQL) read as UTC.
                 server_settings={"timezone": "UTC"},
+                reset=_keep_session,
             )
         except (*_pg_errors(), ValueError) as exc:  # type: ignore[misc]
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
