@@ -184,6 +184,8 @@ def _commit_group(
     """Run the bodies of `group` in one transaction, each in a savepoint of its own."""
     if not group:
         return []
+    if len(group) == 1:
+        return [_commit_alone(conn, *group[0])]
     results: _Results = []
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -206,3 +208,23 @@ def _commit_group(
             conn.execute("ROLLBACK")
         return [(future, None, exc) for future, _ in group]
     return results
+
+
+def _commit_alone(
+    conn: sqlite3.Connection, future: asyncio.Future[Any], body: _Body
+) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+    """A group of one: its own transaction, without a savepoint."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body.job(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return future, None, exc
+    return future, result, None
