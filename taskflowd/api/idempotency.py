@@ -54,11 +54,15 @@ async def idempotent(
     run: Callable[[IdempotencyClaim | None], Awaitable[T]],
     render: Callable[[T], Rendered],
     headers: Callable[[T], Mapping[str, str]] | None = None,
+    *,
+    look_first: bool = True,
 ) -> web.Response:
     """Answer with `render(await run(claim))`, once per (org, user, key): `run` must pass the
     claim to the store write that creates its result. A repeated key gets the first
     response again; a key reused for a different request is a 422. Without the header,
-    `run` gets no claim."""
+    `run` gets no claim. With `look_first`, a stored response is looked for before `run`
+    starts; without, `run`'s store write must itself raise Replay before anything else
+    it would check (one round trip fewer)."""
     key = request.headers.get(HEADER)
     claim: IdempotencyClaim | None = None
     fingerprint = ""
@@ -73,9 +77,11 @@ async def idempotent(
             request.method.encode() + b" " + request.path.encode() + b"\n" + fingerprint_source
         ).hexdigest()
         now = utcnow()
-        first = await request.app[CONTEXT_KEY].store.get_idempotent(actor.org_id, actor.id, key)
-        if first is not None and first.created_at >= now - KEEP:
-            return _replayed(first, fingerprint)
+        if look_first:
+            store = request.app[CONTEXT_KEY].store
+            first = await store.get_idempotent(actor.org_id, actor.id, key)
+            if first is not None and first.created_at >= now - KEEP:
+                return _replayed(first, fingerprint)
 
         def remember(result: T) -> tuple[int, str]:
             rendered = render(result)

@@ -16,6 +16,7 @@ variables of this journal, so the store's methods need no audit parameters.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -33,11 +34,29 @@ SEALED_FIELDS = frozenset({"payload", "result", "error"})
 
 CHAIN_HEAD = "SELECT seq, hash FROM audit_chain WHERE id = 1"
 CHAIN_MOVE = "UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1"
-INSERT = (
+_COLUMNS = (
     "INSERT INTO audit_events (seq, id, at, actor_type, actor_id, actor_email, org_id, action, "
-    "target_type, target_id, changes, request_id, ip, user_agent, prev_hash, hash) "
-    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+    "target_type, target_id, changes, request_id, ip, user_agent, prev_hash, hash) VALUES "
 )
+_WIDTH = 16
+_PG_BATCH = 64
+"""Events appended in one statement on PostgreSQL (more go row by row)."""
+INSERT = _COLUMNS + "(" + ",".join(f"${i}" for i in range(1, _WIDTH + 1)) + ")"
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_append(count: int) -> str:
+    """PostgreSQL: insert `count` events and move the head in one statement (one round
+    trip instead of two); the head's new seq and hash are the last two parameters."""
+    rows = ",".join(
+        "(" + ",".join(f"${row * _WIDTH + i}" for i in range(1, _WIDTH + 1)) + ")"
+        for row in range(count)
+    )
+    head = count * _WIDTH
+    return (
+        f"WITH moved AS (UPDATE audit_chain SET seq = ${head + 1}, hash = ${head + 2} "
+        f"WHERE id = 1) {_COLUMNS}{rows}"
+    )
 
 
 class Transactional(Protocol):
@@ -212,11 +231,17 @@ class Journal:
 
     async def append(self, conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
         """Chain `events` after the head, on `conn` inside its transaction."""
-        lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
-        head = await conn.fetchrow(CHAIN_HEAD + lock)
+        postgresql = self._db.dialect == "postgresql"
+        head = await conn.fetchrow(CHAIN_HEAD + (" FOR UPDATE" if postgresql else ""))
         if head is None:
             raise RuntimeError("the audit chain has no head row; run the migrations")
         chain = link(int(head["seq"]), str(head["hash"]), events)
+        if not chain.rows:
+            return []
+        if postgresql and len(chain.rows) <= _PG_BATCH:
+            values = [value for row in chain.rows for value in row]
+            await conn.execute(_pg_append(len(chain.rows)), *values, chain.seq, chain.hash)
+            return chain.events
         await conn.executemany(INSERT, chain.rows)
         await conn.execute(CHAIN_MOVE, chain.seq, chain.hash)
         return chain.events

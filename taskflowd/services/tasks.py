@@ -29,7 +29,14 @@ from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue
 from taskflowd.services.quotas import QuotaBook
-from taskflowd.store.base import ExecutionFilter, IdempotencyClaim, Page, Store, TaskFilter
+from taskflowd.store.base import (
+    ExecutionFilter,
+    IdempotencyClaim,
+    Page,
+    RunPlan,
+    Store,
+    TaskFilter,
+)
 from taskflowd.store.render import Shape
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
@@ -326,11 +333,35 @@ class TaskService:
         `name_items`). A run whose idempotency key the task has used before stands for
         the execution it created then. A paused task cannot run (Conflict)."""
         actor = _writer(actor)
-        task = await self.get(actor, task_id)
-        if task.status is TaskStatus.PAUSED:
-            raise Conflict("the task is paused; resume it first")
-        self._check_handler_access(actor, task.handler, "run")
         now = utcnow()
+
+        def plan(task: Task | None) -> RunPlan:
+            if task is None:
+                raise NotFound(f"task {task_id} not found")
+            if task.status is TaskStatus.PAUSED:
+                raise Conflict("the task is paused; resume it first")
+            self._check_handler_access(actor, task.handler, "run")
+            executions = self._new_runs(task, runs, now, request_id, name_items)
+            ids = [execution.id for execution in executions]
+            event = self._event(
+                actor, "task.run", task.org_id, ("task", task.id), {"executionIds": [None, ids]}
+            )
+            return RunPlan(executions, (event,))
+
+        result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
+        if inserted:
+            await self.queue.announce(inserted)
+        return result
+
+    def _new_runs(
+        self,
+        task: Task,
+        runs: Sequence[RunSpec],
+        now: datetime,
+        request_id: str | None,
+        name_items: bool,
+    ) -> builtins.list[Execution]:
+        """Runs of `task` as `runs` ask, all or none (ValidationFailed names bad items)."""
         executions: list[Execution] = []
         errors: list[FieldError] = []
         seen: set[str] = set()
@@ -349,15 +380,7 @@ class TaskService:
             executions.append(self._new_run(task, spec, payload, now, request_id))
         if errors:
             raise ValidationFailed(errors)
-        ids = [execution.id for execution in executions]
-        event = self._event(
-            actor, "task.run", task.org_id, ("task", task.id), {"executionIds": [None, ids]}
-        )
-        with self.journal.recording(event):
-            result, inserted = await self.store.add_runs(executions, claim)
-        if inserted:
-            await self.queue.announce(inserted)
-        return result
+        return executions
 
     async def run_now(
         self, actor: User | Actor, task_id: str, request_id: str | None = None

@@ -30,6 +30,7 @@ from taskflowd.store.render import Shape
 
 if TYPE_CHECKING:
     from taskflowd.audit.journal import Journal
+    from taskflowd.audit.model import AuditEvent
     from taskflowd.audit.records import AuditRecords
 
 T = TypeVar("T")
@@ -82,6 +83,21 @@ class IdempotencyClaim:
     created_at: datetime
     stale_before: datetime
     render: Render
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What `Store.add_runs` inserts for the task it read: PENDING runs of it, and the
+    audit events that record them."""
+
+    runs: Sequence[Execution]
+    events: Sequence[AuditEvent] = ()
+
+
+Planner = Callable[[Task | None], RunPlan]
+"""Plans the runs of the task read (None: no such live task), or raises to refuse them
+(nothing is written then). Pure: it runs inside the transaction, in SQLite's writer
+thread."""
 
 
 class Replay(TaskflowError):
@@ -149,11 +165,19 @@ class Store(Protocol):
         list of tasks)."""
 
     async def add_runs(
-        self, runs: Sequence[Execution], claim: IdempotencyClaim | None = None
+        self,
+        task_id: str,
+        org_id: str | None,
+        plan: Planner,
+        claim: IdempotencyClaim | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
-        """Insert PENDING runs of one task in one transaction; a run whose
-        `idempotency_key` the task has already is replaced by the stored execution.
-        Returns (every execution in order, those inserted now). Raises Replay as above."""
+        """In one transaction (one hand-over to SQLite's writer): raise Replay when the
+        claim's key holds a fresh record; read the live task (in `org_id` unless None);
+        insert the PENDING runs `plan` makes of it, where a run whose `idempotency_key`
+        the task has already is replaced by the stored execution; record the claim
+        (`claim.render` receives every execution in order); append the plan's audit
+        events when a row changed. Returns (every execution in order, those inserted now).
+        """
 
     async def get_task_json(self, task_id: str, org_id: str | None, shape: Shape) -> str | None:
         """The task rendered as a JSON object in `shape`."""

@@ -174,54 +174,41 @@ def _apply(conn: sqlite3.Connection, prepared: list[tuple[str, Any, Step]]) -> l
     return counts
 
 
-def _run_script(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
+def _script_body(steps: Sequence[Step]) -> Callable[[sqlite3.Connection], list[int]]:
+    """`Database.script` as the body of a transaction of the writer's."""
     prepared = _prepared(steps)
 
-    def job(conn: sqlite3.Connection) -> list[int]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            counts = _apply(conn, prepared)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return counts
+    def body(conn: sqlite3.Connection) -> list[int]:
+        return _apply(conn, prepared)
 
-    return job
+    return body
 
 
-def _run_audited_script(
+def _audited_script_body(
     steps: Sequence[Step], events: Sequence[AuditEvent]
 ) -> Callable[[sqlite3.Connection], tuple[list[int], list[AuditEvent]]]:
-    """`_run_script`, appending `events` to the audit chain in the same transaction when
+    """`_script_body`, appending `events` to the audit chain in the same transaction when
     a statement changed a row: one hand-over to the writer's thread in all."""
     prepared = _prepared(steps)
     insert, move, head = _sqlite_sql(INSERT), _sqlite_sql(CHAIN_MOVE), _sqlite_sql(CHAIN_HEAD)
 
-    def job(conn: sqlite3.Connection) -> tuple[list[int], list[AuditEvent]]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            counts = _apply(conn, prepared)
-            changed = any(
-                (len(step.args) if step.many else n) > 0 and writes(step.sql)
-                for n, (_, _, step) in zip(counts, prepared, strict=True)
-            )
-            chained: list[AuditEvent] = []
-            if changed:
-                row = conn.execute(head).fetchone()
-                if row is None:
-                    raise RuntimeError("the audit chain has no head row; run the migrations")
-                chain = link(int(row["seq"]), str(row["hash"]), events)
-                conn.executemany(insert, [_sqlite_args(r) for r in chain.rows])
-                conn.execute(move, _sqlite_args((chain.seq, chain.hash)))
-                chained = chain.events
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return counts, chained
+    def body(conn: sqlite3.Connection) -> tuple[list[int], list[AuditEvent]]:
+        counts = _apply(conn, prepared)
+        changed = any(
+            (len(step.args) if step.many else n) > 0 and writes(step.sql)
+            for n, (_, _, step) in zip(counts, prepared, strict=True)
+        )
+        if not changed:
+            return counts, []
+        row = conn.execute(head).fetchone()
+        if row is None:
+            raise RuntimeError("the audit chain has no head row; run the migrations")
+        chain = link(int(row["seq"]), str(row["hash"]), events)
+        conn.executemany(insert, [_sqlite_args(r) for r in chain.rows])
+        conn.execute(move, _sqlite_args((chain.seq, chain.hash)))
+        return counts, chain.events
 
-    return job
+    return body
 
 
 class _SqliteConn:
@@ -250,6 +237,12 @@ class _SqliteConn:
         rows = [_sqlite_args(row) for row in args]
         if rows:
             await self._run(_executemany(_sqlite_sql(sql), rows))
+
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._thread.run_transaction(body)
+        except sqlite3.Error as exc:
+            raise _translate_sqlite(exc) from exc
 
 
 class _InThread(_SqliteConn):
@@ -384,13 +377,20 @@ class SqliteDatabase:
     async def script(self, steps: Sequence[Step]) -> list[int]:
         recording = self.journal.pending()
         if recording is not None:
-            async with self._lock:
-                job = _run_audited_script(steps, recording.events)
-                counts, recording.staged = await self._write_conn()._run(job)
+            body = _audited_script_body(steps, recording.events)
+            counts, recording.staged = await self._transact(body)
             self.journal.committed()
             return counts
-        async with self._lock:
-            return await self._write_conn()._run(_run_script(steps))
+        return await self._transact(_script_body(steps))
+
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """`body` as a transaction of the writer's, committed with those queued beside it
+        (group commit, `SqliteThread.run_transaction`); never inside an open
+        `transaction()`, whose statements come first."""
+        while self._lock.locked():
+            async with self._lock:
+                pass
+        return await self._write_conn()._transact(body)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -425,17 +425,9 @@ class SqliteDatabase:
                 return await body(bound)
 
         def job(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = context.run(_drive, audited(_InThread(conn)))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            return context.run(_drive, audited(_InThread(conn)))
 
-        async with self._lock:
-            result = await self._write_conn()._run(job)
+        result = await self._transact(job)
         self.journal.committed()
         return result
 
@@ -500,6 +492,14 @@ def _pg_errors() -> tuple[type[BaseException], ...]:
         OSError,
         asyncio.TimeoutError,
     )
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """How the pool resets a connection given back: with no statement of its own (the
+    default sends one, a round trip per use of the pool). taskflowd leaves no session
+    state behind: no SET, no session advisory lock, no cursor outside a transaction, and
+    whoever LISTENs removes its listeners (UNLISTEN); asyncpg itself still ends an open
+    transaction and forgets listeners before calling this."""
 
 
 class _PgConn:

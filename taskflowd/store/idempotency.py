@@ -45,7 +45,13 @@ def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec)
 async def stored_response(
     db: Database, org_id: str, user_id: str, key: str
 ) -> IdempotentResponse | None:
-    row = await db.fetchrow(
+    return await _read(db, db.codec, org_id, user_id, key)
+
+
+async def _read(
+    conn: Conn, codec: RowCodec, org_id: str, user_id: str, key: str
+) -> IdempotentResponse | None:
+    row = await conn.fetchrow(
         "SELECT fingerprint, status, body, created_at FROM idempotency_keys "
         "WHERE org_id = $3 AND user_id = $1 AND key = $2",
         user_id,
@@ -55,16 +61,34 @@ async def stored_response(
     if row is None:
         return None
     return IdempotentResponse(
-        row["fingerprint"],
-        row["status"],
-        db.codec.open_text(row["body"]),
-        db.decode_time(row["created_at"]),
+        row["fingerprint"], row["status"], codec.open_text(row["body"]), codec(row["created_at"])
     )
+
+
+async def refuse_used(conn: Conn, claim: IdempotencyClaim, codec: RowCodec) -> None:
+    """Raise the first request's Replay, inside the caller's transaction, when `claim`'s
+    key holds a fresh record (checked first, so a replay answers before anything else)."""
+    found = await _read(conn, codec, claim.org_id, claim.user_id, claim.key)
+    if found is not None and found.created_at >= claim.stale_before:
+        raise Replay(found)
+
+
+async def record(conn: Conn, claim: IdempotencyClaim, result: Any, codec: RowCodec) -> None:
+    """Record `claim` with the response to `result`, inside the caller's transaction. A
+    concurrent request that recorded the key first (PostgreSQL: this statement waited for
+    its commit) wins: its Replay is raised and the caller's transaction rolls back."""
+    step = claim_step(claim, *claim.render(result), codec)
+    if not await conn.execute(step.sql, *step.args):
+        raise await _winner(conn, codec, claim)
 
 
 async def replay(db: Database, claim: IdempotencyClaim) -> Replay:
     """The Replay for a claim that lost to an earlier request (read after it committed)."""
-    found = await stored_response(db, claim.org_id, claim.user_id, claim.key)
+    return await _winner(db, db.codec, claim)
+
+
+async def _winner(conn: Conn, codec: RowCodec, claim: IdempotencyClaim) -> Replay:
+    found = await _read(conn, codec, claim.org_id, claim.user_id, claim.key)
     if found is None:
         # The earlier record was purged between the two statements: the caller may retry.
         raise Conflict("the Idempotency-Key was in use a moment ago; send the request again")

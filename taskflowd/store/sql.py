@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from taskflowd.audit.model import AuditEvent
 from taskflowd.domain.entities import DeadLetterJob, Execution, Node, RetryRecord, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
-from taskflowd.store import rows
+from taskflowd.store import idempotency, rows
 from taskflowd.store.base import (
     ExecutionFilter,
     IdempotencyClaim,
     IdempotentResponse,
     Page,
+    Planner,
     TaskFilter,
 )
 from taskflowd.store.db import Conn, Step
@@ -105,53 +107,49 @@ class SqlStore(AccountRecords):
         await self._script(steps, claim)
 
     async def add_runs(
-        self, runs: Sequence[Execution], claim: IdempotencyClaim | None = None
+        self,
+        task_id: str,
+        org_id: str | None,
+        plan: Planner,
+        claim: IdempotencyClaim | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
-        """Insert PENDING runs of one task, atomically. A run whose `idempotency_key` the
-        task has already is not inserted: the stored execution takes its place. Returns
-        (the executions in the order of `runs`, the ones inserted now); `claim.render`
-        receives the first of the two."""
-        values = [rows.execution_insert_values(r, None, self._t) for r in runs]
-        if not any(r.idempotency_key for r in runs):
-            steps = [] if claim is None else [claim_step(claim, *claim.render(list(runs)), self._t)]
-            steps.append(Step(_RUN_INSERT, values, many=True))
-            await self._script(steps, claim)
-            return list(runs), list(runs)
-        try:
-            return await self._add_keyed_runs(runs, values, claim)
-        except NothingChanged:
-            assert claim is not None
-            raise await replay(self.db, claim) from None
-
-    async def _add_keyed_runs(
-        self, runs: Sequence[Execution], values: list[Any], claim: IdempotencyClaim | None
-    ) -> tuple[list[Execution], list[Execution]]:
-        keys = [r.idempotency_key for r in runs if r.idempotency_key]
-        async with self.db.transaction() as conn:
+        async def body(conn: Conn) -> tuple[list[Execution], list[Execution], list[AuditEvent]]:
             if claim is not None:
-                step = claim_step(claim, 0, "", self._t)
-                if not await conn.execute(step.sql, *step.args):
-                    raise NothingChanged(0)
-            await conn.executemany(_RUN_INSERT, values)
-            found = await conn.fetch(
-                f"SELECT * FROM job_executions WHERE task_id = $1 AND idempotency_key IN "
-                f"({', '.join(f'${i}' for i in range(2, len(keys) + 2))})",
-                runs[0].task_id,
-                *keys,
+                await idempotency.refuse_used(conn, claim, self._t)
+            where = self._one_task(task_id, org_id)
+            row = await conn.fetchrow(
+                f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}", *where.args
             )
-            stored = {r["idempotency_key"]: rows.execution_from_row(r, self._t) for r in found}
-            result = [stored[r.idempotency_key] if r.idempotency_key else r for r in runs]
+            planned = plan(rows.task_from_row(row, self._t) if row else None)
+            result, inserted = await self._insert_runs(conn, planned.runs)
             if claim is not None:
-                status, body = claim.render(result)
-                await conn.execute(
-                    "UPDATE idempotency_keys SET status = $3, body = $4 "
-                    "WHERE user_id = $1 AND key = $2 AND org_id = $5",
-                    claim.user_id,
-                    claim.key,
-                    status,
-                    body,
-                    claim.org_id,
-                )
+                await idempotency.record(conn, claim, result, self._t)
+            if (inserted or claim is not None) and planned.events:
+                return result, inserted, await self.journal.append(conn, planned.events)
+            return result, inserted, []
+
+        result, inserted, written = await self.db.atomic(body)
+        self.journal.appended(written)
+        return result, inserted
+
+    async def _insert_runs(
+        self, conn: Conn, runs: Sequence[Execution]
+    ) -> tuple[list[Execution], list[Execution]]:
+        """Insert runs of one task: (every execution in order, those inserted now)."""
+        await conn.executemany(
+            _RUN_INSERT, [rows.execution_insert_values(r, None, self._t) for r in runs]
+        )
+        keys = [r.idempotency_key for r in runs if r.idempotency_key]
+        if not keys:
+            return list(runs), list(runs)
+        found = await conn.fetch(
+            f"SELECT * FROM job_executions WHERE task_id = $1 AND idempotency_key IN "
+            f"({', '.join(f'${i}' for i in range(2, len(keys) + 2))})",
+            runs[0].task_id,
+            *keys,
+        )
+        stored = {r["idempotency_key"]: rows.execution_from_row(r, self._t) for r in found}
+        result = [stored[r.idempotency_key] if r.idempotency_key else r for r in runs]
         inserted = [e for e, r in zip(result, runs, strict=True) if e.id == r.id]
         return result, inserted
 

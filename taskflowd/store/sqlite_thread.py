@@ -6,6 +6,13 @@ loop in batches (one wake-up of the loop for every job that finished meanwhile),
 transaction of several statements can be one job, so it costs one hand-over instead of
 one per statement. sqlite3 releases the GIL while SQLite itself works, so queries run
 beside the loop.
+
+Transaction bodies (`run_transaction`) that are waiting together commit together (group
+commit): one BEGIN, each body inside a savepoint of its own, one COMMIT. A commit writes
+every page a transaction changed to the log, which costs more than the statements of a
+small transaction, so concurrent writers share it. A body that raises rolls back to its
+savepoint alone; every body of the group answers only once the group committed, and all
+of them fail if the commit does.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -27,7 +35,14 @@ class _Stop:
     """Sentinel: close the connection and end the thread."""
 
 
-_Item = tuple[asyncio.Future[Any] | None, Job | type[_Stop]]
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A job that is the body of a transaction (run between BEGIN and COMMIT)."""
+
+    job: Job
+
+
+_Item = tuple[asyncio.Future[Any] | None, Job | _Body | type[_Stop]]
 _Results = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
@@ -103,8 +118,15 @@ class SqliteThread:
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             results: _Results = []
+            group: list[tuple[asyncio.Future[Any], _Body]] = []
             stop = False
             for future, job in batch:
+                if isinstance(job, _Body):
+                    assert future is not None
+                    group.append((future, job))
+                    continue
+                results += _commit_group(conn, group)
+                group = []
                 if job is _Stop:
                     stop = True
                     continue
@@ -113,6 +135,7 @@ class SqliteThread:
                     results.append((future, job(conn), None))
                 except BaseException as exc:
                     results.append((future, None, exc))
+            results += _commit_group(conn, group)
             if results:
                 loop.call_soon_threadsafe(self._finished, results)
             if stop:
@@ -127,9 +150,21 @@ class SqliteThread:
 
         The job runs to its end even if the caller is cancelled meanwhile.
         """
+        result: T = await self._submit(job)
+        return result
+
+    async def run_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body(conn)` in a write transaction, committed with the bodies waiting
+        beside it (see the module); its result once committed, or what it raised (its
+        changes rolled back). Like `run`, it runs to its end even if the caller is
+        cancelled. Never call it while a transaction of `run` jobs is open."""
+        result: T = await self._submit(_Body(body))
+        return result
+
+    async def _submit(self, job: Job | _Body) -> Any:
         if self._thread is None or self._loop is None:
             raise sqlite3.ProgrammingError("the connection is closed")
-        future: asyncio.Future[T] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self.pending += 1
         self._queue.put((future, job))
         return await future
@@ -141,3 +176,55 @@ class SqliteThread:
             return
         self._queue.put((None, _Stop))
         await asyncio.to_thread(thread.join)
+
+
+def _commit_group(
+    conn: sqlite3.Connection, group: list[tuple[asyncio.Future[Any], _Body]]
+) -> _Results:
+    """Run the bodies of `group` in one transaction, each in a savepoint of its own."""
+    if not group:
+        return []
+    if len(group) == 1:
+        return [_commit_alone(conn, *group[0])]
+    results: _Results = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for index, (future, body) in enumerate(group):
+            conn.execute("SAVEPOINT body")
+            try:
+                results.append((future, body.job(conn), None))
+            except BaseException as exc:
+                if not conn.in_transaction:
+                    # SQLite ended the whole transaction (a full disk, say): the bodies
+                    # before this one went with it; those after it start afresh.
+                    failed = [(f, None, exc) for f, _ in group[: index + 1]]
+                    return failed + _commit_group(conn, group[index + 1 :])
+                results.append((future, None, exc))
+                conn.execute("ROLLBACK TO body")
+            conn.execute("RELEASE body")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(future, None, exc) for future, _ in group]
+    return results
+
+
+def _commit_alone(
+    conn: sqlite3.Connection, future: asyncio.Future[Any], body: _Body
+) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+    """A group of one: its own transaction, without a savepoint."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body.job(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return future, None, exc
+    return future, result, None

@@ -203,6 +203,7 @@ async def run_task(request: web.Request) -> web.Response:
         ),
         _one_run,
         location,
+        look_first=False,
     )
 
 
@@ -218,6 +219,7 @@ async def run_task_many(request: web.Request) -> web.Response:
         body.model_dump_json(exclude_unset=True).encode(),
         lambda claim: _service(request).run(user, task_id, specs, request_id_var.get(), claim),
         _run_items,
+        look_first=False,
     )
 
 

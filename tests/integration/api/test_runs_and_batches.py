@@ -219,6 +219,21 @@ async def test_a_batch_of_tasks_is_all_or_nothing(api: Api) -> None:
     assert {t["id"] for t in listed["items"]} == {t["id"] for t in made["items"]}
 
 
+async def test_a_repeated_run_key_replays_before_the_task_is_checked_again(api: Api) -> None:
+    """The key is looked up first in the run's transaction: a retry after the task was
+    paused still gets the first answer, not a 409."""
+    task = await api.task()
+    path = f"{TASKS}/{task['id']}/run"
+    key = {"Idempotency-Key": "run-then-pause"}
+    first = await api.call("POST", path, {"payload": 1}, 202, **key)
+    await api.call("POST", f"{TASKS}/{task['id']}/pause", None, 200)
+    again = await api.client.post(path, json={"payload": 1}, headers={**api.session.headers, **key})
+    assert again.status == 202
+    assert await again.json() == first
+    assert again.headers["Idempotent-Replayed"] == "true"
+    await api.call("POST", path, {"payload": 1}, 409)
+
+
 async def test_runs_respect_ownership_pause_and_handler_roles(
     api: Api, stack: tuple[Client, Engine]
 ) -> None:

@@ -10,8 +10,10 @@ import dataclasses
 import os
 import sys
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ from taskflowd.config import RetentionSettings
 from taskflowd.domain.entities import utcnow
 from taskflowd.lifecycle.pruner import Pruner
 from taskflowd.store import SqlStore, open_store
+from taskflowd.store.db import Conn, Row
 from taskflowd.store.errors import DuplicateKey
 from tests.integration.store.factories import make_task, make_user
 
@@ -141,3 +144,47 @@ async def test_concurrent_writers_form_one_chain(pg_url: str) -> None:
     finally:
         for store in stores:
             await store.stop()
+
+
+class _Statements:
+    """A connection that counts the statements sent through it."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.sent = 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        self.sent += 1
+        return await self._conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        self.sent += 1
+        return await self._conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        self.sent += 1
+        return await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        self.sent += 1
+        await self._conn.executemany(sql, args)
+
+
+async def test_postgresql_appends_events_in_two_statements_and_the_chain_verifies(
+    pg_url: str,
+) -> None:
+    store = open_store(pg_url)
+    await store.start()
+    try:
+        await record(store, 2)
+        journal = store.journal
+        events = [journal.event("setting.created", None, None, ("setting", str(i))) for i in (1, 2)]
+        async with store.db.transaction() as conn:
+            counted = _Statements(conn)
+            written = await journal.append(counted, events)
+        assert counted.sent == 2, "the head's read, then the events and the head's move at once"
+        assert [e.target_id for e in written] == ["1", "2"]
+        assert (await store.audit.page(_ALL, 1)).items[0].hash == written[-1].hash
+        assert (await store.audit.verify()).checked == 4
+    finally:
+        await store.stop()

@@ -16,7 +16,14 @@ from taskflowd.api.shapes import as_dict
 from taskflowd.domain.entities import ApiKey, Execution, utcnow
 from taskflowd.domain.jobs import run_job_id
 from taskflowd.store import SqlStore
-from taskflowd.store.base import ExecutionFilter, IdempotencyClaim, Replay, TaskFilter
+from taskflowd.store.base import (
+    ExecutionFilter,
+    IdempotencyClaim,
+    Planner,
+    Replay,
+    RunPlan,
+    TaskFilter,
+)
 from taskflowd.store.errors import DuplicateKey
 from tests.integration.store.factories import (
     insert_dead_letter,
@@ -30,6 +37,10 @@ from tests.integration.store.factories import (
 def claim(key: str, render: Any) -> IdempotencyClaim:
     now = utcnow()
     return IdempotencyClaim("o", "u", key, "fp", now, now - timedelta(hours=24), render)
+
+
+def planned(runs: list[Execution]) -> Planner:
+    return lambda task: RunPlan(runs)
 
 
 def run_of(execution: Execution, key: str | None = None) -> Execution:
@@ -57,10 +68,11 @@ async def test_runs_with_used_keys_stand_for_their_first_execution(store: SqlSto
     task = make_task(user.id)
     await store.create_task(task)
     base = make_execution(task)
-    first, inserted = await store.add_runs([run_of(base, "a"), run_of(base)])
+    runs = [run_of(base, "a"), run_of(base)]
+    first, inserted = await store.add_runs(task.id, None, planned(runs))
     assert inserted == first
     again = [run_of(base, "a"), run_of(base, "b")]
-    result, inserted = await store.add_runs(again)
+    result, inserted = await store.add_runs(task.id, None, planned(again))
     assert result[0] == first[0], "the used key answers with the execution it created"
     assert result[1].id == again[1].id and inserted == [again[1]]
     stored = await store.list_executions(ExecutionFilter(task_id=task.id), 10)
@@ -77,9 +89,9 @@ async def test_runs_with_a_request_key_replay_as_a_whole(store: SqlStore) -> Non
         return 202, orjson.dumps([e.id for e in result]).decode()
 
     runs = [run_of(base, "x"), run_of(base)]
-    result, _ = await store.add_runs(runs, claim("req", render))
+    result, _ = await store.add_runs(task.id, None, planned(runs), claim("req", render))
     with pytest.raises(Replay) as replayed:
-        await store.add_runs([run_of(base, "y")], claim("req", render))
+        await store.add_runs(task.id, None, planned([run_of(base, "y")]), claim("req", render))
     assert orjson.loads(replayed.value.response.body) == [e.id for e in result]
     stored = await store.list_executions(ExecutionFilter(task_id=task.id), 10)
     assert len(stored.items) == 2, "the replayed request queued nothing"
