@@ -86,7 +86,7 @@ class SqlRecords:
     async def _json_page(self, table: str, shape: Shape, where: Where, limit: int) -> Page[str]:
         """A page of rows rendered by the database as JSON objects in `shape`."""
         sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
-        found = await self.db.fetch(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
+        found = await self.db.fetch_cached(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
         keys = shape.json_keys()
         items = [self._t.open_rendered(str(r["j"]), keys) for r in found[:limit]]
         return Page(items, self._next_cursor(found, limit))
