@@ -85,10 +85,12 @@ class Database(Conn, Protocol):
         returns each step's changed-row count. Raises NothingChanged (everything rolled
         back) when a `required` step changed no row."""
 
-    async def fetch_cached(self, sql: str, *args: Any) -> list[Row]:
-        """`fetch` for a read asked again and again (a page of a list), whose rows the
-        node may keep and answer again while nothing was committed to the database
-        since: never older than the last commit before the call, on any connection."""
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        """`derive(await fetch(sql, *args))` for a read asked again and again (a page of
+        a list): the node may keep the derived value and answer it again while nothing
+        was committed to the database since, so it is never older than the last commit
+        before the call, on any connection. `derive` must be a pure function of the rows
+        that `sql` and `args` determine; it may run in a database thread."""
 
     def decode_time(self, value: Any) -> datetime: ...
 
@@ -130,47 +132,55 @@ def _fetch(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list
 
 
 class _ReadCache:
-    """The rows of repeated reads on one reader connection, used only in its thread.
+    """Values derived from repeated reads on one reader connection, used only in its
+    thread.
 
     They are kept while `PRAGMA data_version` on the connection stays the same, which
     it does until another connection (the writer, or another process such as the CLI)
-    commits: the version is read before each read, so rows read after it are never
-    answered once a later commit changed it. Up to `max_chars` of text is kept."""
+    commits: the version is read before each read, so what was read after it is never
+    answered once a later commit changed it. Values derived from up to `max_chars` of
+    text are kept."""
 
     def __init__(self, max_chars: int = 8 << 20) -> None:
         self.max_chars = max_chars
         self._version: int | None = None
-        self._rows: dict[tuple[str, tuple[Any, ...]], list[Row]] = {}
+        self._values: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self._chars = 0
 
-    def fetch(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
+    def fetch(
+        self,
+        conn: sqlite3.Connection,
+        derive: Callable[[list[Row]], T],
+        sql: str,
+        args: Sequence[Any],
+    ) -> T:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
             self._version = version
             self._forget()
         key = (sql, tuple(args))
-        found = self._rows.get(key)
-        if found is not None:
-            return found
-        found = cast(list[Row], conn.execute(sql, args).fetchall())
-        chars = sum(len(v) for row in found for v in row if isinstance(v, str))
+        if key in self._values:
+            return cast(T, self._values[key])
+        rows = cast(list[Row], conn.execute(sql, args).fetchall())
+        value = derive(rows)
+        chars = sum(len(v) for row in rows for v in row if isinstance(v, str))
         if self._chars + chars > self.max_chars:
             self._forget()
         if chars <= self.max_chars:
-            self._rows[key] = found
+            self._values[key] = value
             self._chars += chars
-        return found
+        return value
 
     def _forget(self) -> None:
-        self._rows.clear()
+        self._values.clear()
         self._chars = 0
 
 
-def _fetch_cached(
-    sql: str, args: Sequence[Any], cache: _ReadCache
-) -> Callable[[sqlite3.Connection], list[Row]]:
-    def job(conn: sqlite3.Connection) -> list[Row]:
-        return cache.fetch(conn, sql, args)
+def _fetch_derived(
+    cache: _ReadCache, derive: Callable[[list[Row]], T], sql: str, args: Sequence[Any]
+) -> Callable[[sqlite3.Connection], T]:
+    def job(conn: sqlite3.Connection) -> T:
+        return cache.fetch(conn, derive, sql, args)
 
     return job
 
@@ -291,9 +301,10 @@ class _SqliteConn:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._run(_fetch(_sqlite_sql(sql), _sqlite_args(args)))
 
-    async def fetch_cached(self, sql: str, *args: Any) -> list[Row]:
-        """`fetch` answered from this connection's `_ReadCache` when it can."""
-        return await self._run(_fetch_cached(_sqlite_sql(sql), _sqlite_args(args), self._cache))
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        """`Database.fetch_derived` from this connection's `_ReadCache` when it can."""
+        job = _fetch_derived(self._cache, derive, _sqlite_sql(sql), _sqlite_args(args))
+        return await self._run(job)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
@@ -423,8 +434,8 @@ class SqliteDatabase:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._read_conn().fetch(sql, *args)
 
-    async def fetch_cached(self, sql: str, *args: Any) -> list[Row]:
-        return await self._read_conn().fetch_cached(sql, *args)
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        return await self._read_conn().fetch_derived(derive, sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self._read_conn().fetchrow(sql, *args)
@@ -649,10 +660,10 @@ class PostgresDatabase:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await _PgConn(self.pool).fetch(sql, *args)
 
-    async def fetch_cached(self, sql: str, *args: Any) -> list[Row]:
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
         # Another node may commit at any time, and nothing tells this one without a
         # round trip that costs as much as the read: every read goes to the server.
-        return await self.fetch(sql, *args)
+        return derive(await self.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await _PgConn(self.pool).fetchrow(sql, *args)

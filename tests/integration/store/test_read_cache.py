@@ -1,5 +1,5 @@
-"""`Database.fetch_cached`: a repeated read may be answered again by the node, but never
-with rows older than a commit made before the call, whoever made it."""
+"""`Database.fetch_derived`: a value derived from a repeated read may be answered again by
+the node, but never one older than a commit made before the call, whoever made it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from taskflowd.store import SqlStore, open_store
-from taskflowd.store.db import SqliteDatabase, sqlite_path
+from taskflowd.store.db import Row, SqliteDatabase, sqlite_path
 
 LIST = "SELECT value FROM settings WHERE key LIKE $1 ORDER BY key"
 PATTERN = "read-cache-%"
@@ -26,7 +26,11 @@ async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
 
 
 async def _values(store: SqlStore) -> list[str]:
-    return [str(row["value"]) for row in await store.db.fetch_cached(LIST, PATTERN)]
+    return await store.db.fetch_derived(_values_of, LIST, PATTERN)
+
+
+def _values_of(rows: list[Row]) -> list[str]:
+    return [str(row["value"]) for row in rows]
 
 
 async def _put(store: SqlStore, key: str, value: str) -> None:
@@ -59,12 +63,12 @@ async def test_sqlite_answers_a_repeated_read_from_the_node_until_a_commit(
     db = store.db
     assert isinstance(db, SqliteDatabase)
     await _put(store, "read-cache-a", "first")
-    before = await db.fetch_cached(LIST, PATTERN)
-    assert await db.fetch_cached(LIST, PATTERN) is before
+    before = await db.fetch_derived(_values_of, LIST, PATTERN)
+    assert await db.fetch_derived(_values_of, LIST, PATTERN) is before
     await _put(store, "read-cache-a", "changed")
-    after = await db.fetch_cached(LIST, PATTERN)
+    after = await db.fetch_derived(_values_of, LIST, PATTERN)
     assert after is not before
-    assert [row["value"] for row in after] == ["changed"]
+    assert after == ["changed"]
 
 
 async def test_sqlite_sees_a_commit_of_another_process_at_once(
