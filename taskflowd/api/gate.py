@@ -3,8 +3,9 @@
 It does, in one pass and once per request, what each registered `Operation` declares:
 the rate limit per client address of public routes; for USER and ADMIN routes the
 bearer authentication, the user's requests in flight on this node and their rate, the
-role, and the org's `api_limit_per_min`; and, for every request, the origin that audit
-events recorded while it is answered carry. One middleware instead of three saves each
+role, and the org's `api_limit_per_min`; and, for every request but the probes (public
+routes without a rate limit, which record nothing), the origin that audit events
+recorded while it is answered carry. One middleware instead of three saves each
 request two coroutine layers and two route look-ups.
 """
 
@@ -36,8 +37,9 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     ctx = app[CONTEXT_KEY]
     journal = ctx.store.journal
     if operation is None or operation.access is Access.PUBLIC:
-        if operation is None or operation.rate_limited:
-            await _limit_address(request, ctx)
+        if operation is not None and not operation.rate_limited:
+            return await handler(request)  # a probe (/health, /ready, /metrics): it records nothing
+        await _limit_address(request, ctx)
         with journal.origin(request_origin(request)):
             return await handler(request)
     principal = await _admit(request, ctx, operation)
