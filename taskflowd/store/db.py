@@ -26,6 +26,7 @@ from taskflowd.audit.model import AuditEvent
 from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
+from taskflowd.store.read_cache import ReadCache, WalHeader, read_job
 from taskflowd.store.sqlite_thread import SqliteThread
 
 if TYPE_CHECKING:
@@ -127,60 +128,6 @@ def _sqlite_args(args: Sequence[Any]) -> list[Any]:
 def _fetch(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Row]]:
     def job(conn: sqlite3.Connection) -> list[Row]:
         return cast(list[Row], conn.execute(sql, args).fetchall())
-
-    return job
-
-
-class _ReadCache:
-    """Values derived from repeated reads on one reader connection, used only in its
-    thread.
-
-    They are kept while `PRAGMA data_version` on the connection stays the same, which
-    it does until another connection (the writer, or another process such as the CLI)
-    commits: the version is read before each read, so what was read after it is never
-    answered once a later commit changed it. Values derived from up to `max_chars` of
-    text are kept."""
-
-    def __init__(self, max_chars: int = 8 << 20) -> None:
-        self.max_chars = max_chars
-        self._version: int | None = None
-        self._values: dict[tuple[str, tuple[Any, ...]], Any] = {}
-        self._chars = 0
-
-    def fetch(
-        self,
-        conn: sqlite3.Connection,
-        derive: Callable[[list[Row]], T],
-        sql: str,
-        args: Sequence[Any],
-    ) -> T:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._version:
-            self._version = version
-            self._forget()
-        key = (sql, tuple(args))
-        if key in self._values:
-            return cast(T, self._values[key])
-        rows = cast(list[Row], conn.execute(sql, args).fetchall())
-        value = derive(rows)
-        chars = sum(len(v) for row in rows for v in row if isinstance(v, str))
-        if self._chars + chars > self.max_chars:
-            self._forget()
-        if chars <= self.max_chars:
-            self._values[key] = value
-            self._chars += chars
-        return value
-
-    def _forget(self) -> None:
-        self._values.clear()
-        self._chars = 0
-
-
-def _fetch_derived(
-    cache: _ReadCache, derive: Callable[[list[Row]], T], sql: str, args: Sequence[Any]
-) -> Callable[[sqlite3.Connection], T]:
-    def job(conn: sqlite3.Connection) -> T:
-        return cache.fetch(conn, derive, sql, args)
 
     return job
 
@@ -290,7 +237,6 @@ class _SqliteConn:
 
     def __init__(self, thread: SqliteThread) -> None:
         self._thread = thread
-        self._cache = _ReadCache()
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -301,9 +247,16 @@ class _SqliteConn:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._run(_fetch(_sqlite_sql(sql), _sqlite_args(args)))
 
-    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
-        """`Database.fetch_derived` from this connection's `_ReadCache` when it can."""
-        job = _fetch_derived(self._cache, derive, _sqlite_sql(sql), _sqlite_args(args))
+    async def read_derived(
+        self, header: WalHeader, derive: Callable[[list[Row]], T], sql: str, args: Sequence[Any]
+    ) -> tuple[bytes | None, int, T]:
+        """`read_job` in this connection's thread: the wal-index header read first, the
+        rows' text length, and the value derived from them."""
+        statement, values = _sqlite_sql(sql), _sqlite_args(args)
+
+        def job(conn: sqlite3.Connection) -> tuple[bytes | None, int, T]:
+            return read_job(header, derive, lambda: conn.execute(statement, values).fetchall())
+
         return await self._run(job)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
@@ -393,6 +346,8 @@ class SqliteDatabase:
         self._writer: _SqliteConn | None = None
         self._readers: list[_SqliteConn] = []
         self._lock = asyncio.Lock()
+        self._header = WalHeader(self.path)
+        self._cache = ReadCache(self._header)
 
     async def connect(self) -> None:
         if self.path.parent and not self.path.parent.exists():
@@ -410,6 +365,12 @@ class SqliteDatabase:
         self._writer = _SqliteConn(self._writer_thread)
         self._readers = [_SqliteConn(t) for t in self._reader_threads]
         try:
+            # The writer has switched the file to WAL: its -shm file exists while it is open.
+            await asyncio.to_thread(self._header.open)
+        except OSError as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}-shm: {exc}") from exc
+        try:
             await self.checkpointer.start()  # its loop asks the writer to catch up
         except sqlite3.Error as exc:
             await self.close()
@@ -417,6 +378,7 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self.checkpointer.stop()
+        self._header.close()
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
@@ -435,7 +397,14 @@ class SqliteDatabase:
         return await self._read_conn().fetch(sql, *args)
 
     async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
-        return await self._read_conn().fetch_derived(derive, sql, *args)
+        # A value read since the last commit is answered on the loop (see read_cache).
+        key = (sql, args)
+        hit, value = self._cache.get(key)
+        if hit:
+            return cast(T, value)
+        seen, chars, derived = await self._read_conn().read_derived(self._header, derive, sql, args)
+        self._cache.put(key, seen, chars, derived)
+        return derived
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self._read_conn().fetchrow(sql, *args)

@@ -89,3 +89,25 @@ async def test_sqlite_sees_a_commit_of_another_process_at_once(
 
     await asyncio.to_thread(other_process_writes)
     assert await _values(store) == ["outside"]
+
+
+async def test_sqlite_sees_a_commit_after_the_log_restarts(
+    sqlite_url: str, sqlite_store: SqlStore
+) -> None:
+    """A checkpoint that empties the log lets the next commit write from its start again:
+    that commit is still seen."""
+    store = sqlite_store
+    await _put(store, "read-cache-a", "first")
+    assert await _values(store) == ["first"]
+
+    def truncate_the_log() -> None:
+        conn = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(truncate_the_log)
+    assert await _values(store) == ["first"]
+    await _put(store, "read-cache-a", "after")
+    assert await _values(store) == ["after"]
