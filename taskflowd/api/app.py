@@ -11,6 +11,7 @@ from taskflowd.api.cors import cors_middleware
 from taskflowd.api.gate import gate_middleware
 from taskflowd.api.middleware import front_middleware, log_access, response_headers
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
+from taskflowd.api.responses import PAGES_KEY, PageBodies
 from taskflowd.api.routes import api_keys, audit, auth, meta, orgs, users
 from taskflowd.api.security import IN_FLIGHT_KEY, InFlight
 from taskflowd.audit.service import AuditService
@@ -39,6 +40,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     )
     app[CONTEXT_KEY] = ctx
     app[IN_FLIGHT_KEY] = InFlight()
+    app[PAGES_KEY] = PageBodies()
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))
