@@ -9,12 +9,10 @@ orgs (and creates in its key's org or its default org).
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from taskflowd.api.context import CONTEXT_KEY, PRINCIPAL_KEY
-from taskflowd.api.openapi import REGISTRY_KEY
+from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.problems import ApiError
-from taskflowd.api.security import apply_rate_limit, current_principal
+from taskflowd.api.security import current_principal
 from taskflowd.auth.principals import Principal
 from taskflowd.domain.entities import DEFAULT_ORG_ID
 from taskflowd.domain.enums import Role
@@ -79,26 +77,3 @@ async def current_actor(request: web.Request) -> Actor:
     if ACTOR_KEY not in request:
         request[ACTOR_KEY] = await _resolve(request, current_principal(request))
     return request[ACTOR_KEY]
-
-
-@web.middleware
-async def org_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The org's `api_limit_per_min`, on top of the per-user limit (after the guard has
-    authenticated the caller); a request whose org cannot be resolved is left to its
-    handler, which answers why."""
-    operation = request.app[REGISTRY_KEY].lookup(request)
-    if PRINCIPAL_KEY in request and operation is not None and operation.rate_limited:
-        try:
-            actor = await current_actor(request)
-        except ApiError:
-            return await handler(request)
-        limit = (await request.app[QUOTAS_KEY].of(actor.org_id)).api_limit_per_min or 0
-        if limit:
-            await apply_rate_limit(
-                request,
-                f"org:{actor.org_id}",
-                limit,
-                code="org_rate_limited",
-                what="requests of this organization (quota api_limit_per_min)",
-            )
-    return await handler(request)

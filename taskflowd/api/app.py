@@ -5,14 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskflowd import __version__
-from taskflowd.api.acting import QUOTAS_KEY, org_limit_middleware
+from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY, ApiContext, RouteInstaller
 from taskflowd.api.cors import cors_middleware
+from taskflowd.api.gate import gate_middleware
 from taskflowd.api.middleware import front_middleware, log_access, response_headers
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
-from taskflowd.api.origin import audit_origin_middleware
+from taskflowd.api.responses import PAGES_KEY, PageBodies
 from taskflowd.api.routes import api_keys, audit, auth, meta, orgs, users
-from taskflowd.api.security import IN_FLIGHT_KEY, InFlight, guard_middleware
+from taskflowd.api.security import IN_FLIGHT_KEY, InFlight
 from taskflowd.audit.service import AuditService
 from taskflowd.auth.principals import PRINCIPAL_EVENT
 from taskflowd.services.orgs import OrgService
@@ -24,7 +25,8 @@ def build_app(ctx: ApiContext) -> web.Application:
 
     Middlewares, outermost first: the front (request id, problem responses, the access
     log and `ctx.reports` such as metrics, which see final statuses), CORS preflight
-    (when origins are configured), guard (rate limit, authentication, role). Run it with
+    (when origins are configured), the gate (rate limits, authentication, role, the org's
+    limit, the audit origin: see `taskflowd.api.gate`). Run it with
     `web.AppRunner(app, access_log=None)`: the front already logs one line per request.
     """
     cors = ctx.settings.http.cors_origins
@@ -32,14 +34,13 @@ def build_app(ctx: ApiContext) -> web.Application:
         middlewares=[
             front_middleware((log_access, *ctx.reports)),
             *((cors_middleware(cors),) if cors else ()),
-            guard_middleware,
-            org_limit_middleware,
-            audit_origin_middleware,
+            gate_middleware,
         ],
         client_max_size=ctx.settings.http.max_body_bytes,
     )
     app[CONTEXT_KEY] = ctx
     app[IN_FLIGHT_KEY] = InFlight()
+    app[PAGES_KEY] = PageBodies()
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
     app.on_response_prepare.append(response_headers(ctx.settings.http))

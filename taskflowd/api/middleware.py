@@ -1,7 +1,7 @@
 """The outermost middleware of every request: its id, its problem responses, its
 compression, and what the access log and metrics learn of it.
 
-(`security.guard_middleware` comes last, right before the handler.) Response headers —
+(`gate.gate_middleware` comes last, right before the handler.) Response headers —
 security headers, the request id, RateLimit-* — are added in an `on_response_prepare`
 hook instead, so that they reach every response, including the problem responses the
 front middleware builds and responses aiohttp produces itself.
@@ -94,20 +94,26 @@ def log_access(request: web.Request, status: int, seconds: float, _: object) -> 
     level = logging.DEBUG if status < 400 and route in _PROBES else logging.INFO
     if not access_logger.isEnabledFor(level):
         return
+    method = request.method if request.method in _METHODS else "OTHER"
     fields = {
-        "method": request.method if request.method in _METHODS else "OTHER",
+        "method": method,
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
     }
-    access_logger.log(
+    # The record is made here rather than by `Logger.log`, which would look up the
+    # calling frame on every request for a source location no format shows.
+    record = access_logger.makeRecord(
+        access_logger.name,
         level,
+        __file__,
+        0,
         "%s %s %s",
-        fields["method"],
-        route,
-        status,
+        (method, route, status),
+        None,
         extra={"fields": fields, VERBATIM: True},
     )
+    access_logger.handle(record)
 
 
 def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:

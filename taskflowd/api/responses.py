@@ -10,6 +10,9 @@ import orjson
 from aiohttp import hdrs, web
 from pydantic import BaseModel
 
+from taskflowd.api.shapes import page_body
+from taskflowd.store.base import Page
+
 
 def plain(data: BaseModel | Any) -> Any:
     """`data` as values orjson writes: a response model by its camelCase aliases."""
@@ -47,10 +50,17 @@ def etag_response(request: web.Request, data: BaseModel | Any) -> web.Response:
     return read_response(request, orjson.dumps(plain(data)))
 
 
-def read_response(request: web.Request, body: bytes) -> web.Response:
-    """A read's JSON `body` with an ETag: 304 when If-None-Match already names it.
-    Private: the body depends on who asks; no-cache: revalidate before each use."""
-    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+def etag_of(body: bytes) -> str:
+    """A strong ETag of `body` (SHA-256, which CPUs compute in hardware: twice as fast as
+    BLAKE2b on a page)."""
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def read_response(request: web.Request, body: bytes, etag: str | None = None) -> web.Response:
+    """A read's JSON `body` with an ETag (`etag_of(body)` unless given): 304 when
+    If-None-Match already names it. Private: the body depends on who asks; no-cache:
+    revalidate before each use."""
+    etag = etag or etag_of(body)
     headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
     if _etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), etag):
         return web.Response(status=304, headers=headers)
@@ -62,3 +72,33 @@ def json_bytes(
 ) -> web.Response:
     """An application/json response of an already encoded body."""
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+class PageBodies:
+    """The body and ETag of each page of a list, made once per page object.
+
+    The store answers a repeated read with the very page it made before while nothing
+    was committed (`Database.fetch_derived`), so a page seen again is the same object:
+    its document and digest are not made again for every request. Up to `size` pages
+    are kept (each with a reference, so an id is never mistaken for another's)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._made: dict[int, tuple[Page[str], bytes, str]] = {}
+
+    def response(self, request: web.Request, page: Page[str]) -> web.Response:
+        made = self._made.get(id(page))
+        if made is None or made[0] is not page:
+            body = page_body(page.items, page.next_cursor)
+            if len(self._made) >= self.size:
+                self._made.clear()
+            made = self._made[id(page)] = (page, body, etag_of(body))
+        return read_response(request, made[1], made[2])
+
+
+PAGES_KEY = web.AppKey("taskflowd.api.pages", PageBodies)
+
+
+def page_response(request: web.Request, page: Page[str]) -> web.Response:
+    """A page of JSON objects rendered by the store, as a read's response."""
+    return request.app[PAGES_KEY].response(request, page)

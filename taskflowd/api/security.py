@@ -1,10 +1,11 @@
 """Who is calling and how often: bearer authentication, roles and rate limits.
 
-`guard_middleware` enforces what each registered `Operation` declares: public routes are
-limited per client address; USER and ADMIN routes authenticate the bearer credential (an
-access token or an API key, from the Authorization header only), then bound the user's
-requests in flight on this node and their rate, then check the role. Handlers read the
-caller with `current_user(request)` (and `current_principal` for how it signed in).
+`taskflowd.api.gate` enforces with these what each registered `Operation` declares:
+public routes are limited per client address; USER and ADMIN routes authenticate the
+bearer credential (an access token or an API key, from the Authorization header only),
+then bound the user's requests in flight on this node and their rate, then check the
+role. Handlers read the caller with `current_user(request)` (and `current_principal` for
+how it signed in).
 
 The defaults let a program send requests back to back, or in batches, without ever
 being throttled (one connection cannot reach the per-user rate), while a client that
@@ -17,10 +18,8 @@ import logging
 import math
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 
 from taskflowd.api.context import CONTEXT_KEY, PRINCIPAL_KEY, RATE_KEY, USER_KEY, RateState
-from taskflowd.api.openapi import REGISTRY_KEY, Access
 from taskflowd.api.problems import ApiError
 from taskflowd.auth.principals import Principal
 from taskflowd.auth.ratelimit import RateLimiterUnavailable
@@ -197,45 +196,3 @@ async def limit_login(request: web.Request, email: str) -> None:
             "try again shortly.",
             headers={hdrs.RETRY_AFTER: "5"},
         ) from None
-
-
-@web.middleware
-async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    operation = request.app[REGISTRY_KEY].lookup(request)
-    auth = request.app[CONTEXT_KEY].settings.auth
-    if operation is None or operation.access is Access.PUBLIC:
-        if operation is None or operation.rate_limited:
-            await apply_rate_limit(
-                request, f"addr:{client_address(request)}", auth.api_limit_per_min
-            )
-        return await handler(request)
-    try:
-        principal = await authenticate(request)
-    except ApiError:
-        if operation.rate_limited:
-            await apply_rate_limit(
-                request, f"addr:{client_address(request)}", auth.api_limit_per_min
-            )
-        raise
-    user = principal.user
-    if not operation.rate_limited:
-        if operation.access is Access.ADMIN:
-            require_role(user, Role.ADMIN)
-        return await handler(request)
-    in_flight = request.app[IN_FLIGHT_KEY]
-    count = in_flight.enter(user.id)
-    try:
-        if count > auth.api_max_in_flight:
-            raise ApiError(
-                429,
-                "too_many_in_flight",
-                detail=f"You have {auth.api_max_in_flight} requests in flight already "
-                "(auth.api_max_in_flight); wait for their answers, or send a batch.",
-                headers={hdrs.RETRY_AFTER: "1"},
-            )
-        await apply_rate_limit(request, f"user:{user.id}", auth.api_limit_per_min)
-        if operation.access is Access.ADMIN:
-            require_role(user, Role.ADMIN)
-        return await handler(request)
-    finally:
-        in_flight.leave(user.id)

@@ -10,8 +10,9 @@ NUL rule, names and values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import pydantic
@@ -146,11 +147,21 @@ def _python_names(
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
-    """The query string validated by `model`; each parameter may appear once."""
+    """The query string validated by `model`; each parameter may appear once.
+
+    Query models are frozen, so the model of a query string seen recently (a client
+    polling the same page) is the one made for it then."""
+    return cast(M, _validated_query(model, tuple(request.query.items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _validated_query(
+    model: type[pydantic.BaseModel], query: tuple[tuple[str, str], ...]
+) -> pydantic.BaseModel:
     values: dict[str, str] = {}
     refused: list[FieldError] = []
-    for name in dict.fromkeys(request.query):
-        given = request.query.getall(name)
+    for name in dict.fromkeys(name for name, _ in query):
+        given = [value for key, value in query if key == name]
         if NUL in name:
             refused.append(FieldError("$", f"a parameter name {NUL_MESSAGE}"))
             continue

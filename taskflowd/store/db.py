@@ -26,6 +26,7 @@ from taskflowd.audit.model import AuditEvent
 from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
+from taskflowd.store.read_cache import ReadCache, WalHeader, read_job
 from taskflowd.store.sqlite_thread import SqliteThread
 
 if TYPE_CHECKING:
@@ -84,6 +85,13 @@ class Database(Conn, Protocol):
         """Run `steps` in one transaction, in one hand-over where the driver allows;
         returns each step's changed-row count. Raises NothingChanged (everything rolled
         back) when a `required` step changed no row."""
+
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        """`derive(await fetch(sql, *args))` for a read asked again and again (a page of
+        a list): the node may keep the derived value and answer it again while nothing
+        was committed to the database since, so it is never older than the last commit
+        before the call, on any connection. `derive` must be a pure function of the rows
+        that `sql` and `args` determine; it may run in a database thread."""
 
     def decode_time(self, value: Any) -> datetime: ...
 
@@ -226,6 +234,18 @@ class _SqliteConn:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._run(_fetch(_sqlite_sql(sql), _sqlite_args(args)))
 
+    async def read_derived(
+        self, header: WalHeader, derive: Callable[[list[Row]], T], sql: str, args: Sequence[Any]
+    ) -> tuple[bytes | None, int, T]:
+        """`read_job` in this connection's thread: the wal-index header read first, the
+        rows' text length, and the value derived from them."""
+        statement, values = _sqlite_sql(sql), _sqlite_args(args)
+
+        def job(conn: sqlite3.Connection) -> tuple[bytes | None, int, T]:
+            return read_job(header, derive, lambda: conn.execute(statement, values).fetchall())
+
+        return await self._run(job)
+
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
@@ -319,6 +339,8 @@ class SqliteDatabase:
         self._writer: _SqliteConn | None = None
         self._readers: list[_SqliteConn] = []
         self._lock = asyncio.Lock()
+        self._header = WalHeader(self.path)
+        self._cache = ReadCache(self._header)
 
     async def connect(self) -> None:
         if self.path.parent and not self.path.parent.exists():
@@ -336,6 +358,12 @@ class SqliteDatabase:
         self._writer = _SqliteConn(self._writer_thread)
         self._readers = [_SqliteConn(t) for t in self._reader_threads]
         try:
+            # The writer has switched the file to WAL: its -shm file exists while it is open.
+            await asyncio.to_thread(self._header.open)
+        except OSError as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}-shm: {exc}") from exc
+        try:
             await self.checkpointer.start()  # its loop asks the writer to catch up
         except sqlite3.Error as exc:
             await self.close()
@@ -343,6 +371,7 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self.checkpointer.stop()
+        self._header.close()
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
@@ -359,6 +388,16 @@ class SqliteDatabase:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._read_conn().fetch(sql, *args)
+
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        # A value read since the last commit is answered on the loop (see read_cache).
+        key = (sql, args)
+        hit, value = self._cache.get(key)
+        if hit:
+            return cast(T, value)
+        seen, chars, derived = await self._read_conn().read_derived(self._header, derive, sql, args)
+        self._cache.put(key, seen, chars, derived)
+        return derived
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self._read_conn().fetchrow(sql, *args)
@@ -536,15 +575,6 @@ class _PgConn:
             raise _translate_pg(exc) from exc
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset of a connection given back: nothing beyond what asyncpg always does
-    (roll back an open transaction, drop listener callbacks). Its default also sends
-    `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT pg_advisory_unlock_all()`, one more round
-    trip for every statement and transaction; nothing here leaves session state behind
-    (settings and advisory locks are transaction-scoped, and listeners are removed, with
-    their UNLISTEN, before a listening connection goes back)."""
-
-
 class PostgresDatabase:
     """An asyncpg pool; `transaction()` holds one pooled connection for its duration."""
 
@@ -590,6 +620,11 @@ class PostgresDatabase:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await _PgConn(self.pool).fetch(sql, *args)
+
+    async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        # Another node may commit at any time, and nothing tells this one without a
+        # round trip that costs as much as the read: every read goes to the server.
+        return derive(await self.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await _PgConn(self.pool).fetchrow(sql, *args)

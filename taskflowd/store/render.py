@@ -14,7 +14,7 @@ here and from entities in Python read the same. JSON columns are embedded as the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from taskflowd.store.db import Dialect
@@ -38,15 +38,28 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """The JSON object of one row: its fields in order."""
+    """The JSON object of one row: its fields in order.
+
+    A shape keys the cache of its SQL on every read, so its hash and its JSON keys are
+    computed once, when it is made."""
 
     fields: tuple[Field, ...]
+    _hash: int = field(init=False, repr=False, compare=False)
+    _json_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.fields))
+        json_keys = tuple(f.key for f in self.fields if f.kind is Kind.JSON)
+        object.__setattr__(self, "_json_keys", json_keys)
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def keys(self) -> tuple[str, ...]:
         return tuple(f.key for f in self.fields)
 
     def json_keys(self) -> tuple[str, ...]:
-        return tuple(f.key for f in self.fields if f.kind is Kind.JSON)
+        return self._json_keys
 
     def only(self, keys: Iterable[str]) -> Shape:
         """The fields named in `keys`, in that order (each must be a key of this shape)."""

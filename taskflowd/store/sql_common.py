@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,11 +85,15 @@ class SqlRecords:
         return Page(items, self._next_cursor(found, limit))
 
     async def _json_page(self, table: str, shape: Shape, where: Where, limit: int) -> Page[str]:
-        """A page of rows rendered by the database as JSON objects in `shape`."""
+        """A page of rows rendered by the database as JSON objects in `shape` (the same
+        page again, while nothing was committed, without reading it again)."""
         sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
-        found = await self.db.fetch(f"{sql}{where.sql()}{where.limit(limit)}", *where.args)
-        keys = shape.json_keys()
-        items = [self._t.open_rendered(str(r["j"]), keys) for r in found[:limit]]
+        sql = f"{sql}{where.sql()}{where.limit(limit)}"
+        page = functools.partial(self._rendered_page, shape.json_keys(), limit)
+        return await self.db.fetch_derived(page, sql, *where.args)
+
+    def _rendered_page(self, json_keys: tuple[str, ...], limit: int, found: list[Row]) -> Page[str]:
+        items = [self._t.open_rendered(str(r["j"]), json_keys) for r in found[:limit]]
         return Page(items, self._next_cursor(found, limit))
 
     def _opened(self, shape: Shape, document: str) -> str:

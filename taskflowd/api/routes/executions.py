@@ -6,7 +6,7 @@ from aiohttp import web
 
 from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import json_bytes, no_content, read_response
+from taskflowd.api.responses import json_bytes, no_content, page_response, read_response
 from taskflowd.api.routes.tasks import TASKS_KEY
 from taskflowd.api.schemas import ListQuery
 from taskflowd.api.schemas_tasks import (
@@ -19,7 +19,7 @@ from taskflowd.api.schemas_tasks import (
     ExecutionListQuery,
     ExecutionOut,
 )
-from taskflowd.api.shapes import choose, page_body, render
+from taskflowd.api.shapes import choose, render
 from taskflowd.api.validation import parse_query
 from taskflowd.store.base import ExecutionFilter
 
@@ -34,7 +34,7 @@ async def list_executions(request: web.Request) -> web.Response:
     page = await request.app[TASKS_KEY].executions_json(
         await current_actor(request), filters, shape, query.limit, query.cursor
     )
-    return read_response(request, page_body(page.items, page.next_cursor))
+    return page_response(request, page)
 
 
 async def get_execution(request: web.Request) -> web.Response:
@@ -56,7 +56,7 @@ async def list_dead_letter(request: web.Request) -> web.Response:
     page = await request.app[TASKS_KEY].dead_letter_json(
         await current_actor(request), DEAD_LETTER_SHAPE, query.limit, query.cursor
     )
-    return read_response(request, page_body(page.items, page.next_cursor))
+    return page_response(request, page)
 
 
 async def retry_dead_letter(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from aiohttp import hdrs, web
 from taskflowd.api.acting import current_actor
 from taskflowd.api.idempotency import Rendered, idempotent
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import json_bytes, no_content, read_response
+from taskflowd.api.responses import json_bytes, no_content, page_response, read_response
 from taskflowd.api.schemas_tasks import (
     EXECUTION_SHAPE,
     NULLABLE_ON_PATCH,
@@ -32,7 +32,7 @@ from taskflowd.api.schemas_tasks import (
     TaskPatch,
 )
 from taskflowd.api.security import limit_jobs
-from taskflowd.api.shapes import as_dict, choose, page_body, render
+from taskflowd.api.shapes import as_dict, choose, render
 from taskflowd.api.validation import parse_body, parse_optional_body, parse_query
 from taskflowd.domain.entities import Execution, Task
 from taskflowd.domain.enums import TaskType
@@ -151,7 +151,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     page = await _service(request).list_json(
         await current_actor(request), filters, shape, query.limit, query.cursor
     )
-    return read_response(request, page_body(page.items, page.next_cursor))
+    return page_response(request, page)
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -240,7 +240,7 @@ async def task_executions(request: web.Request) -> web.Response:
     filters = ExecutionFilter(task_id=task.id, status=query.status)
     shape = choose(EXECUTION_SHAPE, query.fields)
     page = await _service(request).executions_json(user, filters, shape, query.limit, query.cursor)
-    return read_response(request, page_body(page.items, page.next_cursor))
+    return page_response(request, page)
 
 
 # `batch` is a path of its own, never a task id (ids are UUIDs): without this, OPTIONS
