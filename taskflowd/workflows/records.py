@@ -359,13 +359,20 @@ class WorkflowRecords(SqlRecords):
                 await self.progress.advance(conn, run_id, done)
         return live, done
 
-    async def retry_run(self, run_id: str, org_id: str | None) -> tuple[str, Advanced] | None:
+    async def retry_run(
+        self, run_id: str, org_id: str | None
+    ) -> tuple[str, Advanced, WorkflowRun] | None:
         """Re-run the failed steps of a failed run; (the run's status before, what was
-        queued), or None when not found. Only a FAILED run changes."""
+        queued, the run as the retry left it), or None when not found. Only a FAILED run
+        changes. The run is read in the retry's transaction: once it commits, a worker may
+        run the queued steps before anyone reads the run again."""
         async with self.db.transaction() as conn:
             run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
                 return None
-            if run["status"] != RunStatus.FAILED.value:
-                return run["status"], Advanced([], [])
-            return run["status"], await self.progress.retry(conn, run)
+            advanced = Advanced([], [])
+            if run["status"] == RunStatus.FAILED.value:
+                advanced = await self.progress.retry(conn, run)
+            after = await self._read_run(conn, run_id)
+            assert after is not None  # locked above
+            return run["status"], advanced, after

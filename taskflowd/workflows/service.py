@@ -373,9 +373,9 @@ class WorkflowService:
             outcome = await self.records.retry_run(run_id, _scope(actor))
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
-        before, advanced = outcome
+        before, advanced, after = outcome
         if before != RunStatus.FAILED.value:
             raise Conflict(f"only a FAILED run can be retried; this one is {before}")
         await self.queue.announce(advanced.spawned)
         self._finished(advanced)
-        return await self.get_run(actor, run_id)
+        return after
