@@ -99,12 +99,17 @@ class RecordClaims:
             if rest:
                 found += await self._claim_rest_apart(rest, owner, lease_s, now, result)
         else:
-            async with self.db.transaction() as conn:
+
+            async def claim(conn: Conn) -> list[Row]:
                 found = list(await conn.fetch(plain, *head, *args))
                 rest = self._unclaimed(ids, found)
                 if rest:
                     found += await self._claim_rest(conn, rest, owner, lease_s, now, result)
                 await self._touch(conn, found, now)
+                return found
+
+            # One hand-over to SQLite's writer thread for the whole claim.
+            found = await self.db.atomic(claim)
         result.claimed = [rows.execution_from_row(r, self._t) for r in found]
         result.claimed.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return result

@@ -85,6 +85,8 @@ class SqlQueue:
         self._wake = asyncio.Event()
         self._sleeps_until: datetime | None = None
         """When the idle claim loop will look again by itself (None: it is not idle)."""
+        self._held_back = False
+        """Whether the last claim left due jobs behind at their org's cap of running jobs."""
         self._schedule = asyncio.Event()
         self._listener: Any = None
         self._listener_lost = asyncio.Event()
@@ -232,11 +234,14 @@ class SqlQueue:
     async def add(self, executions: Sequence[Execution]) -> None:
         if not executions:
             return
-        async with self.db.transaction() as conn:
-            await conn.executemany(
-                _INSERT, [rows.execution_insert_values(e, None, self._t) for e in executions]
-            )
+        values = [rows.execution_insert_values(e, None, self._t) for e in executions]
+
+        async def insert(conn: Conn) -> None:
+            await conn.executemany(_INSERT, values)
             await self._notify(conn)
+
+        # One hand-over to SQLite's writer thread instead of three (BEGIN, insert, COMMIT).
+        await self.db.atomic(insert)
         self._wake.set()
 
     async def announce(self, executions: Sequence[Execution]) -> None:
@@ -318,22 +323,28 @@ class SqlQueue:
 
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
-        claimed = await self.db.atomic(lambda conn: self._claim(conn, owner, limit, lease_s))
+        claimed, self._held_back = await self.db.atomic(
+            lambda conn: self._claim(conn, owner, limit, lease_s)
+        )
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
 
-    async def _claim(self, conn: Conn, owner: str, limit: int, lease_s: float) -> list[Row]:
+    async def _claim(
+        self, conn: Conn, owner: str, limit: int, lease_s: float
+    ) -> tuple[list[Row], bool]:
+        """The claimed rows, and whether due jobs were left behind at their org's cap."""
         now = utcnow()
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         if not due:
-            return []
+            return [], False
         orgs = {r["org_id"] for r in due}
         room = await fair.room_per_org(conn, orgs, self.max_running_jobs, lock=self._pg)
         candidates = fair.round_robin(due, limit, room)
+        held_back = len(candidates) < min(len(due), limit)
         admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
         if not admitted:
-            return []
+            return [], held_back
         # The claim time is read after admission, which may have waited for another
         # claim's lock: a job admitted because the one before it ended must not
         # appear to have started before that one ended.
@@ -353,7 +364,7 @@ class SqlQueue:
         # rewritten for every step a node claims, on every node.
         touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
         await limits.touch_last_run(conn, touched, now, postgres=self._pg)
-        return claimed
+        return claimed, held_back
 
     async def renew(
         self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
@@ -392,9 +403,20 @@ class SqlQueue:
         if not outcomes:
             return set()
         applied, spawned = await self.db.atomic(lambda conn: self._settle(conn, outcomes))
-        self._wake.set()
+        if self._freed_slots_matter(outcomes):
+            self._wake.set()
         await self._spawned(spawned)
         return applied
+
+    def _freed_slots_matter(self, outcomes: Sequence[Outcome]) -> bool:
+        """Whether settled outcomes may give the idle claim loop work: the last claim left
+        due jobs behind at their org's cap, or a retry is due before it looks again. An
+        idle node is otherwise left asleep: a claim that finds nothing would only delay
+        the claim of the next job to arrive."""
+        if self._held_back:
+            return True
+        retries = [o.run_at for o in outcomes if o.kind is OutcomeKind.RETRY and o.run_at]
+        return bool(retries) and self._wakes_for(min(retries))
 
     async def _settle(
         self, conn: Conn, outcomes: Sequence[Outcome]
