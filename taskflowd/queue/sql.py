@@ -47,6 +47,9 @@ _INSERT = rows.EXECUTION_INSERT
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
 _RELISTEN_MAX_S = 10.0
+_LOCAL_CLAIM_WAIT_S = 0.05
+"""How long adding work waits for the local worker's claim of it: a claim commits within
+a few milliseconds, and one held up (by locks, a slow store) must not hold up the caller."""
 
 
 # Jobs of paused tasks are never claimed, so they must not count as due either (a worker
@@ -63,6 +66,24 @@ _NEXT_DUE = {
 }
 _CANDIDATES = fair.CANDIDATES
 _NOTHING = HookOutcome()
+
+
+def claim_now(
+    on_due: Callable[[], asyncio.Future[Any] | None] | None, executions: Sequence[Execution]
+) -> asyncio.Future[Any] | None:
+    """Have this node's worker (its `on_due`) claim at once when some of `executions`,
+    committed and claimable, are due now; returns that claim, if one started."""
+    if on_due is None or min(e.run_at for e in executions) > utcnow():
+        return None
+    return on_due()
+
+
+async def after_claim(claim: asyncio.Future[Any] | None) -> None:
+    """Wait (briefly at most) for a claim `claim_now` started: it then runs while the
+    event loop is idle, rather than beside what the caller does next (an HTTP response),
+    which would slow both; the claim's outcome is the worker's to handle."""
+    if claim is not None:
+        await asyncio.wait([claim], timeout=_LOCAL_CLAIM_WAIT_S)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
@@ -96,6 +117,7 @@ class SqlQueue:
         self._outbox: Outbox | None = None
         self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
+        self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
@@ -211,6 +233,9 @@ class SqlQueue:
     def wake(self) -> None:
         self._wake.set()
 
+    def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
+        self._on_due = callback
+
     async def wait_for_work(self, timeout_s: float) -> None:
         self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
         try:
@@ -243,6 +268,7 @@ class SqlQueue:
         # One hand-over to SQLite's writer thread instead of three (BEGIN, insert, COMMIT).
         await self.db.atomic(insert)
         self._wake.set()
+        await after_claim(claim_now(self._on_due, executions))
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
@@ -252,8 +278,10 @@ class SqlQueue:
             earliest = min(e.run_at for e in executions)
             if self._wakes_for(earliest):
                 self._wake.set()
+            claim = claim_now(self._on_due, executions)
             if self._pg:
                 await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, earliest.isoformat())
+            await after_claim(claim)
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         now = utcnow()
