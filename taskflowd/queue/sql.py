@@ -47,6 +47,12 @@ _INSERT = rows.EXECUTION_INSERT
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
 _RELISTEN_MAX_S = 10.0
+ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+"""A claim's commit does not wait for PostgreSQL to flush it (a flush costs milliseconds,
+most of an idle job's wait). A claim lost in a PostgreSQL crash leaves its job queued
+under its old fencing token: the job runs again, and the outcome of the lost claim is
+refused as stale; delivery stays at-least-once. Any later commit that waits for its
+flush (an outcome, say) flushes the claim with it."""
 _LOCAL_CLAIM_WAIT_S = 0.05
 """How long adding work waits for the local worker's claim of it: a claim commits within
 a few milliseconds, and one held up (by locks, a slow store) must not hold up the caller."""
@@ -373,6 +379,8 @@ class SqlQueue:
         admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
         if not admitted:
             return [], held_back
+        if self._pg:
+            await conn.execute(ASYNC_COMMIT)
         # The claim time is read after admission, which may have waited for another
         # claim's lock: a job admitted because the one before it ended must not
         # appear to have started before that one ended.
