@@ -119,6 +119,8 @@ class SqlQueue:
         self._listener_lost = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
+        self._sender = uuid.uuid4().hex
+        """Names this queue's notices to other nodes' workers."""
         self._final_hook: FinalHook | None = None
         self._outbox: Outbox | None = None
         self._reopen_hook: ReopenHook | None = None
@@ -218,10 +220,16 @@ class SqlQueue:
             self._listener_lost.set()
 
     def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
-        """Work was added on some node; a payload is when the earliest of it is due (see
-        `announce`), and an idle worker that will look again before then stays asleep."""
+        """Work was added on some node. The payload names the sender (this queue's own
+        notices are ignored: whatever sent them woke this node's worker already, and a
+        second claim would find nothing) and, after a space, when the earliest of the work
+        is due (see `announce`): an idle worker that will look again before then stays
+        asleep. Any other payload wakes the worker."""
+        sender, _, due_text = payload.partition(" ")
+        if sender == self._sender:
+            return
         try:
-            due = datetime.fromisoformat(payload) if payload else None
+            due = datetime.fromisoformat(due_text) if due_text else None
         except ValueError:
             due = None
         if due is None or self._wakes_for(due):
@@ -259,7 +267,7 @@ class SqlQueue:
 
     async def _notify(self, conn: Conn) -> None:
         if self._pg:
-            await conn.execute(f"NOTIFY {CHANNEL}")
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._sender)
 
     # --- adding work -------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:
@@ -286,7 +294,9 @@ class SqlQueue:
                 self._wake.set()
             claim = claim_now(self._on_due, executions)
             if self._pg:
-                await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, earliest.isoformat())
+                await self.db.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, f"{self._sender} {earliest.isoformat()}"
+                )
             await after_claim(claim)
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
