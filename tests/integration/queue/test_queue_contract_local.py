@@ -1,6 +1,6 @@
 """The JobQueue contract: work due now, added or announced on this node, is handed to the
-local worker's claim (`set_on_due`) before the adding call returns; work due later is
-not. Run against every queue and SQL backend."""
+local worker (`set_on_due` starts its claim) before the adding call returns; work due
+later is not. Run against every queue and SQL backend."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ class LocalWorker:
         self.claims.append(claim)
         return claim
 
-    def claimed(self) -> list[str]:
-        """Ids claimed by claims that have committed."""
-        return [j.id for c in self.claims if c.done() for j in c.result()]
+    async def claimed(self) -> list[str]:
+        """Ids claimed by the claims started so far (waiting for them to commit: the adding
+        call waits for a claim only briefly)."""
+        return [j.id for c in self.claims for j in await c]
 
 
 async def test_work_added_due_now_is_claimed_before_add_returns(
@@ -39,7 +40,8 @@ async def test_work_added_due_now_is_claimed_before_add_returns(
 
     await queue.add([job])
 
-    assert worker.claimed() == [job.id]
+    assert len(worker.claims) == 1, "a claim started before add returned"
+    assert await worker.claimed() == [job.id]
 
 
 async def test_work_announced_due_now_is_claimed_before_announce_returns(
@@ -53,7 +55,8 @@ async def test_work_announced_due_now_is_claimed_before_announce_returns(
 
     await queue.announce([job])
 
-    assert worker.claimed() == [job.id]
+    assert len(worker.claims) == 1, "a claim started before announce returned"
+    assert await worker.claimed() == [job.id]
 
 
 async def test_work_due_later_is_left_to_the_claim_loop(queue: JobQueue, task: Task) -> None:
