@@ -8,11 +8,12 @@ lease can never overwrite the outcome of the job's new owner.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from taskflowd.domain.entities import JSON, Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
@@ -196,3 +197,10 @@ class JobQueue(Protocol):
 
     def wake(self) -> None:
         """Wake local waiters (e.g. after a job finished and freed a concurrency slot)."""
+
+    def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
+        """Call `callback` whenever work due now was added or announced on this node (once
+        it is committed and claimable): the local worker starts a claim at once and returns
+        it (None when it has no room or a claim is already in flight), instead of claiming
+        on its next turn. The adding call waits briefly for that claim before it returns,
+        so the claim runs while the event loop is idle, not beside an HTTP response."""

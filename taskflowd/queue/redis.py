@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from taskflowd.background import Outage, Supervisor, wait_event
 from taskflowd.domain.entities import Execution, Task, utcnow
@@ -43,7 +44,7 @@ from taskflowd.queue.redis_index import (
     from_us,
     to_us,
 )
-from taskflowd.queue.sql import SqlQueue
+from taskflowd.queue.sql import SqlQueue, after_claim, claim_now
 from taskflowd.store.db import Database
 from taskflowd.store.errors import StoreError, StoreUnavailable
 from taskflowd.store.outbox import Outbox
@@ -95,6 +96,7 @@ class RedisQueue:
             full_interval_s=full_reconcile_interval_s,
         )
         self._wake = asyncio.Event()
+        self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
         self._index_outage = Outage(
@@ -168,6 +170,9 @@ class RedisQueue:
     def wake(self) -> None:
         self._wake.set()
 
+    def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
+        self._on_due = callback
+
     async def wait_for_work(self, timeout_s: float) -> None:
         if timeout_s > 0 and not self._wake.is_set():
             await wait_event(self._wake, timeout_s)
@@ -216,11 +221,13 @@ class RedisQueue:
         await self.sql.add(executions)
         await self._reflect([_queued(e) for e in executions])
         self._wake.set()
+        await after_claim(claim_now(self._on_due, executions))
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
             await self._reflect([_queued(e) for e in executions])
             self._wake.set()
+            await after_claim(claim_now(self._on_due, executions))
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         changed = await self.sql.reschedule(task, run_at)

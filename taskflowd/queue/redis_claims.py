@@ -18,6 +18,7 @@ from taskflowd.domain.entities import Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue import limits
 from taskflowd.queue.redis_index import Placement, to_us
+from taskflowd.queue.sql import ASYNC_COMMIT
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.errors import StoreError
@@ -93,18 +94,29 @@ class RecordClaims:
         fragment, args = self._ids(ids, 5)
         plain = _CLAIM.format(limits=_UNLIMITED, ids=fragment)
         if self._dialect == "postgresql":
-            # The common case in one round trip: a single statement commits by itself.
-            found = list(await self.db.fetch(_TOUCHING.format(claim=plain), *head, *args))
+            # The common case in one statement, committed without waiting for its flush.
+            touching = _TOUCHING.format(claim=plain)
+
+            async def claim(conn: Conn) -> list[Row]:
+                await conn.execute(ASYNC_COMMIT)
+                return list(await conn.fetch(touching, *head, *args))
+
+            found = await self.db.atomic(claim)
             rest = self._unclaimed(ids, found)
             if rest:
                 found += await self._claim_rest_apart(rest, owner, lease_s, now, result)
         else:
-            async with self.db.transaction() as conn:
+
+            async def claim(conn: Conn) -> list[Row]:
                 found = list(await conn.fetch(plain, *head, *args))
                 rest = self._unclaimed(ids, found)
                 if rest:
                     found += await self._claim_rest(conn, rest, owner, lease_s, now, result)
                 await self._touch(conn, found, now)
+                return found
+
+            # One hand-over to SQLite's writer thread for the whole claim.
+            found = await self.db.atomic(claim)
         result.claimed = [rows.execution_from_row(r, self._t) for r in found]
         result.claimed.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return result

@@ -47,6 +47,15 @@ _INSERT = rows.EXECUTION_INSERT
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
 _RELISTEN_MAX_S = 10.0
+ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+"""A claim's commit does not wait for PostgreSQL to flush it (a flush costs milliseconds,
+most of an idle job's wait). A claim lost in a PostgreSQL crash leaves its job queued
+under its old fencing token: the job runs again, and the outcome of the lost claim is
+refused as stale; delivery stays at-least-once. Any later commit that waits for its
+flush (an outcome, say) flushes the claim with it."""
+_LOCAL_CLAIM_WAIT_S = 0.05
+"""How long adding work waits for the local worker's claim of it: a claim commits within
+a few milliseconds, and one held up (by locks, a slow store) must not hold up the caller."""
 
 
 # Jobs of paused tasks are never claimed, so they must not count as due either (a worker
@@ -77,6 +86,24 @@ _CLAIM_TOUCHING = (
 _NOTHING = HookOutcome()
 
 
+def claim_now(
+    on_due: Callable[[], asyncio.Future[Any] | None] | None, executions: Sequence[Execution]
+) -> asyncio.Future[Any] | None:
+    """Have this node's worker (its `on_due`) claim at once when some of `executions`,
+    committed and claimable, are due now; returns that claim, if one started."""
+    if on_due is None or min(e.run_at for e in executions) > utcnow():
+        return None
+    return on_due()
+
+
+async def after_claim(claim: asyncio.Future[Any] | None) -> None:
+    """Wait (briefly at most) for a claim `claim_now` started: it then runs while the
+    event loop is idle, rather than beside what the caller does next (an HTTP response),
+    which would slow both; the claim's outcome is the worker's to handle."""
+    if claim is not None:
+        await asyncio.wait([claim], timeout=_LOCAL_CLAIM_WAIT_S)
+
+
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     if timeout_s > 0 and not event.is_set():
         await wait_event(event, timeout_s)
@@ -97,15 +124,20 @@ class SqlQueue:
         self._wake = asyncio.Event()
         self._sleeps_until: datetime | None = None
         """When the idle claim loop will look again by itself (None: it is not idle)."""
+        self._held_back = False
+        """Whether the last claim left due jobs behind at their org's cap of running jobs."""
         self._schedule = asyncio.Event()
         self._listener: Any = None
         self._listener_lost = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
+        self._sender = uuid.uuid4().hex
+        """Names this queue's notices to other nodes' workers."""
         self._final_hook: FinalHook | None = None
         self._outbox: Outbox | None = None
         self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
+        self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
@@ -200,10 +232,16 @@ class SqlQueue:
             self._listener_lost.set()
 
     def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
-        """Work was added on some node; a payload is when the earliest of it is due (see
-        `announce`), and an idle worker that will look again before then stays asleep."""
+        """Work was added on some node. The payload names the sender (this queue's own
+        notices are ignored: whatever sent them woke this node's worker already, and a
+        second claim would find nothing) and, after a space, when the earliest of the work
+        is due (see `announce`): an idle worker that will look again before then stays
+        asleep. Any other payload wakes the worker."""
+        sender, _, due_text = payload.partition(" ")
+        if sender == self._sender:
+            return
         try:
-            due = datetime.fromisoformat(payload) if payload else None
+            due = datetime.fromisoformat(due_text) if due_text else None
         except ValueError:
             due = None
         if due is None or self._wakes_for(due):
@@ -220,6 +258,9 @@ class SqlQueue:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
+        self._on_due = callback
 
     async def wait_for_work(self, timeout_s: float) -> None:
         self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
@@ -238,18 +279,22 @@ class SqlQueue:
 
     async def _notify(self, conn: Conn) -> None:
         if self._pg:
-            await conn.execute(f"NOTIFY {CHANNEL}")
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._sender)
 
     # --- adding work -------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:
         if not executions:
             return
-        async with self.db.transaction() as conn:
-            await conn.executemany(
-                _INSERT, [rows.execution_insert_values(e, None, self._t) for e in executions]
-            )
+        values = [rows.execution_insert_values(e, None, self._t) for e in executions]
+
+        async def insert(conn: Conn) -> None:
+            await conn.executemany(_INSERT, values)
             await self._notify(conn)
+
+        # One hand-over to SQLite's writer thread instead of three (BEGIN, insert, COMMIT).
+        await self.db.atomic(insert)
         self._wake.set()
+        await after_claim(claim_now(self._on_due, executions))
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
@@ -259,8 +304,12 @@ class SqlQueue:
             earliest = min(e.run_at for e in executions)
             if self._wakes_for(earliest):
                 self._wake.set()
+            claim = claim_now(self._on_due, executions)
             if self._pg:
-                await self.db.execute("SELECT pg_notify($1, $2)", CHANNEL, earliest.isoformat())
+                await self.db.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, f"{self._sender} {earliest.isoformat()}"
+                )
+            await after_claim(claim)
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         now = utcnow()
@@ -330,22 +379,30 @@ class SqlQueue:
 
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
-        claimed = await self.db.atomic(lambda conn: self._claim(conn, owner, limit, lease_s))
+        claimed, self._held_back = await self.db.atomic(
+            lambda conn: self._claim(conn, owner, limit, lease_s)
+        )
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
 
-    async def _claim(self, conn: Conn, owner: str, limit: int, lease_s: float) -> list[Row]:
+    async def _claim(
+        self, conn: Conn, owner: str, limit: int, lease_s: float
+    ) -> tuple[list[Row], bool]:
+        """The claimed rows, and whether due jobs were left behind at their org's cap."""
         now = utcnow()
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         if not due:
-            return []
+            return [], False
         caps = {r["org_id"]: r["org_cap"] for r in due}
         room = await fair.room_per_org(conn, caps, self.max_running_jobs, lock=self._pg)
         candidates = fair.round_robin(due, limit, room)
+        held_back = len(candidates) < min(len(due), limit)
         admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
         if not admitted:
-            return []
+            return [], held_back
+        if self._pg:
+            await conn.execute(ASYNC_COMMIT)
         # The claim time is read after admission, which may have waited for another
         # claim's lock: a job admitted because the one before it ended must not
         # appear to have started before that one ended.
@@ -354,11 +411,11 @@ class SqlQueue:
         update = _CLAIM.format(ids=_marks(len(admitted), 5))
         if self._pg:
             # The tasks' last run is recorded by the same statement: one round trip less.
-            return await conn.fetch(_CLAIM_TOUCHING.format(claim=update), *args)
+            return await conn.fetch(_CLAIM_TOUCHING.format(claim=update), *args), held_back
         claimed = await conn.fetch(update, *args)
         touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
         await limits.touch_last_run(conn, touched, now, postgres=False)
-        return claimed
+        return claimed, held_back
 
     async def renew(
         self, owner: str, claims: Sequence[tuple[str, int]], lease_s: float
@@ -397,9 +454,20 @@ class SqlQueue:
         if not outcomes:
             return set()
         applied, spawned = await self.db.atomic(lambda conn: self._settle(conn, outcomes))
-        self._wake.set()
+        if self._freed_slots_matter(outcomes):
+            self._wake.set()
         await self._spawned(spawned)
         return applied
+
+    def _freed_slots_matter(self, outcomes: Sequence[Outcome]) -> bool:
+        """Whether settled outcomes may give the idle claim loop work: the last claim left
+        due jobs behind at their org's cap, or a retry is due before it looks again. An
+        idle node is otherwise left asleep: a claim that finds nothing would only delay
+        the claim of the next job to arrive."""
+        if self._held_back:
+            return True
+        retries = [o.run_at for o in outcomes if o.kind is OutcomeKind.RETRY and o.run_at]
+        return bool(retries) and self._wakes_for(min(retries))
 
     async def _settle(
         self, conn: Conn, outcomes: Sequence[Outcome]

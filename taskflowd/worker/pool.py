@@ -92,6 +92,8 @@ class WorkerPool:
         self._claim_min = max(1, self._ahead_size // 2)
         self._claiming = False
         self._claim: asyncio.Future[list[Execution]] | None = None
+        """The claim in flight: started by the claim loop, or by `_claim_now`."""
+        self._claim_want = 0
 
     @property
     def active(self) -> int:
@@ -99,6 +101,7 @@ class WorkerPool:
 
     async def start(self) -> None:
         self._claiming = True
+        self.queue.set_on_due(self._claim_now)
         self._supervisor.spawn("worker.claim", self._claim_loop)
         self._supervisor.spawn("worker.flush", self._flush_loop)
         self._supervisor.spawn("worker.leases", self._lease_loop)
@@ -143,31 +146,25 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         outage = _outage("claiming jobs")
         while self._claiming:
-            room = self._room()
-            if room < self._claim_min:
+            claim = self._claim or self._begin_claim()
+            if claim is None:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            want = min(room, self.settings.batch_size)
+            want = self._claim_want
             # Shielded: stop() must not cancel a claim between its commit and the launch
             # of its jobs, which would strand them under leases nobody renews.
-            claimed_at = time.monotonic()
-            self._claim = asyncio.ensure_future(
-                self.queue.acquire(self.node_id, want, self.settings.lease_s)
-            )
             try:
-                jobs = await asyncio.shield(self._claim)
+                jobs = await asyncio.shield(claim)
             except StoreError as exc:
-                self._claim = None
+                self._claim_done(claim)
                 await asyncio.sleep(outage.failed(exc))
                 continue
             except Exception:
-                self._claim = None
+                self._claim_done(claim)
                 raise
-            self._claim = None
+            self._claim_done(claim)
             outage.succeeded()
-            self._ahead.add(jobs, claimed_at)
-            self._fill_slots()
             if len(jobs) < want:
                 try:
                     idle_s = await self._idle_timeout()
@@ -179,6 +176,40 @@ class WorkerPool:
     def _room(self) -> int:
         """How many more jobs a claim may take: free slots and free room in the buffer."""
         return self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
+
+    def _begin_claim(self) -> asyncio.Future[list[Execution]] | None:
+        """Start a claim for the free room, or None when too little is free. Its jobs are
+        launched (or buffered) the moment it commits, whoever waits for it."""
+        room = self._room()
+        if room < self._claim_min:
+            return None
+        self._claim_want = min(room, self.settings.batch_size)
+        claimed_at = time.monotonic()
+        claim = asyncio.ensure_future(
+            self.queue.acquire(self.node_id, self._claim_want, self.settings.lease_s)
+        )
+        claim.add_done_callback(lambda done: self._claimed(done, claimed_at))
+        self._claim = claim
+        return claim
+
+    def _claimed(self, claim: asyncio.Future[list[Execution]], claimed_at: float) -> None:
+        """Launch a committed claim's jobs, unless stop() began: then it hands them back."""
+        if claim.cancelled() or claim.exception() is not None or not self._claiming:
+            return
+        self._claim_done(claim)
+        self._ahead.add(claim.result(), claimed_at)
+        self._fill_slots()
+
+    def _claim_done(self, claim: asyncio.Future[list[Execution]]) -> None:
+        if self._claim is claim:
+            self._claim = None
+
+    def _claim_now(self) -> asyncio.Future[list[Execution]] | None:
+        """Work due now was added on this node: claim at once, unless a claim is in flight
+        (the claim loop claims again after it). The claim loop takes over the claim."""
+        if self._claiming and self._claim is None:
+            return self._begin_claim()
+        return None
 
     async def _hand_back_claim_in_flight(self) -> None:
         """Release the jobs of a claim that stop() interrupted before they were launched."""

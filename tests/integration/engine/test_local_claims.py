@@ -1,0 +1,65 @@
+"""Work created on a node with an idle worker is claimed by that worker straight from the
+create path (issues 11 and 17), through the same claim as any other, so leases, limits
+and hand-back at shutdown still hold."""
+
+from __future__ import annotations
+
+from taskflowd.domain.entities import Execution, User
+from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.queue.sql import SqlQueue
+from tests.integration.engine.harness import Engine, EngineFactory, spec
+
+IDLE = {"safety_poll_s": 300.0}
+"""The claim loop never looks by itself during a test: only the create path wakes it."""
+
+
+class CountedClaims(SqlQueue):
+    """Counts the claims started."""
+
+    claims_started = 0
+
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        self.claims_started += 1
+        return await super().acquire(owner, limit, lease_s)
+
+
+async def idle(engine: Engine, admin: User) -> None:
+    """Run one job to its end: the claim loop is then asleep, nothing left to claim."""
+    task = await engine.tasks.create(admin, spec())
+    await engine.wait_until_final(task.id)
+
+
+async def test_a_job_created_on_an_idle_node_is_claimed_by_the_create_itself(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    before = queue.claims_started
+
+    task = await engine.tasks.create(admin, spec())
+
+    assert queue.claims_started == before + 1, "the create started the worker's claim"
+    [done] = await engine.wait_until_final(task.id)
+    assert done.status is ExecutionStatus.COMPLETED
+    assert done.attempts == 1
+
+
+async def test_a_job_created_past_its_tasks_concurrency_waits_for_the_running_one(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE)
+    await idle(engine, admin)
+    task = await engine.tasks.create(
+        admin, spec(handler="sleep", payload={"seconds": 0.3}, concurrency=1)
+    )
+    [first] = await engine.executions(task.id)
+    await engine.wait_for_status(first.id, ExecutionStatus.PROCESSING)
+
+    second = await engine.tasks.run_now(admin, task.id)
+
+    done = await engine.wait_for_status(second.id, ExecutionStatus.COMPLETED)
+    first_done = await engine.execution(first.id)
+    assert first_done.completed_at is not None and done.started_at is not None
+    assert done.started_at >= first_done.completed_at, "the task's limit held"
