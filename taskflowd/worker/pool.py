@@ -33,6 +33,10 @@ from taskflowd.worker.ahead import ClaimAhead
 log = logging.getLogger("taskflowd.worker")
 _FINAL_FLUSH_S = 15.0
 _OUTAGE_RETRY_CAP_S = 0.5
+_HELD_BACK_PAUSE_S = 0.05
+"""The least a claim loop rests when a claim left work that is due already: jobs of an org
+at its cap of running jobs stay due until one of its jobs ends (a local one wakes the
+loop sooner), and claiming them again at once would keep a core busy meanwhile."""
 
 
 class _Stop(Enum):
@@ -251,7 +255,10 @@ class WorkerPool:
         due = await self.queue.next_due()
         if due is None:
             return self.settings.safety_poll_s
-        return max(0.0, min((due - utcnow()).total_seconds(), self.settings.safety_poll_s))
+        wait = (due - utcnow()).total_seconds()
+        if wait <= 0:
+            return _HELD_BACK_PAUSE_S
+        return min(wait, self.settings.safety_poll_s)
 
     def _launch(self, job: Execution) -> None:
         # Claimed again while an older claim still runs here (its lease expired during an
