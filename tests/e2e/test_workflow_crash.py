@@ -18,6 +18,7 @@ from tests.e2e.conftest import Daemons, eventually, open_jobs
 
 CHAIN = 25
 RUNS = 4
+STEP_S = 0.02
 ENV = {"TASKFLOW_WORKER__CONCURRENCY": "4"}
 
 
@@ -27,9 +28,12 @@ async def test_kill_9_between_steps_loses_and_repeats_none(daemons: Daemons, db_
     async with open_jobs(db_url) as jobs:
         db = jobs.store.db
         service = WorkflowService(WorkflowRecords(db), SqlQueue(db), jobs.service.handlers)
+        # Each step takes a moment, so the daemon is still midway when the poll looks: a
+        # chain of instant steps can finish its first half between two polls.
+        nap = {"seconds": STEP_S}
         steps = [
-            StepSpec("s0"),
-            *(StepSpec(f"s{i}", depends_on=(f"s{i - 1}",)) for i in range(1, CHAIN)),
+            StepSpec("s0", "sleep", nap),
+            *(StepSpec(f"s{i}", "sleep", nap, depends_on=(f"s{i - 1}",)) for i in range(1, CHAIN)),
         ]
         workflow = await service.create(jobs.actor, "chain", "", steps)
         runs = [await service.run(jobs.actor, workflow.id) for _ in range(RUNS)]
