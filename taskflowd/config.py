@@ -309,7 +309,7 @@ class RetentionSettings:
     audit_s: int = setting(365 * _DAY_S, "Audit events kept; 0: forever.", _KEEP)
     interval_s: float = setting(60.0, "Pause between pruning passes.", _between(1, 86_400))
     batch_size: int = setting(
-        200, "Rows deleted per short transaction while pruning.", _between(1, 100_000)
+        50, "Rows deleted per short transaction while pruning.", _between(1, 100_000)
     )
 
 
