@@ -45,6 +45,9 @@ CONTENT_SECURITY_POLICY = (
 )
 PUBLIC_PATHS = frozenset({f"{PREFIX}/login"})
 SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
+LIVE_HEADER = "X-Taskflow-Live"
+"""Sent by a page that reads itself again to swap in live parts (live.js): such a read
+leaves the flash message to the page the browser shows next."""
 _TITLES = {
     400: "Bad request",
     403: "Not allowed",
@@ -126,7 +129,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         return error_page(request, 422, problem)
     flash_cookie = request.cookies.get(FLASH_COOKIE)
     sessions = dashboard(request).sessions
-    if flash_cookie and not unsafe:
+    if flash_cookie and not unsafe and LIVE_HEADER not in request.headers:
         flash = sessions.read_flash(flash_cookie)
         if flash is not None:
             request[FLASH_KEY] = flash

@@ -114,7 +114,8 @@
   /* The execution page and the workflow page re-read themselves when its execution changes and swaps in the
      parts marked data-live-part (details, timeline, result, payload); the server's HTML
      is parsed into an inert document, so nothing in it runs. If the page cannot be read,
-     a notice asks for a reload instead. */
+     a notice asks for a reload instead. The read says it is one (X-Taskflow-Live), so it
+     leaves a flash message waiting for the page the browser loads next. */
   var detailRefresh = { running: false, again: false };
 
   function refreshDetail() {
@@ -124,7 +125,10 @@
     }
     detailRefresh.running = true;
     var notice = document.getElementById("stale-notice");
-    fetch(location.pathname + location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    fetch(location.pathname + location.search, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Taskflow-Live": "1" }
+    })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.text();

@@ -348,3 +348,20 @@ async def test_the_log_shows_real_deliveries_and_redelivers(
         "webhook.updated",
         "webhook.redelivered",
     ]
+
+
+async def test_a_live_read_of_a_page_leaves_its_flash_to_the_page_shown_next(people: Any) -> None:
+    """A page that reads itself again for its live parts (live.js, X-Taskflow-Live) while
+    the browser follows a redirect does not take the redirect's flash message: the page
+    the browser shows next still has it (the workflow page's live refresh once took the
+    "Retrying" message of its own retry button)."""
+    owner = await people("Lina")
+    status, location, _ = await owner.post(f"{HOOKS}/{uuid.uuid4()}/delete")
+    assert status == 303
+    live = {"X-Taskflow-Live": "1", "Accept": "text/html"}
+    async with owner.http.get(owner.daemon.url(location), headers=live) as response:
+        assert response.status == 200
+        assert "That endpoint was already deleted." not in await response.text()
+    status, page = await owner.get(location)
+    assert status == 200
+    assert "That endpoint was already deleted." in page
