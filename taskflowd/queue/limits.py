@@ -33,6 +33,25 @@ def marks(count: int, start: int = 1) -> str:
 SKIP_LOCKED_TASKS = "SELECT id FROM tasks WHERE id IN ({ids}) FOR NO KEY UPDATE SKIP LOCKED"
 
 
+CLAIM = (
+    "UPDATE job_executions SET status = $1, attempts = attempts + 1, fence = fence + 1, "
+    "lease_owner = $2, lease_expires_at = $3, started_at = $4, completed_at = NULL, "
+    "updated_at = $4 WHERE "
+)
+"""The head of a claim's UPDATE (parameters: status, owner, lease expiry, claim time),
+followed by the condition naming the jobs claimed."""
+
+
+def touching(claim: str, task_ids: str = "SELECT task_id FROM claimed") -> str:
+    """`claim` (an UPDATE … RETURNING * whose $4 is the claim time) in one statement with
+    recording that time as the last run of the tasks `task_ids` selects from the claimed
+    rows (PostgreSQL; a task row another transaction holds is skipped)."""
+    return (
+        f"WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 WHERE id "
+        f"IN ({SKIP_LOCKED_TASKS.format(ids=task_ids)})) SELECT * FROM claimed"
+    )
+
+
 async def touch_last_run(conn: Conn, task_ids: set[str], at: datetime, *, postgres: bool) -> None:
     """Record `at` as the last run of the tasks whose jobs were just claimed."""
     if not task_ids:

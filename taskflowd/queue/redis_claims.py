@@ -38,19 +38,12 @@ _RECHECK_S = 1.0
 # that say the table is empty the planner looks the popped ids up by primary key rather
 # than scanning the run_at index of every queued job.
 _CLAIM = (
-    "UPDATE job_executions SET status = $1, attempts = attempts + 1, fence = fence + 1, "
-    "lease_owner = $2, lease_expires_at = $3, started_at = $4, completed_at = NULL, "
-    "updated_at = $4 WHERE id {ids} AND CASE WHEN status IN "
+    limits.CLAIM + "id {ids} AND CASE WHEN status IN "
     f"('{_PENDING}', '{_RETRYING}') AND run_at <= $4 THEN EXISTS (SELECT 1 FROM tasks t "
     f"WHERE t.id = job_executions.task_id AND t.status <> '{_PAUSED}' "
     "AND t.deleted_at IS NULL{limits}) END RETURNING *"
 )
 _UNLIMITED = " AND t.concurrency IS NULL AND t.rate_limit IS NULL"
-_TOUCHING = (
-    "WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 WHERE id IN "
-    f"({limits.SKIP_LOCKED_TASKS.format(ids='SELECT task_id FROM claimed')})) "
-    "SELECT * FROM claimed"
-)
 _STATE_OF = (
     "SELECT e.id, e.task_id, e.org_id, e.status, e.priority, e.run_at, e.lease_expires_at, "
     "t.status AS task_status, t.deleted_at, t.concurrency, t.rate_limit "
@@ -95,7 +88,7 @@ class RecordClaims:
         plain = _CLAIM.format(limits=_UNLIMITED, ids=fragment)
         if self._dialect == "postgresql":
             # The common case in one statement, committed without waiting for its flush.
-            touching = _TOUCHING.format(claim=plain)
+            touching = limits.touching(plain)
 
             async def claim(conn: Conn) -> list[Row]:
                 await conn.execute(ASYNC_COMMIT)

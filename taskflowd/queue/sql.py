@@ -71,18 +71,10 @@ _NEXT_DUE = {
     "postgresql": _NEXT_DUE_SQL.format(hint=""),
 }
 _CANDIDATES = fair.CANDIDATES
-_CLAIM = (
-    "UPDATE job_executions SET status = $1, attempts = attempts + 1, fence = fence + 1, "
-    "lease_owner = $2, lease_expires_at = $3, started_at = $4, completed_at = NULL, "
-    "updated_at = $4 WHERE id IN ({ids}) RETURNING *"
-)
+_CLAIM = limits.CLAIM + "id IN ({ids}) RETURNING *"
 # A workflow's hidden task is not touched for its steps: its row would be rewritten for
 # every step a node claims, on every node.
 _TOUCHED = "SELECT task_id FROM claimed WHERE workflow_run_id IS NULL"
-_CLAIM_TOUCHING = (
-    "WITH claimed AS ({claim}), touched AS (UPDATE tasks SET last_run_at = $4 WHERE id IN "
-    f"({limits.SKIP_LOCKED_TASKS.format(ids=_TOUCHED)})) SELECT * FROM claimed"
-)
 _NOTHING = HookOutcome()
 
 
@@ -411,7 +403,7 @@ class SqlQueue:
         update = _CLAIM.format(ids=_marks(len(admitted), 5))
         if self._pg:
             # The tasks' last run is recorded by the same statement: one round trip less.
-            return await conn.fetch(_CLAIM_TOUCHING.format(claim=update), *args), held_back
+            return await conn.fetch(limits.touching(update, _TOUCHED), *args), held_back
         claimed = await conn.fetch(update, *args)
         touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
         await limits.touch_last_run(conn, touched, now, postgres=False)
