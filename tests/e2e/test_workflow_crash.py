@@ -18,7 +18,7 @@ from tests.e2e.conftest import Daemons, eventually, open_jobs
 
 CHAIN = 25
 RUNS = 4
-STEP_S = 0.02
+STEP_S = 0.1
 ENV = {"TASKFLOW_WORKER__CONCURRENCY": "4"}
 
 
@@ -28,8 +28,9 @@ async def test_kill_9_between_steps_loses_and_repeats_none(daemons: Daemons, db_
     async with open_jobs(db_url) as jobs:
         db = jobs.store.db
         service = WorkflowService(WorkflowRecords(db), SqlQueue(db), jobs.service.handlers)
-        # Each step takes a moment, so the daemon is still midway when the poll looks: a
-        # chain of instant steps can finish its first half between two polls.
+        # Each step takes 0.1 s, so the first half of the runs lasts over a second and the
+        # poll sees the daemon midway even when a loaded machine delays it; with 20 ms steps
+        # a CI run once passed that window between two polls.
         nap = {"seconds": STEP_S}
         steps = [
             StepSpec("s0", "sleep", nap),
