@@ -391,10 +391,13 @@ class Jobs:
     async def wait_status(
         self, task_id: str, status: ExecutionStatus, timeout_s: float = 60.0
     ) -> Execution:
-        """Poll until the one execution of `task_id` has `status`; returns it."""
+        """Poll until the one execution of `task_id` has `status`; returns it. Fails at once
+        when the execution ended in another status, which it cannot leave."""
 
         async def reached() -> Execution | None:
             execution = await self.single(task_id)
+            if execution.status is not status and execution.status.is_final:
+                raise AssertionError(f"waiting for {status.value}, it ended: {execution!r}")
             return execution if execution.status is status else None
 
         return await eventually(reached, f"task {task_id} to be {status.value}", timeout_s)

@@ -130,10 +130,12 @@ async def test_sigterm_lets_a_running_job_finish_and_removes_the_node(
 async def test_sigterm_hands_back_what_the_grace_period_cannot_finish(
     daemons: Daemons, db_url: str
 ) -> None:
-    env = {"TASKFLOW_WORKER__SHUTDOWN_GRACE_S": "0"}
+    # A lease that outlasts the job even when a loaded machine renews it late, and a job
+    # long enough that a poll of a loaded test process does not miss it running.
+    env = {"TASKFLOW_WORKER__SHUTDOWN_GRACE_S": "0", "TASKFLOW_WORKER__LEASE_S": "10"}
     first = await daemons.astart("--database", db_url, env=env)
     async with open_jobs(db_url) as jobs:
-        task = await jobs.create("two seconds", "sleep", {"seconds": 2})
+        task = await jobs.create("three seconds", "sleep", {"seconds": 3})
         await jobs.wait_status(task.id, ExecutionStatus.PROCESSING)
 
         assert await asyncio.to_thread(first.terminate) == 0
