@@ -31,23 +31,35 @@ class WalHeader:
     """The wal-index header of a database in WAL mode, read from its `-shm` file.
 
     Open it while a connection keeps the database open (the file lives as long as one
-    does); the bytes can be read from any thread."""
+    does) and close it only after the last of this process's connections closed: closing
+    any descriptor of the file drops every POSIX lock the process holds on it, SQLite's
+    included (sqlite.org/howtocorrupt.html, 2.2). Without its lock on the `-shm` file,
+    the next process to open the database takes the file for unused and truncates it
+    under this process's connections (a SIGBUS in whichever touches the mapping next).
+    The bytes can be read from any thread."""
 
     def __init__(self, database: Path) -> None:
         self._path = Path(f"{database}-shm")
+        self._fd: int | None = None
         self._map: mmap.mmap | None = None
 
     def open(self) -> None:
         fd = os.open(self._path, os.O_RDONLY)
         try:
             self._map = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd = fd
 
     def close(self) -> None:
+        """Unmap and close the file: call it after the connections closed (see above)."""
         if self._map is not None:
             self._map.close()
             self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def read(self) -> bytes | None:
         """The header now; None when it cannot be trusted (closed, or being written:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -111,3 +112,37 @@ async def test_sqlite_sees_a_commit_after_the_log_restarts(
     assert await _values(store) == ["first"]
     await _put(store, "read-cache-a", "after")
     assert await _values(store) == ["after"]
+
+
+_DMS_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+except OSError:
+    print("in use")
+else:
+    print("unused")
+"""
+"""What SQLite does when it opens a database in WAL mode: it tries to lock the `-shm`
+file's "DMS" byte (offset 128) exclusively; when it can, no other process uses the file
+and it truncates it. POSIX locks are per process, so only another process can ask."""
+
+
+async def test_another_process_finds_the_shared_memory_of_a_node_in_use(
+    sqlite_url: str, sqlite_store: SqlStore
+) -> None:
+    """The node's read cache maps the `-shm` file; had it closed a descriptor of that file
+    it would have dropped SQLite's lock on it, and another process opening the database
+    (the CLI, a backup, the sqlite3 shell) would truncate the file under the node: seen
+    as daemons killed by SIGBUS while a script polled their database."""
+    store = sqlite_store
+    await _put(store, "read-cache-a", "first")
+    assert await _values(store) == ["first"]
+    shm = f"{sqlite_path(sqlite_url)}-shm"
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DMS_PROBE, shm, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await probe.communicate()
+    assert out.decode().strip() == "in use"
+    assert await _values(store) == ["first"]
