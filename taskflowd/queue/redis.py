@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,6 +63,26 @@ _KIND = {
 }
 
 
+def wakes(message: str, sender: str, sleeps_until: datetime | None) -> bool:
+    """Whether a wake-up published on the queue's channel (see `RedisIndex.wake_ups`)
+    needs the claim loop of the queue named `sender`, asleep until `sleeps_until` (None:
+    not asleep). Jobs queued by that queue's own sync woke its loop already (or were not
+    due before its next look); jobs another node queued wake it unless it will look again
+    before the earliest is due. Anything else (retries, unparked jobs, the reconciler's
+    repairs, wake-ups of an earlier release) wakes it."""
+    kind, _, rest = message.partition(" ")
+    origin, _, earliest = rest.partition(" ")
+    if kind != "sync" or not origin:
+        return True
+    if origin == sender:
+        return False
+    try:
+        due = from_us(int(earliest))
+    except ValueError:
+        return True
+    return sleeps_until is None or due < sleeps_until
+
+
 def _queued(e: Execution) -> Placement:
     return Placement(e.id, "Q", to_us(e.run_at), e.priority, e.task_id, e.org_id)
 
@@ -96,6 +117,9 @@ class RedisQueue:
             full_interval_s=full_reconcile_interval_s,
         )
         self._wake = asyncio.Event()
+        self._sender = uuid.uuid4().hex
+        """Names this queue in the wake-ups its changes publish (it skips its own)."""
+        self._sleeps_until: datetime | None = None
         self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
@@ -138,7 +162,7 @@ class RedisQueue:
         failing = False
         while True:
             try:
-                await self.index.wake_ups(self.wake)
+                await self.index.wake_ups(self._on_wake_up)
             except StoreError as exc:
                 if not failing:
                     log.warning("Redis queue wake-ups interrupted: %s", exc)
@@ -170,12 +194,26 @@ class RedisQueue:
     def wake(self) -> None:
         self._wake.set()
 
+    def _on_wake_up(self, message: str) -> None:
+        if wakes(message, self._sender, self._sleeps_until):
+            self._wake.set()
+
+    def _wakes_for(self, due: datetime) -> bool:
+        """Whether work due at `due` needs the claim loop now: it is not idle, or it would
+        sleep past `due`."""
+        sleeps_until = self._sleeps_until
+        return sleeps_until is None or due < sleeps_until
+
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         self._on_due = callback
 
     async def wait_for_work(self, timeout_s: float) -> None:
-        if timeout_s > 0 and not self._wake.is_set():
-            await wait_event(self._wake, timeout_s)
+        self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
+        try:
+            if timeout_s > 0 and not self._wake.is_set():
+                await wait_event(self._wake, timeout_s)
+        finally:
+            self._sleeps_until = None
         self._wake.clear()
 
     async def schedule_changed(self) -> None:
@@ -189,7 +227,7 @@ class RedisQueue:
         if not placements:
             return
         try:
-            await self.index.sync(to_us(utcnow()), placements)
+            await self.index.sync(to_us(utcnow()), placements, self._sender)
         except StoreError as exc:
             self._index_failed(exc)
         else:
@@ -219,14 +257,15 @@ class RedisQueue:
         if not executions:
             return
         await self.sql.add(executions)
-        await self._reflect([_queued(e) for e in executions])
-        self._wake.set()
-        await after_claim(claim_now(self._on_due, executions))
+        await self.announce(executions)
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
             await self._reflect([_queued(e) for e in executions])
-            self._wake.set()
+            # Its own wake-up skipped (see `_on_wake_up`), this node's worker is woken
+            # here, unless it will look again before the earliest of them is due.
+            if self._wakes_for(min(e.run_at for e in executions)):
+                self._wake.set()
             await after_claim(claim_now(self._on_due, executions))
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:

@@ -191,8 +191,9 @@ class RedisIndex:
         if rows:
             await self._run("settle", now_us, (_packed(rows),))
 
-    async def sync(self, now_us: int, placements: Sequence[Placement]) -> int:
-        """Apply placements; returns how many jobs were (re)queued."""
+    async def sync(self, now_us: int, placements: Sequence[Placement], sender: str = "") -> int:
+        """Apply placements; returns how many jobs were (re)queued. The wake-up sent for
+        them names `sender` (see `wake_ups`)."""
         if not placements:
             return 0
         parking: dict[str, int] = {}
@@ -204,7 +205,7 @@ class RedisIndex:
             priority = "" if p.priority is None else p.priority
             rows.append((p.execution_id, p.state, priority, p.score_us, p.task_id, index, p.org_id))
         extra = [self.keys.parked(t) for t in parking]
-        return int(await self._run("sync", now_us, (_packed(rows),), extra))
+        return int(await self._run("sync", now_us, (_packed(rows), sender), extra))
 
     async def unpark(self, now_us: int, task_ids: Sequence[str]) -> int:
         if not task_ids:
@@ -319,16 +320,18 @@ class RedisIndex:
         with _translated():
             await self.client.publish(self.keys.channel, "wake")
 
-    async def wake_ups(self, on_wake: Callable[[], None]) -> None:
-        """Call `on_wake` for every wake-up published by any node, until cancelled or the
-        connection fails (StoreUnavailable)."""
+    async def wake_ups(self, on_wake: Callable[[str], None]) -> None:
+        """Call `on_wake` with each wake-up published by any node ("" once subscribed),
+        until cancelled or the connection fails (StoreUnavailable). A wake-up is a word,
+        or "sync <sender> <earliest score in µs>" for jobs queued by `sync`."""
         async with self._subscription() as pubsub:
-            on_wake()  # wake-ups sent while not subscribed are lost: look once now
+            on_wake("")  # wake-ups sent while not subscribed are lost: look once now
             while True:
                 with _translated():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                 if message is not None:
-                    on_wake()
+                    data = message["data"]
+                    on_wake(data.decode() if isinstance(data, bytes) else str(data))
 
     @contextlib.asynccontextmanager
     async def _subscription(self) -> AsyncIterator[Any]:

@@ -3,8 +3,11 @@
 -- key index, org id ('' keeps the indexed one).
 -- States: Q queued (run_at), N queued unless indexed anywhere (reconciler), A running
 -- (lease deadline), P parked while its task is paused (run_at), X gone (final/deleted),
--- F dead-lettered. Returns how many jobs were (re)queued.
+-- F dead-lettered. ARGV[4] names the sender ('' for none). Returns how many jobs were
+-- (re)queued. The wake-up published for them reads "sync <sender> <earliest score>":
+-- a node skips its own, and an idle one that looks again before that instant sleeps on.
 local queued = 0
+local earliest = nil
 for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
   local id, state, priority = row[1], row[2], row[3]
   local score, task_id, key_index, org = row[4], row[5], tonumber(row[6]), row[7]
@@ -33,6 +36,9 @@ for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
     redis.call('ZREM', DEAD, id)
     enqueue(id, tonumber(priority), org, tonumber(score))
     queued = queued + 1
+    if earliest == nil or tonumber(score) < earliest then
+      earliest = tonumber(score)
+    end
   elseif state == 'A' then
     unwait(id, known_org)
     redis.call('ZREM', DELAYED, id)
@@ -55,6 +61,6 @@ for _, row in ipairs(unpack_rows(ARGV[3], 7)) do
 end
 flush()
 if queued > 0 then
-  redis.call('PUBLISH', CHANNEL, 'sync')
+  redis.call('PUBLISH', CHANNEL, 'sync ' .. ARGV[4] .. ' ' .. fmt(earliest))
 end
 return queued
