@@ -1,7 +1,8 @@
 """What `taskflowd serve` loads before it answers: a SQLite node imports no driver and no
 client it does not use, builds no pydantic validator until a request needs one, and loads
-neither cryptography (no encryption keys), PyJWT (no token seen) nor Jinja2 (no page
-served) (start-up time and memory, issue 12). Checked in a fresh interpreter."""
+neither cryptography (no encryption keys), PyJWT (no token seen), Jinja2 (no page served),
+croniter (no schedule parsed), bcrypt (no password hashed) nor tomllib (no config file)
+(start-up time and memory, issue 12). Checked in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ NOT_FOR_SQLITE = (
     "taskflowd.backup",
 )
 
-NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2")
+NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2", "croniter", "bcrypt", "tomllib")
 
 
 def _serve_path(tmp_path: Path) -> dict[str, list[str]]:
@@ -58,7 +59,7 @@ def test_a_sqlite_node_builds_without_drivers_clients_or_validators(tmp_path: Pa
     assert loaded["built"] == []
 
 
-def test_a_node_without_keys_tokens_or_pages_loads_no_crypto_jwt_or_templates(
+def test_a_node_without_keys_tokens_pages_schedules_passwords_or_config_file_loads_none(
     tmp_path: Path,
 ) -> None:
     loaded = _serve_path(tmp_path)
