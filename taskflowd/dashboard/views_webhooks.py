@@ -12,12 +12,11 @@ a new API key is (`views_keys`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 from aiohttp import web
 
-from taskflowd.api.schemas_webhooks import MAX_URL_LENGTH, WebhookCreate
 from taskflowd.api.validation import field_errors
 from taskflowd.dashboard.acting import acting, actor
 from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
@@ -26,8 +25,11 @@ from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFai
 from taskflowd.domain.orgs import QuotaExceeded
 from taskflowd.domain.rules import MAX_DESCRIPTION_LENGTH
 from taskflowd.webhooks.model import Delivery, Endpoint
-from taskflowd.webhooks.rules import ANY_EVENT, EVENT_TYPES
+from taskflowd.webhooks.rules import ANY_EVENT, EVENT_TYPES, MAX_URL_LENGTH
 from taskflowd.webhooks.service import WebhookService
+
+if TYPE_CHECKING:
+    from taskflowd.api.schemas_webhooks import WebhookCreate
 
 PAGE_SIZE = 50
 MAX_CURSOR_CHARS = 512
@@ -128,6 +130,9 @@ def _text(value: Any, limit: int) -> str:
 def _validated(form: Form, events: list[str]) -> WebhookCreate | None:
     """The form as the API's request body, checked by the API's own model; None (with
     each message next to its input) when it does not pass."""
+    # The API's schemas load with its first webhook request, or this first form.
+    from taskflowd.api.schemas_webhooks import WebhookCreate
+
     values = form.values
     body: dict[str, Any] = {
         "url": values["url"],

@@ -1,7 +1,8 @@
 """What `taskflowd serve` loads before it answers: a SQLite node imports no driver and no
 client it does not use, builds no pydantic validator until a request needs one, and loads
 neither cryptography (no encryption keys), PyJWT (no token seen), Jinja2 (no page served),
-croniter (no schedule parsed), bcrypt (no password hashed) nor tomllib (no config file)
+croniter (no schedule parsed), bcrypt (no password hashed) nor tomllib (no config file),
+and imports the handlers and models of no API resource before its first request
 (start-up time and memory, issue 12). Checked in a fresh interpreter."""
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ NOT_FOR_SQLITE = (
     "taskflowd.backup",
 )
 
+NOT_UNTIL_REQUESTED = (
+    "taskflowd.api.views",
+    "taskflowd.api.schemas_tasks",
+    "taskflowd.api.schemas_webhooks",
+    "taskflowd.api.schemas_workflows",
+)
+
 NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2", "croniter", "bcrypt", "tomllib")
 
 
@@ -64,3 +72,10 @@ def test_a_node_without_keys_tokens_pages_schedules_passwords_or_config_file_loa
 ) -> None:
     loaded = _serve_path(tmp_path)
     assert [m for m in NOT_UNTIL_NEEDED if m in loaded["modules"]] == []
+
+
+def test_a_node_imports_no_resource_handlers_or_models_before_their_first_request(
+    tmp_path: Path,
+) -> None:
+    loaded = _serve_path(tmp_path)
+    assert [m for m in loaded["modules"] if m.startswith(NOT_UNTIL_REQUESTED)] == []
