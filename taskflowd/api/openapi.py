@@ -15,20 +15,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from taskflowd.api.problems import PROBLEM_CONTENT_TYPE
-from taskflowd.api.schemas import Problem
 
-_Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
-Model = type[BaseModel] | str
-"""A model, or its name as "module.Class" under `taskflowd.api` (imported when the document
-is first built)."""
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.json_schema import JsonSchemaMode
+
+    _Refs: TypeAlias = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+    Model: TypeAlias = type[BaseModel] | str
+    """A model, or its name as "module.Class" under `taskflowd.api`: pydantic and the
+    models are imported when the document is first built, not to start (issue 12)."""
 
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
@@ -183,8 +184,10 @@ def _model(ref: Model) -> type[BaseModel]:
     return ref
 
 
-def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
-    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+def _models(
+    operations: Iterable[Operation], problem: type[BaseModel]
+) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(problem, "serialization")]
     for op in operations:
         for model in (op.body, op.query):
             if model is not None:
@@ -197,12 +200,17 @@ def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], Json
 
 
 def build_document(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
-    refs, top = models_json_schema(_models(operations), by_alias=True, ref_template=_REF)
+    from pydantic.json_schema import models_json_schema
+
+    from taskflowd.api.schemas import Problem
+
+    refs, top = models_json_schema(_models(operations, Problem), by_alias=True, ref_template=_REF)
+    problem = {PROBLEM_CONTENT_TYPE: {"schema": refs[(Problem, "serialization")]}}
     schemas: dict[str, Any] = top.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         path = _PATH_PARAM.sub(r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs, schemas)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs, schemas, problem)
     headers = {
         name: {**spec, "schema": {"type": _HEADER_SCHEMAS.get(name, "integer")}}
         for name, spec in _HEADERS.items()
@@ -221,13 +229,15 @@ def build_document(operations: list[Operation], title: str, version: str) -> dic
     }
 
 
-def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    op: Operation, ref_of: _Refs, schemas: dict[str, Any], problem: dict[str, Any]
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
         "security": [] if op.access is Access.PUBLIC else [{"bearerAuth": []}],
-        "responses": _responses(op, ref_of),
+        "responses": _responses(op, ref_of, problem),
     }
     if op.description:
         doc["description"] = op.description
@@ -282,7 +292,7 @@ def _header_refs(*names: str) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
-def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
+def _responses(op: Operation, ref_of: _Refs, problem: dict[str, Any]) -> dict[str, Any]:
     common = (*_ALWAYS_HEADERS, *(_RATE_HEADERS if op.rate_limited else ()))
     success: dict[str, Any] = {
         "description": HTTPStatus(op.status).phrase,
@@ -303,7 +313,6 @@ def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
             "description": "Not Modified: If-None-Match matched the current ETag",
             "headers": _header_refs(*common, "ETag"),
         }
-    problem = {PROBLEM_CONTENT_TYPE: {"schema": ref_of[(Problem, "serialization")]}}
     for status in op.problem_statuses():
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,

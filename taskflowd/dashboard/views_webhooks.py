@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-import pydantic
 from aiohttp import web
 
-from taskflowd.api.validation import field_errors
 from taskflowd.dashboard.acting import acting, actor
 from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.dashboard.forms import Form
@@ -130,8 +128,11 @@ def _text(value: Any, limit: int) -> str:
 def _validated(form: Form, events: list[str]) -> WebhookCreate | None:
     """The form as the API's request body, checked by the API's own model; None (with
     each message next to its input) when it does not pass."""
-    # The API's schemas load with its first webhook request, or this first form.
+    # The API's schemas (and pydantic) load with its first webhook request or this form.
+    import pydantic
+
     from taskflowd.api.schemas_webhooks import WebhookCreate
+    from taskflowd.api.validation import field_errors
 
     values = form.values
     body: dict[str, Any] = {

@@ -14,18 +14,16 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import Access, ApiRegistry, Operation
-from taskflowd.api.responses import json_response
-from taskflowd.api.schemas_ops import ReadyOut, StatsOut, ready_out, stats_out
 from taskflowd.api.security import bearer_token, unauthorized
 from taskflowd.metrics import Metrics
 from taskflowd.queue.base import JobQueue
 from taskflowd.services.readiness import Probe, Readiness
 from taskflowd.services.stats import StatsService
-from taskflowd.services.tasks import org_scope
 from taskflowd.store.sql import SqlStore
 
+VIEWS = "taskflowd.api.views.ops"
+"""The JSON endpoints' handlers, imported on their first request (start-up, issue 12)."""
 READY_TIMEOUT_S = 2.0
 
 
@@ -89,20 +87,6 @@ async def scrape_metrics(request: web.Request) -> web.Response:
     )
 
 
-async def readiness(request: web.Request) -> web.Response:
-    report = await request.app[OPS_KEY].readiness.check()
-    headers: dict[str, str] = {str(hdrs.CACHE_CONTROL): "no-store"}
-    if not report.ready:
-        headers[str(hdrs.RETRY_AFTER)] = "5"
-    return json_response(ready_out(report), status=200 if report.ready else 503, headers=headers)
-
-
-async def get_stats(request: web.Request) -> web.Response:
-    owner = org_scope(await current_actor(request))
-    overview = await request.app[OPS_KEY].stats.overview(owner)
-    return json_response(stats_out(overview))
-
-
 def install(api: ApiRegistry, *, stats: bool = True) -> None:
     """Register the routes (without /api/v1/stats unless `stats`); `app[OPS_KEY]` must be
     set before the app starts."""
@@ -126,17 +110,18 @@ def install(api: ApiRegistry, *, stats: bool = True) -> None:
         Operation(
             "GET",
             "/ready",
-            readiness,
+            "readiness",
             "Readiness: every backend answers",
             "operations",
             Access.PUBLIC,
-            response=ReadyOut,
+            response="schemas_ops.ReadyOut",
             rate_limited=False,
             description=(
                 "200 when every check passes; 503 with the same body, naming the failing "
                 "component and why, when one does not. Checked live on every call."
             ),
-        )
+        ),
+        VIEWS,
     )
     if not stats:
         return
@@ -144,18 +129,19 @@ def install(api: ApiRegistry, *, stats: bool = True) -> None:
         Operation(
             "GET",
             "/api/v1/stats",
-            get_stats,
+            "get_stats",
             "Queue depth, throughput, success rate, run-time percentiles and nodes",
             "operations",
             Access.USER,
-            response=StatsOut,
+            response="schemas_ops.StatsOut",
             description=(
                 "In an org (the API key's, `X-Taskflow-Org`, or the default one), every "
                 "figure is that org's. A site admin naming no org gets the cluster's "
                 "totals, rows per table, and `orgs`: a breakdown of the busiest orgs "
                 "(queued and running jobs, outcomes of the last hour)."
             ),
-        )
+        ),
+        VIEWS,
     )
 
 

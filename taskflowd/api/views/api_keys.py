@@ -12,10 +12,10 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from taskflowd.api.acting import current_actor
 from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.problems import ApiError
-from taskflowd.api.responses import json_bytes, no_content, read_response
+from taskflowd.api.responses import json_bytes, no_content, page_body, read_response
 from taskflowd.api.schemas import LINE, ListQuery, RequestModel, ResponseModel
 from taskflowd.api.security import current_principal
-from taskflowd.api.shapes import as_dict, page_body, render, shape_of
+from taskflowd.api.shapes import as_dict, render, shape_of
 from taskflowd.api.validation import parse_body, parse_query
 from taskflowd.auth.api_keys import MAX_NAME_LENGTH
 from taskflowd.auth.service import AuthService
