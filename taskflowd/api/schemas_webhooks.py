@@ -10,7 +10,7 @@ from yarl import URL
 
 from taskflowd.api.schemas import RequestModel, ResponseModel
 from taskflowd.api.schemas_tasks import Description
-from taskflowd.handlers.http import url_problem
+from taskflowd.handlers.http_rules import url_problem
 from taskflowd.webhooks.rules import MAX_URL_LENGTH, DeliveryStatus, EndpointStatus
 
 
