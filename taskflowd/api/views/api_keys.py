@@ -1,4 +1,7 @@
-"""/api/v1/api-keys: the caller's API keys (create: shown once, list, revoke)."""
+"""/api/v1/api-keys: the caller's API keys (create: shown once, list, revoke).
+
+The handlers; the routes are declared in `taskflowd.api.routes.api_keys`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

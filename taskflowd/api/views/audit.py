@@ -1,4 +1,7 @@
-"""/api/v1/audit: the audit trail, read-only (filters, cursor pages, NDJSON export)."""
+"""/api/v1/audit: the audit trail, read-only (filters, cursor pages, NDJSON export).
+
+The handlers; the routes are declared in `taskflowd.api.routes.audit`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""/api/v1/auth: register, log in, refresh, log out, the caller's account and password."""
+"""/api/v1/auth: register, log in, refresh, log out, the caller's account and password.
+
+The handlers; the routes are declared in `taskflowd.api.routes.auth`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

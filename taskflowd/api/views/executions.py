@@ -1,4 +1,7 @@
-"""/api/v1/executions and /api/v1/dead-letter: runs, their retry history, and failed jobs."""
+"""/api/v1/executions and /api/v1/dead-letter: runs, their retry history, and failed jobs.
+
+The handlers; the routes are declared in `taskflowd.api.routes.executions`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """/api/v1/orgs: organizations (create, list, read, rename, quotas, delete) and their
-members (invite by email, change role, remove)."""
+members (invite by email, change role, remove).
+
+The handlers; the routes are declared in `taskflowd.api.routes.orgs`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

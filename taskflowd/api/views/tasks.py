@@ -1,5 +1,8 @@
 """/api/v1/tasks: create (one or a batch), list, read, change, delete, run (one or many
-runs with their own payloads), pause and resume tasks."""
+runs with their own payloads), pause and resume tasks.
+
+The handlers; the routes are declared in `taskflowd.api.routes.tasks`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""/api/v1/users: user administration, ADMIN only."""
+"""/api/v1/users: user administration, ADMIN only.
+
+The handlers; the routes are declared in `taskflowd.api.routes.users`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """/api/v1/webhooks: endpoints that receive signed messages about the org's jobs, tasks
-and workflow runs, and their delivery logs (DESIGN.md §10)."""
+and workflow runs, and their delivery logs (DESIGN.md §10).
+
+The handlers; the routes are declared in `taskflowd.api.routes.webhooks`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 

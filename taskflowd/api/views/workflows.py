@@ -1,5 +1,8 @@
 """/api/v1/workflows and /api/v1/workflow-runs: define workflows, run, cancel and retry
-their runs (DESIGN.md §9)."""
+their runs (DESIGN.md §9).
+
+The handlers; the routes are declared in `taskflowd.api.routes.workflows`, which has them
+imported on the first request to one of its routes."""
 
 from __future__ import annotations
 
