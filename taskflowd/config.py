@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -547,6 +546,8 @@ def load_settings(
     layers: list[tuple[dict[str, Any], bool]] = []
     path = find_config_file(config_file, env)
     if path is not None:
+        import tomllib  # only a node with a config file parses TOML (issue 12)
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:

@@ -8,22 +8,28 @@ response an operation can produce.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from taskflowd.api.problems import PROBLEM_CONTENT_TYPE
-from taskflowd.api.schemas import Problem
 
-_Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.json_schema import JsonSchemaMode
+
+    _Refs: TypeAlias = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+    Model: TypeAlias = type[BaseModel] | str
+    """A model, or its name as "module.Class" under `taskflowd.api`: pydantic and the
+    models are imported when the document is first built, not to start (issue 12)."""
 
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
@@ -64,25 +70,26 @@ class Operation:
 
     method: str
     path: str
-    handler: Handler
+    handler: Handler | str
+    """The handler, or its name in the module given to `ApiRegistry.add`."""
     summary: str
     tag: str
     access: Access
     status: int = 200
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
+    body: Model | None = None
+    query: Model | None = None
+    response: Model | None = None
     problems: tuple[int, ...] = ()
     rate_limited: bool = True
     etag: bool = False
     description: str = ""
     body_required: bool = True
-    streams: tuple[str, type[BaseModel]] | None = None
+    streams: tuple[str, Model] | None = None
     """Another media type the success response may have: (type, model of each line)."""
 
     @property
     def operation_id(self) -> str:
-        return self.handler.__name__
+        return self.handler if isinstance(self.handler, str) else self.handler.__name__
 
     @property
     def path_params(self) -> list[tuple[str, str]]:
@@ -116,14 +123,24 @@ class ApiRegistry:
         self._operations: dict[tuple[str, str], Operation] = {}
         self._document: dict[str, Any] | None = None
 
-    def add(self, operation: Operation) -> None:
-        """Mount `operation.handler` and record the operation; duplicates are an error."""
+    def add(self, operation: Operation, views: str | None = None) -> None:
+        """Mount `operation.handler` and record the operation; duplicates are an error.
+
+        A handler given by name is looked up in the module `views`, imported (off the event
+        loop) on the route's first request: a node loads the handlers and request and
+        response models of a resource only once it is used (start-up time, issue 12).
+        """
         key = (operation.method.upper(), operation.path)
         if key in self._operations:
             raise ValueError(f"{key[0]} {key[1]} is registered twice")
         if any(op.operation_id == operation.operation_id for op in self._operations.values()):
             raise ValueError(f"operation id {operation.operation_id!r} is used twice")
-        route = self.app.router.add_route(key[0], operation.path, operation.handler)
+        handler = operation.handler
+        if isinstance(handler, str):
+            if views is None:
+                raise ValueError(f"handler {handler!r} is a name: give the module it is in")
+            handler = _deferred(views, handler)
+        route = self.app.router.add_route(key[0], operation.path, handler)
         canonical = route.resource.canonical if route.resource else operation.path
         self._operations[(key[0], canonical)] = operation
         self._document = None
@@ -146,26 +163,54 @@ class ApiRegistry:
         return self._document
 
 
-def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
-    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+def _deferred(views: str, name: str) -> Handler:
+    loaded: list[Handler] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not loaded:
+            module = await asyncio.to_thread(importlib.import_module, views)
+            loaded.append(getattr(module, name))
+        return await loaded[0](request)
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
+def _model(ref: Model) -> type[BaseModel]:
+    if isinstance(ref, str):
+        module, _, name = ref.rpartition(".")
+        model: type[BaseModel] = getattr(importlib.import_module(f"taskflowd.api.{module}"), name)
+        return model
+    return ref
+
+
+def _models(
+    operations: Iterable[Operation], problem: type[BaseModel]
+) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(problem, "serialization")]
     for op in operations:
         for model in (op.body, op.query):
             if model is not None:
-                wanted.append((model, "validation"))
+                wanted.append((_model(model), "validation"))
         if op.response is not None:
-            wanted.append((op.response, "serialization"))
+            wanted.append((_model(op.response), "serialization"))
         if op.streams is not None:
-            wanted.append((op.streams[1], "serialization"))
+            wanted.append((_model(op.streams[1]), "serialization"))
     return list(dict.fromkeys(wanted))
 
 
 def build_document(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
-    refs, top = models_json_schema(_models(operations), by_alias=True, ref_template=_REF)
+    from pydantic.json_schema import models_json_schema
+
+    from taskflowd.api.schemas import Problem
+
+    refs, top = models_json_schema(_models(operations, Problem), by_alias=True, ref_template=_REF)
+    problem = {PROBLEM_CONTENT_TYPE: {"schema": refs[(Problem, "serialization")]}}
     schemas: dict[str, Any] = top.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         path = _PATH_PARAM.sub(r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs, schemas)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, refs, schemas, problem)
     headers = {
         name: {**spec, "schema": {"type": _HEADER_SCHEMAS.get(name, "integer")}}
         for name, spec in _HEADERS.items()
@@ -184,13 +229,15 @@ def build_document(operations: list[Operation], title: str, version: str) -> dic
     }
 
 
-def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    op: Operation, ref_of: _Refs, schemas: dict[str, Any], problem: dict[str, Any]
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
         "security": [] if op.access is Access.PUBLIC else [{"bearerAuth": []}],
-        "responses": _responses(op, ref_of),
+        "responses": _responses(op, ref_of, problem),
     }
     if op.description:
         doc["description"] = op.description
@@ -199,7 +246,7 @@ def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[st
         for name, pattern in op.path_params
     ]
     if op.query is not None:
-        parameters.extend(_query_parameters(ref_of[(op.query, "validation")], schemas))
+        parameters.extend(_query_parameters(ref_of[(_model(op.query), "validation")], schemas))
     if op.etag:
         parameters.append({"name": "If-None-Match", "in": "header", "schema": {"type": "string"}})
     if parameters:
@@ -207,7 +254,7 @@ def _operation(op: Operation, ref_of: _Refs, schemas: dict[str, Any]) -> dict[st
     if op.body is not None:
         doc["requestBody"] = {
             "required": op.body_required,
-            "content": {"application/json": {"schema": ref_of[(op.body, "validation")]}},
+            "content": {"application/json": {"schema": ref_of[(_model(op.body), "validation")]}},
         }
     return doc
 
@@ -245,7 +292,7 @@ def _header_refs(*names: str) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
-def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
+def _responses(op: Operation, ref_of: _Refs, problem: dict[str, Any]) -> dict[str, Any]:
     common = (*_ALWAYS_HEADERS, *(_RATE_HEADERS if op.rate_limited else ()))
     success: dict[str, Any] = {
         "description": HTTPStatus(op.status).phrase,
@@ -253,18 +300,19 @@ def _responses(op: Operation, ref_of: _Refs) -> dict[str, Any]:
     }
     if op.response is not None:
         success["content"] = {
-            "application/json": {"schema": ref_of[(op.response, "serialization")]}
+            "application/json": {"schema": ref_of[(_model(op.response), "serialization")]}
         }
     if op.streams is not None:
         media_type, line = op.streams
-        success.setdefault("content", {})[media_type] = {"schema": ref_of[(line, "serialization")]}
+        success.setdefault("content", {})[media_type] = {
+            "schema": ref_of[(_model(line), "serialization")]
+        }
     responses: dict[str, Any] = {str(op.status): success}
     if op.etag:
         responses["304"] = {
             "description": "Not Modified: If-None-Match matched the current ETag",
             "headers": _header_refs(*common, "ETag"),
         }
-    problem = {PROBLEM_CONTENT_TYPE: {"schema": ref_of[(Problem, "serialization")]}}
     for status in op.problem_statuses():
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import hdrs, web
-from pydantic import BaseModel
 
-from taskflowd.api.shapes import page_body
 from taskflowd.store.base import Page
+from taskflowd.store.render import join_objects
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def plain(data: BaseModel | Any) -> Any:
     """`data` as values orjson writes: a response model by its camelCase aliases."""
-    if isinstance(data, BaseModel):
+    # No model exists before pydantic is loaded, which a node does on first need only.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(data, pydantic.BaseModel):
         return data.model_dump(mode="python", by_alias=True)
     return data
+
+
+def page_body(items: Iterable[str], next_cursor: str | None) -> bytes:
+    """`{"items": [...], "nextCursor": …}` from JSON objects rendered by the database."""
+    cursor = orjson.dumps(next_cursor).decode()
+    return f'{{"items":{join_objects(items)},"nextCursor":{cursor}}}'.encode()
 
 
 def json_response(

@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import Field
 
 from taskflowd.api.schemas import ResponseModel
-from taskflowd.services.readiness import Report
 from taskflowd.services.stats import Overview, Window
 
 
@@ -25,16 +24,6 @@ class ReadyOut(ResponseModel):
     checks: dict[str, CheckOut] = Field(
         description="One entry per check: database, queue, and where they apply scheduler, "
         "redis, handlers"
-    )
-
-
-def ready_out(report: Report) -> ReadyOut:
-    return ReadyOut(
-        status="ready" if report.ready else "unavailable",
-        checks={
-            name: CheckOut(ok=c.ok, latency_ms=c.latency_ms, reason=c.reason)
-            for name, c in report.checks.items()
-        },
     )
 
 

@@ -10,10 +10,8 @@ from yarl import URL
 
 from taskflowd.api.schemas import RequestModel, ResponseModel
 from taskflowd.api.schemas_tasks import Description
-from taskflowd.handlers.http import url_problem
-from taskflowd.webhooks.rules import DeliveryStatus, EndpointStatus
-
-MAX_URL_LENGTH = 2048
+from taskflowd.handlers.http_rules import url_problem
+from taskflowd.webhooks.rules import MAX_URL_LENGTH, DeliveryStatus, EndpointStatus
 
 
 def _http_url(value: str) -> str:

@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel, JsonValue
 
 from taskflowd.domain.errors import FieldError, ValidationFailed
-from taskflowd.store.render import Field, Kind, Shape, join_objects
+from taskflowd.store.render import Field, Kind, Shape
 
 
 def _kind(annotation: Any) -> Kind:
@@ -62,12 +62,6 @@ def render(shape: Shape, entity: Any) -> bytes:
 
 def render_many(shape: Shape, entities: Iterable[Any]) -> bytes:
     return orjson.dumps([as_dict(shape, e) for e in entities])
-
-
-def page_body(items: Iterable[str], next_cursor: str | None) -> bytes:
-    """`{"items": [...], "nextCursor": …}` from JSON objects rendered by the database."""
-    cursor = orjson.dumps(next_cursor).decode()
-    return f'{{"items":{join_objects(items)},"nextCursor":{cursor}}}'.encode()
 
 
 def choose(shape: Shape, fields: str | None) -> Shape:

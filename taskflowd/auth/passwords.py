@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import bcrypt
-
 from taskflowd.domain.errors import FieldError
 
 MIN_PASSWORD_BYTES = 8
@@ -40,12 +38,18 @@ class PasswordHasher:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    # Both run in the pool, so bcrypt is imported off the event loop, at the first
+    # password a node hashes or checks, never to start (issue 12).
     def _hash(self, password: str) -> str:
+        import bcrypt
+
         salt = bcrypt.gensalt(rounds=self.rounds)
         return bcrypt.hashpw(password.encode("utf-8"), salt).decode("ascii")
 
     @staticmethod
     def _check(password: str, hashed: str) -> bool:
+        import bcrypt
+
         try:
             return bcrypt.checkpw(password.encode("utf-8")[:72], hashed.encode("ascii"))
         except ValueError:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskflowd.api.schemas_ops import stats_out
 from taskflowd.dashboard.series import ThroughputSeries
 from taskflowd.domain.entities import User
 from taskflowd.domain.orgs import Actor
@@ -108,6 +107,9 @@ class StatsFeed:
                 return cached[1]
             overview = await self._stats.overview(owner_id)
             series = await self._series.per_minute(owner_id)
+            # The API's schemas (and pydantic) load when first needed, not to start.
+            from taskflowd.api.schemas_ops import stats_out
+
             data = {
                 "stats": stats_out(overview).model_dump(mode="json", by_alias=True),
                 "series": series.as_json(),

@@ -12,13 +12,10 @@ a new API key is (`views_keys`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydantic
 from aiohttp import web
 
-from taskflowd.api.schemas_webhooks import MAX_URL_LENGTH, WebhookCreate
-from taskflowd.api.validation import field_errors
 from taskflowd.dashboard.acting import acting, actor
 from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
 from taskflowd.dashboard.forms import Form
@@ -26,8 +23,11 @@ from taskflowd.domain.errors import Conflict, Forbidden, NotFound, ValidationFai
 from taskflowd.domain.orgs import QuotaExceeded
 from taskflowd.domain.rules import MAX_DESCRIPTION_LENGTH
 from taskflowd.webhooks.model import Delivery, Endpoint
-from taskflowd.webhooks.rules import ANY_EVENT, EVENT_TYPES
+from taskflowd.webhooks.rules import ANY_EVENT, EVENT_TYPES, MAX_URL_LENGTH
 from taskflowd.webhooks.service import WebhookService
+
+if TYPE_CHECKING:
+    from taskflowd.api.schemas_webhooks import WebhookCreate
 
 PAGE_SIZE = 50
 MAX_CURSOR_CHARS = 512
@@ -128,6 +128,12 @@ def _text(value: Any, limit: int) -> str:
 def _validated(form: Form, events: list[str]) -> WebhookCreate | None:
     """The form as the API's request body, checked by the API's own model; None (with
     each message next to its input) when it does not pass."""
+    # The API's schemas (and pydantic) load with its first webhook request or this form.
+    import pydantic
+
+    from taskflowd.api.schemas_webhooks import WebhookCreate
+    from taskflowd.api.validation import field_errors
+
     values = form.values
     body: dict[str, Any] = {
         "url": values["url"],

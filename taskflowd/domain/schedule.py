@@ -26,9 +26,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import HOUR_FIELD, CroniterError, croniter
 
 from taskflowd.domain.enums import MisfirePolicy, TaskType
 
@@ -36,6 +35,9 @@ MAX_CRON_LENGTH = 200
 DEFAULT_MISFIRE_GRACE = timedelta(seconds=10)
 """A tick at most this late is on time: scheduler lag or a quick restart loses nothing."""
 DEFAULT_MISSED_COUNT_LIMIT = 100
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 _FIELDS_5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _FIELDS_6 = ("second", *_FIELDS_5)
@@ -128,14 +130,16 @@ def parse_cron(expr: str) -> CronSpec:
     for name, value in zip(names, fields, strict=True):
         _check_field_syntax(name, value)
     matcher = _build_matcher(fields, names)
+    import croniter as lib
+
     try:
         copy.copy(matcher).get_next()
-    except CroniterError:
+    except lib.CroniterError:
         raise CronError(
             "never fires: no date matches the day-of-month, month and day-of-week fields "
             "(e.g. February 30)"
         ) from None
-    hours = matcher.expanded[HOUR_FIELD]
+    hours = matcher.expanded[lib.HOUR_FIELD]
     # croniter writes any full hour range as "*"; counting too keeps this right if it stops.
     all_hours = "*" in hours or len(set(hours)) == 24
     return CronSpec(text, len(fields) == 6, all_hours, matcher)
@@ -305,11 +309,15 @@ def _check_field_syntax(name: str, value: str) -> None:
 
 
 def _build_matcher(fields: list[str], names: tuple[str, ...]) -> croniter[datetime]:
+    # Imported on the first schedule parsed: a node with no cron task never needs it
+    # (start-up time and memory, issue 12).
+    import croniter as lib
+
     # croniter wants seconds last, BullMQ/Quartz users write them first.
     ordered = fields[1:] + fields[:1] if len(fields) == 6 else fields
     try:
-        return croniter(" ".join(ordered), _PROBE_START, ret_type=datetime)
-    except (CroniterError, ValueError, KeyError, IndexError, TypeError) as exc:
+        return lib.croniter(" ".join(ordered), _PROBE_START, ret_type=datetime)
+    except (lib.CroniterError, ValueError, KeyError, IndexError, TypeError) as exc:
         error = exc
     # Blame the first field that is invalid on its own; the rest stay wildcards.
     for index, (name, value) in enumerate(zip(names, fields, strict=True)):
@@ -317,8 +325,8 @@ def _build_matcher(fields: list[str], names: tuple[str, ...]) -> croniter[dateti
         probe[index] = value
         probe = probe[1:] + probe[:1] if len(fields) == 6 else probe
         try:
-            croniter(" ".join(probe), _PROBE_START)
-        except (CroniterError, ValueError, KeyError, IndexError, TypeError):
+            lib.croniter(" ".join(probe), _PROBE_START)
+        except (lib.CroniterError, ValueError, KeyError, IndexError, TypeError):
             raise CronError(
                 f"{name} field {value!r} is invalid; allowed: {_ALLOWED[name]}, "
                 "with lists (,), ranges (-) and steps (/)"
@@ -356,10 +364,12 @@ class _Grid:
         return self.at_or_before(wall - _MICROSECOND)
 
     def _step(self, start: datetime, *, backwards: bool) -> datetime:
+        import croniter as lib
+
         self._it.set_current(start, force=True)
         try:
             return self._it.get_prev() if backwards else self._it.get_next()
-        except (CroniterError, ValueError, OverflowError):
+        except (lib.CroniterError, ValueError, OverflowError):
             raise CronError(
                 f"{self.expression!r} has no run {'before' if backwards else 'after'} {start}"
             ) from None

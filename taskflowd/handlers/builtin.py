@@ -9,32 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers import parsing
 from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
-
-MAX_SLEEP_S = 86_400.0
-
-
-class _Strict(BaseModel):
-    # strict: `true` is not a number and "3" is not an int; forbid: a misspelt key is an
-    # error the user sees at creation time, not a silently ignored option. defer_build:
-    # the validator is built on first use, not at start-up (as for every payload model).
-    model_config = ConfigDict(
-        strict=True, extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True
-    )
-
-
-class SleepPayload(_Strict):
-    seconds: float = Field(ge=0, le=MAX_SLEEP_S)
-
-
-class FailPayload(_Strict):
-    message: str = Field(default="failed on purpose", max_length=10_000)
-    until_attempt: int | None = Field(default=None, alias="untilAttempt", ge=1)
 
 
 def validate_echo(payload: JSON) -> list[FieldError]:
@@ -50,18 +28,24 @@ async def run_echo(payload: JSON, ctx: JobContext) -> JSON:
 
 
 def validate_sleep(payload: JSON) -> list[FieldError]:
+    from taskflowd.handlers.payloads import SleepPayload
+
     return parsing.check(SleepPayload, payload)
 
 
 async def run_sleep(payload: JSON, ctx: JobContext) -> JSON:
     """Sleep `seconds` without blocking the loop; cancellation ends the sleep at once."""
     del ctx
+    from taskflowd.handlers.payloads import SleepPayload
+
     parsed = parsing.parse(SleepPayload, payload)
     await asyncio.sleep(parsed.seconds)
     return {"seconds": parsed.seconds}
 
 
 def validate_fail(payload: JSON) -> list[FieldError]:
+    from taskflowd.handlers.payloads import FailPayload
+
     return parsing.check(FailPayload, payload)
 
 
@@ -70,6 +54,8 @@ async def run_fail(payload: JSON, ctx: JobContext) -> JSON:
 
     On the attempt that succeeds the result is `{"attempt": n}`.
     """
+    from taskflowd.handlers.payloads import FailPayload
+
     parsed = parsing.parse(FailPayload, payload)
     if parsed.until_attempt is None or ctx.attempt < parsed.until_attempt:
         raise JobError(parsed.message, error_type="fail", retryable=True)

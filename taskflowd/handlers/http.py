@@ -22,16 +22,13 @@ Payload: `{"url", "method"?, "headers"?, "body"?, "expectStatus"?}`. Guarantees:
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
 from aiohttp.resolver import DefaultResolver
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
 import taskflowd
@@ -39,92 +36,20 @@ from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers import parsing
 from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.http_rules import (
+    ATTEMPT_HEADER,
+    DELIVERY_ID_HEADER,
+    EXECUTION_ID_HEADER,
+    url_problem,
+)
 from taskflowd.handlers.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Framing and routing headers belong to the client library; a user value would either
-# be ignored or produce a malformed request.
-_RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "upgrade",
-        "te",
-        "trailer",
-        "keep-alive",
-    }
-)
 # Credentials meant for one origin must not follow a redirect to another (as browsers,
 # curl and requests do).
 _ORIGIN_BOUND_HEADERS = ("authorization", "proxy-authorization", "cookie")
-DELIVERY_ID_HEADER = "X-Taskflow-Delivery-Id"
-EXECUTION_ID_HEADER = "X-Taskflow-Execution-Id"
-ATTEMPT_HEADER = "X-Taskflow-Attempt"
-# The attempt's identity is taskflowd's to state: a payload naming one of these would make
-# a receiver's idempotency check trust a value the task's author chose.
-_DELIVERY_HEADERS = frozenset(
-    h.lower() for h in (DELIVERY_ID_HEADER, EXECUTION_ID_HEADER, ATTEMPT_HEADER)
-)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE_STATUSES = frozenset({408, 429})
 _CHUNK_BYTES = 64 * 1024
-
-StatusCode = Annotated[int, Field(ge=100, le=599)]
-
-
-def url_problem(url: URL) -> str | None:
-    """What makes `url` unusable as a destination, ignoring its address, or None."""
-    if url.scheme not in ("http", "https"):
-        return "must be an absolute http or https URL"
-    if not url.host:
-        return "must name a host"
-    if url.user is not None or url.password is not None:
-        return "must not carry credentials; send them in an Authorization header"
-    return None
-
-
-class HttpPayload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
-
-    url: str = Field(min_length=1, max_length=8192)
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict, max_length=100)
-    body: Any = None
-    expect_status: list[StatusCode] | None = Field(
-        default=None, alias="expectStatus", min_length=1, max_length=100
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        try:
-            problem = url_problem(URL(value))
-        except (ValueError, TypeError):
-            problem = "is not a valid URL"
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"header name {name!r} is not a valid HTTP token")
-            if name.lower() in _RESERVED_HEADERS | _DELIVERY_HEADERS:
-                raise ValueError(f"header {name!r} is set by taskflowd and cannot be given")
-            if any(c in text for c in "\r\n\0"):
-                raise ValueError(f"header {name!r} contains a line break or NUL")
-        return value
-
-    @field_validator("expect_status", mode="before")
-    @classmethod
-    def _one_status_is_a_list(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return [value]
-        return value
 
 
 def parse_retry_after(value: str | None, now: datetime, cap_s: float) -> float | None:
@@ -179,6 +104,8 @@ class HttpHandler:
 
     def validate(self, payload: JSON) -> list[FieldError]:
         """Shape errors, plus a literal IP host the policy refuses (names resolve later)."""
+        from taskflowd.handlers.payloads import HttpPayload
+
         errors = parsing.check(HttpPayload, payload)
         if errors:
             return errors
@@ -196,6 +123,8 @@ class HttpHandler:
             await resolver.close()
 
     async def run(self, payload: JSON, ctx: JobContext) -> JSON:
+        from taskflowd.handlers.payloads import HttpPayload
+
         request = parsing.parse(HttpPayload, payload)
         session = self._session_or_fail()
         url = URL(request.url)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, TypeVar
 
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers.base import JobError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 ROOT = "payload"
 
@@ -38,6 +39,8 @@ def field_errors(exc: ValidationError, root: str = ROOT) -> list[FieldError]:
 
 def check(model: type[BaseModel], payload: JSON) -> list[FieldError]:
     """Validate `payload` against `model`; never raises for any JSON input."""
+    from pydantic import ValidationError  # loaded with the first payload model (issue 12)
+
     if not isinstance(payload, dict):
         return [FieldError(ROOT, "must be a JSON object")]
     try:
@@ -49,6 +52,8 @@ def check(model: type[BaseModel], payload: JSON) -> list[FieldError]:
 
 def parse(model: type[ModelT], payload: JSON) -> ModelT:
     """Parse a payload at run time; a bad one fails the job for good (it cannot heal)."""
+    from pydantic import ValidationError
+
     if not isinstance(payload, dict):
         raise JobError(
             "payload must be a JSON object", error_type="invalid_payload", retryable=False

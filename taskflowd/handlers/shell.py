@@ -26,9 +26,7 @@ import os
 import signal
 import subprocess
 import threading
-from typing import Annotated, Any, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any, TypeVar
 
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
@@ -37,49 +35,6 @@ from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
 
 _STDERR_TAIL_CHARS = 1000
 T = TypeVar("T")
-
-Arg = Annotated[str, Field(max_length=128 * 1024)]
-
-
-def _no_nul(text: str, what: str) -> None:
-    if "\0" in text:
-        raise ValueError(f"{what} must not contain NUL characters")
-
-
-class ShellPayload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
-
-    argv: list[Arg] = Field(min_length=1, max_length=256)
-    cwd: str | None = Field(default=None, max_length=4096)
-    env: dict[str, str] | None = Field(default=None, max_length=256)
-
-    @field_validator("argv")
-    @classmethod
-    def _check_argv(cls, value: list[str]) -> list[str]:
-        if not value[0]:
-            raise ValueError("the program (first item) must not be empty")
-        for arg in value:
-            _no_nul(arg, "arguments")
-        return value
-
-    @field_validator("cwd")
-    @classmethod
-    def _check_cwd(cls, value: str | None) -> str | None:
-        if value is not None:
-            _no_nul(value, "cwd")
-            # Relative to what? The daemon's working directory is nobody's business.
-            if not os.path.isabs(value):
-                raise ValueError("must be an absolute path")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _check_env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for name, text in (value or {}).items():
-            if not name or "=" in name:
-                raise ValueError(f"variable name {name!r} must be non-empty and without '='")
-            _no_nul(name + text, f"variable {name!r}")
-        return value
 
 
 class _Capture:
@@ -195,9 +150,13 @@ class ShellHandler:
         return HandlerSpec("shell", self.run, self.validate, admin_only=True, step_envelope=False)
 
     def validate(self, payload: JSON) -> list[FieldError]:
+        from taskflowd.handlers.payloads import ShellPayload
+
         return parsing.check(ShellPayload, payload)
 
     async def run(self, payload: JSON, ctx: JobContext) -> JSON:
+        from taskflowd.handlers.payloads import ShellPayload
+
         request = parsing.parse(ShellPayload, payload)
         program = request.argv[0]
         loop = asyncio.get_running_loop()

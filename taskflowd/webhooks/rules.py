@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "task.deleted",
 )
 ANY_EVENT = "*"
+MAX_URL_LENGTH = 2048
 PING = "ping"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not a secret
 SECRET_BYTES = 24

@@ -25,7 +25,8 @@ import taskflowd
 from taskflowd.background import Outage, Supervisor, wait_event
 from taskflowd.config import WebhookSettings
 from taskflowd.domain.entities import utcnow
-from taskflowd.handlers.http import safe_url, url_problem
+from taskflowd.handlers.http import safe_url
+from taskflowd.handlers.http_rules import url_problem
 from taskflowd.handlers.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip
 from taskflowd.store.errors import StoreError
 from taskflowd.webhooks.leases import DeliveryLeases, Outcome, Settled

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from taskflowd.api.openapi import REGISTRY_KEY, Access, ApiRegistry, Operation
 from taskflowd.api.responses import json_bytes, json_response
-from taskflowd.api.schemas import HealthOut, OpenApiDocument
 
 _HEALTHY = b'{"status":"ok"}'
 """`HealthOut(status="ok")`, encoded once: liveness probes come often."""
@@ -29,7 +28,7 @@ def install(api: ApiRegistry) -> None:
             "Liveness: the process answers",
             "meta",
             Access.PUBLIC,
-            response=HealthOut,
+            response="schemas.HealthOut",
             rate_limited=False,
         )
     )
@@ -41,6 +40,6 @@ def install(api: ApiRegistry) -> None:
             "This OpenAPI 3.1 document",
             "meta",
             Access.PUBLIC,
-            response=OpenApiDocument,
+            response="schemas.OpenApiDocument",
         )
     )

@@ -1,67 +1,14 @@
-"""/api/v1/users: user administration, ADMIN only."""
+"""/api/v1/users: user administration, ADMIN only.
+
+Declared here; the handlers, in `taskflowd.api.views.users`, are imported on the first
+request (start-up time, issue 12)."""
 
 from __future__ import annotations
 
-from aiohttp import hdrs, web
-
-from taskflowd.api.context import CONTEXT_KEY
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import etag_response, json_response, no_content
-from taskflowd.api.schemas import (
-    CreateUserRequest,
-    ListQuery,
-    UpdateUserRequest,
-    UserList,
-    UserOut,
-    user_out,
-)
-from taskflowd.api.security import current_user
-from taskflowd.api.validation import parse_body, parse_query
-from taskflowd.auth.service import AuthService, NewUser, UserChanges
 
+VIEWS = "taskflowd.api.views.users"
 PREFIX = "/api/v1/users"
-
-
-def _auth(request: web.Request) -> AuthService:
-    return request.app[CONTEXT_KEY].auth
-
-
-async def list_users(request: web.Request) -> web.Response:
-    query = parse_query(request, ListQuery)
-    page = await _auth(request).list_users(query.limit, query.cursor)
-    return json_response(
-        UserList(items=[user_out(u) for u in page.items], next_cursor=page.next_cursor)
-    )
-
-
-async def get_user(request: web.Request) -> web.Response:
-    user = await _auth(request).get_user(request.match_info["id"])
-    return etag_response(request, user_out(user))
-
-
-async def create_user(request: web.Request) -> web.Response:
-    body = await parse_body(request, CreateUserRequest)
-    user = await _auth(request).create_user(
-        NewUser(
-            body.email, body.password, body.first_name, body.last_name, body.role, body.is_active
-        ),
-        current_user(request),
-    )
-    return json_response(user_out(user), status=201, headers={hdrs.LOCATION: f"{PREFIX}/{user.id}"})
-
-
-async def update_user(request: web.Request) -> web.Response:
-    body = await parse_body(request, UpdateUserRequest)
-    changes = UserChanges(body.role, body.is_active, body.first_name, body.last_name)
-    user = await _auth(request).update_user(
-        current_user(request), request.match_info["id"], changes
-    )
-    return json_response(user_out(user))
-
-
-async def delete_user(request: web.Request) -> web.Response:
-    await _auth(request).delete_user(current_user(request), request.match_info["id"])
-    return no_content()
 
 
 def install(api: ApiRegistry) -> None:
@@ -70,53 +17,53 @@ def install(api: ApiRegistry) -> None:
         Operation(
             "GET",
             PREFIX,
-            list_users,
+            "list_users",
             "List users, newest first",
             "users",
             admin,
-            query=ListQuery,
-            response=UserList,
+            query="schemas.ListQuery",
+            response="schemas.UserList",
         ),
         Operation(
             "POST",
             PREFIX,
-            create_user,
+            "create_user",
             "Create a user with any role",
             "users",
             admin,
             status=201,
-            body=CreateUserRequest,
-            response=UserOut,
+            body="schemas.CreateUserRequest",
+            response="schemas.UserOut",
             problems=(409,),
         ),
         Operation(
             "GET",
             f"{PREFIX}/{ID_PARAM}",
-            get_user,
+            "get_user",
             "One user",
             "users",
             admin,
-            response=UserOut,
+            response="schemas.UserOut",
             etag=True,
         ),
         Operation(
             "PATCH",
             f"{PREFIX}/{ID_PARAM}",
-            update_user,
+            "update_user",
             "Change a user's role, activation or name; not your own role or activation",
             "users",
             admin,
-            body=UpdateUserRequest,
-            response=UserOut,
+            body="schemas.UpdateUserRequest",
+            response="schemas.UserOut",
         ),
         Operation(
             "DELETE",
             f"{PREFIX}/{ID_PARAM}",
-            delete_user,
+            "delete_user",
             "Delete (soft) a user and end its sessions; not yourself",
             "users",
             admin,
             status=204,
         ),
     ):
-        api.add(operation)
+        api.add(operation, VIEWS)

@@ -1,153 +1,20 @@
 """/api/v1/webhooks: endpoints that receive signed messages about the org's jobs, tasks
-and workflow runs, and their delivery logs (DESIGN.md §10)."""
+and workflow runs, and their delivery logs (DESIGN.md §10).
+
+Declared here; the handlers, in `taskflowd.api.views.webhooks`, are imported on the first
+request (start-up time, issue 12)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from taskflowd.api.acting import current_actor
 from taskflowd.api.openapi import ID_PARAM, Access, ApiRegistry, Operation
-from taskflowd.api.responses import json_response, no_content
-from taskflowd.api.schemas import ListQuery
-from taskflowd.api.schemas_webhooks import (
-    DeliveryList,
-    DeliveryOut,
-    WebhookCreate,
-    WebhookList,
-    WebhookOut,
-    WebhookPatch,
-    WebhookWithSecret,
-)
-from taskflowd.api.validation import parse_body, parse_query
-from taskflowd.domain.errors import FieldError, ValidationFailed
-from taskflowd.webhooks.model import Delivery, Endpoint
 from taskflowd.webhooks.service import WebhookService
 
+VIEWS = "taskflowd.api.views.webhooks"
 PREFIX = "/api/v1/webhooks"
 DELIVERY_PARAM = "{did:[0-9A-Za-z-]+}"
 WEBHOOKS_KEY = web.AppKey("taskflowd.webhooks", WebhookService)
-_NULLABLE = frozenset({"task_id", "workflow_id"})
-
-
-def _service(request: web.Request) -> WebhookService:
-    return request.app[WEBHOOKS_KEY]
-
-
-def _fields(e: Endpoint) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "url": e.url,
-        "description": e.description,
-        "events": list(e.events),
-        "task_id": e.task_id,
-        "workflow_id": e.workflow_id,
-        "status": e.status,
-        "disabled_reason": e.disabled_reason,
-        "failing_since": e.failing_since,
-        "previous_secret_expires_at": e.previous_secret_until,
-        "created_by": e.created_by,
-        "created_at": e.created_at,
-        "updated_at": e.updated_at,
-    }
-
-
-def webhook_out(e: Endpoint) -> WebhookOut:
-    return WebhookOut(**_fields(e))
-
-
-def delivery_out(d: Delivery) -> DeliveryOut:
-    return DeliveryOut(
-        id=d.id,
-        webhook_id=d.endpoint_id,
-        message_id=d.message_id,
-        event_type=d.event_type,
-        status=d.status,
-        attempts=d.attempts,
-        response_status=d.response_status,
-        response_body=d.response_body,
-        error=d.error,
-        duration=d.duration_ms,
-        next_attempt_at=d.next_attempt_at,
-        last_attempt_at=d.last_attempt_at,
-        created_at=d.created_at,
-        updated_at=d.updated_at,
-    )
-
-
-def _id(request: web.Request) -> str:
-    return request.match_info["id"]
-
-
-async def create_webhook(request: web.Request) -> web.Response:
-    body = await parse_body(request, WebhookCreate)
-    endpoint, secret = await _service(request).create(
-        await current_actor(request),
-        body.url,
-        body.events,
-        body.description,
-        task_id=body.task_id,
-        workflow_id=body.workflow_id,
-    )
-    return json_response(WebhookWithSecret(**_fields(endpoint), secret=secret), status=201)
-
-
-async def list_webhooks(request: web.Request) -> web.Response:
-    query = parse_query(request, ListQuery)
-    page = await _service(request).list(await current_actor(request), query.limit, query.cursor)
-    items = [webhook_out(e) for e in page.items]
-    return json_response(WebhookList(items=items, next_cursor=page.next_cursor))
-
-
-async def get_webhook(request: web.Request) -> web.Response:
-    endpoint = await _service(request).get(await current_actor(request), _id(request))
-    return json_response(webhook_out(endpoint))
-
-
-async def update_webhook(request: web.Request) -> web.Response:
-    body = await parse_body(request, WebhookPatch)
-    changes: dict[str, Any] = {}
-    for name in body.model_fields_set:
-        value = getattr(body, name)
-        if value is None and name not in _NULLABLE:
-            raise ValidationFailed([FieldError(name, "cannot be null")])
-        changes[name] = value
-    endpoint = await _service(request).update(await current_actor(request), _id(request), changes)
-    return json_response(webhook_out(endpoint))
-
-
-async def delete_webhook(request: web.Request) -> web.Response:
-    await _service(request).delete(await current_actor(request), _id(request))
-    return no_content()
-
-
-async def ping_webhook(request: web.Request) -> web.Response:
-    delivery = await _service(request).test(await current_actor(request), _id(request))
-    return json_response(delivery_out(delivery), status=202)
-
-
-async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    endpoint, secret = await _service(request).rotate_secret(
-        await current_actor(request), _id(request)
-    )
-    return json_response(WebhookWithSecret(**_fields(endpoint), secret=secret))
-
-
-async def list_webhook_deliveries(request: web.Request) -> web.Response:
-    query = parse_query(request, ListQuery)
-    page = await _service(request).deliveries(
-        await current_actor(request), _id(request), query.limit, query.cursor
-    )
-    items = [delivery_out(d) for d in page.items]
-    return json_response(DeliveryList(items=items, next_cursor=page.next_cursor))
-
-
-async def redeliver_webhook_delivery(request: web.Request) -> web.Response:
-    delivery = await _service(request).redeliver(
-        await current_actor(request), _id(request), request.match_info["did"]
-    )
-    return json_response(delivery_out(delivery), status=202)
 
 
 def install(api: ApiRegistry) -> None:
@@ -158,43 +25,49 @@ def install(api: ApiRegistry) -> None:
         Operation(
             "GET",
             PREFIX,
-            list_webhooks,
+            "list_webhooks",
             "The org's webhook endpoints, newest first (secrets are never shown)",
             tag,
             user,
-            query=ListQuery,
-            response=WebhookList,
+            query="schemas.ListQuery",
+            response="schemas_webhooks.WebhookList",
         ),
         Operation(
             "POST",
             PREFIX,
-            create_webhook,
+            "create_webhook",
             "Create a webhook endpoint; the answer shows its signing secret, this once only",
             tag,
             user,
             status=201,
-            body=WebhookCreate,
-            response=WebhookWithSecret,
+            body="schemas_webhooks.WebhookCreate",
+            response="schemas_webhooks.WebhookWithSecret",
             problems=(403,),
         ),
         Operation(
-            "GET", one, get_webhook, "Read a webhook endpoint", tag, user, response=WebhookOut
+            "GET",
+            one,
+            "get_webhook",
+            "Read a webhook endpoint",
+            tag,
+            user,
+            response="schemas_webhooks.WebhookOut",
         ),
         Operation(
             "PATCH",
             one,
-            update_webhook,
+            "update_webhook",
             "Change a webhook endpoint; `enabled: true` turns a disabled one back on",
             tag,
             user,
-            body=WebhookPatch,
-            response=WebhookOut,
+            body="schemas_webhooks.WebhookPatch",
+            response="schemas_webhooks.WebhookOut",
             problems=(403,),
         ),
         Operation(
             "DELETE",
             one,
-            delete_webhook,
+            "delete_webhook",
             "Delete a webhook endpoint and its delivery log",
             tag,
             user,
@@ -204,47 +77,47 @@ def install(api: ApiRegistry) -> None:
         Operation(
             "POST",
             f"{one}/test",
-            ping_webhook,
+            "ping_webhook",
             "Send a `ping` message to the endpoint",
             tag,
             user,
             status=202,
-            response=DeliveryOut,
+            response="schemas_webhooks.DeliveryOut",
             body_required=False,
             problems=(403, 409),
         ),
         Operation(
             "POST",
             f"{one}/rotate-secret",
-            rotate_webhook_secret,
+            "rotate_webhook_secret",
             "A new signing secret, shown this once; the old one signs too for 24 h",
             tag,
             user,
-            response=WebhookWithSecret,
+            response="schemas_webhooks.WebhookWithSecret",
             body_required=False,
             problems=(403,),
         ),
         Operation(
             "GET",
             f"{one}/deliveries",
-            list_webhook_deliveries,
+            "list_webhook_deliveries",
             "The endpoint's deliveries, newest first: status, attempts, last answer",
             tag,
             user,
-            query=ListQuery,
-            response=DeliveryList,
+            query="schemas.ListQuery",
+            response="schemas_webhooks.DeliveryList",
         ),
         Operation(
             "POST",
             f"{one}/deliveries/{DELIVERY_PARAM}/redeliver",
-            redeliver_webhook_delivery,
+            "redeliver_webhook_delivery",
             "Send a finished delivery again, with the same webhook-id",
             tag,
             user,
             status=202,
-            response=DeliveryOut,
+            response="schemas_webhooks.DeliveryOut",
             body_required=False,
             problems=(403, 409),
         ),
     ):
-        api.add(operation)
+        api.add(operation, VIEWS)

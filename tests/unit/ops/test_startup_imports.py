@@ -1,7 +1,9 @@
 """What `taskflowd serve` loads before it answers: a SQLite node imports no driver and no
-client it does not use, builds no pydantic validator until a request needs one, and loads
-neither cryptography (no encryption keys), PyJWT (no token seen) nor Jinja2 (no page
-served) (start-up time and memory, issue 12). Checked in a fresh interpreter."""
+client it does not use; it imports pydantic and the API's handlers and models with the
+first request (or job) that needs them; and it loads neither cryptography (no encryption
+keys), PyJWT (no token seen), Jinja2 (no page served), croniter (no schedule parsed),
+bcrypt (no password hashed) nor tomllib (no config file) (start-up time and memory,
+issue 12). Checked in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -12,21 +14,12 @@ from pathlib import Path
 
 SERVE = """
 import json, sys
-from pydantic import BaseModel
 from taskflowd import cli, commands
 from taskflowd.config import load_settings
 from taskflowd.daemon import Daemon
 
 Daemon.build(load_settings(None, overrides={{"database": {database!r}}}))
-
-def models(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from models(sub)
-
-built = [m.__qualname__ for m in models(BaseModel)
-         if m.__module__.startswith("taskflowd.") and m.__pydantic_complete__]
-print(json.dumps({{"modules": sorted(sys.modules), "built": built}}))
+print(json.dumps(sorted(sys.modules)))
 """
 
 NOT_FOR_SQLITE = (
@@ -39,27 +32,41 @@ NOT_FOR_SQLITE = (
     "taskflowd.backup",
 )
 
-NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2")
+NOT_UNTIL_REQUESTED = (
+    "pydantic",
+    "taskflowd.api.views",
+    "taskflowd.api.schemas",
+    "taskflowd.handlers.payloads",
+)
+"""Module name prefixes: pydantic, every API resource's handlers, the request and response
+models of all of them (`/ready` and `/api/v1/stats` included) and the job payload models."""
+
+NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2", "croniter", "bcrypt", "tomllib")
 
 
-def _serve_path(tmp_path: Path) -> dict[str, list[str]]:
+def _serve_path(tmp_path: Path) -> list[str]:
     code = SERVE.format(database=f"sqlite:///{tmp_path / 'start.db'}")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    result: dict[str, list[str]] = json.loads(out.stdout)
-    return result
+    modules: list[str] = json.loads(out.stdout)
+    return modules
 
 
-def test_a_sqlite_node_builds_without_drivers_clients_or_validators(tmp_path: Path) -> None:
+def test_a_sqlite_node_builds_without_drivers_or_clients(tmp_path: Path) -> None:
     loaded = _serve_path(tmp_path)
-    assert [m for m in NOT_FOR_SQLITE if m in loaded["modules"]] == []
-    assert "taskflowd.api.schemas" in loaded["modules"]
-    assert loaded["built"] == []
+    assert [m for m in NOT_FOR_SQLITE if m in loaded] == []
 
 
-def test_a_node_without_keys_tokens_or_pages_loads_no_crypto_jwt_or_templates(
+def test_a_node_without_keys_tokens_pages_schedules_passwords_or_config_file_loads_none(
     tmp_path: Path,
 ) -> None:
     loaded = _serve_path(tmp_path)
-    assert [m for m in NOT_UNTIL_NEEDED if m in loaded["modules"]] == []
+    assert [m for m in NOT_UNTIL_NEEDED if m in loaded] == []
+
+
+def test_a_node_imports_pydantic_handlers_and_models_with_their_first_request(
+    tmp_path: Path,
+) -> None:
+    loaded = _serve_path(tmp_path)
+    assert [m for m in loaded if m.startswith(NOT_UNTIL_REQUESTED)] == []
