@@ -84,7 +84,7 @@ def render(document: dict[str, Any]) -> str:
 
 
 async def api_docs(request: web.Request) -> web.Response:
-    page = render(request.app[REGISTRY_KEY].document())
+    page = render(await request.app[REGISTRY_KEY].served_document())
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 

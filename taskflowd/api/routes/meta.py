@@ -16,7 +16,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return json_response(request.app[REGISTRY_KEY].document())
+    return json_response(await request.app[REGISTRY_KEY].served_document())
 
 
 def install(api: ApiRegistry) -> None:
