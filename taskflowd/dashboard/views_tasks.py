@@ -12,7 +12,7 @@ from aiohttp import web
 
 from taskflowd.dashboard.acting import actor, refuse_read_only
 from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
-from taskflowd.dashboard.formatting import label, when
+from taskflowd.dashboard.formatting import label, short_id, when
 from taskflowd.dashboard.forms import (
     LABELS,
     RUN_LABELS,
@@ -239,7 +239,7 @@ async def task_action(request: web.Request) -> web.Response:
             return redirect(
                 request,
                 here,
-                f"Queued a run now (execution {execution.id[:8]}).",
+                f"Queued a run now (execution {short_id(execution.id)}).",
                 link=_execution_link(execution),
             )
         if action == "pause":
@@ -301,7 +301,7 @@ async def run_task(request: web.Request) -> web.Response:
             return redirect(
                 request,
                 f"{PREFIX}/tasks/{task.id}",
-                f"Queued a run{due} (execution {execution.id[:8]}).",
+                f"Queued a run{due} (execution {short_id(execution.id)}).",
                 link=_execution_link(execution),
             )
     return _run_page(request, task, form, status=422)

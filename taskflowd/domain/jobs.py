@@ -12,6 +12,7 @@ from datetime import datetime
 
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.ids import new_execution_id
 
 OWN_JOB_SUFFIX = "@once"
 RUN_MARK = "@run-"
@@ -49,7 +50,7 @@ def new_execution(
     """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
     now = utcnow()
     return Execution(
-        id=str(uuid.uuid4()),
+        id=new_execution_id(),
         task_id=task.id,
         job_id=job_id,
         owner_id=task.created_by,

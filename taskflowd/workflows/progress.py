@@ -12,7 +12,6 @@ child exactly once; a crash rolls back the end and its children together.
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus
 from taskflowd.domain.errors import Conflict
+from taskflowd.domain.ids import new_execution_id
 from taskflowd.domain.jobs import step_job_id
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
@@ -328,7 +328,7 @@ class RunProgress:
 
     def _execution(self, run: Row, step: StepSpec, payload: Any, now: datetime) -> Execution:
         return Execution(
-            id=str(uuid.uuid4()),
+            id=new_execution_id(),
             task_id=run["task_id"],
             job_id=step_job_id(run["task_id"], run["id"], step.key),
             owner_id=run["owner_id"],

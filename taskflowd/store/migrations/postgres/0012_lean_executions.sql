@@ -1,0 +1,6 @@
+-- Every execution written pays for every index of job_executions. These three serve no
+-- query: nothing reads executions by owner (lists go by org or task), and claims read
+-- each org's head through job_executions_org_ready.
+DROP INDEX job_executions_owner;
+DROP INDEX job_executions_owner_completed_at;
+DROP INDEX job_executions_ready;
