@@ -27,7 +27,7 @@ from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.read_cache import ReadCache, WalHeader, read_job
-from taskflowd.store.sqlite_thread import SqliteThread
+from taskflowd.store.sqlite_thread import Span, SqliteThread
 
 if TYPE_CHECKING:
     import asyncpg
@@ -375,6 +375,11 @@ class SqliteDatabase:
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
+
+    def observe_writer(self, observer: Callable[[Span], None] | None) -> None:
+        """Have `observer` told, in the writer's thread, how each of its jobs ran (see
+        `sqlite_thread`): a benchmark's view of what held the writer; None stops it."""
+        self._writer_thread.observer = observer
 
     def _write_conn(self) -> _SqliteConn:
         if self._writer is None:
