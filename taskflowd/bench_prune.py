@@ -63,10 +63,10 @@ class _TaggedDatabase:
         with _tagged(PRUNE):
             return await self._db.atomic(body)
 
-    async def incremental_vacuum(self, pages: int) -> None:
+    async def incremental_vacuum(self, pages: int, budget_s: float) -> int:
         assert isinstance(self._db, SqliteDatabase)
         with _tagged(VACUUM):
-            await self._db.incremental_vacuum(pages)
+            return await self._db.incremental_vacuum(pages, budget_s)
 
 
 class _Claim:
@@ -184,7 +184,8 @@ async def prune_rows(bench: _Bench, count: int, jobs: int) -> list[tuple[str, st
     began = time.perf_counter()
     pruning = asyncio.create_task(prune())
     during, claims = await _timed_drain(bench, jobs)
-    drained_s = time.perf_counter() - began
+    drained_at = time.perf_counter()
+    drained_s = drained_at - began
     pruned = await pruning
     prune_s = time.perf_counter() - began
     spans = observed.take()
@@ -204,15 +205,17 @@ async def prune_rows(bench: _Bench, count: int, jobs: int) -> list[tuple[str, st
     ]
     after_mb = await _file_mb(db)
     if before_mb is not None and after_mb is not None:
-        rows += _writer_rows(plain_spans, spans)
+        rows += _writer_rows(plain_spans, spans, drained_at)
         sizes = f"{before_mb:,.0f} / {after_mb:,.0f}"
         rows.append(("SQLite file before / after pruning (MB)", sizes))
     return rows
 
 
-def _writer_rows(plain: list[Span], spans: list[Span]) -> list[tuple[str, str]]:
-    """What held SQLite's writer, and what claims waited for it (see the module)."""
+def _writer_rows(plain: list[Span], spans: list[Span], drained_at: float) -> list[tuple[str, str]]:
+    """What held SQLite's writer, and what claims waited for it (see the module);
+    `drained_at`: when the drain ended (the worker's loop no longer busy)."""
     held = _holds(spans, PRUNE)
+    draining = _holds([s for s in spans if s.started < drained_at], PRUNE)
     commits = sorted(s.ended - s.committing for s in spans if s.tag == PRUNE and s.committing)
     steps = _holds(spans, VACUUM)
     plain_waits, _ = _claim_waits(plain, ())
@@ -221,6 +224,7 @@ def _writer_rows(plain: list[Span], spans: list[Span]) -> list[tuple[str, str]]:
     return [
         ("prune transactions", f"{len(held):,}"),
         ("prune transaction hold p50 / p99 / max (ms)", _spread(held)),
+        ("  while the drain ran (ms)", _spread(draining)),
         ("  of which COMMIT p50 / p99 / max (ms)", _spread(commits)),
         ("incremental vacuum steps, total time (s)", f"{len(steps):,}, {sum(steps):,.1f}"),
         ("incremental vacuum step hold p50 / p99 / max (ms)", _spread(steps)),
