@@ -372,10 +372,10 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self.checkpointer.stop()
-        self._header.close()
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
+        self._header.close()  # after the connections: see WalHeader
 
     def observe_writer(self, observer: Callable[[Span], None] | None) -> None:
         """Have `observer` told, in the writer's thread, how each of its jobs ran (see

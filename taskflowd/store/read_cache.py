@@ -31,23 +31,33 @@ class WalHeader:
     """The wal-index header of a database in WAL mode, read from its `-shm` file.
 
     Open it while a connection keeps the database open (the file lives as long as one
-    does); the bytes can be read from any thread."""
+    does), and close it only once the process's connections are closed: closing any
+    descriptor of a file drops every POSIX lock the process holds on it, SQLite's among
+    them, and a process opening the database next, finding no lock, would take itself
+    for the first and reset the file under this one's maps (SIGBUS). The bytes can be
+    read from any thread."""
 
     def __init__(self, database: Path) -> None:
         self._path = Path(f"{database}-shm")
         self._map: mmap.mmap | None = None
+        self._fd: int | None = None
 
     def open(self) -> None:
         fd = os.open(self._path, os.O_RDONLY)
         try:
             self._map = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd = fd
 
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
             self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def read(self) -> bytes | None:
         """The header now; None when it cannot be trusted (closed, or being written:
