@@ -37,6 +37,8 @@ VACUUM_PAGES = 64
 A step holds the writer for as long as it moves pages: with 500 a step took 7.5 ms at the
 median and 160 ms at worst (`taskflowd bench --prune` on a loaded machine), with 64 under
 2 ms at the median, freeing the file as fast overall."""
+VACUUM_STEP_S = 0.010
+"""A step moves no more pages once it has run this long, however slow its pages are."""
 
 
 class PruneReport(Protocol):
@@ -63,7 +65,7 @@ class Pruner:
         idempotency_keep: timedelta = timedelta(hours=24),
         report: PruneReport | None = None,
         clock: Callable[[], datetime] = utcnow,
-        vacuum: Callable[[int], Awaitable[None]] | None = None,
+        vacuum: Callable[[int, float], Awaitable[int]] | None = None,
     ) -> None:
         self.db = db
         self.retention = retention
@@ -182,8 +184,11 @@ class Pruner:
                 return
             await self._rest(began)
 
-    async def _vacuum(self, step: Callable[[int], Awaitable[None]]) -> None:
-        """Return a SQLite file's free pages to the file system, a few at a time."""
+    async def _vacuum(self, step: Callable[[int, float], Awaitable[int]]) -> None:
+        """Return a SQLite file's free pages to the file system, a few at a time. The
+        file shrinks once the node's checkpoint loop has copied the vacuumed pages back
+        (within its interval, beside the writer: a checkpoint here would hold the writer
+        while it copied the whole log and synced the file)."""
         row = await self.db.fetchrow("PRAGMA auto_vacuum")
         if row is None or int(row["auto_vacuum"]) != INCREMENTAL:
             if not self._warned_vacuum:
@@ -201,11 +206,8 @@ class Pruner:
             if free == 0 or (left is not None and free >= left):
                 break
             left = free
-            await step(VACUUM_PAGES)
+            await step(VACUUM_PAGES, VACUUM_STEP_S)
             await self._rest(began)
-        # PASSIVE never waits for readers (a waiting checkpoint would hold the writer);
-        # the file shrinks once the checkpoint reaches the vacuumed pages.
-        await self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _summary(deleted: dict[str, int]) -> str:

@@ -129,11 +129,12 @@ async def sweep_batch(
 async def _delete(
     conn: Conn, postgres: bool, sweep: Sweep, cutoff: datetime, keys: Sequence[object]
 ) -> dict[str, int]:
-    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
-    eligible = sweep.eligible.format(x="" if postgres else "+")
+    if not postgres:
+        return await _delete_sqlite(conn, sweep, cutoff, keys)
+    eligible = sweep.eligible.format(x="")
     rows = await conn.fetch(
         f"SELECT {sweep.key} AS k FROM {sweep.table} WHERE {sweep.key} IN "
-        f"({_marks(2, len(keys))}) AND {eligible}{lock}",
+        f"({_marks(2, len(keys))}) AND {eligible} FOR UPDATE SKIP LOCKED",
         cutoff,
         *keys,
     )
@@ -150,6 +151,29 @@ async def _delete(
         f"DELETE FROM {sweep.table} WHERE {sweep.key} IN ({placeholders})", *doomed
     )
     return deleted
+
+
+async def _delete_sqlite(
+    conn: Conn, sweep: Sweep, cutoff: datetime, keys: Sequence[object]
+) -> dict[str, int]:
+    """`_delete` in one statement a table, each choosing the eligible rows itself: the
+    writer runs a statement without taking Python's lock back in between, whereas a
+    SELECT handing the keys over takes it back for every row, and each time waits for
+    the event loop's thread to let go of it (up to 5 ms) while the transaction holds the
+    writer."""
+    chosen = f"{sweep.key} IN ({_marks(2, len(keys))}) AND {sweep.eligible.format(x='+')}"
+    deleted: dict[str, int] = {}
+    for child, child_key in sweep.children:
+        deleted[child] = await conn.execute(
+            f"DELETE FROM {child} WHERE {child_key} IN "
+            f"(SELECT {sweep.key} FROM {sweep.table} WHERE {chosen})",
+            cutoff,
+            *keys,
+        )
+    deleted[sweep.table] = await conn.execute(
+        f"DELETE FROM {sweep.table} WHERE {chosen}", cutoff, *keys
+    )
+    return deleted if deleted[sweep.table] else {}
 
 
 async def idempotency_batch(db: Database, cutoff: datetime, limit: int) -> int:

@@ -30,11 +30,13 @@ from typing import Protocol
 
 from taskflowd.background import Outage, Supervisor
 from taskflowd.store.errors import StoreError
-from taskflowd.store.sqlite_thread import SqliteThread
+from taskflowd.store.sqlite_thread import SqliteThread, span_tag
 
 log = logging.getLogger("taskflowd.store.checkpoint")
 
 TASK_NAME = "sqlite.checkpoint"
+CATCH_UP = "checkpoint catch-up"
+"""The `span_tag` of the writer's checkpoints (`catch_up`)."""
 INTERVAL_S = 0.5
 WAL_BYTES = 16 * 1024 * 1024
 SAFETY_NET_PAGES = 10_000
@@ -138,7 +140,11 @@ class Checkpointer:
             raise StoreError(f"sqlite checkpoint: {exc}") from exc
         self._idle_at = done.log_pages if done.complete and not done.truncated else None
         if not done.truncated and done.log_bytes > self.wal_bytes:
-            await self._catch_up()
+            tagged = span_tag.set(CATCH_UP)
+            try:
+                await self._catch_up()
+            finally:
+                span_tag.reset(tagged)
         return done
 
     async def _loop(self) -> None:

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
 from taskflowd.store.read_cache import ReadCache, WalHeader, read_job
-from taskflowd.store.sqlite_thread import SqliteThread
+from taskflowd.store.sqlite_thread import Span, SqliteThread
 
 if TYPE_CHECKING:
     import asyncpg
@@ -376,6 +377,11 @@ class SqliteDatabase:
             await thread.close()
         self._header.close()  # last: closing it drops the process's locks on the file
 
+    def observe_writer(self, observer: Callable[[Span], None] | None) -> None:
+        """Have `observer` told, in the writer's thread, how each of its jobs ran (see
+        `sqlite_thread`): a benchmark's view of what held the writer; None stops it."""
+        self._writer_thread.observer = observer
+
     def _write_conn(self) -> _SqliteConn:
         if self._writer is None:
             raise StoreUnavailable("the database is not connected")
@@ -470,15 +476,34 @@ class SqliteDatabase:
         self.journal.committed()
         return result
 
-    async def incremental_vacuum(self, pages: int) -> None:
-        """Give up to `pages` free pages back to the file system, in one short write.
-        (Run as a script: a cursor steps the PRAGMA once, which frees a single page.)"""
+    async def incremental_vacuum(self, pages: int, budget_s: float) -> int:
+        """Give up to `pages` free pages back to the file system in one write, which
+        moves no more pages once it has run `budget_s`: the pages given back.
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        A page moved from the end of the file takes a search of the free list and
+        rewrites the pages pointing to it, so what a page costs varies; the budget bounds
+        how long a step holds the writer whatever the pages cost. (One page a statement:
+        a cursor steps `PRAGMA incremental_vacuum(N)` once, which frees a single page.)"""
+
+        def job(conn: sqlite3.Connection) -> int:
+            began = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                for _ in range(min(pages, free)):
+                    conn.execute("PRAGMA incremental_vacuum(1)")
+                    if time.perf_counter() - began >= budget_s:
+                        break
+                left = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return free - left
 
         async with self._lock:
-            await self._write_conn()._run(job)
+            return await self._write_conn()._run(job)
 
     async def _checkpoint(self) -> None:
         """A PASSIVE checkpoint on the writer's connection, between two transactions."""

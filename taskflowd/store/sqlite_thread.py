@@ -13,6 +13,10 @@ every page a transaction changed to the log, which costs more than the statement
 small transaction, so concurrent writers share it. A body that raises rolls back to its
 savepoint alone; every body of the group answers only once the group committed, and all
 of them fail if the commit does.
+
+With an `observer`, each job's timing is reported from the thread as a `Span`, tagged
+with `span_tag` as it was where the job was submitted (a benchmark's way to tell which
+job a claim waited behind).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from queue import SimpleQueue
@@ -29,6 +35,23 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _MAX_BATCH = 64
+
+
+span_tag: ContextVar[object | None] = ContextVar("sqlite_span_tag", default=None)
+"""What the jobs submitted from this context are, for `SqliteThread.observer`."""
+
+
+@dataclass(slots=True)
+class Span:
+    """One job as its thread ran it, in `time.perf_counter()` seconds: submitted at
+    `queued`, begun at `started`, done at `ended` (a transaction body: once its group
+    committed, whose COMMIT began at `committing`)."""
+
+    tag: object | None
+    queued: float
+    started: float = 0.0
+    committing: float | None = None
+    ended: float = 0.0
 
 
 class _Stop:
@@ -40,9 +63,10 @@ class _Body:
     """A job that is the body of a transaction (run between BEGIN and COMMIT)."""
 
     job: Job
+    span: Span | None = None
 
 
-_Item = tuple[asyncio.Future[Any] | None, Job | _Body | type[_Stop]]
+_Item = tuple[asyncio.Future[Any] | None, Job | _Body | type[_Stop], Span | None]
 _Results = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
@@ -68,6 +92,8 @@ class SqliteThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pending = 0
         """Jobs submitted and not yet finished (to pick the least busy reader)."""
+        self.observer: Callable[[Span], None] | None = None
+        """Called in the connection's thread with each job's span once it finished."""
 
     async def open(self) -> None:
         """Start the thread and open the connection; raises sqlite3.Error when it cannot."""
@@ -120,7 +146,7 @@ class SqliteThread:
             results: _Results = []
             group: list[tuple[asyncio.Future[Any], _Body]] = []
             stop = False
-            for future, job in batch:
+            for future, job, span in batch:
                 if isinstance(job, _Body):
                     assert future is not None
                     group.append((future, job))
@@ -131,15 +157,20 @@ class SqliteThread:
                     stop = True
                     continue
                 assert future is not None and not isinstance(job, type)
-                try:
-                    results.append((future, job(conn), None))
-                except BaseException as exc:
-                    results.append((future, None, exc))
+                results.append(_run(conn, future, job, span))
             results += _commit_group(conn, group)
             if results:
                 loop.call_soon_threadsafe(self._finished, results)
+            self._observe(batch)
             if stop:
                 return
+
+    def _observe(self, batch: list[_Item]) -> None:
+        observer = self.observer
+        if observer is not None:
+            for _, _, span in batch:
+                if span is not None:
+                    observer(span)
 
     def _finished(self, results: _Results) -> None:
         self.pending -= len(results)
@@ -165,8 +196,13 @@ class SqliteThread:
         if self._thread is None or self._loop is None:
             raise sqlite3.ProgrammingError("the connection is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
+        span = None
+        if self.observer is not None:
+            span = Span(span_tag.get(), time.perf_counter())
+            if isinstance(job, _Body):
+                job = _Body(job.job, span)
         self.pending += 1
-        self._queue.put((future, job))
+        self._queue.put((future, job, span))
         return await future
 
     async def close(self) -> None:
@@ -174,8 +210,22 @@ class SqliteThread:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put((None, _Stop))
+        self._queue.put((None, _Stop, None))
         await asyncio.to_thread(thread.join)
+
+
+def _run(
+    conn: sqlite3.Connection, future: asyncio.Future[Any], job: Job, span: Span | None
+) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+    if span is not None:
+        span.started = time.perf_counter()
+    try:
+        return future, job(conn), None
+    except BaseException as exc:
+        return future, None, exc
+    finally:
+        if span is not None:
+            span.ended = time.perf_counter()
 
 
 def _commit_group(
@@ -191,6 +241,7 @@ def _commit_group(
         conn.execute("BEGIN IMMEDIATE")
         for index, (future, body) in enumerate(group):
             conn.execute("SAVEPOINT body")
+            _begin(body)
             try:
                 results.append((future, body.job(conn), None))
             except BaseException as exc:
@@ -202,12 +253,29 @@ def _commit_group(
                 results.append((future, None, exc))
                 conn.execute("ROLLBACK TO body")
             conn.execute("RELEASE body")
-        conn.execute("COMMIT")
+        _commit(conn, [body for _, body in group])
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         return [(future, None, exc) for future, _ in group]
     return results
+
+
+def _begin(body: _Body) -> None:
+    if body.span is not None:
+        body.span.started = time.perf_counter()
+
+
+def _commit(conn: sqlite3.Connection, bodies: list[_Body]) -> None:
+    """COMMIT, noting its start and end in the spans of `bodies`."""
+    spans = [body.span for body in bodies if body.span is not None]
+    for span in spans:
+        span.committing = time.perf_counter()
+    try:
+        conn.execute("COMMIT")
+    finally:
+        for span in spans:
+            span.ended = time.perf_counter()
 
 
 def _commit_alone(
@@ -216,13 +284,14 @@ def _commit_alone(
     """A group of one: its own transaction, without a savepoint."""
     try:
         conn.execute("BEGIN IMMEDIATE")
+        _begin(body)
         try:
             result = body.job(conn)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        _commit(conn, [body])
     except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

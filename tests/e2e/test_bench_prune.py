@@ -21,14 +21,23 @@ ROWS = [
     r"pruned of 3,000 old executions +3,000",
     r"pruned while the drain ran \(share of the prune time\) +\d+%",
     r"pruning time \(s\), rows/s +[\d.,]+, [\d,]+",
-    r"prune transactions +[\d,]+",
-    r"prune transaction hold p50 / p99 / max \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
     r"claim p50 / p99 / max without pruning \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
     r"claim p50 / p99 / max while pruning \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
 ]
+SPREAD = r" +[\d.]+ / [\d.]+ / [\d.]+"
 SQLITE_FILE = [
+    r"prune transactions +[\d,]+",
+    r"prune transaction hold p50 / p99 / max \(ms\)" + SPREAD,
+    r"  while the drain ran \(ms\)" + SPREAD,
+    r"  of which COMMIT p50 / p99 / max \(ms\)" + SPREAD,
     r"incremental vacuum steps, total time \(s\) +[\d,]+, [\d.,]+",
-    r"incremental vacuum step hold p50 / p99 / max \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
+    r"incremental vacuum step hold p50 / p99 / max \(ms\)" + SPREAD,
+    r"other pruner write hold p50 / p99 / max \(ms\)" + SPREAD,
+    r"writer checkpoint catch-ups, hold max \(ms\) +[\d,]+, [\d.]+",
+    r"claim wait for the writer p50 / p99 / max without pruning \(ms\)" + SPREAD,
+    r"claim wait for the writer p50 / p99 / max while pruning \(ms\)" + SPREAD,
+    r"claim wait behind the pruner p50 / p99 / max \(ms\)" + SPREAD,
+    r"claims waiting > 50 ms behind the pruner +[\d,]+",
     r"SQLite file before / after pruning \(MB\) +[\d,]+ / [\d,]+",
 ]
 
