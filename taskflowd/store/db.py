@@ -371,10 +371,10 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self.checkpointer.stop()
-        self._header.close()
         self._readers, self._writer = [], None
         for thread in (*self._reader_threads, self._writer_thread):
             await thread.close()
+        self._header.close()  # last: see WalHeader
 
     def _write_conn(self) -> _SqliteConn:
         if self._writer is None:

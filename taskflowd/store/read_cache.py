@@ -31,23 +31,34 @@ class WalHeader:
     """The wal-index header of a database in WAL mode, read from its `-shm` file.
 
     Open it while a connection keeps the database open (the file lives as long as one
-    does); the bytes can be read from any thread."""
+    does), and close it only once every connection of this process to the database has
+    closed: closing any descriptor of the file drops every POSIX lock this process holds
+    on it, SQLite's included. Without its lock on the -shm file, the next process to open
+    the database takes itself for the only one and truncates and rebuilds the file under
+    this process's connections, which then die of SIGBUS or read a wrong wal-index. The
+    bytes can be read from any thread."""
 
     def __init__(self, database: Path) -> None:
         self._path = Path(f"{database}-shm")
+        self._fd: int | None = None
         self._map: mmap.mmap | None = None
 
     def open(self) -> None:
         fd = os.open(self._path, os.O_RDONLY)
         try:
             self._map = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd = fd
 
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
             self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def read(self) -> bytes | None:
         """The header now; None when it cannot be trusted (closed, or being written:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -111,3 +112,39 @@ async def test_sqlite_sees_a_commit_after_the_log_restarts(
     assert await _values(store) == ["first"]
     await _put(store, "read-cache-a", "after")
     assert await _values(store) == ["after"]
+
+
+_OTHER_PROCESS = """
+import fcntl, sqlite3, sys
+shm = open(sys.argv[1] + "-shm", "rb+")
+try:
+    fcntl.lockf(shm, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+except OSError:
+    pass
+else:
+    sys.exit("nobody holds the -shm file's DMS lock")
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("INSERT INTO settings (key, value, updated_at) VALUES ('read-cache-other', 'x', 0)")
+conn.commit()
+conn.close()
+"""
+"""Another process: it finds the node's lock on the -shm file (the DMS byte, 128, which
+each connection holds shared: see https://www.sqlite.org/walformat.html), then writes."""
+
+
+async def test_another_process_finds_the_node_holding_its_lock_on_the_shm_file(
+    sqlite_store: SqlStore, sqlite_url: str
+) -> None:
+    """Reading the wal-index header must not drop SQLite's locks: a process that found
+    none would take itself for the only one and truncate the -shm file under the node
+    (the `bench --orgs` daemon died of SIGBUS once the bench's own process had written
+    its orgs)."""
+    path = sqlite_path(sqlite_url)
+    assert await _values(sqlite_store) == []
+    other = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _OTHER_PROCESS, str(path), stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await other.communicate()
+    assert other.returncode == 0, err.decode()
+
+    assert await _values(sqlite_store) == ["x"]
