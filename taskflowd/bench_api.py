@@ -12,9 +12,14 @@ create-to-start latency on the idle node: from sending a run to its `startedAt`.
 
 With `--orgs N`, what org scoping costs as the number of orgs grows: the org-scoped
 requests (list and create tasks) and the drain of batched runs are measured with the
-bench user's org alone, with N other orgs full of tasks, finished executions and queued
-jobs, and alone again once those are deleted; each figure is shown as a share of the mean
-of the two alone, so the machine's drift over the run shows too.
+bench user's org alone, then `--org-rounds` times with N other orgs full of tasks,
+finished executions and queued jobs and alone again once those are deleted. Each crowded
+measure is a share of the mean of the two alone beside it (the machine's drift over the
+run cancels out), averaged over the rounds; the alone measures' own spread shows how far
+one measure can be trusted. The same figures per second of the daemon's CPU time (user
+and system, every thread) follow: on a shared machine, other processes take the CPU
+from the daemon at random, which changes its rate far more than its CPU time per
+request. (On PostgreSQL the database server's own work is not in that CPU time.)
 """
 
 from __future__ import annotations
@@ -448,44 +453,95 @@ async def _drain_rate(base_url: str, api_key: str, batches: int) -> float:
         return (await _batched(client, batches))[1]
 
 
+@dataclass(frozen=True)
+class _Figure:
+    """One measure of an org phase: what was done per second, and per second of the
+    daemon's CPU time."""
+
+    per_s: float
+    per_cpu_s: float
+
+
+def _cpu_s(pid: int) -> float:
+    """The CPU time (user and system, every thread) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _org_phase(
-    node: str, session: Session, args: argparse.Namespace, kind: str, workdir: Path
-) -> dict[str, float]:
+    node: _Process, url: str, session: Session, args: argparse.Namespace, kind: str,
+    workdir: Path,
+) -> dict[str, _Figure]:  # fmt: skip
     """The org-scoped requests and the drain rate, keyed by row label."""
     from taskflowd.daemon import run_loop
 
     measure = _wrk if kind == "wrk" else _builtin
-    figures: dict[str, float] = {}
-    for target in _scoped_targets(node, session):
-        figures[target.label] = measure(target, args, workdir).per_s
+    pid = node.proc.pid
+    figures: dict[str, _Figure] = {}
+    for target in _scoped_targets(url, session):
+        cpu = _cpu_s(pid)
+        per_s = measure(target, args, workdir).per_s
+        done = per_s * args.duration
+        figures[target.label] = _Figure(per_s, done / max(_cpu_s(pid) - cpu, 1e-3))
     drain = f"enqueue: {args.batches} tasks.runs() of {BATCH:,}, accepted and drained"
-    figures[drain] = run_loop(_drain_rate(node, session.api_key, args.batches))
+    cpu = _cpu_s(pid)
+    per_s = run_loop(_drain_rate(url, session.api_key, args.batches))
+    jobs = args.batches * BATCH
+    figures[drain] = _Figure(per_s, jobs / max(_cpu_s(pid) - cpu, 1e-3))
     return figures
 
 
+def _shares(alone: list[float], crowded: list[float]) -> tuple[float, list[float]]:
+    """Each crowded measure as a share of the mean of the alone measures before and after
+    it, and the mean of those shares."""
+    shares = [c / ((alone[i] + alone[i + 1]) / 2) for i, c in enumerate(crowded)]
+    return sum(shares) / len(shares), shares
+
+
+def _percents(values: Sequence[float]) -> str:
+    return " / ".join(f"{v * 100:.1f}" for v in values) + " %"
+
+
 def _org_rows(
-    database: str, node: str, session: Session, args: argparse.Namespace, kind: str,
-    workdir: Path,
+    database: str, node: _Process, url: str, session: Session, args: argparse.Namespace,
+    kind: str, workdir: Path,
 ) -> list[Row]:  # fmt: skip
-    """The org-scoped figures with the bench user's org alone, with `--orgs` other orgs
-    full of tasks and executions, and alone again (the machine's drift), each as a share
-    of the mean of the two alone."""
+    """The org-scoped figures with the bench user's org alone, and `--org-rounds` times
+    with `--orgs` other orgs full of tasks and executions then alone again: each crowded
+    figure as a share of the mean of the two alone beside it, averaged over the rounds."""
     from taskflowd.daemon import run_loop
 
-    alone = _org_phase(node, session, args, kind, workdir)
-    owners = run_loop(_populate(database, args.orgs))
-    try:
-        crowded = _org_phase(node, session, args, kind, workdir)
-    finally:
-        run_loop(_forget(database, owners))
-    again = _org_phase(node, session, args, kind, workdir)
+    alone = [_org_phase(node, url, session, args, kind, workdir)]
+    crowded = []
+    for _ in range(args.org_rounds):
+        owners = run_loop(_populate(database, args.orgs))
+        try:
+            crowded.append(_org_phase(node, url, session, args, kind, workdir))
+        finally:
+            run_loop(_forget(database, owners))
+        alone.append(_org_phase(node, url, session, args, kind, workdir))
     rows = []
-    for label, value in crowded.items():
-        reference = (alone[label] + again[label]) / 2
-        unit = "jobs/s" if "drained" in label else "req/s"
-        rows.append(Row(f"{label}, org alone", alone[label], unit, alone[label] / reference))
-        rows.append(Row(f"{label}, {args.orgs:,} other orgs", value, unit, value / reference))
-        rows.append(Row(f"{label}, org alone again", again[label], unit, again[label] / reference))
+    for label in crowded[0]:
+        unit = "jobs" if "drained" in label else "req"
+        for per, suffix, unit_per in (
+            ("per_s", "", f"{unit}/s"),
+            ("per_cpu_s", ", per daemon CPU second", f"{unit}/CPU s"),
+        ):
+            was = [getattr(phase[label], per) for phase in alone]
+            now = [getattr(phase[label], per) for phase in crowded]
+            mean_alone = sum(was) / len(was)
+            share, shares = _shares(was, now)
+            spread = f"(alone: {_percents([w / mean_alone for w in was])})"
+            rows.append(Row(f"{label}, org alone{suffix}", mean_alone, unit_per, 1.0, spread))
+            rows.append(
+                Row(
+                    f"{label}, {args.orgs:,} other orgs{suffix}",
+                    sum(now) / len(now),
+                    unit_per,
+                    share,
+                    f"(rounds: {_percents(shares)})",
+                )
+            )
     return rows
 
 
@@ -541,7 +597,7 @@ def _measure(
         rows = _http_rows(bare_url, node_url, session, args, kind, workdir)
         rows += run_loop(_client_rows(node_url, session.api_key, args))
         if args.orgs:
-            rows += _org_rows(database, node_url, session, args, kind, workdir)
+            rows += _org_rows(database, node, node_url, session, args, kind, workdir)
     finally:
         bare.stop()
         node.stop()

@@ -74,6 +74,14 @@ def _bench_api_args(bench: argparse.ArgumentParser) -> None:
         help="--api: also measure the org-scoped requests and the drain with N other orgs "
         "full of tasks and executions, against the bench user's org alone before and after",
     )
+    bench.add_argument(
+        "--org-rounds",
+        type=_at_least(1),
+        default=3,
+        metavar="K",
+        help="--orgs: times the other orgs are made, measured and deleted, between "
+        "measures of the org alone",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

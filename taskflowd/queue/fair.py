@@ -28,30 +28,17 @@ def _queued(table: str) -> str:
     return f"{table}.status IN ('{_PENDING}', '{_RETRYING}') AND {table}.completed_at IS NULL"
 
 
-def _orgs(indexed: str, open_rows: str) -> str:
-    """The orgs with open jobs (rows of the index's own predicate, `open_rows` of table
-    `j`), by a skip scan of the (org_id, priority DESC, run_at) index: one seek per org,
-    however long each org's backlog is. On PostgreSQL the predicate is exactly the
-    partial index's (`completed_at IS NULL`): with any other filter the planner may read
-    every later org's rows at each step instead (60 ms a claim with 20 orgs). An org whose
-    open jobs all run yields no head. (SQLite's planner would rather read every queued row
-    through the status index: `indexed` names the index.)"""
-    return (
-        "WITH RECURSIVE o(org_id) AS ("
-        f"SELECT MIN(j.org_id) FROM job_executions j{indexed} WHERE {open_rows} "
-        f"UNION ALL SELECT (SELECT MIN(j.org_id) FROM job_executions j{indexed} "
-        f"WHERE {open_rows} AND j.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL) "
-    )
-
-
-def _org_head(columns: str) -> str:
-    """Up to $2 due jobs ($1: now) of the org `o.org_id`, its best first."""
-    return (
-        f"SELECT {columns} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
-        f"WHERE y.org_id = o.org_id AND {_queued('y')} "
-        "AND y.run_at <= $1 AND u.status <> 'PAUSED' AND u.deleted_at IS NULL "
-        "ORDER BY y.priority DESC, y.run_at LIMIT $2"
-    )
+_ORGS = (
+    "WITH RECURSIVE o(org_id) AS ("
+    "SELECT MIN(j.org_id) FROM job_executions j WHERE j.completed_at IS NULL "
+    "UNION ALL SELECT (SELECT MIN(j.org_id) FROM job_executions j "
+    "WHERE j.completed_at IS NULL AND j.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL) "
+)
+"""PostgreSQL: the orgs with open jobs, by a skip scan of the partial (org_id, priority
+DESC, run_at) index: one seek per org, however long each org's backlog is. The predicate
+is exactly the partial index's (`completed_at IS NULL`): with any other filter the
+planner may read every later org's rows at each step instead (60 ms a claim with 20
+orgs). An org whose open jobs all run yields no head."""
 
 
 def _org_cap(rows: str) -> str:
@@ -63,13 +50,39 @@ def _org_cap(rows: str) -> str:
 _COLUMNS = (
     f"y.id, y.task_id, y.org_id, y.priority, y.run_at, u.concurrency, u.rate_limit, {_org_cap('y')}"
 )
+_READY = " INDEXED BY job_executions_org_ready"
+_FIRST = (
+    f"SELECT k.rowid FROM job_executions k{_READY} WHERE k.status IN ('{_PENDING}', '{_RETRYING}')"
+)
+_GROUPS = (
+    "WITH RECURSIVE grp(org_id, priority, run_at) AS ("
+    "SELECT j.org_id, j.priority, j.run_at FROM job_executions j "
+    f"WHERE j.rowid = ({_FIRST} ORDER BY k.org_id, k.priority DESC, k.run_at LIMIT 1) "
+    "UNION ALL SELECT j.org_id, j.priority, j.run_at FROM grp JOIN job_executions j "
+    f"ON j.rowid = COALESCE(({_FIRST} AND k.org_id = grp.org_id AND k.priority < grp.priority "
+    f"ORDER BY k.priority DESC, k.run_at LIMIT 1), ({_FIRST} AND k.org_id > grp.org_id "
+    "ORDER BY k.org_id, k.priority DESC, k.run_at LIMIT 1))) "
+)
+"""SQLite: the first entry of each (org, priority) group of queued jobs in the (org_id,
+priority DESC, run_at) index, by a skip scan: one or two seeks per group, however long its
+backlog (the index is named: SQLite's planner would rather read every queued row through
+the status index). The entry holds the group's earliest `run_at`, so a group due later is
+passed over without reading its rows. A head per org read the org's queued rows until it
+found due ones: with 100 orgs holding 100 jobs due tomorrow a claim cost 1.1 ms against
+0.15 ms alone (0.4 ms by groups)."""
+_GROUP_HEAD = (
+    "SELECT y.id FROM job_executions y JOIN tasks u ON u.id = y.task_id "
+    f"WHERE y.org_id = grp.org_id AND y.priority = grp.priority AND {_queued('y')} "
+    "AND y.run_at <= $1 AND u.status <> 'PAUSED' AND u.deleted_at IS NULL "
+    "ORDER BY y.run_at LIMIT $2"
+)
+"""Up to $2 due jobs ($1: now) of the group `grp`, the earliest first."""
 CANDIDATES = {
-    # SQLite has no LATERAL: each org's head is a subquery correlated with the org.
+    # SQLite has no LATERAL: each group's head is a subquery correlated with the group.
     "sqlite": (
-        f"{_orgs(' INDEXED BY job_executions_org_ready', _queued('j'))}"
-        f"SELECT {_COLUMNS} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
-        f"WHERE y.id IN (SELECT x.id FROM o JOIN job_executions x ON x.id IN "
-        f"({_org_head('y.id')}))"
+        f"{_GROUPS}SELECT {_COLUMNS} FROM job_executions y JOIN tasks u ON u.id = y.task_id "
+        "WHERE y.id IN (SELECT x.id FROM grp JOIN job_executions x "
+        f"ON x.id IN ({_GROUP_HEAD}) WHERE grp.run_at <= $1)"
     ),
     # Rows another claim holds are skipped, so concurrent claims never wait on each other.
     # Each org's head reads the claim-order index alone (a paused or deleted task is an
@@ -77,7 +90,7 @@ CANDIDATES = {
     # task of the org instead, and did once statistics changed: 85 ms instead of 1.4 ms a
     # claim with 20 orgs holding jobs due later.
     "postgresql": (
-        f"{_orgs('', 'j.completed_at IS NULL')}SELECT c.*, u.concurrency, u.rate_limit, "
+        f"{_ORGS}SELECT c.*, u.concurrency, u.rate_limit, "
         f"{_org_cap('c')} "
         "FROM o CROSS JOIN LATERAL ("
         "SELECT y.id, y.task_id, y.org_id, y.priority, y.run_at FROM job_executions y "
@@ -88,8 +101,9 @@ CANDIDATES = {
         "JOIN tasks u ON u.id = c.task_id WHERE o.org_id IS NOT NULL"
     ),
 }
-"""Up to $2 due jobs ($1: now) of every org with queued jobs, with their task's limits and
-their org's cap."""
+"""Up to $2 due jobs ($1: now) of every org with queued jobs (on SQLite, of every priority
+of the org: `round_robin` takes each org's best), with their task's limits and their
+org's cap."""
 
 
 def round_robin(

@@ -9,7 +9,7 @@ from datetime import timedelta
 from taskflowd.domain.entities import Task, User
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore, rows
-from tests.integration.queue.factories import ago, due_job, new_owner, new_task
+from tests.integration.queue.factories import ago, due_job, later, new_owner, new_task
 from tests.integration.store.factories import make_execution
 
 # Older jobs of one org: far more than the first claims take (16 each), and more than
@@ -71,3 +71,25 @@ async def test_max_running_jobs_caps_an_org(store: SqlStore) -> None:
     assert sum(j.task_id == capped.id for j in first) == 2, "the org's override"
     assert sum(j.task_id == free.id for j in first) == 3, "the configured default"
     assert await queue.acquire("node-1", 10, 30.0) == [], "both orgs are at their cap"
+
+
+async def test_each_org_is_read_by_priority_past_what_waits_for_later(store: SqlStore) -> None:
+    """An org's best priority waiting for later does not hide its due jobs of lower
+    priorities; due jobs go best priority first, then earliest; orgs holding only later
+    jobs give none."""
+    queue = SqlQueue(store.db)
+    _, mixed = await org_task(store)
+    for _ in range(3):
+        _, waiting = await org_task(store)
+        await queue.add([due_job(waiting, later(3600), job_id=f"w-{i}") for i in range(20)])
+    urgent_later = due_job(mixed, later(3600), job_id="urgent-later", priority=9)
+    low_old = due_job(mixed, ago(30), job_id="low-old", priority=1)
+    low_new = due_job(mixed, ago(10), job_id="low-new", priority=1)
+    mid = due_job(mixed, ago(5), job_id="mid", priority=5)
+    top = due_job(mixed, ago(1), job_id="top", priority=8)
+    await queue.add([urgent_later, low_new, mid, low_old, top])
+
+    first = await queue.acquire("node-1", 3, 30.0)
+    assert [j.job_id for j in first] == ["top", "mid", "low-old"]
+    assert [j.job_id for j in await queue.acquire("node-1", 10, 30.0)] == ["low-new"]
+    assert await queue.acquire("node-1", 10, 30.0) == [], "nothing else is due"
