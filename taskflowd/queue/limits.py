@@ -64,46 +64,33 @@ async def touch_last_run(conn: Conn, task_ids: set[str], at: datetime, *, postgr
 
 
 async def admit(
-    conn: Conn, candidates: Sequence[Any], now: datetime, *, lock_tasks: bool
+    conn: Conn, candidates: Sequence[Any], now: datetime, *, postgres: bool
 ) -> tuple[list[str], dict[str, datetime]]:
     """Split `candidates` (rows with `id`, `task_id`, `concurrency`, `rate_limit`) into the
     ids their tasks' limits admit now and the ids deferred, with their new `run_at`
-    (already written). `lock_tasks` serialises concurrent claims of the same limited
-    tasks (PostgreSQL); SQLite's single writer already does."""
+    (already written). On PostgreSQL, concurrent claims of the same limited tasks are
+    serialised by row locks; SQLite's single writer already does."""
     limited = {c["task_id"] for c in candidates if c["concurrency"] or c["rate_limit"]}
     if not limited:
         return [c["id"] for c in candidates], {}
     task_ids = sorted(limited)
-    if lock_tasks:
+    if postgres:
         await conn.fetch(
             f"SELECT id FROM tasks WHERE id IN ({marks(len(task_ids))}) ORDER BY id FOR UPDATE",
             *task_ids,
         )
-    window_start = now - timedelta(minutes=1)
+    # Running jobs through the status index (a task's running jobs are few; read by
+    # task_id, the rows would be its whole history: 0.4 s a claim with 200,000 of them).
+    hint = "" if postgres else " INDEXED BY job_executions_status"
     usage = await conn.fetch(
-        "SELECT task_id, "
-        f"SUM(CASE WHEN status = '{_PROCESSING}' THEN 1 ELSE 0 END) AS running, "
-        "SUM(CASE WHEN started_at >= $1 THEN 1 ELSE 0 END) AS starts "
-        f"FROM job_executions WHERE task_id IN ({marks(len(task_ids), 2)}) "
-        f"AND (status = '{_PROCESSING}' OR started_at >= $1) GROUP BY task_id",
-        window_start,
+        f"SELECT task_id, COUNT(*) AS n FROM job_executions{hint} "
+        f"WHERE status = '{_PROCESSING}' AND task_id IN ({marks(len(task_ids))}) "
+        "GROUP BY task_id",
         *task_ids,
     )
-    # A retried job's row shows only its latest start; its earlier attempts are in the
-    # retry history. One that failed within the window is counted as a start in it (it
-    # may have started just before: the limit errs on the side of fewer starts). The
-    # latest attempt's own entry is not counted again.
-    retried = await conn.fetch(
-        "SELECT e.task_id, COUNT(*) AS n FROM retry_history r JOIN job_executions e "
-        f"ON e.id = r.execution_id WHERE e.task_id IN ({marks(len(task_ids), 2)}) "
-        "AND r.failed_at >= $1 AND r.attempt < e.attempts GROUP BY e.task_id",
-        window_start,
-        *task_ids,
-    )
-    running = {u["task_id"]: int(u["running"] or 0) for u in usage}
-    starts = {u["task_id"]: int(u["starts"] or 0) for u in usage}
-    for r in retried:
-        starts[r["task_id"]] = starts.get(r["task_id"], 0) + int(r["n"])
+    running = {u["task_id"]: int(u["n"]) for u in usage}
+    rated = sorted({c["task_id"] for c in candidates if c["rate_limit"]})
+    starts = await _starts(conn, rated, now - timedelta(minutes=1)) if rated else {}
     admitted: list[str] = []
     deferred: dict[datetime, list[str]] = defaultdict(list)
     for c in candidates:
@@ -127,3 +114,28 @@ async def admit(
             *ids,
         )
     return admitted, {i: run_at for run_at, ids in deferred.items() for i in ids}
+
+
+async def _starts(conn: Conn, task_ids: Sequence[str], window_start: datetime) -> dict[str, int]:
+    """Starts since `window_start` of each of the rate-limited `task_ids`."""
+    usage = await conn.fetch(
+        "SELECT task_id, COUNT(*) AS n FROM job_executions "
+        f"WHERE task_id IN ({marks(len(task_ids), 2)}) AND started_at >= $1 GROUP BY task_id",
+        window_start,
+        *task_ids,
+    )
+    # A retried job's row shows only its latest start; its earlier attempts are in the
+    # retry history. One that failed within the window is counted as a start in it (it
+    # may have started just before: the limit errs on the side of fewer starts). The
+    # latest attempt's own entry is not counted again.
+    retried = await conn.fetch(
+        "SELECT e.task_id, COUNT(*) AS n FROM retry_history r JOIN job_executions e "
+        f"ON e.id = r.execution_id WHERE e.task_id IN ({marks(len(task_ids), 2)}) "
+        "AND r.failed_at >= $1 AND r.attempt < e.attempts GROUP BY e.task_id",
+        window_start,
+        *task_ids,
+    )
+    starts = {u["task_id"]: int(u["n"]) for u in usage}
+    for r in retried:
+        starts[r["task_id"]] = starts.get(r["task_id"], 0) + int(r["n"])
+    return starts

@@ -159,7 +159,7 @@ class RecordClaims:
         deferred: dict[str, datetime] = {}
         if candidates:
             admitted, deferred = await limits.admit(
-                conn, candidates, now, lock_tasks=self._dialect == "postgresql"
+                conn, candidates, now, postgres=self._dialect == "postgresql"
             )
         claimed: list[Row] = []
         if admitted:

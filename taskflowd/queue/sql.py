@@ -390,7 +390,7 @@ class SqlQueue:
         room = await fair.room_per_org(conn, caps, self.max_running_jobs, lock=self._pg)
         candidates = fair.round_robin(due, limit, room)
         held_back = len(candidates) < min(len(due), limit)
-        admitted, _ = await limits.admit(conn, candidates, now, lock_tasks=self._pg)
+        admitted, _ = await limits.admit(conn, candidates, now, postgres=self._pg)
         if not admitted:
             return [], held_back
         if self._pg:
