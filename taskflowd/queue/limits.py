@@ -79,18 +79,21 @@ async def admit(
             f"SELECT id FROM tasks WHERE id IN ({marks(len(task_ids))}) ORDER BY id FOR UPDATE",
             *task_ids,
         )
-    # Running jobs through the status index (a task's running jobs are few; read by
-    # task_id, the rows would be its whole history: 0.4 s a claim with 200,000 of them).
+    # Running jobs through the status index (SQLite) or the open rows' (PostgreSQL): a
+    # task's running jobs are few; read by task_id, the rows would be its whole history
+    # (0.4 s a claim with 200,000 of them). A running job has no completed_at.
     hint = "" if postgres else " INDEXED BY job_executions_status"
     usage = await conn.fetch(
         f"SELECT task_id, COUNT(*) AS n FROM job_executions{hint} "
-        f"WHERE status = '{_PROCESSING}' AND task_id IN ({marks(len(task_ids))}) "
-        "GROUP BY task_id",
+        f"WHERE status = '{_PROCESSING}' AND completed_at IS NULL "
+        f"AND task_id IN ({marks(len(task_ids))}) GROUP BY task_id",
         *task_ids,
     )
     running = {u["task_id"]: int(u["n"]) for u in usage}
     rated = sorted({c["task_id"] for c in candidates if c["rate_limit"]})
-    starts = await _starts(conn, rated, now - timedelta(minutes=1)) if rated else {}
+    starts = {}
+    if rated:
+        starts = await _starts(conn, rated, now - timedelta(minutes=1), postgres=postgres)
     admitted: list[str] = []
     deferred: dict[datetime, list[str]] = defaultdict(list)
     for c in candidates:
@@ -116,22 +119,32 @@ async def admit(
     return admitted, {i: run_at for run_at, ids in deferred.items() for i in ids}
 
 
-async def _starts(conn: Conn, task_ids: Sequence[str], window_start: datetime) -> dict[str, int]:
-    """Starts since `window_start` of each of the rate-limited `task_ids`."""
+async def _starts(
+    conn: Conn, task_ids: Sequence[str], window_start: datetime, *, postgres: bool
+) -> dict[str, int]:
+    """Starts since `window_start` of each of the rate-limited `task_ids`, never reading
+    the tasks' whole history (migration 0013). A job started in the window is still open
+    or ended in it: PostgreSQL reads the task's open rows and the window's completions
+    (its claims must not change an indexed column); SQLite, started rows by task."""
+    started = "" if postgres else " INDEXED BY job_executions_task_started"
     usage = await conn.fetch(
-        "SELECT task_id, COUNT(*) AS n FROM job_executions "
-        f"WHERE task_id IN ({marks(len(task_ids), 2)}) AND started_at >= $1 GROUP BY task_id",
+        f"SELECT task_id, COUNT(*) AS n FROM job_executions{started} "
+        f"WHERE task_id IN ({marks(len(task_ids), 2)}) AND started_at >= $1 "
+        "AND (completed_at IS NULL OR completed_at >= $1) GROUP BY task_id",
         window_start,
         *task_ids,
     )
     # A retried job's row shows only its latest start; its earlier attempts are in the
     # retry history. One that failed within the window is counted as a start in it (it
     # may have started just before: the limit errs on the side of fewer starts). The
-    # latest attempt's own entry is not counted again.
+    # latest attempt's own entry is not counted again. The window's failures first
+    # (SQLite's CROSS JOIN keeps that order), then their executions by key.
+    join = "JOIN" if postgres else "CROSS JOIN"
     retried = await conn.fetch(
-        "SELECT e.task_id, COUNT(*) AS n FROM retry_history r JOIN job_executions e "
-        f"ON e.id = r.execution_id WHERE e.task_id IN ({marks(len(task_ids), 2)}) "
-        "AND r.failed_at >= $1 AND r.attempt < e.attempts GROUP BY e.task_id",
+        f"SELECT e.task_id, COUNT(*) AS n FROM retry_history r {join} job_executions e "
+        f"ON e.id = r.execution_id WHERE r.failed_at >= $1 "
+        f"AND e.task_id IN ({marks(len(task_ids), 2)}) AND r.attempt < e.attempts "
+        "GROUP BY e.task_id",
         window_start,
         *task_ids,
     )
