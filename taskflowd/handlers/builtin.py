@@ -12,7 +12,7 @@ import asyncio
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers import parsing
-from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.base import PAYLOAD_MODELS, HandlerSpec, JobContext, JobError
 
 
 def validate_echo(payload: JSON) -> list[FieldError]:
@@ -66,6 +66,6 @@ def builtin_specs() -> list[HandlerSpec]:
     """Specs of `echo`, `sleep` and `fail`; none is admin-only."""
     return [
         HandlerSpec("echo", run_echo, validate_echo),
-        HandlerSpec("sleep", run_sleep, validate_sleep, step_envelope=False),
-        HandlerSpec("fail", run_fail, validate_fail, step_envelope=False),
+        HandlerSpec("sleep", run_sleep, validate_sleep, step_envelope=False, models=PAYLOAD_MODELS),
+        HandlerSpec("fail", run_fail, validate_fail, step_envelope=False, models=PAYLOAD_MODELS),
     ]

@@ -35,7 +35,7 @@ import taskflowd
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers import parsing
-from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.base import PAYLOAD_MODELS, HandlerSpec, JobContext, JobError
 from taskflowd.handlers.http_rules import (
     ATTEMPT_HEADER,
     DELIVERY_ID_HEADER,
@@ -100,7 +100,14 @@ class HttpHandler:
         self._closed = False
 
     def spec(self) -> HandlerSpec:
-        return HandlerSpec("http", self.run, self.validate, admin_only=False, step_envelope=False)
+        return HandlerSpec(
+            "http",
+            self.run,
+            self.validate,
+            admin_only=False,
+            step_envelope=False,
+            models=PAYLOAD_MODELS,
+        )
 
     def validate(self, payload: JSON) -> list[FieldError]:
         """Shape errors, plus a literal IP host the policy refuses (names resolve later)."""

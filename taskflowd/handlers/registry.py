@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError, TaskflowError
 from taskflowd.handlers import plugins
-from taskflowd.handlers.base import HandlerSpec
+from taskflowd.handlers.base import HandlerSpec, load_models
 from taskflowd.handlers.builtin import builtin_specs
 from taskflowd.handlers.http import HttpHandler
 from taskflowd.handlers.shell import ShellHandler
@@ -84,6 +84,7 @@ class HandlerRegistry:
             # A spec that does not say is open: plugins were settled by plugin_spec.
             self._specs[spec.name] = dataclasses.replace(spec, admin_only=bool(spec.admin_only))
         self._closers = list(closers)
+        self._models_loaded = False
 
     @classmethod
     def build(
@@ -142,6 +143,15 @@ class HandlerRegistry:
         if self.plugin_failures:
             names = "; ".join(str(f) for f in self.plugin_failures)
             raise PluginsFailed(f"handler plugins failed to load: {names}")
+
+    async def load_models(self) -> None:
+        """Have every handler's payload models loaded (off the event loop) before
+        `validate` checks a payload: call it before validating; at once after the first."""
+        if self._models_loaded:
+            return
+        for spec in self._specs.values():
+            await load_models(spec)
+        self._models_loaded = True
 
     def validate(self, name: str, payload: JSON) -> list[FieldError]:
         """Problems with running `payload` on handler `name`; never raises.

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from taskflowd.domain.entities import JSON
 from taskflowd.domain.errors import FieldError
 from taskflowd.handlers import parsing
-from taskflowd.handlers.base import HandlerSpec, JobContext, JobError
+from taskflowd.handlers.base import PAYLOAD_MODELS, HandlerSpec, JobContext, JobError
 
 _STDERR_TAIL_CHARS = 1000
 T = TypeVar("T")
@@ -147,7 +147,14 @@ class ShellHandler:
         self._path = os.environ.get("PATH", os.defpath) if path is None else path
 
     def spec(self) -> HandlerSpec:
-        return HandlerSpec("shell", self.run, self.validate, admin_only=True, step_envelope=False)
+        return HandlerSpec(
+            "shell",
+            self.run,
+            self.validate,
+            admin_only=True,
+            step_envelope=False,
+            models=PAYLOAD_MODELS,
+        )
 
     def validate(self, payload: JSON) -> list[FieldError]:
         from taskflowd.handlers.payloads import ShellPayload

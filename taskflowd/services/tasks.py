@@ -165,6 +165,7 @@ class TaskService:
     ) -> Task:
         """A new task, stored with its first job (and `claim`'s idempotency record) in one
         transaction; raises ValidationFailed, Forbidden, or Replay for a used key."""
+        await self.handlers.load_models()
         task, first = self._new_task(_writer(actor), spec, utcnow(), request_id)
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
@@ -182,6 +183,7 @@ class TaskService:
     ) -> list[Task]:
         """`create` for many tasks at once: all or nothing; a bad item is named by its
         index (`items[3].payload`)."""
+        await self.handlers.load_models()
         actor = _writer(actor)
         now = utcnow()
         entries: list[tuple[Task, Execution | None]] = []
@@ -274,6 +276,7 @@ class TaskService:
             # Derived from delay_ms at creation, not a field users set on delayed tasks.
             current = dataclasses.replace(current, scheduled_at=None)
         spec = dataclasses.replace(current, **changes)
+        await self.handlers.load_models()
         self._check(actor, spec)
         now = utcnow()
         updated = dataclasses.replace(
@@ -332,6 +335,7 @@ class TaskService:
         nothing (bad items named `items[3].payload`, or just `payload` without
         `name_items`). A run whose idempotency key the task has used before stands for
         the execution it created then. A paused task cannot run (Conflict)."""
+        await self.handlers.load_models()  # `plan` checks the payloads
         actor = _writer(actor)
         now = utcnow()
 

@@ -23,7 +23,7 @@ from taskflowd.domain.entities import JSON, Execution, utcnow
 from taskflowd.domain.jobs import is_step_job
 from taskflowd.domain.retry import RetryPolicy
 from taskflowd.events import EventBus
-from taskflowd.handlers.base import JobContext, JobError
+from taskflowd.handlers.base import JobContext, JobError, load_models
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import execution_id_var, request_id_var, task_id_var
 from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped
@@ -320,6 +320,7 @@ class WorkerPool:
                 None,
             )
         spec = self.handlers.get(job.handler)
+        await load_models(spec)
         ctx = JobContext(job.id, job.task_id, job.attempts, f"{job.id}:{job.attempts}", log)
         try:
             if job.timeout_ms:

@@ -157,6 +157,7 @@ class WorkflowService:
         """A new workflow (with its schedule, if any); with `claim`, at most once per
         Idempotency-Key (a repeat raises the first request's Replay)."""
         writer = _writer(actor)
+        await self.handlers.load_models()
         checked = self._graph(writer, steps)
         plan = schedule_spec or Schedule()
         if self.quotas is not None:
@@ -239,6 +240,7 @@ class WorkflowService:
         steps they started with."""
         current = await self.get(_writer(actor), workflow_id)
         if "steps" in changes:
+            await self.handlers.load_models()
             changes["steps"] = self._graph(actor, changes["steps"])
         now = utcnow()
         updated = dataclasses.replace(current, **changes, updated_at=now)
