@@ -6,28 +6,16 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
-from yarl import URL
 
 from taskflowd.api.schemas import RequestModel, ResponseModel
 from taskflowd.api.schemas_tasks import Description
-from taskflowd.handlers.http_rules import url_problem
+from taskflowd.handlers.http_rules import checked_url
 from taskflowd.webhooks.rules import MAX_URL_LENGTH, DeliveryStatus, EndpointStatus
-
-
-def _http_url(value: str) -> str:
-    try:
-        problem = url_problem(URL(value))
-    except (ValueError, TypeError):
-        problem = "is not a valid URL"
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
 
 WebhookUrl = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_URL_LENGTH),
-    AfterValidator(_http_url),
+    AfterValidator(checked_url),
 ]
 EventType = Literal[
     "execution.completed",

@@ -41,3 +41,15 @@ def url_problem(url: URL) -> str | None:
     if url.user is not None or url.password is not None:
         return "must not carry credentials; send them in an Authorization header"
     return None
+
+
+def checked_url(value: str) -> str:
+    """`value`, when it is a usable destination URL (`url_problem`); else ValueError
+    saying why (the form a pydantic validator raises)."""
+    try:
+        problem = url_problem(URL(value))
+    except (ValueError, TypeError):
+        problem = "is not a valid URL"
+    if problem is not None:
+        raise ValueError(problem)
+    return value

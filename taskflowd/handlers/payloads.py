@@ -7,9 +7,8 @@ import os
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from yarl import URL
 
-from taskflowd.handlers.http_rules import DELIVERY_HEADERS, RESERVED_HEADERS, TOKEN, url_problem
+from taskflowd.handlers.http_rules import DELIVERY_HEADERS, RESERVED_HEADERS, TOKEN, checked_url
 
 MAX_SLEEP_S = 86_400.0
 StatusCode = Annotated[int, Field(ge=100, le=599)]
@@ -48,13 +47,7 @@ class HttpPayload(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        try:
-            problem = url_problem(URL(value))
-        except (ValueError, TypeError):
-            problem = "is not a valid URL"
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+        return checked_url(value)
 
     @field_validator("headers")
     @classmethod
