@@ -45,7 +45,7 @@ from taskflowd.queue.redis_index import (
     from_us,
     to_us,
 )
-from taskflowd.queue.sql import SqlQueue, after_claim, claim_now
+from taskflowd.queue.sql import SqlQueue, after_claim, claim_now, wakes_for
 from taskflowd.store.db import Database
 from taskflowd.store.errors import StoreError, StoreUnavailable
 from taskflowd.store.outbox import Outbox
@@ -80,7 +80,7 @@ def wakes(message: str, sender: str, sleeps_until: datetime | None) -> bool:
         due = from_us(int(earliest))
     except ValueError:
         return True
-    return sleeps_until is None or due < sleeps_until
+    return wakes_for(due, sleeps_until)
 
 
 def _queued(e: Execution) -> Placement:
@@ -198,12 +198,6 @@ class RedisQueue:
         if wakes(message, self._sender, self._sleeps_until):
             self._wake.set()
 
-    def _wakes_for(self, due: datetime) -> bool:
-        """Whether work due at `due` needs the claim loop now: it is not idle, or it would
-        sleep past `due`."""
-        sleeps_until = self._sleeps_until
-        return sleeps_until is None or due < sleeps_until
-
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         self._on_due = callback
 
@@ -264,7 +258,7 @@ class RedisQueue:
             await self._reflect([_queued(e) for e in executions])
             # Its own wake-up skipped (see `_on_wake_up`), this node's worker is woken
             # here, unless it will look again before the earliest of them is due.
-            if self._wakes_for(min(e.run_at for e in executions)):
+            if wakes_for(min(e.run_at for e in executions), self._sleeps_until):
                 self._wake.set()
             await after_claim(claim_now(self._on_due, executions))
 

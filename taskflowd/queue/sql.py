@@ -88,6 +88,12 @@ def claim_now(
     return on_due()
 
 
+def wakes_for(due: datetime, sleeps_until: datetime | None) -> bool:
+    """Whether work due at `due` needs a claim loop asleep until `sleeps_until` (None: not
+    asleep) now: it is not idle, or it would sleep past `due`."""
+    return sleeps_until is None or due < sleeps_until
+
+
 async def after_claim(claim: asyncio.Future[Any] | None) -> None:
     """Wait (briefly at most) for a claim `claim_now` started: it then runs while the
     event loop is idle, rather than beside what the caller does next (an HTTP response),
@@ -236,14 +242,8 @@ class SqlQueue:
             due = datetime.fromisoformat(due_text) if due_text else None
         except ValueError:
             due = None
-        if due is None or self._wakes_for(due):
+        if due is None or wakes_for(due, self._sleeps_until):
             self._wake.set()
-
-    def _wakes_for(self, due: datetime) -> bool:
-        """Whether work due at `due` needs the claim loop now: it is not idle, or it would
-        sleep past `due`."""
-        sleeps_until = self._sleeps_until
-        return sleeps_until is None or due < sleeps_until
 
     def _on_schedule(self, *_: object) -> None:
         self._schedule.set()
@@ -294,7 +294,7 @@ class SqlQueue:
             # worker that will look again before the earliest of them is due is left
             # asleep: waking it would cost a claim that finds nothing.
             earliest = min(e.run_at for e in executions)
-            if self._wakes_for(earliest):
+            if wakes_for(earliest, self._sleeps_until):
                 self._wake.set()
             claim = claim_now(self._on_due, executions)
             if self._pg:
@@ -459,7 +459,7 @@ class SqlQueue:
         if self._held_back:
             return True
         retries = [o.run_at for o in outcomes if o.kind is OutcomeKind.RETRY and o.run_at]
-        return bool(retries) and self._wakes_for(min(retries))
+        return bool(retries) and wakes_for(min(retries), self._sleeps_until)
 
     async def _settle(
         self, conn: Conn, outcomes: Sequence[Outcome]
