@@ -3,11 +3,7 @@ that holds executions, on SQLite and PostgreSQL; every row stays."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from taskflowd.store.db import Database, open_database
+from taskflowd.store.db import Database
 from taskflowd.store.migrate import available, current_version, migrate
 from tests.integration.store.test_orgs_upgrade import counts, write_release_rows
 
@@ -30,17 +26,6 @@ INDEXES = {
     "postgresql": "SELECT indexname AS name FROM pg_indexes "
     "WHERE schemaname = current_schema() AND tablename = 'job_executions'",
 }
-
-
-@pytest.fixture
-async def empty_db(db_url: str) -> AsyncIterator[Database]:
-    db = open_database(db_url)
-    await db.connect()
-    if db.dialect == "postgresql":
-        await db.execute("DROP SCHEMA public CASCADE")
-        await db.execute("CREATE SCHEMA public")
-    yield db
-    await db.close()
 
 
 async def _indexes(db: Database) -> set[str]:

@@ -5,14 +5,11 @@ OWNER), and nothing is lost, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
-import pytest
 
 from taskflowd.domain.entities import DEFAULT_ORG_ID, utcnow
 from taskflowd.domain.enums import OrgRole
 from taskflowd.store import open_store
-from taskflowd.store.db import Database, open_database
+from taskflowd.store.db import Database
 from taskflowd.store.migrate import available, current_version, migrate
 
 BEFORE_ORGS = 4
@@ -114,18 +111,6 @@ async def counts(db: Database) -> dict[str, int]:
         assert row is not None
         found[table] = int(row["n"])
     return found
-
-
-@pytest.fixture
-async def empty_db(db_url: str) -> Any:
-    """The test's database with no schema at all."""
-    db = open_database(db_url)
-    await db.connect()
-    if db.dialect == "postgresql":
-        await db.execute("DROP SCHEMA public CASCADE")
-        await db.execute("CREATE SCHEMA public")
-    yield db
-    await db.close()
 
 
 async def test_an_0004_database_moves_into_the_default_org(empty_db: Database) -> None:
