@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,15 @@ ORG_ROWS = [
 ]
 
 
+def _assert_org_rows(done: subprocess.CompletedProcess[str]) -> None:
+    """The run succeeded and printed each org row, in order, after the plain rows."""
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()[1 + len(ROWS) :]
+    assert len(lines) == len(ORG_ROWS), done.stdout
+    for line, row in zip(lines, ORG_ROWS, strict=True):
+        assert re.search(row, line), (row, line)
+
+
 @pytest.mark.slow
 def test_bench_api_with_other_orgs_on_postgresql_leaves_nothing_behind(
     workdir: Path, pg_url: str
@@ -94,11 +104,7 @@ def test_bench_api_with_other_orgs_on_postgresql_leaves_nothing_behind(
         cwd=workdir, env=clean_env(fast=False), timeout_s=600,
     )  # fmt: skip
 
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()[1 + len(ROWS) :]
-    assert len(lines) == len(ORG_ROWS), done.stdout
-    for line, row in zip(lines, ORG_ROWS, strict=True):
-        assert re.search(row, line), (row, line)
+    _assert_org_rows(done)
 
     async def leftovers() -> dict[str, int]:
         store = open_store(pg_url)
@@ -127,8 +133,4 @@ def test_bench_api_with_other_orgs_on_sqlite(workdir: Path) -> None:
         cwd=workdir, env=clean_env(fast=False), timeout_s=600,
     )  # fmt: skip
 
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()[1 + len(ROWS) :]
-    assert len(lines) == len(ORG_ROWS), done.stdout
-    for line, row in zip(lines, ORG_ROWS, strict=True):
-        assert re.search(row, line), (row, line)
+    _assert_org_rows(done)
