@@ -12,11 +12,11 @@ from taskflowd.store import SqlStore, rows
 from tests.integration.queue.factories import ago, due_job, later, new_owner, new_task
 from tests.integration.store.factories import make_execution
 
-# Older jobs of one org: far more than the first claims take (16 each), and more than
-# those claims could reach by reading or promoting the oldest jobs in batches (the Redis
-# queue promotes 1,000 at a time), so a claim that served the oldest first hands out
-# nothing but backlog.
-BACKLOG = 3_000
+# Older jobs of one org, as many as issue 13's fairness test names: far more than the
+# first claims take (16 each), and more than those claims could reach by reading or
+# promoting the oldest jobs in batches (the Redis queue promotes 1,000 at a time), so a
+# claim that served the oldest first hands out nothing but backlog.
+BACKLOG = 10_000
 
 
 async def backlog(store: SqlStore, task: Task, count: int) -> None:
