@@ -53,10 +53,15 @@ async def migrate(db: Database, up_to: int | None = None) -> list[Migration]:
     """Apply every pending migration in order, or those up to version `up_to` (the schema
     of an older release); returns those applied (none: already current)."""
     await db.execute(_CREATE_TABLE)
+    # A node restarting on a current schema reads the versions once and opens no
+    # transaction; a pending migration is checked again under the transaction's lock.
+    recorded = {row["version"] for row in await db.fetch("SELECT version FROM schema_migrations")}
     applied: list[Migration] = []
     for migration in available(db.dialect):
         if up_to is not None and migration.version > up_to:
             break
+        if migration.version in recorded:
+            continue
         async with db.transaction() as conn:
             if db.dialect == "postgresql":
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_KEY)

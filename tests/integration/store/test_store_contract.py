@@ -125,6 +125,23 @@ async def test_migrate_again_is_a_no_op(store: SqlStore) -> None:
     assert [r["version"] for r in recorded] == [m.version for m in files]
 
 
+async def test_migrate_on_a_current_schema_opens_no_transaction(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node restarting on a current schema reads the recorded versions once instead of
+    a transaction per migration file (start-up time, issue 12)."""
+    opened: list[object] = []
+    transaction = store.db.transaction
+
+    def counted() -> Any:
+        opened.append(None)
+        return transaction()
+
+    monkeypatch.setattr(store.db, "transaction", counted)
+    assert await migrate(store.db) == []
+    assert opened == []
+
+
 # --- users ---------------------------------------------------------------------
 
 
