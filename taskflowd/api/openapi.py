@@ -139,7 +139,7 @@ class ApiRegistry:
         if isinstance(handler, str):
             if views is None:
                 raise ValueError(f"handler {handler!r} is a name: give the module it is in")
-            handler = _deferred(views, handler)
+            handler = deferred(views, handler)
         route = self.app.router.add_route(key[0], operation.path, handler)
         canonical = route.resource.canonical if route.resource else operation.path
         self._operations[(key[0], canonical)] = operation
@@ -170,7 +170,9 @@ class ApiRegistry:
         return self._document
 
 
-def _deferred(views: str, name: str) -> Handler:
+def deferred(views: str, name: str) -> Handler:
+    """The handler `name` of the module `views`, imported off the event loop on the
+    route's first request."""
     loaded: list[Handler] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:

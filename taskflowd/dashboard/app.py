@@ -18,23 +18,13 @@ from aiohttp.typedefs import Handler, Middleware
 
 from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY
+from taskflowd.api.openapi import deferred
 from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes.audit import AUDIT_KEY
 from taskflowd.api.routes.ops import OPS_KEY
 from taskflowd.api.routes.orgs import ORGS_KEY
 from taskflowd.auth.service import AuthService
-from taskflowd.dashboard import (
-    views_account,
-    views_audit,
-    views_keys,
-    views_orgs,
-    views_overview,
-    views_runs,
-    views_tasks,
-    views_webhooks,
-    views_workflows,
-)
-from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard
+from taskflowd.dashboard.context import DASHBOARD_KEY, PREFIX, Dashboard, redirect
 from taskflowd.dashboard.live import RecentEvents, StatsFeed, TaskDirectory
 from taskflowd.dashboard.middleware import dashboard_headers, dashboard_middleware, static_headers
 from taskflowd.dashboard.series import ThroughputSeries
@@ -45,6 +35,64 @@ from taskflowd.resources import data_dir
 from taskflowd.services.stats import StatsService
 
 RECENT_EVENTS_TASK = "dashboard.recent-events"
+
+_ID = "{id:[0-9A-Za-z-]+}"
+_KEY = "{id:[0-9A-Za-z-]{1,64}}"
+PAGES: tuple[tuple[str, str, str, str], ...] = (
+    ("GET", "/", "overview", "overview_page"),
+    ("GET", "/tasks", "tasks", "tasks_page"),
+    ("GET", "/tasks/new", "tasks", "new_task_page"),
+    ("POST", "/tasks/new", "tasks", "create_task"),
+    ("GET", "/tasks/preview", "tasks", "cron_preview"),
+    ("GET", f"/tasks/{_ID}", "tasks", "task_page"),
+    ("GET", f"/tasks/{_ID}/edit", "tasks", "edit_task_page"),
+    ("POST", f"/tasks/{_ID}/edit", "tasks", "update_task"),
+    ("POST", f"/tasks/{_ID}/{{action:run|pause|resume|delete}}", "tasks", "task_action"),
+    ("GET", f"/tasks/{_ID}/runs/new", "tasks", "run_task_page"),
+    ("POST", f"/tasks/{_ID}/runs/new", "tasks", "run_task"),
+    ("GET", "/executions", "runs", "executions_page"),
+    ("GET", f"/executions/{_ID}", "runs", "execution_page"),
+    ("POST", f"/executions/{_ID}/cancel", "runs", "cancel_execution"),
+    ("GET", "/dead-letter", "runs", "dead_letter_page"),
+    ("POST", "/dead-letter", "runs", "dead_letter_action"),
+    ("GET", "/login", "account", "login_page"),
+    ("POST", "/login", "account", "login"),
+    ("POST", "/logout", "account", "logout"),
+    ("GET", "/profile", "account", "profile_page"),
+    ("POST", "/profile/password", "account", "change_password"),
+    ("GET", "/users", "account", "users_page"),
+    ("POST", "/users", "account", "create_user"),
+    ("POST", f"/users/{_ID}", "account", "update_user"),
+    ("GET", "/api-keys", "keys", "api_keys_page"),
+    ("POST", "/api-keys", "keys", "create_api_key"),
+    ("POST", f"/api-keys/{_ID}/revoke", "keys", "revoke_api_key"),
+    ("POST", "/org/switch", "orgs", "switch_org"),
+    ("GET", "/org", "orgs", "org_page"),
+    ("POST", "/org/quotas", "orgs", "update_quotas"),
+    ("GET", "/org/members", "orgs", "members_page"),
+    ("POST", "/org/members", "orgs", "invite_member"),
+    ("POST", f"/org/members/{_ID}/{{action:role|remove}}", "orgs", "member_action"),
+    ("GET", "/workflows", "workflows", "workflows_page"),
+    ("GET", f"/workflows/{_KEY}", "workflows", "workflow_page"),
+    ("POST", f"/workflows/{_KEY}/run", "workflows", "run_workflow"),
+    ("POST", f"/workflow-runs/{_KEY}/{{action:cancel|retry}}", "workflows", "run_action"),
+    ("GET", "/audit", "audit", "audit_page"),
+    ("GET", "/webhooks", "webhooks", "webhooks_page"),
+    ("POST", "/webhooks", "webhooks", "create_webhook"),
+    ("GET", f"/webhooks/{_KEY}", "webhooks", "webhook_page"),
+    ("POST", f"/webhooks/{_KEY}/{{action:test|enable|disable}}", "webhooks", "webhook_action"),
+    ("POST", f"/webhooks/{_KEY}/rotate-secret", "webhooks", "rotate_secret"),
+    ("POST", f"/webhooks/{_KEY}/delete", "webhooks", "delete_webhook"),
+    (
+        "POST",
+        f"/webhooks/{_KEY}/deliveries/{{did:[0-9A-Za-z-]{{1,64}}}}/redeliver",
+        "webhooks",
+        "redeliver",
+    ),
+)
+"""The dashboard's pages under /dashboard: method, path, the `views_<name>` module that
+handles it and the handler's name. A module is imported, off the event loop, with the
+first request for one of its pages (start-up time, issue 12)."""
 
 
 def install_dashboard(
@@ -89,8 +137,8 @@ def install_dashboard(
     app[LIVE_KEY] = Live(TaskDirectory(store), StatsFeed(stats, series), recent)
     root = web_dir or data_dir("web")
     app.add_subapp(PREFIX, _dashboard_app(root))
-    app.router.add_get("/", views_overview.to_dashboard)
-    app.router.add_get(PREFIX, views_overview.to_dashboard)
+    app.router.add_get("/", to_dashboard)
+    app.router.add_get(PREFIX, to_dashboard)
     app.router.add_static("/static/", root / "static", name="static")
     app.router.add_get("/favicon.ico", _favicon(root / "static" / "favicon.svg"))
     app.router.add_get(EVENTS_PATH, events_socket)
@@ -106,6 +154,11 @@ def install_dashboard(
 
     app.on_startup.append(load_assets)
     app.cleanup_ctx.append(record_events)
+
+
+async def to_dashboard(request: web.Request) -> web.Response:
+    """`/` and `/dashboard` lead to the overview (or the sign-in page)."""
+    return redirect(request, f"{PREFIX}/")
 
 
 def _favicon(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -124,18 +177,12 @@ def _dashboard_app(root: Path) -> web.Application:
     templates = Templates(root / "templates")
     sub[TEMPLATES_KEY] = templates
     sub.middlewares.insert(0, _templates_first(templates))  # outermost: error pages need them too
-    for install in (
-        views_overview.install,
-        views_tasks.install,
-        views_runs.install,
-        views_account.install,
-        views_keys.install,
-        views_orgs.install,
-        views_workflows.install,
-        views_audit.install,
-        views_webhooks.install,
-    ):
-        install(sub.router)
+    for method, path, views, name in PAGES:
+        handler = deferred(f"taskflowd.dashboard.views_{views}", name)
+        if method == "GET":
+            sub.router.add_get(path, handler)
+        else:
+            sub.router.add_post(path, handler)
     sub.on_response_prepare.append(dashboard_headers)
 
     return sub

@@ -199,14 +199,3 @@ async def update_user(request: web.Request) -> web.Response:
         return redirect(request, here, str(exc), error=True)
     state = "active" if user.is_active else "deactivated"
     return redirect(request, here, f"{user.email} is now {user.role.value}, {state}.")
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_get("/login", login_page)
-    router.add_post("/login", login)
-    router.add_post("/logout", logout)
-    router.add_get("/profile", profile_page)
-    router.add_post("/profile/password", change_password)
-    router.add_get("/users", users_page)
-    router.add_post("/users", create_user)
-    router.add_post("/users/{id:[0-9A-Za-z-]+}", update_user)

@@ -73,7 +73,3 @@ async def audit_page(request: web.Request) -> web.Response:
         },
         section="audit",
     )
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_get("/audit", audit_page)

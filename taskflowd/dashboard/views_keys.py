@@ -111,9 +111,3 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     if key is None:
         return redirect(request, here, "That key was already revoked.", error=True)
     return redirect(request, here, f"Revoked “{key.name}” ({key.prefix}…); it no longer works.")
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_get("/api-keys", api_keys_page)
-    router.add_post("/api-keys", create_api_key)
-    router.add_post("/api-keys/{id:[0-9A-Za-z-]+}/revoke", revoke_api_key)

@@ -190,12 +190,3 @@ async def member_action(request: web.Request) -> web.Response:
     if user_id == user.id:
         return redirect(request, f"{PREFIX}/", f"You left “{view.org.name}”.")
     return redirect(request, here, "Removed the member from the org.")
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_post("/org/switch", switch_org)
-    router.add_get("/org", org_page)
-    router.add_post("/org/quotas", update_quotas)
-    router.add_get("/org/members", members_page)
-    router.add_post("/org/members", invite_member)
-    router.add_post("/org/members/{id:[0-9A-Za-z-]+}/{action:role|remove}", member_action)

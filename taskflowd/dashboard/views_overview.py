@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from taskflowd.dashboard.acting import actor
-from taskflowd.dashboard.context import PREFIX, dashboard, redirect, render
+from taskflowd.dashboard.context import dashboard, render
 from taskflowd.dashboard.socket import LIVE_KEY
 from taskflowd.dashboard.views_runs import task_names
 from taskflowd.domain.enums import ExecutionStatus
@@ -41,12 +41,3 @@ async def overview_page(request: web.Request) -> web.Response:
         },
         section="overview",
     )
-
-
-async def to_dashboard(request: web.Request) -> web.Response:
-    """`/` and `/dashboard` lead to the overview (or the sign-in page)."""
-    return redirect(request, f"{PREFIX}/")
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_get("/", overview_page)

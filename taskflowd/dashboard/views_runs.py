@@ -146,12 +146,3 @@ async def dead_letter_action(request: web.Request) -> web.Response:
     if missing:
         message += f" {missing} were already gone (retried or deleted elsewhere)."
     return redirect(request, here, message, error=done == 0)
-
-
-def install(router: web.UrlDispatcher) -> None:
-    one = "/executions/{id:[0-9A-Za-z-]+}"
-    router.add_get("/executions", executions_page)
-    router.add_get(one, execution_page)
-    router.add_post(f"{one}/cancel", cancel_execution)
-    router.add_get("/dead-letter", dead_letter_page)
-    router.add_post("/dead-letter", dead_letter_action)

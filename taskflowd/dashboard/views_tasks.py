@@ -333,17 +333,3 @@ async def cron_preview(request: web.Request) -> web.Response:
     timezone = request.query.get("timezone", "UTC")[:64]
     result = await asyncio.to_thread(_preview, expression, timezone)
     return web.json_response(result)
-
-
-def install(router: web.UrlDispatcher) -> None:
-    one = "/tasks/{id:[0-9A-Za-z-]+}"
-    router.add_get("/tasks", tasks_page)
-    router.add_get("/tasks/new", new_task_page)
-    router.add_post("/tasks/new", create_task)
-    router.add_get("/tasks/preview", cron_preview)
-    router.add_get(one, task_page)
-    router.add_get(f"{one}/edit", edit_task_page)
-    router.add_post(f"{one}/edit", update_task)
-    router.add_post(one + "/{action:run|pause|resume|delete}", task_action)
-    router.add_get(f"{one}/runs/new", run_task_page)
-    router.add_post(f"{one}/runs/new", run_task)

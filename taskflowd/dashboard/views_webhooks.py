@@ -33,7 +33,6 @@ PAGE_SIZE = 50
 MAX_CURSOR_CHARS = 512
 MAX_ID_CHARS = 64
 HOOKS = f"{PREFIX}/webhooks"
-_ID = "[0-9A-Za-z-]{1,64}"
 LABELS = {
     "url": "URL",
     "events": "Events",
@@ -259,14 +258,3 @@ async def redeliver(request: web.Request) -> web.Response:
     except Conflict as exc:
         return redirect(request, here, str(exc).capitalize() + ".", error=True)
     return redirect(request, here, "Sending the delivery again, with the same webhook-id.")
-
-
-def install(router: web.UrlDispatcher) -> None:
-    one = f"/webhooks/{{id:{_ID}}}"
-    router.add_get("/webhooks", webhooks_page)
-    router.add_post("/webhooks", create_webhook)
-    router.add_get(one, webhook_page)
-    router.add_post(f"{one}/{{action:test|enable|disable}}", webhook_action)
-    router.add_post(f"{one}/rotate-secret", rotate_secret)
-    router.add_post(f"{one}/delete", delete_webhook)
-    router.add_post(f"{one}/deliveries/{{did:{_ID}}}/redeliver", redeliver)

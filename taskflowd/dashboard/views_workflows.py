@@ -19,7 +19,6 @@ from taskflowd.workflows.model import WorkflowRun
 PAGE_SIZE = 50
 RUNS_SHOWN = 25
 MAX_CURSOR_CHARS = 512
-_ID = "[0-9A-Za-z-]{1,64}"
 
 
 async def workflows_page(request: web.Request) -> web.Response:
@@ -102,10 +101,3 @@ async def run_action(request: web.Request) -> web.Response:
     except Conflict as exc:
         return redirect(request, here, str(exc).capitalize() + ".", error=True)
     return redirect(request, here, message)
-
-
-def install(router: web.UrlDispatcher) -> None:
-    router.add_get("/workflows", workflows_page)
-    router.add_get(f"/workflows/{{id:{_ID}}}", workflow_page)
-    router.add_post(f"/workflows/{{id:{_ID}}}/run", run_workflow)
-    router.add_post(f"/workflow-runs/{{id:{_ID}}}/{{action:cancel|retry}}", run_action)

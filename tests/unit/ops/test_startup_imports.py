@@ -1,9 +1,9 @@
 """What `taskflowd serve` loads before it answers: a SQLite node imports no driver and no
-client it does not use; it imports pydantic and the API's handlers and models with the
-first request (or job) that needs them; and it loads neither cryptography (no encryption
-keys), PyJWT (no token seen), Jinja2 (no page served), croniter (no schedule parsed),
-bcrypt (no password hashed) nor tomllib (no config file) (start-up time and memory,
-issue 12). Checked in a fresh interpreter."""
+client it does not use; it imports pydantic, the API's handlers and models and the
+dashboard's pages with the first request (or job) that needs them; and it loads neither
+cryptography (no encryption keys), PyJWT (no token seen), Jinja2 (no page served),
+croniter (no schedule parsed), bcrypt (no password hashed) nor tomllib (no config file)
+(start-up time and memory, issue 12). Checked in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -37,9 +37,13 @@ NOT_UNTIL_REQUESTED = (
     "taskflowd.api.views",
     "taskflowd.api.schemas",
     "taskflowd.handlers.payloads",
+    "taskflowd.dashboard.views_",
+    "taskflowd.dashboard.forms",
+    "taskflowd.dashboard.graph_svg",
 )
 """Module name prefixes: pydantic, every API resource's handlers, the request and response
-models of all of them (`/ready` and `/api/v1/stats` included) and the job payload models."""
+models of all of them (`/ready` and `/api/v1/stats` included), the job payload models and
+the dashboard's pages (their forms and the workflow graph drawing with them)."""
 
 NOT_UNTIL_NEEDED = ("cryptography", "jwt", "jinja2", "croniter", "bcrypt", "tomllib")
 
