@@ -4,6 +4,7 @@ stops them in reverse, and turns SIGTERM/SIGINT into a graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -321,6 +322,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         await self.start()
+        # Start-up ran with the collector paused (`cli.main`): what it made lives as
+        # long as the node, so later collections leave it out; then the collector resumes.
+        gc.freeze()
+        gc.enable()
         await self._stop_requested.wait()
         log.info("shutting down")
         await self.stop()
