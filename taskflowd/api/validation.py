@@ -38,7 +38,15 @@ _MESSAGES = {
 }
 
 
+_PLAIN_JSON = frozenset(("application/json", "application/json; charset=utf-8"))
+"""Content-Type values clients send nearly always, accepted without parsing the header
+(aiohttp's parse of `request.content_type` is a visible share of a small request)."""
+
+
 def _is_json(request: web.Request) -> bool:
+    raw = request.headers.get(hdrs.CONTENT_TYPE)
+    if raw is not None and raw.lower() in _PLAIN_JSON:
+        return True
     media = request.content_type
     charset = request.charset
     json_type = media == "application/json" or (

@@ -98,10 +98,18 @@ async def test_non_json_content_type_is_415(client: Client, content_type: str) -
     assert_problem(await response.json(), 415, "unsupported_media_type")
 
 
-async def test_json_suffix_types_are_accepted(client: Client) -> None:
-    response = await client.post(
-        REGISTER, data=b"{}", headers={"Content-Type": "application/merge-patch+json"}
-    )
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/merge-patch+json",
+        "application/json",
+        "Application/JSON; charset=UTF-8",
+        "application/json;charset=utf-8",
+        'application/json; charset="utf-8"',
+    ],
+)
+async def test_json_types_are_accepted(client: Client, content_type: str) -> None:
+    response = await client.post(REGISTER, data=b"{}", headers={"Content-Type": content_type})
     assert response.status == 422
 
 
