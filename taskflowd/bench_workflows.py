@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from taskflowd.bench_measure import next_event
 from taskflowd.bench_prune import _fresh_worker
 from taskflowd.domain.entities import User
 from taskflowd.events import Event
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 _FAN_OUT = 8
 _RUN_BATCH = 50
-_EVENT_TIMEOUT_S = 120
 
 
 def chain_steps(count: int) -> list[StepSpec]:
@@ -64,10 +64,10 @@ class _WorkflowBench:
 
     async def _wait_runs(self, expected: set[str], events: asyncio.Queue[Event]) -> None:
         """Until every run in `expected` has finished; fails on a run that did not
-        succeed, or when nothing finishes for 120 s."""
+        succeed, or when no event arrives for 120 s (see `next_event`)."""
         left = set(expected)
         while left:
-            event = await asyncio.wait_for(events.get(), _EVENT_TIMEOUT_S)
+            event = await next_event(events)
             data = event.data
             if event.kind == "workflow_run.finished" and data["id"] in left:
                 if data["status"] != "SUCCEEDED":
