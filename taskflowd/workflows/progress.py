@@ -48,6 +48,10 @@ _LIVE = (
     ExecutionStatus.RETRYING.value,
     ExecutionStatus.PROCESSING.value,
 )
+_EXECUTION_COLUMNS = "id, step_key, status, result, error, attempts, started_at, completed_at"
+"""What a run's page shows of each step's execution."""
+_STATE_COLUMNS = "step_key, status, result"
+"""What deciding a run's steps reads of each step's execution."""
 _BARE = {state: StepView(state) for state in StepState}
 """A view without a result for each state (views are immutable: one of each serves all)."""
 _INSERT_COUNT = rows.EXECUTION_INSERT_COLUMNS.count(",") + 3
@@ -166,14 +170,15 @@ class RunProgress:
     async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
         run's execution rows."""
-        decided, executions = await self._step_rows(conn, [run_id])
+        decided, executions = await self._step_rows(conn, [run_id], _EXECUTION_COLUMNS)
         found = executions.get(run_id, [])
         return self._views(decided.get(run_id, []), found, None), found
 
     async def _step_rows(
-        self, conn: Conn, run_ids: Sequence[str]
+        self, conn: Conn, run_ids: Sequence[str], columns: str
     ) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
-        """The decision rows and execution rows of each of `run_ids`, in two queries."""
+        """The decision rows and execution rows (`columns` of them) of each of `run_ids`,
+        in two queries."""
         marks = ", ".join(f"${i}" for i in range(1, len(run_ids) + 1))
         decided: dict[str, list[Row]] = {}
         for d in await conn.fetch(
@@ -184,8 +189,8 @@ class RunProgress:
             decided.setdefault(d["run_id"], []).append(d)
         executions: dict[str, list[Row]] = {}
         for e in await conn.fetch(
-            "SELECT id, workflow_run_id, step_key, status, result, error, attempts, "
-            f"started_at, completed_at FROM job_executions WHERE workflow_run_id IN ({marks})",
+            f"SELECT workflow_run_id, {columns} FROM job_executions "
+            f"WHERE workflow_run_id IN ({marks})",
             *run_ids,
         ):
             executions.setdefault(e["workflow_run_id"], []).append(e)
@@ -233,7 +238,7 @@ class RunProgress:
         """`advance` for each of `runs` (rows the caller locked): their steps read in two
         queries; their decisions, new executions, statuses and notices written in one
         statement each."""
-        decided, executions = await self._step_rows(conn, [r["id"] for r in runs])
+        decided, executions = await self._step_rows(conn, [r["id"] for r in runs], _STATE_COLUMNS)
         now = utcnow()
         writes = _Writes()
         for run in runs:
