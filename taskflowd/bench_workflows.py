@@ -5,7 +5,9 @@ Two figures, against the targets of the workflows issue:
   step's completion to its child's start (both as the database records them);
 - fan-out/fan-in: runs of a 10-step workflow (start, 8 in parallel, join), all started
   with the worker stopped and then drained, in steps per second, next to the drain rate of
-  as many plain `echo` jobs measured first in the same process.
+  as many plain `echo` jobs measured first in the same process. The ratio of the two rates
+  swings with whatever else runs on the machine (±40 % on a shared one); the ratio of the
+  process CPU per job to that per step follows it on an idle machine and holds still.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ async def workflow_rows(bench: _Bench, chain: int, chains: int, runs: int) -> li
         await bench.worker.stop()
         await wf.teardown()
     share = fan["steps_per_s"] / plain["drain_per_s"]
+    cpu_share = plain["cpu_us_per_job"] / fan["cpu_us_per_step"]
     return [
         (f"drain, {steps:,} plain echo jobs (jobs/s)", f"{plain['drain_per_s']:,.0f}"),
         ("drain, process CPU per job (µs)", f"{plain['cpu_us_per_job']:,.0f}"),
@@ -161,6 +164,7 @@ async def workflow_rows(bench: _Bench, chain: int, chains: int, runs: int) -> li
         (f"drain, those {steps:,} steps (steps/s)", f"{fan['steps_per_s']:,.0f}"),
         ("drain, process CPU per step (µs)", f"{fan['cpu_us_per_step']:,.0f}"),
         ("steps/s as a share of plain jobs/s (target ≥ 50%)", f"{share:.0%}"),
+        ("process CPU per job as a share of CPU per step", f"{cpu_share:.0%}"),
         (
             f"hand-off in {chains} x {chain}-step chain, p50 / p99 (ms) (target p99 ≤ 20)",
             f"{_ms(gaps, 0.5)} / {_ms(gaps, 0.99)}",
