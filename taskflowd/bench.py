@@ -21,7 +21,7 @@ from pathlib import Path
 
 from taskflowd.background import Supervisor
 from taskflowd.bench_jobs import bench_registry
-from taskflowd.bench_measure import cpu_s, percentile, rss_mb
+from taskflowd.bench_measure import cpu_s, next_event, percentile, rss_mb
 from taskflowd.config import SecuritySettings, Settings, known_keys
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
@@ -34,7 +34,6 @@ from taskflowd.store import SqlStore, open_store
 from taskflowd.worker.pool import WorkerPool
 
 _CHUNK = 2000
-_EVENT_TIMEOUT_S = 120
 
 
 class _Bench:
@@ -143,15 +142,11 @@ class _Bench:
     async def _wait_done(
         self, expected: set[str], events: asyncio.Queue[Event]
     ) -> dict[str, float]:
-        """Completion wall-clock time of each expected execution, from the event bus.
-        Fails when no event arrives for 120 s. Events already queued are read without a
-        timer: one per event would cost the harness more than a job costs the worker."""
+        """Completion wall-clock time of each expected execution, from the event bus
+        (see `next_event`)."""
         done: dict[str, float] = {}
         while len(done) < len(expected):
-            if events.empty():
-                event = await asyncio.wait_for(events.get(), _EVENT_TIMEOUT_S)
-            else:
-                event = events.get_nowait()
+            event = await next_event(events)
             if event.data.get("status") == "COMPLETED" and event.data["id"] in expected:
                 done[event.data["id"]] = time.time()
         return done

@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 _TAIL_BITS = 74
@@ -51,13 +50,24 @@ class TimeOrderedIds:
             self._ms, self._tail = ms, tail
         rand_a, rand_b = tail >> _RAND_B_BITS, tail & ((1 << _RAND_B_BITS) - 1)
         value = ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-        return str(uuid.UUID(int=value))
+        # str(uuid.UUID(int=value)) spelled out: a third of its time, and a step's end
+        # makes one for each step it queues.
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _EXECUTION_IDS = TimeOrderedIds()
 """One sequence per process: ids from two sequences would not be ordered among themselves."""
+_RUN_IDS = TimeOrderedIds()
 
 
 def new_execution_id() -> str:
     """A new execution id: a version 7 UUID, later than every one this process made."""
     return _EXECUTION_IDS.next()
+
+
+def new_run_id() -> str:
+    """A new workflow run id, time-ordered as execution ids are: a run's id leads the keys
+    of its step rows (workflow_steps, job_executions_step), so the steps of runs started
+    together share index pages instead of each dirtying a random leaf."""
+    return _RUN_IDS.next()

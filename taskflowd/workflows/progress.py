@@ -48,6 +48,12 @@ _LIVE = (
     ExecutionStatus.RETRYING.value,
     ExecutionStatus.PROCESSING.value,
 )
+_EXECUTION_COLUMNS = "id, step_key, status, result, error, attempts, started_at, completed_at"
+"""What a run's page shows of each step's execution."""
+_STATE_COLUMNS = "step_key, status, result"
+"""What deciding a run's steps reads of each step's execution."""
+_BARE = {state: StepView(state) for state in StepState}
+"""A view without a result for each state (views are immutable: one of each serves all)."""
 _INSERT_COUNT = rows.EXECUTION_INSERT_COLUMNS.count(",") + 3
 _INSERT_ROWS = 100
 """New step executions per INSERT statement (a few thousand parameters at most)."""
@@ -164,14 +170,15 @@ class RunProgress:
     async def views(self, conn: Conn, run_id: str) -> tuple[dict[str, StepView], list[Row]]:
         """Each decided step's view (a step with no decision row is undecided), and the
         run's execution rows."""
-        decided, executions = await self._step_rows(conn, [run_id])
+        decided, executions = await self._step_rows(conn, [run_id], _EXECUTION_COLUMNS)
         found = executions.get(run_id, [])
         return self._views(decided.get(run_id, []), found, None), found
 
     async def _step_rows(
-        self, conn: Conn, run_ids: Sequence[str]
+        self, conn: Conn, run_ids: Sequence[str], columns: str
     ) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
-        """The decision rows and execution rows of each of `run_ids`, in two queries."""
+        """The decision rows and execution rows (`columns` of them) of each of `run_ids`,
+        in two queries."""
         marks = ", ".join(f"${i}" for i in range(1, len(run_ids) + 1))
         decided: dict[str, list[Row]] = {}
         for d in await conn.fetch(
@@ -182,8 +189,8 @@ class RunProgress:
             decided.setdefault(d["run_id"], []).append(d)
         executions: dict[str, list[Row]] = {}
         for e in await conn.fetch(
-            "SELECT id, workflow_run_id, step_key, status, result, error, attempts, "
-            f"started_at, completed_at FROM job_executions WHERE workflow_run_id IN ({marks})",
+            f"SELECT workflow_run_id, {columns} FROM job_executions "
+            f"WHERE workflow_run_id IN ({marks})",
             *run_ids,
         ):
             executions.setdefault(e["workflow_run_id"], []).append(e)
@@ -192,13 +199,19 @@ class RunProgress:
     def _views(
         self, decided: Sequence[Row], executions: Sequence[Row], graph: Graph | None
     ) -> dict[str, StepView]:
-        """The views of `views`. With `graph`, only the results an undecided step can read
-        (those of its upstream steps) are decoded: a long run's earlier results are not
-        decoded again at each step's end."""
+        """The views of `views`. With `graph`, only the results a `when` condition of an
+        undecided step can read (those of its upstream steps) are decoded: trigger rules
+        read states alone, and the payloads of the steps decided now take their upstream
+        results from the rows (`_payload`)."""
         needed: set[str] | None = None
         if graph is not None:
             keys = {d["step_key"] for d in decided}
-            needed = {u for s in graph.steps if s.key not in keys for u in s.depends_on}
+            needed = {
+                u
+                for s in graph.steps
+                if s.when is not None and s.key not in keys
+                for u in s.depends_on
+            }
         by_step = {e["step_key"]: e for e in executions}
         views: dict[str, StepView] = {}
         for d in decided:
@@ -207,10 +220,10 @@ class RunProgress:
                 continue
             e = by_step.get(d["step_key"])
             state = StepState.QUEUED if e is None else _STATE.get(e["status"], StepState.QUEUED)
-            result = None
             if e is not None and (needed is None or d["step_key"] in needed):
-                result = self._t.load(e["result"])
-            views[d["step_key"]] = StepView(state, result)
+                views[d["step_key"]] = StepView(state, self._t.load(e["result"]))
+            else:
+                views[d["step_key"]] = _BARE[state]
         return views
 
     async def advance(
@@ -225,7 +238,7 @@ class RunProgress:
         """`advance` for each of `runs` (rows the caller locked): their steps read in two
         queries; their decisions, new executions, statuses and notices written in one
         statement each."""
-        decided, executions = await self._step_rows(conn, [r["id"] for r in runs])
+        decided, executions = await self._step_rows(conn, [r["id"] for r in runs], _STATE_COLUMNS)
         now = utcnow()
         writes = _Writes()
         for run in runs:
@@ -260,7 +273,7 @@ class RunProgress:
         run_id = run["id"]
         graph = self._graph(run["steps"])
         views = self._views(decided, executions, graph)
-        ran = {e["step_key"] for e in executions}
+        by_step = {e["step_key"]: e for e in executions}
         cancelled = bool(run["cancelled"])
         for decision in [] if cancelled else advance(graph, views):
             step = graph.by_key[decision.key]
@@ -268,10 +281,10 @@ class RunProgress:
                 views[step.key] = StepView(StepState.SKIPPED, cause=decision.skip)
                 writes.decisions.append((run_id, step.key, "SKIPPED", decision.skip.value, now))
                 continue
-            views[step.key] = StepView(StepState.QUEUED)
+            views[step.key] = _BARE[StepState.QUEUED]
             writes.decisions.append((run_id, step.key, "RUN", None, now))
-            payload = self._payload(step, views)
-            if step.key in ran:
+            payload = self._payload(step, views, by_step)
+            if step.key in by_step:
                 requeued = await self._requeue(conn, run_id, step, payload, now)
                 if requeued is not None:
                     done.spawned.append(requeued)
@@ -296,15 +309,24 @@ class RunProgress:
                     )
                 )
 
-    def _payload(self, step: StepSpec, views: dict[str, StepView]) -> Any:
+    def _payload(
+        self, step: StepSpec, views: dict[str, StepView], executions: dict[str, Row]
+    ) -> Any:
         """What the step's execution receives: the §9 envelope with its upstream steps'
-        results, or for a plain-payload handler its own payload."""
+        results (decoded from their rows in `executions`; a skipped step has none), or for
+        a plain-payload handler its own payload."""
         # A step without a payload runs a plain-payload handler on an empty object.
         payload: Any = {} if step.payload is None else step.payload
         if step.handler not in self.plain_payload:
-            upstream = {d: views[d].result for d in step.depends_on}
+            upstream = {d: self._result(d, views, executions) for d in step.depends_on}
             payload = {"payload": step.payload, "upstream": upstream}
         return payload
+
+    def _result(self, key: str, views: dict[str, StepView], executions: dict[str, Row]) -> JSON:
+        view, row = views[key], executions.get(key)
+        if view.result is not None or row is None or view.state is StepState.SKIPPED:
+            return view.result
+        return self._t.load(row["result"])
 
     async def _requeue(
         self, conn: Conn, run_id: str, step: StepSpec, payload: Any, now: datetime

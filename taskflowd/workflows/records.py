@@ -4,7 +4,6 @@ through `RunProgress`, in one transaction."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from taskflowd.domain.enums import (
     TaskStatus,
     WorkflowStatus,
 )
+from taskflowd.domain.ids import new_run_id
 from taskflowd.store import idempotency, rows
 from taskflowd.store.base import IdempotencyClaim, Page
 from taskflowd.store.codec import RowCodec
@@ -252,7 +252,7 @@ class WorkflowRecords(SqlRecords):
             )
             assert row is not None  # the update above found it in this transaction
             for tick in ticks:
-                started = await self.progress.start(conn, str(uuid.uuid4()), row, at, tick)
+                started = await self.progress.start(conn, new_run_id(), row, at, tick)
                 done.spawned += started.spawned
                 done.finished += started.finished
         return done

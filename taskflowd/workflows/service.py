@@ -29,6 +29,7 @@ from taskflowd.domain.enums import (
     WorkflowStatus,
 )
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from taskflowd.domain.ids import new_run_id
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
@@ -324,7 +325,7 @@ class WorkflowService:
         """Start a run now; with `claim`, at most once per Idempotency-Key (a repeat raises
         the first request's Replay)."""
         workflow = await self.get(_writer(actor), workflow_id)
-        run_id = str(uuid.uuid4())
+        run_id = new_run_id()
         started = {"runId": [None, run_id]}
         with self._recording(actor, "workflow.run", workflow.org_id, workflow.id, started):
             advanced = await self.records.start_run(

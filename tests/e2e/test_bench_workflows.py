@@ -26,6 +26,7 @@ def assert_table(stdout: str, store: str) -> None:
         r"drain, those 200 steps \(steps/s\) +[\d,]+",
         r"drain, process CPU per step \(µs\) +[\d,]+",
         r"steps/s as a share of plain jobs/s \(target ≥ 50%\) +\d+%",
+        r"process CPU per job as a share of CPU per step +\d+%",
         r"hand-off in 2 x 12-step chain, p50 / p99 \(ms\) \(target p99 ≤ 20\) +[\d.]+ / [\d.]+",
     ]
     assert len(lines) == len(rows), stdout

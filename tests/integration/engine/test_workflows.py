@@ -4,6 +4,7 @@ execution, children queued in the transaction that ends their last upstream step
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,6 +125,18 @@ async def test_fan_out_fan_in_runs_each_step_once(
     assert len(rows) == 52 and {r["n"] for r in rows} == {1}
     join = next(s for s in run.steps if s.key == "join")
     assert len(join.result["upstream"]) == 50  # type: ignore[index]
+
+
+async def test_run_ids_rise_in_the_order_runs_start(
+    flows: tuple[WorkflowService, Engine], owner: User
+) -> None:
+    service, _ = flows
+    workflow = await service.create(owner, "wf", "", [step("a")])
+    ids = [(await service.run(owner, workflow.id)).id for _ in range(5)]
+    assert ids == sorted(ids)
+    assert {uuid.UUID(i).version for i in ids} == {7}
+    for run_id in ids:
+        assert (await finished(service, owner, run_id)).status is RunStatus.SUCCEEDED
 
 
 async def test_runs_whose_steps_end_in_one_batch_each_advance_once(
