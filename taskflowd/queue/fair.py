@@ -88,8 +88,8 @@ _HEADS = (
     "FROM o CROSS JOIN LATERAL ("
     "SELECT y.id, y.task_id, y.org_id, y.priority, y.run_at FROM job_executions y "
     f"WHERE y.org_id = o.org_id AND {_queued('y')} "
-    "AND y.run_at <= {now} AND NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = y.task_id "
-    "AND (p.status = 'PAUSED' OR p.deleted_at IS NOT NULL)) "
+    "AND y.run_at <= {now} AND (SELECT p.status <> 'PAUSED' AND p.deleted_at IS NULL "
+    "FROM tasks p WHERE p.id = y.task_id) "
     "ORDER BY y.priority DESC, y.run_at LIMIT {limit} FOR UPDATE OF y SKIP LOCKED) AS c "
     "JOIN tasks u ON u.id = c.task_id WHERE o.org_id IS NOT NULL"
 )
@@ -111,7 +111,7 @@ PLAIN_CLAIM = (
     "plain AS (SELECT COUNT(DISTINCT c.org_id) <= 1 AND COALESCE(BOOL_AND("
     "COALESCE(c.concurrency, 0) = 0 AND COALESCE(c.rate_limit, 0) = 0 "
     "AND COALESCE(c.org_cap, $6) = 0), TRUE) AS plain FROM c), "
-    "claimed AS ({claim} id IN (SELECT c.id FROM c CROSS JOIN plain WHERE plain.plain) "
+    "claimed AS ({claim} id = ANY(ARRAY(SELECT c.id FROM c CROSS JOIN plain WHERE plain.plain)) "
     "RETURNING *), touched AS ({touch}) "
     "SELECT plain.plain, claimed.* FROM plain {commit} LEFT JOIN claimed ON TRUE"
 )
@@ -122,7 +122,9 @@ nothing otherwise, and says which case it was (`plain`). Its template takes the 
 UPDATE head (`limits.CLAIM`, $1-$4: status, owner, lease expiry, now), the tasks' last
 run UPDATE and `limits.ASYNC_COMMIT`; $5 is the most jobs to claim, $6 the default cap
 of an org's running jobs. Every row returned holds `plain`; when nothing was claimed, the
-one row's other columns are NULL."""
+one row's other columns are NULL. The claimed ids are an array, so the UPDATE finds its
+rows by primary key whatever the planner estimates of `c` (a hash join over every row of
+the table, otherwise, once it expected many)."""
 
 
 def plain(rows: Sequence[Any], default_cap: int) -> bool:

@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from taskflowd.queue import fair
 from taskflowd.queue.redis_claims import RecordClaims
-from taskflowd.queue.sql import SqlQueue
+from taskflowd.queue.sql import _PLAIN_CLAIM, SqlQueue
 from taskflowd.store import SqlStore, open_store
 from taskflowd.store.db import Conn, Database, Row
 from tests.integration.queue.factories import due_job, new_owner, new_task, now
+from tests.integration.queue.test_fair_share import backlog
 
 T = TypeVar("T")
 
@@ -144,3 +146,16 @@ async def test_a_redis_queue_claim_in_postgresql_is_one_round_trip(pg_store: Sql
 
     assert {e.id for e in result.claimed} == {j.id for j in jobs}
     assert len(db.trips) == 1, db.trips
+
+
+async def test_a_claim_reads_a_tasks_backlog_in_claim_order(pg_store: SqlStore) -> None:
+    """All the queued jobs of one task, analysed: the planner took every task as paused
+    for its anti-join estimate (one task, one row), read every queued row and sorted
+    them for each claim (20,000 jobs: 11 ms a claim, and JIT compilation for some)."""
+    task = await new_task(pg_store, await new_owner(pg_store))
+    await backlog(pg_store, task, 5000)
+    await pg_store.db.execute("ANALYZE")
+    for sql in (fair.CANDIDATES["postgresql"], _PLAIN_CLAIM):
+        args = (now(), 50) if sql is not _PLAIN_CLAIM else ("PROCESSING", "x", now(), now(), 50, 0)
+        plan = "\n".join(r[0] for r in await pg_store.db.fetch(f"EXPLAIN {sql}", *args))
+        assert "Seq Scan on job_executions" not in plan and "Sort" not in plan, plan
