@@ -159,3 +159,10 @@ async def test_a_claim_reads_a_tasks_backlog_in_claim_order(pg_store: SqlStore) 
         args = (now(), 50) if sql is not _PLAIN_CLAIM else ("PROCESSING", "x", now(), now(), 50, 0)
         plan = "\n".join(r[0] for r in await pg_store.db.fetch(f"EXPLAIN {sql}", *args))
         assert "Seq Scan on job_executions" not in plan and "Sort" not in plan, plan
+
+
+async def test_statements_are_not_jit_compiled(pg_store: SqlStore) -> None:
+    """A claim whose cost estimate crossed jit_above_cost (2,000 runs due at one instant,
+    stale statistics) was compiled at every execution: 100 ms and more a claim."""
+    row = await pg_store.db.fetchrow("SELECT current_setting('jit') AS jit")
+    assert row is not None and row["jit"] == "off"
