@@ -18,7 +18,6 @@ from taskflowd.domain.entities import Execution, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
 from taskflowd.queue import limits
 from taskflowd.queue.redis_index import Placement, to_us
-from taskflowd.queue.sql import ASYNC_COMMIT
 from taskflowd.store import rows
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.errors import StoreError
@@ -87,14 +86,9 @@ class RecordClaims:
         fragment, args = self._ids(ids, 5)
         plain = _CLAIM.format(limits=_UNLIMITED, ids=fragment)
         if self._dialect == "postgresql":
-            # The common case in one statement, committed without waiting for its flush.
-            touching = limits.touching(plain)
-
-            async def claim(conn: Conn) -> list[Row]:
-                await conn.execute(ASYNC_COMMIT)
-                return list(await conn.fetch(touching, *head, *args))
-
-            found = await self.db.atomic(claim)
+            # The common case in one statement (its own transaction, one round trip),
+            # committed without waiting for its flush.
+            found = list(await self.db.fetch(limits.touching(plain), *head, *args))
             rest = self._unclaimed(ids, found)
             if rest:
                 found += await self._claim_rest_apart(rest, owner, lease_s, now, result)

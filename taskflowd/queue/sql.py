@@ -47,12 +47,6 @@ _INSERT = rows.EXECUTION_INSERT
 _SETTLE_CHUNK = 400  # below SQLite's 500 terms of a compound SELECT
 _RELISTEN_FIRST_S = 0.5
 _RELISTEN_MAX_S = 10.0
-ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
-"""A claim's commit does not wait for PostgreSQL to flush it (a flush costs milliseconds,
-most of an idle job's wait). A claim lost in a PostgreSQL crash leaves its job queued
-under its old fencing token: the job runs again, and the outcome of the lost claim is
-refused as stale; delivery stays at-least-once. Any later commit that waits for its
-flush (an outcome, say) flushes the claim with it."""
 _LOCAL_CLAIM_WAIT_S = 0.05
 """How long adding work waits for the local worker's claim of it: a claim commits within
 a few milliseconds, and one held up (by locks, a slow store) must not hold up the caller."""
@@ -75,6 +69,9 @@ _CLAIM = limits.CLAIM + "id IN ({ids}) RETURNING *"
 # A workflow's hidden task is not touched for its steps: its row would be rewritten for
 # every step a node claims, on every node.
 _TOUCHED = "SELECT task_id FROM claimed WHERE workflow_run_id IS NULL"
+_PLAIN_CLAIM = fair.PLAIN_CLAIM.format(
+    claim=limits.CLAIM, touch=limits.touch_tasks(_TOUCHED), commit=limits.ASYNC_COMMIT
+)
 _NOTHING = HookOutcome()
 
 
@@ -129,6 +126,8 @@ class SqlQueue:
         self._listener_lost = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
+        self._plain = self._pg
+        """Whether the next claim tries `_claim_plain` first (PostgreSQL)."""
         self._sender = uuid.uuid4().hex
         """Names this queue's notices to other nodes' workers."""
         self._final_hook: FinalHook | None = None
@@ -371,12 +370,35 @@ class SqlQueue:
 
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
-        claimed, self._held_back = await self.db.atomic(
-            lambda conn: self._claim(conn, owner, limit, lease_s)
-        )
+        plain = await self._claim_plain(owner, limit, lease_s) if self._plain else None
+        if plain is None:
+            claimed, self._held_back = await self.db.atomic(
+                lambda conn: self._claim(conn, owner, limit, lease_s)
+            )
+        else:
+            claimed, self._held_back = plain, False
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
+
+    async def _claim_plain(self, owner: str, limit: int, lease_s: float) -> list[Row] | None:
+        """PostgreSQL: claim in one statement and one round trip (`fair.PLAIN_CLAIM`); None
+        when the due jobs need the claim in steps (several orgs, limits, caps). Tried
+        again once a claim in steps finds plain jobs."""
+        now = utcnow()
+        found = await self.db.fetch(
+            _PLAIN_CLAIM,
+            _PROCESSING,
+            owner,
+            now + timedelta(seconds=lease_s),
+            now,
+            limit,
+            self.max_running_jobs,
+        )
+        if not found[0]["plain"]:
+            self._plain = False
+            return None
+        return [r for r in found if r["id"] is not None]
 
     async def _claim(
         self, conn: Conn, owner: str, limit: int, lease_s: float
@@ -384,6 +406,7 @@ class SqlQueue:
         """The claimed rows, and whether due jobs were left behind at their org's cap."""
         now = utcnow()
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
+        self._plain = self._pg and fair.plain(due, self.max_running_jobs)
         if not due:
             return [], False
         caps = {r["org_id"]: r["org_cap"] for r in due}
@@ -393,8 +416,6 @@ class SqlQueue:
         admitted, _ = await limits.admit(conn, candidates, now, postgres=self._pg)
         if not admitted:
             return [], held_back
-        if self._pg:
-            await conn.execute(ASYNC_COMMIT)
         # The claim time is read after admission, which may have waited for another
         # claim's lock: a job admitted because the one before it ended must not
         # appear to have started before that one ended.

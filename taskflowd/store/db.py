@@ -625,8 +625,11 @@ class PostgresDatabase:
                 max_size=self._max_size,
                 command_timeout=60,
                 timeout=10,
-                # Times rendered by the server (JSON built in SQL) read as UTC.
-                server_settings={"timezone": "UTC"},
+                # Times rendered by the server (JSON built in SQL) read as UTC. No JIT
+                # compilation: every statement here is planned for few rows, and one whose
+                # estimate crossed jit_above_cost (a claim, as the statistics of a queue that
+                # filled up went stale) spent 100 ms and more compiling it, every time.
+                server_settings={"timezone": "UTC", "jit": "off"},
                 reset=_keep_session,
             )
         except (*_pg_errors(), ValueError) as exc:  # type: ignore[misc]

@@ -147,12 +147,19 @@ class RunProgress:
         done = Advanced([], [])
         if not execution_ids:
             return done
-        marks = ", ".join(f"${i}" for i in range(1, len(execution_ids) + 1))
+        # PostgreSQL takes the ids as one array: one prepared statement for every batch
+        # size (every outcome batch of every job passes here, a workflow step or not).
+        args: list[Any]
+        if self._lock:
+            ids, args = "= ANY($1::text[])", [list(execution_ids)]
+        else:
+            ids = "IN (" + ", ".join(f"${i}" for i in range(1, len(execution_ids) + 1)) + ")"
+            args = list(execution_ids)
         runs = await conn.fetch(
             f"SELECT {_RUN_COLUMNS} FROM workflow_runs WHERE id IN (SELECT workflow_run_id "
-            f"FROM job_executions WHERE id IN ({marks}) AND workflow_run_id IS NOT NULL) "
+            f"FROM job_executions WHERE id {ids} AND workflow_run_id IS NOT NULL) "
             f"ORDER BY id{self._lock}",
-            *execution_ids,
+            *args,
         )
         if runs:
             await self._advance_runs(conn, runs, done)
