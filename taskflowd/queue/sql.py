@@ -29,6 +29,7 @@ from taskflowd.queue.base import (
     Reaped,
     ReapedJob,
     ReopenHook,
+    Reservation,
     TickBatch,
 )
 from taskflowd.store import rows
@@ -136,6 +137,7 @@ class SqlQueue:
         self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
         self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
+        self._reserve: Callable[[], Reservation | None] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
@@ -253,6 +255,19 @@ class SqlQueue:
 
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         self._on_due = callback
+
+    def set_reserve(self, reserve: Callable[[], Reservation | None]) -> None:
+        self._reserve = reserve
+
+    def claim_on_add(self) -> _AddClaim | None:
+        reservation = None if self._reserve is None else self._reserve()
+        if reservation is None:
+            return None
+        # The claim loop takes the reserved claim as its own: after it, the loop looks
+        # for work again or sleeps until the next job left queued is due, as after any
+        # claim (jobs held back by a task's limits are due again soon).
+        self._wake.set()
+        return _AddClaim(self, reservation)
 
     async def wait_for_work(self, timeout_s: float) -> None:
         self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
@@ -374,14 +389,19 @@ class SqlQueue:
         claimed, self._held_back = await self.db.atomic(
             lambda conn: self._claim(conn, owner, limit, lease_s)
         )
+        return self._ordered(claimed)
+
+    def _ordered(self, claimed: Sequence[Row]) -> list[Execution]:
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
 
     async def _claim(
-        self, conn: Conn, owner: str, limit: int, lease_s: float
+        self, conn: Conn, owner: str, limit: int, lease_s: float, *, alone: bool = True
     ) -> tuple[list[Row], bool]:
-        """The claimed rows, and whether due jobs were left behind at their org's cap."""
+        """The claimed rows, and whether due jobs were left behind at their org's cap.
+        `alone`: the transaction only claims, so (PostgreSQL) its commit need not wait
+        for the flush; a transaction that adds work as well must wait for it."""
         now = utcnow()
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         if not due:
@@ -393,7 +413,7 @@ class SqlQueue:
         admitted, _ = await limits.admit(conn, candidates, now, postgres=self._pg)
         if not admitted:
             return [], held_back
-        if self._pg:
+        if self._pg and alone:
             await conn.execute(ASYNC_COMMIT)
         # The claim time is read after admission, which may have waited for another
         # claim's lock: a job admitted because the one before it ended must not
@@ -791,6 +811,43 @@ class SqlQueue:
     async def next_due(self) -> datetime | None:
         row = await self.db.fetchrow(_NEXT_DUE[self.db.dialect])
         return self._t(row["due"]) if row and row["due"] is not None else None
+
+
+class _AddClaim:
+    """`AddClaim` of the SQL queue: the claim shares the adding transaction (its commit,
+    on PostgreSQL its NOTIFY to the other nodes)."""
+
+    def __init__(self, queue: SqlQueue, reservation: Reservation) -> None:
+        self._queue = queue
+        self._reservation = reservation
+        self._claimed: tuple[list[Row], bool] | None = None
+        """The claim's rows and whether it left due jobs at their org's cap; None: no
+        claim ran in the transaction."""
+
+    async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
+        if not added:
+            return
+        earliest = min(e.run_at for e in added)
+        if earliest > utcnow():
+            return
+        queue, held = self._queue, self._reservation
+        self._claimed = await queue._claim(conn, held.owner, held.limit, held.lease_s, alone=False)
+        if queue._pg:
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", CHANNEL, f"{queue._sender} {earliest.isoformat()}"
+            )
+
+    async def committed(self, added: Sequence[Execution]) -> None:
+        queue = self._queue
+        if self._claimed is None:
+            self._reservation.deliver([])
+            await queue.announce(added)
+            return
+        claimed, queue._held_back = self._claimed
+        self._reservation.deliver(queue._ordered(claimed))
+
+    def abandoned(self) -> None:
+        self._reservation.deliver([])
 
 
 _EVENTS = {

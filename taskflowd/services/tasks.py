@@ -352,9 +352,21 @@ class TaskService:
             )
             return RunPlan(executions, (event,))
 
-        result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
-        if inserted:
-            await self.queue.announce(inserted)
+        # The local worker claims in the adding transaction: one commit, not two.
+        adding = self.queue.claim_on_add()
+        if adding is None:
+            result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
+            if inserted:
+                await self.queue.announce(inserted)
+            return result
+        try:
+            result, inserted = await self.store.add_runs(
+                task_id, org_scope(actor), plan, claim, adding.claim
+            )
+        except BaseException:
+            adding.abandoned()
+            raise
+        await adding.committed(inserted)
         return result
 
     def _new_runs(
