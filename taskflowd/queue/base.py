@@ -129,13 +129,15 @@ class AddClaim(Protocol):
         """Inside the adding transaction, after its inserts: when some of `added` are due
         now, claim for the worker with the same rules as `JobQueue.acquire`."""
 
-    async def committed(self, added: Sequence[Execution]) -> None:
-        """The transaction committed: hand the claimed jobs to the worker, or, when it
-        claimed nothing, make `added` deliverable as `JobQueue.announce` does."""
+    def ended(self, committed: bool) -> None:
+        """The adding transaction ended: hand the jobs claimed to the worker if it
+        committed, none otherwise (if a failed COMMIT took effect after all, they run
+        again when their leases expire)."""
 
-    def abandoned(self) -> None:
-        """The transaction rolled back (or its end is unknown): the worker gets no jobs
-        (any it claimed, if it committed after all, run again when their leases expire)."""
+    @property
+    def claimed(self) -> bool:
+        """Whether a claim ran in the transaction; when none did, the caller announces
+        the work added (`JobQueue.announce`)."""
 
 
 class JobQueue(Protocol):

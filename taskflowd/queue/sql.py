@@ -837,17 +837,16 @@ class _AddClaim:
                 "SELECT pg_notify($1, $2)", CHANNEL, f"{queue._sender} {earliest.isoformat()}"
             )
 
-    async def committed(self, added: Sequence[Execution]) -> None:
-        queue = self._queue
-        if self._claimed is None:
+    def ended(self, committed: bool) -> None:
+        if not committed or self._claimed is None:
             self._reservation.deliver([])
-            await queue.announce(added)
             return
-        claimed, queue._held_back = self._claimed
-        self._reservation.deliver(queue._ordered(claimed))
+        claimed, self._queue._held_back = self._claimed
+        self._reservation.deliver(self._queue._ordered(claimed))
 
-    def abandoned(self) -> None:
-        self._reservation.deliver([])
+    @property
+    def claimed(self) -> bool:
+        return self._claimed is not None
 
 
 _EVENTS = {

@@ -8,6 +8,7 @@ no org acts on all. Changes need the MEMBER org role (a VIEWER only reads: Forbi
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import dataclasses
 import uuid
@@ -359,14 +360,15 @@ class TaskService:
             if inserted:
                 await self.queue.announce(inserted)
             return result
-        try:
-            result, inserted = await self.store.add_runs(
-                task_id, org_scope(actor), plan, claim, adding.claim
-            )
-        except BaseException:
-            adding.abandoned()
-            raise
-        await adding.committed(inserted)
+        added = asyncio.ensure_future(
+            self.store.add_runs(task_id, org_scope(actor), plan, claim, adding.claim)
+        )
+        # The worker gets its jobs once the transaction ends, even if this call is
+        # cancelled meanwhile: they must not wait for their leases to expire.
+        added.add_done_callback(lambda done: adding.ended(_succeeded(done)))
+        result, inserted = await asyncio.shield(added)
+        if inserted and not adding.claimed:
+            await self.queue.announce(inserted)
         return result
 
     def _new_runs(
@@ -532,3 +534,7 @@ class TaskService:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         gone = {"taskId": [found.task_id, None]} if action == "dead_letter.deleted" else {}
         return self._event(actor, action, found.org_id, ("deadLetter", dead_letter_id), gone)
+
+
+def _succeeded(done: asyncio.Future[Any]) -> bool:
+    return not done.cancelled() and done.exception() is None
