@@ -96,7 +96,8 @@ class WorkerPool:
         self._claim_min = max(1, self._ahead_size // 2)
         self._claiming = False
         self._claim: asyncio.Future[list[Execution]] | None = None
-        """The claim in flight: started by the claim loop, or by `_claim_now`."""
+        """The claim in flight: started by the claim loop or by `_claim_now`, or reserved
+        for a transaction that adds work (`_reserve`)."""
         self._claim_want = 0
 
     @property

@@ -4,11 +4,17 @@ own, through the same claim as any other, so priorities and a task's limits stil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
+
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskType
+from taskflowd.domain.errors import Conflict
+from taskflowd.queue.base import Reservation
 from taskflowd.services.tasks import RunSpec, TaskService
 from taskflowd.store.base import RunPlan
-from taskflowd.store.db import SqliteDatabase
+from taskflowd.store.db import Conn, SqliteDatabase
 from taskflowd.store.sqlite_thread import Span, span_tag
 from tests.integration.engine.harness import Engine, EngineFactory, spec
 from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle
@@ -84,9 +90,62 @@ async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
 async def _queue_quietly(engine: Engine, task_id: str) -> Execution:
     """A run of the task inserted without telling any worker (its claim loop sleeps)."""
 
-    def plan(task: Task | None) -> RunPlan:
-        assert task is not None
-        return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
-
-    [run], _ = await engine.store.add_runs(task_id, None, plan)
+    [run], _ = await engine.store.add_runs(task_id, None, _plan)
     return run
+
+
+def _plan(task: Task | None) -> RunPlan:
+    """One run of `task`, now, as the task defines it."""
+    assert task is not None
+    return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
+
+
+async def test_a_run_refused_in_its_transaction_leaves_the_worker_claiming(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    paused = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    await engine.tasks.pause(admin, paused.id)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    before = queue.claims_started
+
+    with pytest.raises(Conflict):
+        await engine.tasks.run_now(admin, paused.id)
+    run = await engine.tasks.run_now(admin, task.id)
+
+    assert (await engine.execution(run.id)).attempts == 1, "the next run was claimed with it"
+    assert queue.claims_started == before
+    await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+
+async def test_the_transaction_that_adds_and_claims_commits_synchronously(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """A claim alone may commit without waiting for PostgreSQL's flush; a run accepted
+    with 2xx may not, so the claim in its transaction must leave the flush on."""
+    engine = await make_engine(start=False)
+    store, queue = engine.store, engine.queue
+    if store.db.dialect != "postgresql":
+        return
+    delivered: list[Execution] = []
+    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    adding = queue.claim_on_add()
+    assert adding is not None
+    settings: list[str] = []
+
+    async def then(conn: Conn, added: Sequence[Execution]) -> None:
+        await adding.claim(conn, added)
+        row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
+        assert row is not None
+        settings.append(row["s"])
+
+    [run], _ = await store.add_runs(task.id, None, _plan, None, then)
+    adding.ended(True)
+
+    assert settings == ["on"]
+    assert [e.id for e in delivered] == [run.id]
+    assert delivered[0].status is ExecutionStatus.PROCESSING
