@@ -263,10 +263,6 @@ class SqlQueue:
         reservation = None if self._reserve is None else self._reserve()
         if reservation is None:
             return None
-        # The claim loop takes the reserved claim as its own: after it, the loop looks
-        # for work again or sleeps until the next job left queued is due, as after any
-        # claim (jobs held back by a task's limits are due again soon).
-        self._wake.set()
         return _AddClaim(self, reservation)
 
     async def wait_for_work(self, timeout_s: float) -> None:
@@ -823,6 +819,7 @@ class _AddClaim:
         self._claimed: tuple[list[Row], bool] | None = None
         """The claim's rows and whether it left due jobs at their org's cap; None: no
         claim ran in the transaction."""
+        self._added: Sequence[Execution] = ()
 
     async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
         if not added:
@@ -831,6 +828,7 @@ class _AddClaim:
         if earliest > utcnow():
             return
         queue, held = self._queue, self._reservation
+        self._added = added
         self._claimed = await queue._claim(conn, held.owner, held.limit, held.lease_s, alone=False)
         if queue._pg:
             await conn.execute(
@@ -841,8 +839,15 @@ class _AddClaim:
         if not committed or self._claimed is None:
             self._reservation.deliver([])
             return
-        claimed, self._queue._held_back = self._claimed
-        self._reservation.deliver(self._queue._ordered(claimed))
+        queue, (claimed, queue._held_back) = self._queue, self._claimed
+        self._reservation.deliver(queue._ordered(claimed))
+        # An idle claim loop stays asleep when the claim took all it added and had room
+        # to spare: whatever else is queued was due when the loop chose its sleep, and the
+        # sleep ends by then. Otherwise (a full claim; an added job deferred by its
+        # task's limits or held back at its org's cap) it looks again.
+        ids = {row["id"] for row in claimed}
+        if len(claimed) >= self._reservation.limit or any(e.id not in ids for e in self._added):
+            queue._wake.set()
 
     @property
     def claimed(self) -> bool:

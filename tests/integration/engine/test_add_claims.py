@@ -5,6 +5,7 @@ own, through the same claim as any other, so priorities and a task's limits stil
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import pytest
 
@@ -12,6 +13,7 @@ from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskType
 from taskflowd.domain.errors import Conflict
 from taskflowd.queue.base import Reservation
+from taskflowd.queue.sql import SqlQueue
 from taskflowd.services.tasks import RunSpec, TaskService
 from taskflowd.store.base import RunPlan
 from taskflowd.store.db import Conn, SqliteDatabase
@@ -39,6 +41,32 @@ async def test_a_run_added_on_an_idle_node_is_claimed_in_its_own_transaction(
     assert queue.claims_started == before, "no claim of its own"
     done = await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
     assert done.attempts == 1
+
+
+class CountedLooks(SqlQueue):
+    """Counts how often the claim loop looks for the next job due (before each sleep)."""
+
+    looks = 0
+
+    async def next_due(self) -> datetime | None:
+        self.looks += 1
+        return await super().next_due()
+
+
+async def test_a_run_claimed_as_it_was_added_leaves_the_idle_claim_loop_asleep(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedLooks)
+    queue = engine.queue
+    assert isinstance(queue, CountedLooks)
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    before = queue.looks
+
+    run = await engine.tasks.run_now(admin, task.id)
+    await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+    assert queue.looks == before, "nothing was left for the loop to look for"
 
 
 async def test_a_run_commits_once_on_sqlite(make_engine: EngineFactory, admin: User) -> None:
