@@ -385,9 +385,6 @@ class SqlQueue:
         claimed, self._held_back = await self.db.atomic(
             lambda conn: self._claim(conn, owner, limit, lease_s)
         )
-        return self._ordered(claimed)
-
-    def _ordered(self, claimed: Sequence[Row]) -> list[Execution]:
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
@@ -839,8 +836,11 @@ class _AddClaim:
         if not committed or self._claimed is None:
             self._reservation.deliver([])
             return
-        queue, (claimed, queue._held_back) = self._queue, self._claimed
-        self._reservation.deliver(queue._ordered(claimed))
+        queue = self._queue
+        claimed, queue._held_back = self._claimed
+        found = [rows.execution_from_row(r, queue._t) for r in claimed]
+        found.sort(key=lambda e: (-e.priority, e.run_at, e.id))  # as `acquire` hands them
+        self._reservation.deliver(found)
         # An idle claim loop stays asleep when the claim took all it added and had room
         # to spare: whatever else is queued was due when the loop chose its sleep, and the
         # sleep ends by then. Otherwise (a full claim; an added job deferred by its
