@@ -108,6 +108,38 @@ ReopenHook = Callable[[Conn, str], Awaitable[None]]
 queue to run again, before it is queued; may raise to refuse (the retry is undone)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The local worker's room for one claim, held for a transaction that adds work
+    (`JobQueue.set_reserve`): it counts as the worker's claim in flight until `deliver`
+    receives the jobs claimed (none when the transaction claimed nothing or rolled
+    back), which the worker then launches as any claim's."""
+
+    owner: str
+    limit: int
+    lease_s: float
+    deliver: Callable[[list[Execution]], None]
+
+
+class AddClaim(Protocol):
+    """The local worker's claim made inside a transaction that adds work
+    (`JobQueue.claim_on_add`): one writer transaction and one commit instead of two."""
+
+    async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
+        """Inside the adding transaction, after its inserts: when some of `added` are due
+        now, claim for the worker with the same rules as `JobQueue.acquire`."""
+
+    def ended(self, committed: bool) -> None:
+        """The adding transaction ended: hand the jobs claimed to the worker if it
+        committed, none otherwise (if a failed COMMIT took effect after all, they run
+        again when their leases expire)."""
+
+    @property
+    def claimed(self) -> bool:
+        """Whether a claim ran in the transaction; when none did, the caller announces
+        the work added (`JobQueue.announce`)."""
+
+
 class JobQueue(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -197,6 +229,16 @@ class JobQueue(Protocol):
 
     def wake(self) -> None:
         """Wake local waiters (e.g. after a job finished and freed a concurrency slot)."""
+
+    def set_reserve(self, reserve: Callable[[], Reservation | None]) -> None:
+        """Have `reserve` called for the local worker's room for a claim (None when it has
+        no room or a claim in flight) before a transaction that adds work and claims it
+        (`claim_on_add`)."""
+
+    def claim_on_add(self) -> AddClaim | None:
+        """A claim for the local worker to run inside the next transaction that adds work
+        on this node, or None when the worker has no room or this queue cannot claim in
+        a store transaction (then the caller announces the work after the commit)."""
 
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         """Call `callback` whenever work due now was added or announced on this node (once

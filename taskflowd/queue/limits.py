@@ -60,13 +60,17 @@ def touch_tasks(task_ids: str) -> str:
     return f"UPDATE tasks SET last_run_at = $4 WHERE id IN ({rows})"
 
 
-def touching(claim: str, task_ids: str = "SELECT task_id FROM claimed") -> str:
+def touching(
+    claim: str, task_ids: str = "SELECT task_id FROM claimed", *, asynchronous: bool = True
+) -> str:
     """`claim` (an UPDATE … RETURNING * whose $4 is the claim time) in one statement with
     recording that time as the last run of the tasks `task_ids` selects from the claimed
-    rows, committed without waiting for its flush (PostgreSQL)."""
+    rows (PostgreSQL); `asynchronous`: the transaction commits without waiting for its
+    flush (not for one that also adds work)."""
+    commit = ASYNC_COMMIT if asynchronous else ""
     return (
         f"WITH claimed AS ({claim}), touched AS ({touch_tasks(task_ids)}) "
-        f"SELECT claimed.* FROM claimed {ASYNC_COMMIT}"
+        f"SELECT claimed.* FROM claimed {commit}"
     )
 
 

@@ -33,6 +33,7 @@ from taskflowd.queue.base import (
     OutcomeKind,
     Reaped,
     ReopenHook,
+    Reservation,
     TickBatch,
 )
 from taskflowd.queue.reconcile import Reconciler
@@ -200,6 +201,12 @@ class RedisQueue:
 
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         self._on_due = callback
+
+    def set_reserve(self, reserve: Callable[[], Reservation | None]) -> None:
+        """Unused: a claim here is a Redis script, which no store transaction can hold."""
+
+    def claim_on_add(self) -> None:
+        return None
 
     async def wait_for_work(self, timeout_s: float) -> None:
         self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)

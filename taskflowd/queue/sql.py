@@ -29,6 +29,7 @@ from taskflowd.queue.base import (
     Reaped,
     ReapedJob,
     ReopenHook,
+    Reservation,
     TickBatch,
 )
 from taskflowd.store import rows
@@ -135,6 +136,7 @@ class SqlQueue:
         self._reopen_hook: ReopenHook | None = None
         self.after_spawn: Callable[[Sequence[Execution]], Awaitable[None]] | None = None
         self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
+        self._reserve: Callable[[], Reservation | None] | None = None
 
     def set_final_hook(self, hook: FinalHook) -> None:
         self._final_hook = hook
@@ -252,6 +254,15 @@ class SqlQueue:
 
     def set_on_due(self, callback: Callable[[], asyncio.Future[Any] | None]) -> None:
         self._on_due = callback
+
+    def set_reserve(self, reserve: Callable[[], Reservation | None]) -> None:
+        self._reserve = reserve
+
+    def claim_on_add(self) -> _AddClaim | None:
+        reservation = None if self._reserve is None else self._reserve()
+        if reservation is None:
+            return None
+        return _AddClaim(self, reservation)
 
     async def wait_for_work(self, timeout_s: float) -> None:
         self._sleeps_until = utcnow() + timedelta(seconds=timeout_s)
@@ -401,9 +412,11 @@ class SqlQueue:
         return [r for r in found if r["id"] is not None]
 
     async def _claim(
-        self, conn: Conn, owner: str, limit: int, lease_s: float
+        self, conn: Conn, owner: str, limit: int, lease_s: float, *, alone: bool = True
     ) -> tuple[list[Row], bool]:
-        """The claimed rows, and whether due jobs were left behind at their org's cap."""
+        """The claimed rows, and whether due jobs were left behind at their org's cap.
+        `alone`: the transaction only claims, so (PostgreSQL) its commit need not wait
+        for the flush; a transaction that adds work as well must wait for it."""
         now = utcnow()
         due = await conn.fetch(_CANDIDATES[self.db.dialect], now, limit)
         self._plain = self._pg and fair.plain(due, self.max_running_jobs)
@@ -424,7 +437,8 @@ class SqlQueue:
         update = _CLAIM.format(ids=_marks(len(admitted), 5))
         if self._pg:
             # The tasks' last run is recorded by the same statement: one round trip less.
-            return await conn.fetch(limits.touching(update, _TOUCHED), *args), held_back
+            claim = limits.touching(update, _TOUCHED, asynchronous=alone)
+            return await conn.fetch(claim, *args), held_back
         claimed = await conn.fetch(update, *args)
         touched = {r["task_id"] for r in claimed if r["workflow_run_id"] is None}
         await limits.touch_last_run(conn, touched, now, postgres=False)
@@ -812,6 +826,54 @@ class SqlQueue:
     async def next_due(self) -> datetime | None:
         row = await self.db.fetchrow(_NEXT_DUE[self.db.dialect])
         return self._t(row["due"]) if row and row["due"] is not None else None
+
+
+class _AddClaim:
+    """`AddClaim` of the SQL queue: the claim shares the adding transaction (its commit,
+    on PostgreSQL its NOTIFY to the other nodes)."""
+
+    def __init__(self, queue: SqlQueue, reservation: Reservation) -> None:
+        self._queue = queue
+        self._reservation = reservation
+        self._claimed: tuple[list[Row], bool] | None = None
+        """The claim's rows and whether it left due jobs at their org's cap; None: no
+        claim ran in the transaction."""
+        self._added: Sequence[Execution] = ()
+
+    async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
+        if not added:
+            return
+        earliest = min(e.run_at for e in added)
+        if earliest > utcnow():
+            return
+        queue, held = self._queue, self._reservation
+        self._added = added
+        self._claimed = await queue._claim(conn, held.owner, held.limit, held.lease_s, alone=False)
+        if queue._pg:
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", CHANNEL, f"{queue._sender} {earliest.isoformat()}"
+            )
+
+    def ended(self, committed: bool) -> None:
+        if not committed or self._claimed is None:
+            self._reservation.deliver([])
+            return
+        queue = self._queue
+        claimed, queue._held_back = self._claimed
+        found = [rows.execution_from_row(r, queue._t) for r in claimed]
+        found.sort(key=lambda e: (-e.priority, e.run_at, e.id))  # as `acquire` hands them
+        self._reservation.deliver(found)
+        # An idle claim loop stays asleep when the claim took all it added and had room
+        # to spare: whatever else is queued was due when the loop chose its sleep, and the
+        # sleep ends by then. Otherwise (a full claim; an added job deferred by its
+        # task's limits or held back at its org's cap) it looks again.
+        ids = {row["id"] for row in claimed}
+        if len(claimed) >= self._reservation.limit or any(e.id not in ids for e in self._added):
+            queue._wake.set()
+
+    @property
+    def claimed(self) -> bool:
+        return self._claimed is not None
 
 
 _EVENTS = {

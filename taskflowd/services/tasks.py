@@ -8,6 +8,7 @@ no org acts on all. Changes need the MEMBER org role (a VIEWER only reads: Forbi
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import dataclasses
 import uuid
@@ -352,8 +353,21 @@ class TaskService:
             )
             return RunPlan(executions, (event,))
 
-        result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
-        if inserted:
+        # The local worker claims in the adding transaction: one commit, not two.
+        adding = self.queue.claim_on_add()
+        if adding is None:
+            result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
+            if inserted:
+                await self.queue.announce(inserted)
+            return result
+        added = asyncio.ensure_future(
+            self.store.add_runs(task_id, org_scope(actor), plan, claim, adding.claim)
+        )
+        # The worker gets its jobs once the transaction ends, even if this call is
+        # cancelled meanwhile: they must not wait for their leases to expire.
+        added.add_done_callback(lambda done: adding.ended(_succeeded(done)))
+        result, inserted = await asyncio.shield(added)
+        if inserted and not adding.claimed:
             await self.queue.announce(inserted)
         return result
 
@@ -520,3 +534,7 @@ class TaskService:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         gone = {"taskId": [found.task_id, None]} if action == "dead_letter.deleted" else {}
         return self._event(actor, action, found.org_id, ("deadLetter", dead_letter_id), gone)
+
+
+def _succeeded(done: asyncio.Future[Any]) -> bool:
+    return not done.cancelled() and done.exception() is None

@@ -8,7 +8,7 @@ a record of another org is then absent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from taskflowd.audit.journal import Journal
     from taskflowd.audit.model import AuditEvent
     from taskflowd.audit.records import AuditRecords
+    from taskflowd.store.db import Conn
 
 T = TypeVar("T")
 
@@ -93,6 +94,10 @@ class RunPlan:
     runs: Sequence[Execution]
     events: Sequence[AuditEvent] = ()
 
+
+Then = Callable[["Conn", Sequence[Execution]], Awaitable[None]]
+"""Called inside the transaction that inserted executions (those inserted now), after
+the inserts: more work for the same commit (the local worker's claim of them)."""
 
 Planner = Callable[[Task | None], RunPlan]
 """Plans the runs of the task read (None: no such live task), or raises to refuse them
@@ -170,13 +175,15 @@ class Store(Protocol):
         org_id: str | None,
         plan: Planner,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
         """In one transaction (one hand-over to SQLite's writer): raise Replay when the
         claim's key holds a fresh record; read the live task (in `org_id` unless None);
         insert the PENDING runs `plan` makes of it, where a run whose `idempotency_key`
         the task has already is replaced by the stored execution; record the claim
-        (`claim.render` receives every execution in order); append the plan's audit
-        events when a row changed. Returns (every execution in order, those inserted now).
+        (`claim.render` receives every execution in order); call `then` with the
+        executions inserted now; append the plan's audit events when a row changed.
+        Returns (every execution in order, those inserted now).
         """
 
     async def get_task_json(self, task_id: str, org_id: str | None, shape: Shape) -> str | None:

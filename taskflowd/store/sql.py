@@ -17,6 +17,7 @@ from taskflowd.store.base import (
     Page,
     Planner,
     TaskFilter,
+    Then,
 )
 from taskflowd.store.db import Conn, Step
 from taskflowd.store.errors import NothingChanged
@@ -112,6 +113,7 @@ class SqlStore(AccountRecords):
         org_id: str | None,
         plan: Planner,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
         async def body(conn: Conn) -> tuple[list[Execution], list[Execution], list[AuditEvent]]:
             if claim is not None:
@@ -124,6 +126,8 @@ class SqlStore(AccountRecords):
             result, inserted = await self._insert_runs(conn, planned.runs)
             if claim is not None:
                 await idempotency.record(conn, claim, result, self._t)
+            if then is not None:
+                await then(conn, inserted)
             if (inserted or claim is not None) and planned.events:
                 return result, inserted, await self.journal.append(conn, planned.events)
             return result, inserted, []

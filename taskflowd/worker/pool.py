@@ -26,7 +26,7 @@ from taskflowd.events import EventBus
 from taskflowd.handlers.base import JobContext, JobError, load_models
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.logs import execution_id_var, request_id_var, task_id_var
-from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped
+from taskflowd.queue.base import JobQueue, Outcome, OutcomeKind, Reaped, Reservation
 from taskflowd.store.errors import StoreError
 from taskflowd.worker.ahead import ClaimAhead
 
@@ -96,7 +96,8 @@ class WorkerPool:
         self._claim_min = max(1, self._ahead_size // 2)
         self._claiming = False
         self._claim: asyncio.Future[list[Execution]] | None = None
-        """The claim in flight: started by the claim loop, or by `_claim_now`."""
+        """The claim in flight: started by the claim loop or by `_claim_now`, or reserved
+        for a transaction that adds work (`_reserve`)."""
         self._claim_want = 0
 
     @property
@@ -106,6 +107,7 @@ class WorkerPool:
     async def start(self) -> None:
         self._claiming = True
         self.queue.set_on_due(self._claim_now)
+        self.queue.set_reserve(self._reserve)
         self._supervisor.spawn("worker.claim", self._claim_loop)
         self._supervisor.spawn("worker.flush", self._flush_loop)
         self._supervisor.spawn("worker.leases", self._lease_loop)
@@ -184,17 +186,45 @@ class WorkerPool:
     def _begin_claim(self) -> asyncio.Future[list[Execution]] | None:
         """Start a claim for the free room, or None when too little is free. Its jobs are
         launched (or buffered) the moment it commits, whoever waits for it."""
+        want = self._want()
+        if want is None:
+            return None
+        claim = asyncio.ensure_future(self.queue.acquire(self.node_id, want, self.settings.lease_s))
+        self._track(claim)
+        return claim
+
+    def _want(self) -> int | None:
+        """How many jobs a claim now takes (None when too little room is free)."""
         room = self._room()
         if room < self._claim_min:
             return None
         self._claim_want = min(room, self.settings.batch_size)
+        return self._claim_want
+
+    def _track(self, claim: asyncio.Future[list[Execution]]) -> None:
+        """Make `claim` the claim in flight, whose jobs are launched when it ends."""
         claimed_at = time.monotonic()
-        claim = asyncio.ensure_future(
-            self.queue.acquire(self.node_id, self._claim_want, self.settings.lease_s)
-        )
         claim.add_done_callback(lambda done: self._claimed(done, claimed_at))
         self._claim = claim
-        return claim
+
+    def _reserve(self) -> Reservation | None:
+        """Room for a claim that a transaction adding work makes (see `Reservation`):
+        the claim in flight until that transaction ends, unless a claim is in flight."""
+        if not self._claiming or self._claim is not None:
+            return None
+        want = self._want()
+        if want is None:
+            return None
+        claim: asyncio.Future[list[Execution]] = asyncio.get_running_loop().create_future()
+        self._track(claim)
+
+        def deliver(jobs: list[Execution]) -> None:
+            # No longer in flight at once: work announced right after may start a claim.
+            self._claim_done(claim)
+            if not claim.done():
+                claim.set_result(jobs)
+
+        return Reservation(self.node_id, want, self.settings.lease_s, deliver)
 
     def _claimed(self, claim: asyncio.Future[list[Execution]], claimed_at: float) -> None:
         """Launch a committed claim's jobs, unless stop() began: then it hands them back."""

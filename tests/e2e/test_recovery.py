@@ -7,10 +7,12 @@ import asyncio
 import signal
 from collections import Counter
 
+import aiohttp
 import pytest
 
-from taskflowd.domain.enums import ExecutionStatus, TaskStatus
+from taskflowd.domain.enums import ExecutionStatus, TaskStatus, TaskType
 from tests.e2e.conftest import Daemons, Jobs, eventually, open_jobs
+from tests.e2e.test_idempotency_crash import _login
 
 SLEEPERS = 50
 ECHOES = 10
@@ -77,4 +79,47 @@ async def test_kill_9_while_jobs_run_loses_nothing(daemons: Daemons, db_url: str
         statuses = await jobs.store.db.fetch("SELECT status FROM tasks")
         assert {r["status"] for r in statuses} == {TaskStatus.COMPLETED.value}
 
+        assert await asyncio.to_thread(second.terminate) == 0
+
+
+@pytest.mark.slow
+async def test_kill_9_right_after_a_run_claimed_as_it_was_added_still_runs_it(
+    daemons: Daemons, db_url: str
+) -> None:
+    """The run's claim commits with its insert (issue 11): the job holds a lease the dead
+    node never renews, and the next node runs it once the lease expires."""
+    env = {"TASKFLOW_WORKER__LEASE_S": "2"}
+    first = await daemons.astart("--database", db_url, env=env)
+    async with open_jobs(db_url) as jobs:
+        task = await jobs.create("held", "sleep", {"seconds": 30}, type=TaskType.ON_DEMAND)
+        async with aiohttp.ClientSession() as http:
+            headers = await _login(http, first.url(""))
+            async with http.post(
+                first.url(f"/api/v1/tasks/{task.id}/run"), json={}, headers=headers
+            ) as response:
+                assert response.status == 202, await response.text()
+                run_id = (await response.json())["id"]
+        assert await asyncio.to_thread(first.kill9) == -signal.SIGKILL
+        if jobs.store.db.dialect == "postgresql":
+            await eventually(
+                lambda: _sessions_settled(jobs), "the killed node's last transactions to end"
+            )
+        [claimed] = await jobs.executions(task.id)
+        assert (claimed.id, claimed.status) == (run_id, ExecutionStatus.PROCESSING)
+
+        await jobs.store.db.execute(
+            "UPDATE job_executions SET payload = $1 WHERE id = $2",
+            jobs.store.db.codec.dump({"seconds": 0}),
+            run_id,
+        )
+        second = await daemons.astart("--database", db_url, env=env)
+
+        async def completed() -> bool:
+            return await jobs.count_by_status() == {"COMPLETED": 1}
+
+        await eventually(completed, "the run to complete after the restart")
+        [done] = await jobs.executions(task.id)
+        assert done.attempts == 2
+        history = await jobs.store.retry_history(run_id)
+        assert [h.error["type"] for h in history] == ["lease_expired"]
         assert await asyncio.to_thread(second.terminate) == 0

@@ -1,0 +1,179 @@
+"""A run added on a node whose worker has room is claimed in the transaction that adds it
+(issue 11): one writer transaction and one commit, not an insert and then a claim of its
+own, through the same claim as any other, so priorities and a task's limits still hold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pytest
+
+from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain.enums import ExecutionStatus, TaskType
+from taskflowd.domain.errors import Conflict
+from taskflowd.queue.base import Reservation
+from taskflowd.queue.sql import SqlQueue
+from taskflowd.services.tasks import RunSpec, TaskService
+from taskflowd.store.base import RunPlan
+from taskflowd.store.db import Conn, SqliteDatabase
+from taskflowd.store.sqlite_thread import Span, span_tag
+from tests.integration.engine.harness import Engine, EngineFactory, spec
+from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle
+
+
+async def test_a_run_added_on_an_idle_node_is_claimed_in_its_own_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec())
+    await engine.wait_until_final(task.id)
+    before = queue.claims_started
+
+    run = await engine.tasks.run_now(admin, task.id)
+
+    claimed = await engine.execution(run.id)
+    assert claimed.status in (ExecutionStatus.PROCESSING, ExecutionStatus.COMPLETED)
+    assert claimed.attempts == 1, "claimed once the run returned"
+    assert queue.claims_started == before, "no claim of its own"
+    done = await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+    assert done.attempts == 1
+
+
+class CountedLooks(SqlQueue):
+    """Counts how often the claim loop looks for the next job due (before each sleep)."""
+
+    looks = 0
+
+    async def next_due(self) -> datetime | None:
+        self.looks += 1
+        return await super().next_due()
+
+
+async def test_a_run_claimed_as_it_was_added_leaves_the_idle_claim_loop_asleep(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedLooks)
+    queue = engine.queue
+    assert isinstance(queue, CountedLooks)
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    before = queue.looks
+
+    run = await engine.tasks.run_now(admin, task.id)
+    await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+    assert queue.looks == before, "nothing was left for the loop to look for"
+
+
+async def test_a_run_commits_once_on_sqlite(make_engine: EngineFactory, admin: User) -> None:
+    engine = await make_engine(worker=IDLE)
+    db = engine.store.db
+    if not isinstance(db, SqliteDatabase):
+        return
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    request = object()
+    transactions: list[Span] = []
+
+    def observe(span: Span) -> None:
+        if span.tag is request and span.committing is not None:
+            transactions.append(span)
+
+    db.observe_writer(observe)
+    token = span_tag.set(request)  # tags the writer's work this run starts, claims too
+    try:
+        run = await engine.tasks.run_now(admin, task.id)
+    finally:
+        span_tag.reset(token)
+    done = await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+    db.observe_writer(None)
+
+    assert done.attempts == 1
+    assert len(transactions) == 1, "the insert and the claim share one transaction"
+
+
+async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker={**IDLE, "concurrency": 1, "batch_size": 1})
+    await idle(engine, admin)
+    urgent = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, priority=9))
+    later = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, priority=1))
+    queued = await _queue_quietly(engine, urgent.id)
+
+    added = await engine.tasks.run_now(admin, later.id)
+
+    claimed = await engine.execution(queued.id)
+    assert claimed.status is not ExecutionStatus.PENDING, "the adding claim took the urgent job"
+    done_urgent = await engine.wait_for_status(queued.id, ExecutionStatus.COMPLETED)
+    done_added = await engine.wait_for_status(added.id, ExecutionStatus.COMPLETED)
+    assert done_urgent.started_at is not None and done_added.started_at is not None
+    assert done_urgent.started_at <= done_added.started_at
+
+
+async def _queue_quietly(engine: Engine, task_id: str) -> Execution:
+    """A run of the task inserted without telling any worker (its claim loop sleeps)."""
+
+    [run], _ = await engine.store.add_runs(task_id, None, _plan)
+    return run
+
+
+def _plan(task: Task | None) -> RunPlan:
+    """One run of `task`, now, as the task defines it."""
+    assert task is not None
+    return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
+
+
+async def test_a_run_refused_in_its_transaction_leaves_the_worker_claiming(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    paused = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    await engine.tasks.pause(admin, paused.id)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    before = queue.claims_started
+
+    with pytest.raises(Conflict):
+        await engine.tasks.run_now(admin, paused.id)
+    run = await engine.tasks.run_now(admin, task.id)
+
+    assert (await engine.execution(run.id)).attempts == 1, "the next run was claimed with it"
+    assert queue.claims_started == before
+    await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+
+async def test_the_transaction_that_adds_and_claims_commits_synchronously(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """A claim alone may commit without waiting for PostgreSQL's flush; a run accepted
+    with 2xx may not, so the claim in its transaction must leave the flush on."""
+    engine = await make_engine(start=False)
+    store, queue = engine.store, engine.queue
+    if store.db.dialect != "postgresql":
+        return
+    delivered: list[Execution] = []
+    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    adding = queue.claim_on_add()
+    assert adding is not None
+    settings: list[str] = []
+
+    async def then(conn: Conn, added: Sequence[Execution]) -> None:
+        await adding.claim(conn, added)
+        row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
+        assert row is not None
+        settings.append(row["s"])
+
+    [run], _ = await store.add_runs(task.id, None, _plan, None, then)
+    adding.ended(True)
+
+    assert settings == ["on"]
+    assert [e.id for e in delivered] == [run.id]
+    assert delivered[0].status is ExecutionStatus.PROCESSING
