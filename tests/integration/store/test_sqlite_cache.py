@@ -28,11 +28,11 @@ def cache_kib(value: object) -> int:
     return -size
 
 
-async def test_the_writer_caches_at_most_8_mib(db: SqliteDatabase) -> None:
+async def test_the_writer_caches_at_most_4_mib(db: SqliteDatabase) -> None:
     async with db.transaction() as conn:
         row = await conn.fetchrow("PRAGMA cache_size")
     assert row is not None
-    assert 0 < cache_kib(row["cache_size"]) <= 8192
+    assert 0 < cache_kib(row["cache_size"]) <= 4096
 
 
 async def test_every_reader_caches_at_most_2_mib(db: SqliteDatabase) -> None:
