@@ -8,8 +8,8 @@ PASSIVE checkpoint (never waiting for the writer or the readers) every `interval
 A checkpoint that copied the whole log lets the next write start the log afresh, and the
 first commit of a fresh log syncs the log file (its new header must be on disk before any
 frame after it, or a power loss could corrupt the file), even under synchronous=NORMAL.
-Behind a busy disk that one sync took the writer up to 0.8 s, once a pass while the node
-had moments of rest (`taskflowd bench --prune`). So the loop starts the log afresh itself,
+Behind a busy disk that one sync held the writer up to 0.16 s, once a pass while the node
+had moments of rest (strace of `taskflowd bench --prune`). So the loop starts the log afresh itself,
 right after such a pass: a transaction of its own rewrites an unchanged page (the
 application id in the file's header), which pays that sync on the loop's thread; the
 writer, which is mostly idle then, finds the fresh log and appends to it. A writer that
@@ -18,13 +18,14 @@ lock for longer than `_BUSY_TIMEOUT_MS` has the loop give up until the next pass
 something else is written, the next passes leave the log alone: copying the loop's own
 page would have the writer start the log afresh again.
 
-The writer starts the log afresh only when it finds all of it copied, which a busy writer,
-always appending, never lets a checkpoint beside it achieve. So once the log is longer
-than `wal_bytes`, the loop has the writer copy the few pages appended since the
-checkpoint (`catch_up`, a moment between two transactions): its next transaction starts
-the log from the beginning, so the file stops growing. (It is not cut back then, which
-would put a truncation into a commit.) A log file longer than `wal_bytes` is given back
-to the file system once the writer has been idle for a pass.
+The log can start afresh only once all of it is copied, which a busy writer, always
+appending, never lets a checkpoint beside it achieve. So once the log is longer than
+`wal_bytes`, the loop has the writer copy the few pages appended since the checkpoint
+(`catch_up`, a moment between two transactions), then starts the log afresh as above,
+unless the writer wrote first (its commit starts it afresh then): the file stops growing.
+(It is not cut back then, which would put a truncation into a commit.) A log file longer
+than `wal_bytes` is given back to the file system once the writer has been idle for a
+pass.
 
 The writer keeps an automatic checkpoint at `SAFETY_NET_PAGES`, so the log stays bounded
 even when this loop cannot run.
@@ -189,6 +190,10 @@ class Checkpointer:
                 await self._catch_up()
             finally:
                 span_tag.reset(tagged)
+            try:
+                self._restarted = await self._thread.run(self._restart)
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite checkpoint: {exc}") from exc
         return done
 
     async def _loop(self) -> None:

@@ -9,14 +9,16 @@ import logging
 import os
 import resource
 import signal
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from taskflowd.store.checkpoint import TASK_NAME
+from taskflowd.store.checkpoint import TASK_NAME, Checkpointer
 from taskflowd.store.db import SqliteDatabase
+from taskflowd.store.read_cache import WalHeader
 from tests.integration.engine.harness import LogLines
 from tests.integration.queue.polling import eventually
 
@@ -177,3 +179,42 @@ async def test_the_loop_starts_the_log_afresh_so_the_writer_never_syncs_it(
         assert row is not None and row["n"] == 10
     finally:
         await db.close()
+
+
+async def test_after_the_writer_caught_up_the_loop_starts_the_log_afresh(tmp_path: Path) -> None:
+    # A reader's snapshot keeps the pass from copying the whole log; it ends before the
+    # writer catches up, so the catch-up copies the rest and the log can start afresh.
+    db = SqliteDatabase(f"sqlite:///{tmp_path / 'taskflowd.db'}", checkpoint_interval_s=3600)
+    await db.connect()
+    header = WalHeader(db.path)
+    header.open()
+    reader = sqlite3.connect(db.path, isolation_level=None)
+    caught_up: list[int] = []
+
+    async def catch_up() -> None:
+        reader.execute("ROLLBACK")
+        await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        caught_up.append(log_generation(db))
+
+    checkpointer = Checkpointer(db.path, header, catch_up, interval_s=3600, wal_bytes=WAL_BYTES)
+    try:
+        await db.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        await write(db, 5)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM load").fetchone()
+        await write(db, 20)  # 160 KB past the reader's snapshot
+        outcomes = Outcomes()
+        checkpointer.report = outcomes
+        await checkpointer.start()
+        await eventually(lambda: _true(bool(outcomes.seen)), "the loop's first pass")
+
+        assert outcomes.seen == ["partial"] and len(caught_up) == 1
+        fresh = log_generation(db)
+        assert fresh != caught_up[0]
+        await write(db, 5)
+        assert log_generation(db) == fresh
+    finally:
+        await checkpointer.stop()
+        reader.close()
+        await db.close()
+        header.close()
