@@ -350,13 +350,17 @@ class SqliteDatabase:
             )
             for i in range(readers)
         ]
+        self._header = WalHeader(self.path)
         self.checkpointer = checkpoint.Checkpointer(
-            self.path, self._checkpoint, interval_s=checkpoint_interval_s, wal_bytes=wal_bytes
+            self.path,
+            self._header,
+            self._checkpoint,
+            interval_s=checkpoint_interval_s,
+            wal_bytes=wal_bytes,
         )
         self._writer: _SqliteConn | None = None
         self._readers: list[_SqliteConn] = []
         self._lock = asyncio.Lock()
-        self._header = WalHeader(self.path)
         self._cache = ReadCache(self._header)
 
     async def connect(self) -> None:

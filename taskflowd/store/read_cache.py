@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +61,11 @@ class WalHeader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def frames(self) -> int | None:
+        """The frames in the log now (`mxFrame`); None when the header cannot be trusted."""
+        header = self.read()
+        return None if header is None else int.from_bytes(header[16:20], sys.byteorder)
 
     def read(self) -> bytes | None:
         """The header now; None when it cannot be trusted (closed, or being written:

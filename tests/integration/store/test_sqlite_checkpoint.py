@@ -9,14 +9,16 @@ import logging
 import os
 import resource
 import signal
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from taskflowd.store.checkpoint import TASK_NAME
+from taskflowd.store.checkpoint import TASK_NAME, Checkpointer
 from taskflowd.store.db import SqliteDatabase
+from taskflowd.store.read_cache import WalHeader
 from tests.integration.engine.harness import LogLines
 from tests.integration.queue.polling import eventually
 
@@ -142,3 +144,77 @@ async def test_the_loop_rides_out_a_full_disk(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def log_generation(db: SqliteDatabase) -> int:
+    """The log file header's checkpoint sequence number: it changes each time the log is
+    started afresh, by whichever connection writes the first frame of the fresh log."""
+    with db.path.with_name(db.path.name + "-wal").open("rb") as wal:
+        return int.from_bytes(wal.read(16)[12:16], "big")
+
+
+async def test_the_loop_starts_the_log_afresh_so_the_writer_never_syncs_it(
+    tmp_path: Path,
+) -> None:
+    # The first commit of a fresh log syncs the log file even under synchronous=NORMAL:
+    # the loop makes that commit itself, and later passes leave its page alone, so the
+    # writer only ever appends.
+    db = SqliteDatabase(f"sqlite:///{tmp_path / 'taskflowd.db'}", checkpoint_interval_s=3600)
+    await db.connect()
+    try:
+        await db.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        await write(db, 5)
+        before = log_generation(db)
+
+        done = await db.checkpointer.run_once()
+
+        assert done.complete and done.restarted is not None
+        fresh = log_generation(db)
+        assert fresh != before
+        await db.checkpointer.run_once()  # the writer idle: nothing to copy
+        await db.checkpointer.run_once()
+        await write(db, 5)
+        assert log_generation(db) == fresh
+        row = await db.fetchrow("SELECT COUNT(*) AS n FROM load")
+        assert row is not None and row["n"] == 10
+    finally:
+        await db.close()
+
+
+async def test_after_the_writer_caught_up_the_loop_starts_the_log_afresh(tmp_path: Path) -> None:
+    # A reader's snapshot keeps the pass from copying the whole log; it ends before the
+    # writer catches up, so the catch-up copies the rest and the log can start afresh.
+    db = SqliteDatabase(f"sqlite:///{tmp_path / 'taskflowd.db'}", checkpoint_interval_s=3600)
+    await db.connect()
+    header = WalHeader(db.path)
+    header.open()
+    reader = sqlite3.connect(db.path, isolation_level=None)
+    caught_up: list[int] = []
+
+    async def catch_up() -> None:
+        reader.execute("ROLLBACK")
+        await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        caught_up.append(log_generation(db))
+
+    checkpointer = Checkpointer(db.path, header, catch_up, interval_s=3600, wal_bytes=WAL_BYTES)
+    try:
+        await db.execute("CREATE TABLE load (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        await write(db, 5)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM load").fetchone()
+        await write(db, 20)  # 160 KB past the reader's snapshot
+        outcomes = Outcomes()
+        checkpointer.report = outcomes
+        await checkpointer.start()
+        await eventually(lambda: _true(bool(outcomes.seen)), "the loop's first pass")
+
+        assert outcomes.seen == ["partial"] and len(caught_up) == 1
+        fresh = log_generation(db)
+        assert fresh != caught_up[0]
+        await write(db, 5)
+        assert log_generation(db) == fresh
+    finally:
+        await checkpointer.stop()
+        reader.close()
+        await db.close()
+        header.close()
