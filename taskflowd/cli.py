@@ -240,8 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The collector is paused for start-up: loading and building a node makes some
         # 80,000 objects that live as long as it and almost no garbage, and ~100
         # collections walked them for nothing (~20 ms of CPU before the node answers,
-        # issue 12). `Daemon.run` turns it back on once the node serves.
+        # issue 12). `Daemon.run` turns it back on once the node serves; a start that
+        # fails turns it back on here.
         gc.disable()
+        try:
+            return _command(args)
+        finally:
+            gc.enable()
+    return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the daemon command `args` names."""
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -49,10 +49,25 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
+async def _create_table(db: Database) -> None:
+    """Create the table of applied versions unless it exists. On PostgreSQL under the
+    migrations' lock: two nodes creating it at once on a fresh database both pass IF NOT
+    EXISTS, and one fails on the catalog's unique index (the node then cannot start)."""
+    if db.dialect != "postgresql":
+        await db.execute(_CREATE_TABLE)
+        return
+    found = await db.fetchrow("SELECT to_regclass('schema_migrations') IS NOT NULL AS made")
+    if found is not None and found["made"]:
+        return
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK_KEY)
+        await conn.execute(_CREATE_TABLE)
+
+
 async def migrate(db: Database, up_to: int | None = None) -> list[Migration]:
     """Apply every pending migration in order, or those up to version `up_to` (the schema
     of an older release); returns those applied (none: already current)."""
-    await db.execute(_CREATE_TABLE)
+    await _create_table(db)
     # A node restarting on a current schema reads the versions once and opens no
     # transaction; a pending migration is checked again under the transaction's lock.
     recorded = {row["version"] for row in await db.fetch("SELECT version FROM schema_migrations")}
@@ -83,6 +98,6 @@ async def migrate(db: Database, up_to: int | None = None) -> list[Migration]:
 
 
 async def current_version(db: Database) -> int:
-    await db.execute(_CREATE_TABLE)
+    await _create_table(db)
     row = await db.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
     return int(row["v"]) if row and row["v"] is not None else 0

@@ -15,7 +15,7 @@ from taskflowd.domain.entities import Task, User
 from taskflowd.queue.base import JobQueue
 from taskflowd.queue.redis import RedisQueue
 from taskflowd.queue.sql import SqlQueue
-from taskflowd.store import SqlStore
+from taskflowd.store import SqlStore, open_store
 from tests.conftest import RedisTarget
 from tests.integration.queue.factories import new_owner, new_task
 from tests.integration.queue.isolation import _pg_reused_url, pg_url
@@ -52,3 +52,12 @@ async def owner(store: SqlStore) -> User:
 async def task(store: SqlStore, owner: User) -> Task:
     """An active one-time task of `owner` with no limits: jobs need a task row."""
     return await new_task(store, owner)
+
+
+@pytest.fixture
+async def pg_store(pg_url: str) -> AsyncIterator[SqlStore]:
+    """A started store on a PostgreSQL database of its own, for what PostgreSQL alone does."""
+    store = open_store(pg_url)
+    await store.start()
+    yield store
+    await store.stop()

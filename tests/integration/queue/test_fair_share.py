@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from taskflowd.domain.entities import Task, User
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store import SqlStore, rows
@@ -54,6 +56,24 @@ async def test_a_small_org_is_not_starved_by_a_large_backlog(store: SqlStore) ->
     )
     assert len([j for j in first if j.task_id == small.id]) == 8, "an equal share"
     assert sum(j.task_id == big.id for j in first + second) == 32 - 10
+
+
+@pytest.mark.parametrize(("default", "override"), [(3, None), (0, 2)])
+async def test_an_org_alone_in_the_queue_is_capped(
+    store: SqlStore, default: int, override: int | None
+) -> None:
+    """One org's jobs with no task limit: PostgreSQL's one-statement claim must leave them
+    to the claim in steps, which holds the org to its cap (the org's override, else the
+    configured default)."""
+    queue = SqlQueue(store.db, max_running_jobs=default)
+    owner, task = await org_task(store)
+    await store.db.execute(
+        "UPDATE orgs SET max_running_jobs = $1 WHERE id = $2", override, owner.default_org_id
+    )
+    await queue.add([due_job(task, job_id=f"j-{i}") for i in range(5)])
+
+    assert len(await queue.acquire("node-1", 10, 30.0)) == (override or default)
+    assert await queue.acquire("node-1", 10, 30.0) == []
 
 
 async def test_max_running_jobs_caps_an_org(store: SqlStore) -> None:

@@ -45,14 +45,6 @@ __all__ = ["private_redis"]
 
 
 @pytest.fixture
-async def pg_store(pg_url: str) -> AsyncIterator[SqlStore]:
-    store = open_store(pg_url)
-    await store.start()
-    yield store
-    await store.stop()
-
-
-@pytest.fixture
 async def owner(pg_store: SqlStore) -> User:
     return await new_owner(pg_store)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from taskflowd.store import SqlStore
 from taskflowd.workflows.progress import RunProgress
-from tests.integration.queue.test_claim_round_trips import Counting, pg_store
-
-__all__ = ["pg_store"]
+from tests.integration.queue.counting import Counting
 
 
 async def test_the_final_hooks_look_up_is_one_statement_for_any_batch(

@@ -5,6 +5,7 @@ Each test gets a fresh, migrated database (real SQLite, real PostgreSQL); nothin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +25,7 @@ from taskflowd.store.base import (
     Replay,
     TaskFilter,
 )
+from taskflowd.store.db import open_database
 from taskflowd.store.errors import DuplicateKey, StoreUnavailable
 from taskflowd.store.migrate import available, current_version, migrate
 from tests.integration.store.factories import (
@@ -140,6 +142,25 @@ async def test_migrate_on_a_current_schema_opens_no_transaction(
     monkeypatch.setattr(store.db, "transaction", counted)
     assert await migrate(store.db) == []
     assert opened == []
+
+
+async def test_two_nodes_migrate_a_fresh_postgresql_database_at_once(pg_url: str) -> None:
+    """Nodes started together on a new database: between them each migration is applied
+    once, and both start (one failed creating the table of versions, which both had
+    found missing)."""
+    nodes = [open_database(pg_url), open_database(pg_url)]
+    for node in nodes:
+        await node.connect()
+    try:
+        for _ in range(3):
+            await nodes[0].execute("DROP SCHEMA public CASCADE")
+            await nodes[0].execute("CREATE SCHEMA public")
+            first, second = await asyncio.gather(*(migrate(node) for node in nodes))
+            applied = sorted(m.version for m in first + second)
+            assert applied == [m.version for m in available("postgresql")]
+    finally:
+        for node in nodes:
+            await node.close()
 
 
 # --- users ---------------------------------------------------------------------

@@ -79,3 +79,27 @@ def test_serve_collects_no_garbage_before_it_answers_then_resumes(tmp_path: Path
     assert seen["collections_before"] == 0
     assert seen["enabled_after"] is True
     assert seen["frozen"] > 10_000
+
+
+FAILED_START = """
+import gc, json
+from taskflowd import cli
+
+code = cli.main(["serve", "--database", {database!r}, "--port", "0"])
+print(json.dumps({{"exit": code, "enabled_after": gc.isenabled()}}))
+"""
+
+
+def test_a_failed_start_leaves_the_collector_on(tmp_path: Path) -> None:
+    """A node that cannot start never serves, so `Daemon.run` does not resume the
+    collector: the command does, for whatever runs `cli.main` in-process after it."""
+    database = f"sqlite:///{tmp_path / 'missing' / 'gc.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", FAILED_START.format(database=database)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen == {"exit": 1, "enabled_after": True}
