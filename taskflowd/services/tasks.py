@@ -12,10 +12,10 @@ import asyncio
 import builtins
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from taskflowd.audit.model import AuditEvent
@@ -37,8 +37,11 @@ from taskflowd.store.base import (
     RunPlan,
     Store,
     TaskFilter,
+    Then,
 )
 from taskflowd.store.render import Shape
+
+T = TypeVar("T")
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 AUDITED_FIELDS = (*SPEC_FIELDS, "status")
@@ -171,8 +174,10 @@ class TaskService:
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
         with self.journal.recording(self._task_event(actor, "task.created", None, task)):
-            await self.store.create_task(task, first, claim)
-        await self._announce([(task, first)])
+            _, claimed = await self._claiming(
+                lambda then: self.store.create_task(task, first, claim, then)
+            )
+        await self._announce([(task, first)], claimed)
         return task
 
     async def create_many(
@@ -205,16 +210,35 @@ class TaskService:
             actor, "task.batch", actor.org_id, ("task", None), {"taskIds": [None, ids]}
         )
         with self.journal.recording(event):
-            tasks = await self.store.create_tasks(entries, claim)
-        await self._announce(entries)
+            tasks, claimed = await self._claiming(
+                lambda then: self.store.create_tasks(entries, claim, then)
+            )
+        await self._announce(entries, claimed)
         return tasks
 
-    async def _announce(self, entries: Sequence[tuple[Task, Execution | None]]) -> None:
+    async def _announce(
+        self, entries: Sequence[tuple[Task, Execution | None]], claimed: bool
+    ) -> None:
+        """Tell the queue of new tasks' work; their first jobs need no announcement when
+        the local worker claimed in the transaction that inserted them (`_claiming`)."""
         if any(task.type is TaskType.RECURRING for task, _ in entries):
             await self.queue.schedule_changed()
         firsts = [first for _, first in entries if first is not None]
-        if firsts:
+        if firsts and not claimed:
             await self.queue.announce(firsts)
+
+    async def _claiming(self, write: Callable[[Then | None], Awaitable[T]]) -> tuple[T, bool]:
+        """`write(then)`, a store call adding work in one transaction, with the local
+        worker's claim as its `then` when the worker has room (one commit, not two); and
+        whether that claim ran (when it did not, the caller announces the work added).
+        The worker gets its jobs once the transaction ends, even if this call is cancelled
+        meanwhile: they must not wait for their leases to expire."""
+        adding = self.queue.claim_on_add()
+        if adding is None:
+            return await write(None), False
+        written = asyncio.ensure_future(write(adding.claim))
+        written.add_done_callback(lambda done: adding.ended(_succeeded(done)))
+        return await asyncio.shield(written), adding.claimed
 
     async def get(self, actor: User | Actor, task_id: str) -> Task:
         task = await self.store.get_task(task_id, org_scope(actor))
@@ -353,21 +377,10 @@ class TaskService:
             )
             return RunPlan(executions, (event,))
 
-        # The local worker claims in the adding transaction: one commit, not two.
-        adding = self.queue.claim_on_add()
-        if adding is None:
-            result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
-            if inserted:
-                await self.queue.announce(inserted)
-            return result
-        added = asyncio.ensure_future(
-            self.store.add_runs(task_id, org_scope(actor), plan, claim, adding.claim)
+        (result, inserted), claimed = await self._claiming(
+            lambda then: self.store.add_runs(task_id, org_scope(actor), plan, claim, then)
         )
-        # The worker gets its jobs once the transaction ends, even if this call is
-        # cancelled meanwhile: they must not wait for their leases to expire.
-        added.add_done_callback(lambda done: adding.ended(_succeeded(done)))
-        result, inserted = await asyncio.shield(added)
-        if inserted and not adding.claimed:
+        if inserted and not claimed:
             await self.queue.announce(inserted)
         return result
 
