@@ -8,14 +8,13 @@ no org acts on all. Changes need the MEMBER org role (a VIEWER only reads: Forbi
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from taskflowd.audit.model import AuditEvent
@@ -28,7 +27,7 @@ from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
-from taskflowd.queue.base import JobQueue
+from taskflowd.queue.base import JobQueue, claiming
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import (
     ExecutionFilter,
@@ -37,11 +36,8 @@ from taskflowd.store.base import (
     RunPlan,
     Store,
     TaskFilter,
-    Then,
 )
 from taskflowd.store.render import Shape
-
-T = TypeVar("T")
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 AUDITED_FIELDS = (*SPEC_FIELDS, "status")
@@ -174,8 +170,8 @@ class TaskService:
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
         with self.journal.recording(self._task_event(actor, "task.created", None, task)):
-            _, claimed = await self._claiming(
-                lambda then: self.store.create_task(task, first, claim, then)
+            _, claimed = await claiming(
+                self.queue, lambda then: self.store.create_task(task, first, claim, then)
             )
         await self._announce([(task, first)], claimed)
         return task
@@ -210,8 +206,8 @@ class TaskService:
             actor, "task.batch", actor.org_id, ("task", None), {"taskIds": [None, ids]}
         )
         with self.journal.recording(event):
-            tasks, claimed = await self._claiming(
-                lambda then: self.store.create_tasks(entries, claim, then)
+            tasks, claimed = await claiming(
+                self.queue, lambda then: self.store.create_tasks(entries, claim, then)
             )
         await self._announce(entries, claimed)
         return tasks
@@ -220,25 +216,12 @@ class TaskService:
         self, entries: Sequence[tuple[Task, Execution | None]], claimed: bool
     ) -> None:
         """Tell the queue of new tasks' work; their first jobs need no announcement when
-        the local worker claimed in the transaction that inserted them (`_claiming`)."""
+        the local worker claimed in the transaction that inserted them (`claiming`)."""
         if any(task.type is TaskType.RECURRING for task, _ in entries):
             await self.queue.schedule_changed()
         firsts = [first for _, first in entries if first is not None]
         if firsts and not claimed:
             await self.queue.announce(firsts)
-
-    async def _claiming(self, write: Callable[[Then | None], Awaitable[T]]) -> tuple[T, bool]:
-        """`write(then)`, a store call adding work in one transaction, with the local
-        worker's claim as its `then` when the worker has room (one commit, not two); and
-        whether that claim ran (when it did not, the caller announces the work added).
-        The worker gets its jobs once the transaction ends, even if this call is cancelled
-        meanwhile: they must not wait for their leases to expire."""
-        adding = self.queue.claim_on_add()
-        if adding is None:
-            return await write(None), False
-        written = asyncio.ensure_future(write(adding.claim))
-        written.add_done_callback(lambda done: adding.ended(_succeeded(done)))
-        return await asyncio.shield(written), adding.claimed
 
     async def get(self, actor: User | Actor, task_id: str) -> Task:
         task = await self.store.get_task(task_id, org_scope(actor))
@@ -377,8 +360,9 @@ class TaskService:
             )
             return RunPlan(executions, (event,))
 
-        (result, inserted), claimed = await self._claiming(
-            lambda then: self.store.add_runs(task_id, org_scope(actor), plan, claim, then)
+        (result, inserted), claimed = await claiming(
+            self.queue,
+            lambda then: self.store.add_runs(task_id, org_scope(actor), plan, claim, then),
         )
         if inserted and not claimed:
             await self.queue.announce(inserted)
@@ -547,7 +531,3 @@ class TaskService:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         gone = {"taskId": [found.task_id, None]} if action == "dead_letter.deleted" else {}
         return self._event(actor, action, found.org_id, ("deadLetter", dead_letter_id), gone)
-
-
-def _succeeded(done: asyncio.Future[Any]) -> bool:
-    return not done.cancelled() and done.exception() is None

@@ -17,7 +17,7 @@ from taskflowd.domain.enums import (
 )
 from taskflowd.domain.ids import new_run_id
 from taskflowd.store import idempotency, rows
-from taskflowd.store.base import IdempotencyClaim, Page
+from taskflowd.store.base import IdempotencyClaim, Page, Then
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.errors import NothingChanged
@@ -265,9 +265,11 @@ class WorkflowRecords(SqlRecords):
         run_id: str,
         at: datetime,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> Advanced | None:
-        """Insert a run and queue its root steps; None when the workflow is gone. With
-        `claim`, the run as it stands at the commit is the response kept for the key."""
+        """Insert a run and queue its root steps, then call `then` with those steps in the
+        same transaction; None when the workflow is gone. With `claim`, the run as it
+        stands at the commit is the response kept for the key."""
         try:
             async with self.db.transaction() as conn:
                 if claim is not None:
@@ -280,6 +282,8 @@ class WorkflowRecords(SqlRecords):
                 if row is None:
                     return None
                 started = await self.progress.start(conn, run_id, row, at, None)
+                if then is not None:
+                    await then(conn, started.spawned)
                 if claim is not None:
                     await idempotency.keep(conn, claim, await self._read_run(conn, run_id), self._t)
                 return started

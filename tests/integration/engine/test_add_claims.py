@@ -11,15 +11,19 @@ from typing import Any
 import pytest
 
 from taskflowd.domain.entities import Execution, User, utcnow
-from taskflowd.domain.enums import ExecutionStatus, TaskType
+from taskflowd.domain.enums import ExecutionStatus, RunStatus, TaskType
 from taskflowd.domain.errors import Conflict
 from taskflowd.queue.base import Reservation
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.base import IdempotencyClaim, Replay
 from taskflowd.store.db import Conn, SqliteDatabase
 from taskflowd.store.sqlite_thread import Span, span_tag
+from taskflowd.workflows.graph import StepSpec
+from taskflowd.workflows.records import WorkflowRecords
+from taskflowd.workflows.service import WorkflowService
 from tests.integration.engine.harness import Engine, EngineFactory, spec
 from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle, one_run
+from tests.integration.engine.test_workflows import finished
 
 
 async def test_a_run_added_on_an_idle_node_is_claimed_in_its_own_transaction(
@@ -266,3 +270,34 @@ async def test_a_replayed_create_hands_the_reserved_claim_back(
     assert (await engine.execution(run.id)).attempts == 1, "the next run was claimed with it"
     assert queue.claims_started == before
     await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+
+async def _workflows(make_engine: EngineFactory) -> tuple[WorkflowService, Engine, CountedClaims]:
+    engine = await make_engine(start=False, worker=IDLE, queue_type=CountedClaims)
+    service = WorkflowService(
+        WorkflowRecords(engine.store.db), engine.queue, engine.handlers, engine.events
+    )
+    engine.queue.set_final_hook(service.on_final)
+    await engine.start()
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    return service, engine, queue
+
+
+async def test_a_workflow_run_started_is_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    service, engine, queue = await _workflows(make_engine)
+    await idle(engine, admin)
+    workflow = await service.create(admin, "wf", "", [StepSpec("a"), StepSpec("b")])
+    before = queue.claims_started
+
+    started = await service.run(admin, workflow.id)
+
+    rows = await engine.store.db.fetch(
+        "SELECT attempts FROM job_executions WHERE workflow_run_id = $1", started.id
+    )
+    assert [r["attempts"] for r in rows] == [1, 1], "claimed once the start returned"
+    assert queue.claims_started == before, "no claim of its own"
+    done = await finished(service, admin, started.id)
+    assert done.status is RunStatus.SUCCEEDED
