@@ -301,3 +301,53 @@ async def test_a_workflow_run_started_is_claimed_in_its_transaction(
     assert queue.claims_started == before, "no claim of its own"
     done = await finished(service, admin, started.id)
     assert done.status is RunStatus.SUCCEEDED
+
+
+class _Statements:
+    """A connection that records the text of every statement sent through it."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.sent: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._conn, name)
+
+        async def sent(sql: str, *args: Any) -> Any:
+            self.sent.append(sql)
+            return await method(sql, *args)
+
+        return sent
+
+
+async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgresql(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """As `acquire` claims jobs of one org without limits: in one statement, with the
+    flush left on since the transaction adds work too."""
+    engine = await make_engine(start=False)
+    store, queue = engine.store, engine.queue
+    if store.db.dialect != "postgresql":
+        return
+    delivered: list[Execution] = []
+    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    adding = queue.claim_on_add()
+    assert adding is not None
+    statements: list[str] = []
+    settings: list[str] = []
+
+    async def then(conn: Conn, added: Sequence[Execution]) -> None:
+        counted = _Statements(conn)
+        await adding.claim(counted, added)  # type: ignore[arg-type]
+        statements.extend(s for s in counted.sent if "pg_notify" not in s)
+        row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
+        assert row is not None
+        settings.append(row["s"])
+
+    [run], _ = await store.add_runs(task.id, None, one_run, None, then)
+    adding.ended(True)
+
+    assert [e.id for e in delivered] == [run.id]
+    assert len(statements) == 1, statements
+    assert settings == ["on"]
