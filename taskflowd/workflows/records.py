@@ -364,12 +364,13 @@ class WorkflowRecords(SqlRecords):
         return live, done
 
     async def retry_run(
-        self, run_id: str, org_id: str | None
+        self, run_id: str, org_id: str | None, then: Then | None = None
     ) -> tuple[str, Advanced, WorkflowRun] | None:
-        """Re-run the failed steps of a failed run; (the run's status before, what was
-        queued, the run as the retry left it), or None when not found. Only a FAILED run
-        changes. The run is read in the retry's transaction: once it commits, a worker may
-        run the queued steps before anyone reads the run again."""
+        """Re-run the failed steps of a failed run, then call `then` with the steps queued
+        in the same transaction; (the run's status before, what was queued, the run as the
+        retry left it), or None when not found. Only a FAILED run changes. The run is read
+        in the retry's transaction: once it commits, a worker may run the queued steps
+        before anyone reads the run again."""
         async with self.db.transaction() as conn:
             run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
@@ -379,4 +380,6 @@ class WorkflowRecords(SqlRecords):
                 advanced = await self.progress.retry(conn, run)
             after = await self._read_run(conn, run_id)
             assert after is not None  # locked above
+            if then is not None:
+                await then(conn, advanced.spawned)
             return run["status"], advanced, after

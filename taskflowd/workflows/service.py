@@ -377,12 +377,15 @@ class WorkflowService:
         with self._recording(
             actor, "workflow_run.retried", run.org_id, run.id, target_type="workflowRun"
         ):
-            outcome = await self.records.retry_run(run_id, _scope(actor))
+            outcome, claimed = await claiming(
+                self.queue, lambda then: self.records.retry_run(run_id, _scope(actor), then)
+            )
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         before, advanced, after = outcome
         if before != RunStatus.FAILED.value:
             raise Conflict(f"only a FAILED run can be retried; this one is {before}")
-        await self.queue.announce(advanced.spawned)
+        if not claimed:
+            await self.queue.announce(advanced.spawned)
         self._finished(advanced)
         return after

@@ -351,3 +351,27 @@ async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgr
     assert [e.id for e in delivered] == [run.id]
     assert len(statements) == 1, statements
     assert settings == ["on"]
+
+
+async def test_a_workflow_run_retried_is_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    service, engine, queue = await _workflows(make_engine)
+    await idle(engine, admin)
+    steps = [StepSpec("a", handler="fail", payload={"message": "not yet"})]
+    workflow = await service.create(admin, "wf", "", steps)
+    failed = await finished(service, admin, (await service.run(admin, workflow.id)).id)
+    assert failed.status is RunStatus.FAILED
+    [step] = failed.steps
+    await engine.store.db.execute(
+        "UPDATE job_executions SET handler = 'echo' WHERE id = $1", step.execution_id
+    )
+    before = queue.claims_started
+
+    await service.retry_run(admin, failed.id)
+
+    assert step.execution_id is not None
+    assert (await engine.execution(step.execution_id)).attempts == 2, "claimed with the retry"
+    assert queue.claims_started == before, "no claim of its own"
+    done = await finished(service, admin, failed.id)
+    assert done.status is RunStatus.SUCCEEDED
