@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from taskflowd.domain.entities import JSON, Execution, Task
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.store.base import Then
 from taskflowd.store.db import Conn
 from taskflowd.store.outbox import Outbox
 
@@ -138,6 +139,27 @@ class AddClaim(Protocol):
     def claimed(self) -> bool:
         """Whether a claim ran in the transaction; when none did, the caller announces
         the work added (`JobQueue.announce`)."""
+
+
+T = TypeVar("T")
+
+
+async def claiming(queue: JobQueue, write: Callable[[Then | None], Awaitable[T]]) -> tuple[T, bool]:
+    """`write(then)`, a store call adding work in one transaction, with the local
+    worker's claim (`JobQueue.claim_on_add`) as its `then` when the worker has room (one
+    commit, not two); and whether that claim ran (when it did not, the caller announces
+    the work added). The worker gets its jobs once the transaction ends, even if this
+    call is cancelled meanwhile: they must not wait for their leases to expire."""
+    adding = queue.claim_on_add()
+    if adding is None:
+        return await write(None), False
+    written = asyncio.ensure_future(write(adding.claim))
+    written.add_done_callback(lambda done: adding.ended(_succeeded(done)))
+    return await asyncio.shield(written), adding.claimed
+
+
+def _succeeded(done: asyncio.Future[Any]) -> bool:
+    return not done.cancelled() and done.exception() is None
 
 
 class JobQueue(Protocol):

@@ -73,6 +73,10 @@ _TOUCHED = "SELECT task_id FROM claimed WHERE workflow_run_id IS NULL"
 _PLAIN_CLAIM = fair.PLAIN_CLAIM.format(
     claim=limits.CLAIM, touch=limits.touch_tasks(_TOUCHED), commit=limits.ASYNC_COMMIT
 )
+_PLAIN_CLAIM_ADDING = fair.PLAIN_CLAIM.format(
+    claim=limits.CLAIM, touch=limits.touch_tasks(_TOUCHED), commit=""
+)
+"""`_PLAIN_CLAIM` inside a transaction that adds work: its commit waits for the flush."""
 _NOTHING = HookOutcome()
 
 
@@ -381,7 +385,7 @@ class SqlQueue:
 
     # --- claiming ----------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
-        plain = await self._claim_plain(owner, limit, lease_s) if self._plain else None
+        plain = await self._claim_plain(self.db, owner, limit, lease_s) if self._plain else None
         if plain is None:
             claimed, self._held_back = await self.db.atomic(
                 lambda conn: self._claim(conn, owner, limit, lease_s)
@@ -392,13 +396,15 @@ class SqlQueue:
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
 
-    async def _claim_plain(self, owner: str, limit: int, lease_s: float) -> list[Row] | None:
+    async def _claim_plain(
+        self, conn: Conn, owner: str, limit: int, lease_s: float, *, alone: bool = True
+    ) -> list[Row] | None:
         """PostgreSQL: claim in one statement and one round trip (`fair.PLAIN_CLAIM`); None
         when the due jobs need the claim in steps (several orgs, limits, caps). Tried
-        again once a claim in steps finds plain jobs."""
+        again once a claim in steps finds plain jobs. `alone` as for `_claim`."""
         now = utcnow()
-        found = await self.db.fetch(
-            _PLAIN_CLAIM,
+        found = await conn.fetch(
+            _PLAIN_CLAIM if alone else _PLAIN_CLAIM_ADDING,
             _PROCESSING,
             owner,
             now + timedelta(seconds=lease_s),
@@ -848,7 +854,18 @@ class _AddClaim:
             return
         queue, held = self._queue, self._reservation
         self._added = added
-        self._claimed = await queue._claim(conn, held.owner, held.limit, held.lease_s, alone=False)
+        # As `acquire`: in one statement while the due jobs are plain, else in steps.
+        plain = None
+        if queue._plain:
+            plain = await queue._claim_plain(
+                conn, held.owner, held.limit, held.lease_s, alone=False
+            )
+        if plain is None:
+            self._claimed = await queue._claim(
+                conn, held.owner, held.limit, held.lease_s, alone=False
+            )
+        else:
+            self._claimed = plain, False
         if queue._pg:
             await conn.execute(
                 "SELECT pg_notify($1, $2)", CHANNEL, f"{queue._sender} {earliest.isoformat()}"

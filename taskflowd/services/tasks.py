@@ -8,7 +8,6 @@ no org acts on all. Changes need the MEMBER org role (a VIEWER only reads: Forbi
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
 import uuid
@@ -28,7 +27,7 @@ from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
-from taskflowd.queue.base import JobQueue
+from taskflowd.queue.base import JobQueue, claiming
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import (
     ExecutionFilter,
@@ -171,8 +170,10 @@ class TaskService:
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
         with self.journal.recording(self._task_event(actor, "task.created", None, task)):
-            await self.store.create_task(task, first, claim)
-        await self._announce([(task, first)])
+            _, claimed = await claiming(
+                self.queue, lambda then: self.store.create_task(task, first, claim, then)
+            )
+        await self._announce([(task, first)], claimed)
         return task
 
     async def create_many(
@@ -205,15 +206,21 @@ class TaskService:
             actor, "task.batch", actor.org_id, ("task", None), {"taskIds": [None, ids]}
         )
         with self.journal.recording(event):
-            tasks = await self.store.create_tasks(entries, claim)
-        await self._announce(entries)
+            tasks, claimed = await claiming(
+                self.queue, lambda then: self.store.create_tasks(entries, claim, then)
+            )
+        await self._announce(entries, claimed)
         return tasks
 
-    async def _announce(self, entries: Sequence[tuple[Task, Execution | None]]) -> None:
+    async def _announce(
+        self, entries: Sequence[tuple[Task, Execution | None]], claimed: bool
+    ) -> None:
+        """Tell the queue of new tasks' work; their first jobs need no announcement when
+        the local worker claimed in the transaction that inserted them (`claiming`)."""
         if any(task.type is TaskType.RECURRING for task, _ in entries):
             await self.queue.schedule_changed()
         firsts = [first for _, first in entries if first is not None]
-        if firsts:
+        if firsts and not claimed:
             await self.queue.announce(firsts)
 
     async def get(self, actor: User | Actor, task_id: str) -> Task:
@@ -353,21 +360,11 @@ class TaskService:
             )
             return RunPlan(executions, (event,))
 
-        # The local worker claims in the adding transaction: one commit, not two.
-        adding = self.queue.claim_on_add()
-        if adding is None:
-            result, inserted = await self.store.add_runs(task_id, org_scope(actor), plan, claim)
-            if inserted:
-                await self.queue.announce(inserted)
-            return result
-        added = asyncio.ensure_future(
-            self.store.add_runs(task_id, org_scope(actor), plan, claim, adding.claim)
+        (result, inserted), claimed = await claiming(
+            self.queue,
+            lambda then: self.store.add_runs(task_id, org_scope(actor), plan, claim, then),
         )
-        # The worker gets its jobs once the transaction ends, even if this call is
-        # cancelled meanwhile: they must not wait for their leases to expire.
-        added.add_done_callback(lambda done: adding.ended(_succeeded(done)))
-        result, inserted = await asyncio.shield(added)
-        if inserted and not adding.claimed:
+        if inserted and not claimed:
             await self.queue.announce(inserted)
         return result
 
@@ -534,7 +531,3 @@ class TaskService:
             raise NotFound(f"dead-letter entry {dead_letter_id} not found")
         gone = {"taskId": [found.task_id, None]} if action == "dead_letter.deleted" else {}
         return self._event(actor, action, found.org_id, ("deadLetter", dead_letter_id), gone)
-
-
-def _succeeded(done: asyncio.Future[Any]) -> bool:
-    return not done.cancelled() and done.exception() is None

@@ -156,15 +156,18 @@ class Store(Protocol):
         task: Task,
         first_run: Execution | None = None,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> Task:
         """Insert a task and, atomically with it, its first execution when given, and the
-        claim's idempotency record (`claim.render` receives the task). Raises Replay,
-        writing nothing, when the claim's key holds a fresh record."""
+        claim's idempotency record (`claim.render` receives the task); call `then` with
+        the executions inserted in the same transaction. Raises Replay, writing nothing,
+        when the claim's key holds a fresh record."""
 
     async def create_tasks(
         self,
         entries: Sequence[tuple[Task, Execution | None]],
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> list[Task]:
         """`create_task` for many tasks in one transaction (`claim.render` receives the
         list of tasks)."""

@@ -147,7 +147,7 @@ def _executemany(sql: str, rows: list[list[Any]]) -> Callable[[sqlite3.Connectio
     return job
 
 
-async def _steps_in(conn: Conn, steps: Sequence[Step]) -> list[int]:
+async def steps_in(conn: Conn, steps: Sequence[Step]) -> list[int]:
     """`Database.script` on a connection inside a transaction."""
     counts: list[int] = []
     for index, step in enumerate(steps):
@@ -692,7 +692,7 @@ class PostgresDatabase:
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
         async with self.transaction() as conn:
-            return await _steps_in(conn, steps)
+            return await steps_in(conn, steps)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

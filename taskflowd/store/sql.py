@@ -19,7 +19,7 @@ from taskflowd.store.base import (
     TaskFilter,
     Then,
 )
-from taskflowd.store.db import Conn, Step
+from taskflowd.store.db import Conn, Step, steps_in
 from taskflowd.store.errors import NothingChanged
 from taskflowd.store.idempotency import claim_step, replay, stored_response
 from taskflowd.store.migrate import migrate
@@ -57,11 +57,26 @@ class SqlStore(AccountRecords):
     async def ping(self) -> None:
         await self.db.fetchrow("SELECT 1 AS ok")
 
-    async def _script(self, steps: list[Step], claim: IdempotencyClaim | None) -> list[int]:
-        """Run `steps` (led by `claim`'s step when there is one); a claim that finds its
-        key taken raises the first request's Replay."""
+    async def _script(
+        self,
+        steps: list[Step],
+        claim: IdempotencyClaim | None,
+        then: Then | None = None,
+        added: Sequence[Execution] = (),
+    ) -> list[int]:
+        """Run `steps` (led by `claim`'s step when there is one), then `then` with the
+        executions `added` in the same transaction; a claim that finds its key taken
+        raises the first request's Replay."""
         try:
-            return await self.db.script(steps)
+            if then is None:
+                return await self.db.script(steps)
+
+            async def body(conn: Conn) -> list[int]:
+                counts = await steps_in(conn, steps)
+                await then(conn, added)
+                return counts
+
+            return await self.db.atomic(body)
         except NothingChanged as exc:
             if claim is None or exc.step != 0:
                 raise
@@ -73,17 +88,19 @@ class SqlStore(AccountRecords):
         task: Task,
         first_run: Execution | None = None,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> Task:
-        await self._write_tasks([(task, first_run)], claim, task)
+        await self._write_tasks([(task, first_run)], claim, task, then)
         return task
 
     async def create_tasks(
         self,
         entries: Sequence[tuple[Task, Execution | None]],
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> list[Task]:
         created = [task for task, _ in entries]
-        await self._write_tasks(entries, claim, created)
+        await self._write_tasks(entries, claim, created, then)
         return created
 
     async def _write_tasks(
@@ -91,6 +108,7 @@ class SqlStore(AccountRecords):
         entries: Sequence[tuple[Task, Execution | None]],
         claim: IdempotencyClaim | None,
         result: Any,
+        then: Then | None,
     ) -> None:
         steps = [] if claim is None else [claim_step(claim, *claim.render(result), self._t)]
         steps.append(
@@ -105,7 +123,7 @@ class SqlStore(AccountRecords):
             step = self.outbox.step(notices)
             if step is not None:
                 steps.append(step)
-        await self._script(steps, claim)
+        await self._script(steps, claim, then, runs)
 
     async def add_runs(
         self,

@@ -220,7 +220,9 @@ class WorkerPool:
 
         def deliver(jobs: list[Execution]) -> None:
             # No longer in flight at once: work announced right after may start a claim.
-            self._claim_done(claim)
+            # Once stop() began, it stays the claim in flight: stop() hands its jobs back.
+            if self._claiming:
+                self._claim_done(claim)
             if not claim.done():
                 claim.set_result(jobs)
 

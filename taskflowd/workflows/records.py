@@ -17,7 +17,7 @@ from taskflowd.domain.enums import (
 )
 from taskflowd.domain.ids import new_run_id
 from taskflowd.store import idempotency, rows
-from taskflowd.store.base import IdempotencyClaim, Page
+from taskflowd.store.base import IdempotencyClaim, Page, Then
 from taskflowd.store.codec import RowCodec
 from taskflowd.store.db import Conn, Database, Row
 from taskflowd.store.errors import NothingChanged
@@ -265,9 +265,11 @@ class WorkflowRecords(SqlRecords):
         run_id: str,
         at: datetime,
         claim: IdempotencyClaim | None = None,
+        then: Then | None = None,
     ) -> Advanced | None:
-        """Insert a run and queue its root steps; None when the workflow is gone. With
-        `claim`, the run as it stands at the commit is the response kept for the key."""
+        """Insert a run and queue its root steps, then call `then` with those steps in the
+        same transaction; None when the workflow is gone. With `claim`, the run as it
+        stands at the commit is the response kept for the key."""
         try:
             async with self.db.transaction() as conn:
                 if claim is not None:
@@ -280,6 +282,8 @@ class WorkflowRecords(SqlRecords):
                 if row is None:
                     return None
                 started = await self.progress.start(conn, run_id, row, at, None)
+                if then is not None:
+                    await then(conn, started.spawned)
                 if claim is not None:
                     await idempotency.keep(conn, claim, await self._read_run(conn, run_id), self._t)
                 return started
@@ -360,12 +364,13 @@ class WorkflowRecords(SqlRecords):
         return live, done
 
     async def retry_run(
-        self, run_id: str, org_id: str | None
+        self, run_id: str, org_id: str | None, then: Then | None = None
     ) -> tuple[str, Advanced, WorkflowRun] | None:
-        """Re-run the failed steps of a failed run; (the run's status before, what was
-        queued, the run as the retry left it), or None when not found. Only a FAILED run
-        changes. The run is read in the retry's transaction: once it commits, a worker may
-        run the queued steps before anyone reads the run again."""
+        """Re-run the failed steps of a failed run, then call `then` with the steps queued
+        in the same transaction; (the run's status before, what was queued, the run as the
+        retry left it), or None when not found. Only a FAILED run changes. The run is read
+        in the retry's transaction: once it commits, a worker may run the queued steps
+        before anyone reads the run again."""
         async with self.db.transaction() as conn:
             run = await self.progress.lock_run(conn, run_id, org_id)
             if run is None:
@@ -375,4 +380,6 @@ class WorkflowRecords(SqlRecords):
                 advanced = await self.progress.retry(conn, run)
             after = await self._read_run(conn, run_id)
             assert after is not None  # locked above
+            if then is not None:
+                await then(conn, advanced.spawned)
             return run["status"], advanced, after

@@ -33,7 +33,7 @@ from taskflowd.domain.ids import new_run_id
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
-from taskflowd.queue.base import HookOutcome, JobQueue
+from taskflowd.queue.base import HookOutcome, JobQueue, claiming
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import IdempotencyClaim, Page
 from taskflowd.store.db import Conn
@@ -328,12 +328,16 @@ class WorkflowService:
         run_id = new_run_id()
         started = {"runId": [None, run_id]}
         with self._recording(actor, "workflow.run", workflow.org_id, workflow.id, started):
-            advanced = await self.records.start_run(
-                workflow_id, _scope(actor), run_id, utcnow(), claim
+            advanced, claimed = await claiming(
+                self.queue,
+                lambda then: self.records.start_run(
+                    workflow_id, _scope(actor), run_id, utcnow(), claim, then
+                ),
             )
         if advanced is None:
             raise NotFound(f"workflow {workflow_id} not found")
-        await self.queue.announce(advanced.spawned)
+        if not claimed:
+            await self.queue.announce(advanced.spawned)
         self._finished(advanced)
         return await self.get_run(actor, run_id)
 
@@ -373,12 +377,15 @@ class WorkflowService:
         with self._recording(
             actor, "workflow_run.retried", run.org_id, run.id, target_type="workflowRun"
         ):
-            outcome = await self.records.retry_run(run_id, _scope(actor))
+            outcome, claimed = await claiming(
+                self.queue, lambda then: self.records.retry_run(run_id, _scope(actor), then)
+            )
         if outcome is None:
             raise NotFound(f"workflow run {run_id} not found")
         before, advanced, after = outcome
         if before != RunStatus.FAILED.value:
             raise Conflict(f"only a FAILED run can be retried; this one is {before}")
-        await self.queue.announce(advanced.spawned)
+        if not claimed:
+            await self.queue.announce(advanced.spawned)
         self._finished(advanced)
         return after

@@ -5,21 +5,25 @@ own, through the same claim as any other, so priorities and a task's limits stil
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
-from taskflowd.domain.entities import Execution, Task, User, utcnow
-from taskflowd.domain.enums import ExecutionStatus, TaskType
+from taskflowd.domain.entities import Execution, User, utcnow
+from taskflowd.domain.enums import ExecutionStatus, RunStatus, TaskType
 from taskflowd.domain.errors import Conflict
 from taskflowd.queue.base import Reservation
 from taskflowd.queue.sql import SqlQueue
-from taskflowd.services.tasks import RunSpec, TaskService
-from taskflowd.store.base import RunPlan
+from taskflowd.store.base import IdempotencyClaim, Replay
 from taskflowd.store.db import Conn, SqliteDatabase
 from taskflowd.store.sqlite_thread import Span, span_tag
+from taskflowd.workflows.graph import StepSpec
+from taskflowd.workflows.records import WorkflowRecords
+from taskflowd.workflows.service import WorkflowService
 from tests.integration.engine.harness import Engine, EngineFactory, spec
-from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle
+from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle, one_run
+from tests.integration.engine.test_workflows import finished
 
 
 async def test_a_run_added_on_an_idle_node_is_claimed_in_its_own_transaction(
@@ -118,14 +122,8 @@ async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
 async def _queue_quietly(engine: Engine, task_id: str) -> Execution:
     """A run of the task inserted without telling any worker (its claim loop sleeps)."""
 
-    [run], _ = await engine.store.add_runs(task_id, None, _plan)
+    [run], _ = await engine.store.add_runs(task_id, None, one_run)
     return run
-
-
-def _plan(task: Task | None) -> RunPlan:
-    """One run of `task`, now, as the task defines it."""
-    assert task is not None
-    return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
 
 
 async def test_a_run_refused_in_its_transaction_leaves_the_worker_claiming(
@@ -171,9 +169,209 @@ async def test_the_transaction_that_adds_and_claims_commits_synchronously(
         assert row is not None
         settings.append(row["s"])
 
-    [run], _ = await store.add_runs(task.id, None, _plan, None, then)
+    [run], _ = await store.add_runs(task.id, None, one_run, None, then)
     adding.ended(True)
 
     assert settings == ["on"]
     assert [e.id for e in delivered] == [run.id]
     assert delivered[0].status is ExecutionStatus.PROCESSING
+
+
+async def test_a_task_created_with_a_job_due_now_is_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    before = queue.claims_started
+
+    task = await engine.tasks.create(admin, spec())
+
+    [first] = await engine.executions(task.id)
+    assert first.attempts == 1, "claimed once the create returned"
+    assert queue.claims_started == before, "no claim of its own"
+    [done] = await engine.wait_until_final(task.id)
+    assert done.status is ExecutionStatus.COMPLETED
+    assert done.attempts == 1
+
+
+async def test_tasks_created_in_a_batch_are_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    before = queue.claims_started
+
+    tasks = await engine.tasks.create_many(admin, [spec(), spec(), spec()])
+
+    firsts = [e for task in tasks for e in await engine.executions(task.id)]
+    assert [e.attempts for e in firsts] == [1, 1, 1], "claimed once the batch returned"
+    assert queue.claims_started == before, "no claim of its own"
+    for task in tasks:
+        [done] = await engine.wait_until_final(task.id)
+        assert done.attempts == 1
+
+
+async def test_a_task_created_with_its_first_job_commits_once_on_sqlite(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE)
+    db = engine.store.db
+    if not isinstance(db, SqliteDatabase):
+        return
+    await idle(engine, admin)
+    request = object()
+    transactions: list[Span] = []
+
+    def observe(span: Span) -> None:
+        if span.tag is request and span.committing is not None:
+            transactions.append(span)
+
+    db.observe_writer(observe)
+    token = span_tag.set(request)
+    try:
+        task = await engine.tasks.create(admin, spec())
+    finally:
+        span_tag.reset(token)
+    [done] = await engine.wait_until_final(task.id)
+    db.observe_writer(None)
+
+    assert done.attempts == 1
+    assert len(transactions) == 1, "the insert and the claim share one transaction"
+
+
+def _idempotency(key: str, admin: User) -> IdempotencyClaim:
+    now = utcnow()
+
+    def render(result: Any) -> tuple[int, str]:
+        return 201, "{}"
+
+    return IdempotencyClaim("o", admin.id, key, "fp", now, now - timedelta(hours=24), render)
+
+
+async def test_a_replayed_create_hands_the_reserved_claim_back(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    await idle(engine, admin)
+    await engine.tasks.create(admin, spec(), claim=_idempotency("k1", admin))
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    before = queue.claims_started
+
+    with pytest.raises(Replay):
+        await engine.tasks.create(admin, spec(), claim=_idempotency("k1", admin))
+    run = await engine.tasks.run_now(admin, task.id)
+
+    assert (await engine.execution(run.id)).attempts == 1, "the next run was claimed with it"
+    assert queue.claims_started == before
+    await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+
+async def _workflows(make_engine: EngineFactory) -> tuple[WorkflowService, Engine, CountedClaims]:
+    engine = await make_engine(start=False, worker=IDLE, queue_type=CountedClaims)
+    service = WorkflowService(
+        WorkflowRecords(engine.store.db), engine.queue, engine.handlers, engine.events
+    )
+    engine.queue.set_final_hook(service.on_final)
+    await engine.start()
+    queue = engine.queue
+    assert isinstance(queue, CountedClaims)
+    return service, engine, queue
+
+
+async def test_a_workflow_run_started_is_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    service, engine, queue = await _workflows(make_engine)
+    await idle(engine, admin)
+    workflow = await service.create(admin, "wf", "", [StepSpec("a"), StepSpec("b")])
+    before = queue.claims_started
+
+    started = await service.run(admin, workflow.id)
+
+    rows = await engine.store.db.fetch(
+        "SELECT attempts FROM job_executions WHERE workflow_run_id = $1", started.id
+    )
+    assert [r["attempts"] for r in rows] == [1, 1], "claimed once the start returned"
+    assert queue.claims_started == before, "no claim of its own"
+    done = await finished(service, admin, started.id)
+    assert done.status is RunStatus.SUCCEEDED
+
+
+class _Statements:
+    """A connection that records the text of every statement sent through it."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.sent: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._conn, name)
+
+        async def sent(sql: str, *args: Any) -> Any:
+            self.sent.append(sql)
+            return await method(sql, *args)
+
+        return sent
+
+
+async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgresql(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """As `acquire` claims jobs of one org without limits: in one statement, with the
+    flush left on since the transaction adds work too."""
+    engine = await make_engine(start=False)
+    store, queue = engine.store, engine.queue
+    if store.db.dialect != "postgresql":
+        return
+    delivered: list[Execution] = []
+    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    adding = queue.claim_on_add()
+    assert adding is not None
+    statements: list[str] = []
+    settings: list[str] = []
+
+    async def then(conn: Conn, added: Sequence[Execution]) -> None:
+        counted = _Statements(conn)
+        await adding.claim(counted, added)  # type: ignore[arg-type]
+        statements.extend(s for s in counted.sent if "pg_notify" not in s)
+        row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
+        assert row is not None
+        settings.append(row["s"])
+
+    [run], _ = await store.add_runs(task.id, None, one_run, None, then)
+    adding.ended(True)
+
+    assert [e.id for e in delivered] == [run.id]
+    assert len(statements) == 1, statements
+    assert settings == ["on"]
+
+
+async def test_a_workflow_run_retried_is_claimed_in_its_transaction(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    service, engine, queue = await _workflows(make_engine)
+    await idle(engine, admin)
+    steps = [StepSpec("a", handler="fail", payload={"message": "not yet"})]
+    workflow = await service.create(admin, "wf", "", steps)
+    failed = await finished(service, admin, (await service.run(admin, workflow.id)).id)
+    assert failed.status is RunStatus.FAILED
+    [step] = failed.steps
+    await engine.store.db.execute(
+        "UPDATE job_executions SET handler = 'echo' WHERE id = $1", step.execution_id
+    )
+    before = queue.claims_started
+
+    await service.retry_run(admin, failed.id)
+
+    assert step.execution_id is not None
+    assert (await engine.execution(step.execution_id)).attempts == 2, "claimed with the retry"
+    assert queue.claims_started == before, "no claim of its own"
+    done = await finished(service, admin, failed.id)
+    assert done.status is RunStatus.SUCCEEDED

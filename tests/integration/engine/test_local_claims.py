@@ -4,9 +4,11 @@ and hand-back at shutdown still hold."""
 
 from __future__ import annotations
 
-from taskflowd.domain.entities import Execution, User
-from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.entities import Execution, Task, User, utcnow
+from taskflowd.domain.enums import ExecutionStatus, TaskType
 from taskflowd.queue.sql import SqlQueue
+from taskflowd.services.tasks import RunSpec, TaskService
+from taskflowd.store.base import RunPlan
 from tests.integration.engine.harness import Engine, EngineFactory, spec
 
 IDLE = {"safety_poll_s": 300.0}
@@ -23,26 +25,33 @@ class CountedClaims(SqlQueue):
         return await super().acquire(owner, limit, lease_s)
 
 
+def one_run(task: Task | None) -> RunPlan:
+    """One run of `task`, now, as the task defines it."""
+    assert task is not None
+    return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
+
+
 async def idle(engine: Engine, admin: User) -> None:
     """Run one job to its end: the claim loop is then asleep, nothing left to claim."""
     task = await engine.tasks.create(admin, spec())
     await engine.wait_until_final(task.id)
 
 
-async def test_a_job_created_on_an_idle_node_is_claimed_by_the_create_itself(
+async def test_a_job_announced_on_an_idle_node_is_claimed_by_the_announce_itself(
     make_engine: EngineFactory, admin: User
 ) -> None:
     engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
     queue = engine.queue
     assert isinstance(queue, CountedClaims)
     await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    [run], _ = await engine.store.add_runs(task.id, None, one_run)
     before = queue.claims_started
 
-    task = await engine.tasks.create(admin, spec())
+    await queue.announce([run])
 
-    assert queue.claims_started == before + 1, "the create started the worker's claim"
-    [done] = await engine.wait_until_final(task.id)
-    assert done.status is ExecutionStatus.COMPLETED
+    assert queue.claims_started == before + 1, "the announce started the worker's claim"
+    done = await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
     assert done.attempts == 1
 
 

@@ -5,11 +5,13 @@ a dead node's jobs are reclaimed once their lease expires."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from taskflowd.domain.entities import Execution, User
-from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.domain.enums import ExecutionStatus, TaskType
+from taskflowd.queue.base import AddClaim
 from taskflowd.queue.sql import SqlQueue
-from taskflowd.store.db import Database
+from taskflowd.store.db import Conn, Database
 from tests.integration.engine.harness import EngineFactory, spec
 from tests.integration.queue.polling import DEADLINE_S
 
@@ -23,12 +25,58 @@ class HeldClaims(SqlQueue):
         self.claimed = asyncio.Event()
         self.release_claims = asyncio.Event()
 
+    def claim_on_add(self) -> None:
+        """The claims held are `acquire`'s: none is made with the work added."""
+        return None
+
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
         found = await super().acquire(owner, limit, lease_s)
         if found:
             self.claimed.set()
             await self.release_claims.wait()
         return found
+
+
+class HeldAddClaims(SqlQueue):
+    """A queue that holds the hand-over of each claim made with the work added (between
+    its transaction's end and the worker seeing its jobs) until `release_claims` is set."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.claimed = asyncio.Event()
+        self.release_claims = asyncio.Event()
+        self._held: set[asyncio.Task[None]] = set()
+
+    def claim_on_add(self) -> AddClaim | None:
+        adding = super().claim_on_add()
+        return None if adding is None else _Held(adding, self)
+
+    def hold(self, adding: AddClaim, committed: bool) -> None:
+        self.claimed.set()
+
+        async def hand_over() -> None:
+            await self.release_claims.wait()
+            adding.ended(committed)
+
+        held = asyncio.create_task(hand_over())
+        self._held.add(held)
+        held.add_done_callback(self._held.discard)
+
+
+class _Held:
+    def __init__(self, adding: AddClaim, queue: HeldAddClaims) -> None:
+        self._adding = adding
+        self._queue = queue
+
+    async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
+        await self._adding.claim(conn, added)
+
+    def ended(self, committed: bool) -> None:
+        self._queue.hold(self._adding, committed)
+
+    @property
+    def claimed(self) -> bool:
+        return self._adding.claimed
 
 
 async def test_stop_lets_a_running_job_finish_within_the_grace_period(
@@ -121,6 +169,26 @@ async def test_stop_during_a_claim_does_not_strand_the_claimed_jobs(
 
     # The job was claimed as shutdown began: it must be run within the grace period or
     # handed back, not left under a lease nobody renews (an attempt burnt, a delay).
+    [job] = await engine.executions(task.id)
+    assert job.status in (ExecutionStatus.COMPLETED, ExecutionStatus.PENDING), job
+    assert job.lease_owner is None
+
+
+async def test_stop_while_work_added_with_its_claim_is_handed_over_strands_no_job(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(queue_type=HeldAddClaims, worker={"shutdown_grace_s": 30.0})
+    queue = engine.queue
+    assert isinstance(queue, HeldAddClaims)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, payload={"n": 1}))
+    await engine.tasks.run_now(admin, task.id)
+    await asyncio.wait_for(queue.claimed.wait(), DEADLINE_S)
+
+    stopping = asyncio.create_task(engine.worker.stop())
+    await asyncio.sleep(0)  # let stop() begin while the reserved claim is in flight
+    queue.release_claims.set()
+    await stopping
+
     [job] = await engine.executions(task.id)
     assert job.status in (ExecutionStatus.COMPLETED, ExecutionStatus.PENDING), job
     assert job.lease_owner is None
