@@ -16,7 +16,7 @@ variables of this journal, so the store's methods need no audit parameters.
 from __future__ import annotations
 
 import contextvars
-import functools
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -39,24 +39,31 @@ _COLUMNS = (
     "target_type, target_id, changes, request_id, ip, user_agent, prev_hash, hash) VALUES "
 )
 _WIDTH = 16
-_PG_BATCH = 64
-"""Events appended in one statement on PostgreSQL (more go row by row)."""
 INSERT = _COLUMNS + "(" + ",".join(f"${i}" for i in range(1, _WIDTH + 1)) + ")"
-
-
-@functools.lru_cache(maxsize=64)
-def _pg_append(count: int) -> str:
-    """PostgreSQL: insert `count` events and move the head in one statement (one round
-    trip instead of two); the head's new seq and hash are the last two parameters."""
-    rows = ",".join(
-        "(" + ",".join(f"${row * _WIDTH + i}" for i in range(1, _WIDTH + 1)) + ")"
-        for row in range(count)
-    )
-    head = count * _WIDTH
-    return (
-        f"WITH moved AS (UPDATE audit_chain SET seq = ${head + 1}, hash = ${head + 2} "
-        f"WHERE id = 1) {_COLUMNS}{rows}"
-    )
+_PG_APPEND = (
+    "WITH RECURSIVE head AS (SELECT seq, hash FROM audit_chain WHERE id = 1 FOR UPDATE), "
+    "e AS (SELECT * FROM unnest($1::bytea[], $2::text[], $3::timestamptz[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+    "$12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS e(doc, id, at, actor_type, "
+    "actor_id, actor_email, org_id, action, target_type, target_id, changes, request_id, ip, "
+    "user_agent, n)), "
+    "chain(n, seq, prev_hash, hash) AS (SELECT 0::bigint, seq, ''::text, hash FROM head "
+    "UNION ALL SELECT e.n, chain.seq + 1, chain.hash, "
+    "encode(sha256(convert_to(chain.hash || E'\\n', 'UTF8') || e.doc), 'hex') "
+    "FROM chain JOIN e ON e.n = chain.n + 1), "
+    "moved AS (UPDATE audit_chain SET seq = last.seq, hash = last.hash "
+    "FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last "
+    "WHERE audit_chain.id = 1) "
+    + _COLUMNS.removesuffix("VALUES ")
+    + "SELECT chain.seq, e.id, e.at, e.actor_type, e.actor_id, e.actor_email, e.org_id, "
+    "e.action, e.target_type, e.target_id, e.changes, e.request_id, e.ip, e.user_agent, "
+    "chain.prev_hash, chain.hash FROM chain JOIN e ON e.n = chain.n "
+    "RETURNING seq, prev_hash, hash"
+)
+"""PostgreSQL: take the chain's head, link the events after it (the hash of each is
+`model.link_hash`, computed by the server from the canonical document sent for it),
+insert them and move the head, in one statement: the head stays locked for that
+statement and the commit, not for a round trip more with the events' hashes."""
 
 
 class Transactional(Protocol):
@@ -231,17 +238,14 @@ class Journal:
 
     async def append(self, conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
         """Chain `events` after the head, on `conn` inside its transaction."""
-        postgresql = self._db.dialect == "postgresql"
-        head = await conn.fetchrow(CHAIN_HEAD + (" FOR UPDATE" if postgresql else ""))
+        if self._db.dialect == "postgresql":
+            return await _pg_append(conn, events) if events else []
+        head = await conn.fetchrow(CHAIN_HEAD)
         if head is None:
             raise RuntimeError("the audit chain has no head row; run the migrations")
         chain = link(int(head["seq"]), str(head["hash"]), events)
         if not chain.rows:
             return []
-        if postgresql and len(chain.rows) <= _PG_BATCH:
-            values = [value for row in chain.rows for value in row]
-            await conn.execute(_pg_append(len(chain.rows)), *values, chain.seq, chain.hash)
-            return chain.events
         await conn.executemany(INSERT, chain.rows)
         await conn.execute(CHAIN_MOVE, chain.seq, chain.hash)
         return chain.events
@@ -258,6 +262,20 @@ class Journal:
     def _told(self, event: AuditEvent) -> None:
         for listener in self._listeners:
             listener(event)
+
+
+async def _pg_append(conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+    rows = [_values(0, e) for e in events]
+    columns = [list(column) for column in zip(*rows, strict=True)][1:14]
+    documents = [canonical(e.document()) for e in events]
+    linked = await conn.fetch(_PG_APPEND, documents, *columns)
+    if len(linked) != len(events):
+        raise RuntimeError("the audit chain has no head row; run the migrations")
+    linked.sort(key=lambda row: int(row["seq"]))
+    return [
+        dataclasses.replace(e, prev_hash=str(row["prev_hash"]), hash=str(row["hash"]))
+        for e, row in zip(events, linked, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,13 +90,10 @@ def _sqlite_value(field: Field, prefix: str) -> str:
 
 
 def _postgres_time(column: str) -> str:
-    # The session's time zone is UTC (see PostgresDatabase.connect).
-    return (
-        f"CASE WHEN {column} IS NULL THEN NULL ELSE "
-        f"to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
-        f"CASE WHEN date_part('microseconds', {column})::bigint % 1000000 = 0 THEN '' "
-        f"ELSE to_char({column}, '.US') END || '+00:00' END"
-    )
+    # The session's time zone is UTC (see PostgresDatabase.connect). One to_char with the
+    # fraction and the offset, whose zero fraction is cut: a quarter of the database's
+    # time on a page of tasks went to the two to_char, date_part and CASE per time before.
+    return f"replace(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), '.000000+', '+')"
 
 
 def _postgres_value(field: Field, prefix: str) -> str:
