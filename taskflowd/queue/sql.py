@@ -283,9 +283,12 @@ class SqlQueue:
     async def wait_for_schedule_change(self, timeout_s: float) -> None:
         await _wait(self._schedule, timeout_s)
 
-    async def _notify(self, conn: Conn) -> None:
+    async def _notify(self, conn: Conn, earliest: datetime | None = None) -> None:
+        """Tell the other nodes' workers (PostgreSQL) of work added, due at `earliest` at
+        the soonest (None: not said, so every idle worker looks)."""
         if self._pg:
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._sender)
+            payload = self._sender if earliest is None else f"{self._sender} {earliest.isoformat()}"
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     # --- adding work -------------------------------------------------------------
     async def add(self, executions: Sequence[Execution]) -> None:
@@ -311,10 +314,7 @@ class SqlQueue:
             if wakes_for(earliest, self._sleeps_until):
                 self._wake.set()
             claim = claim_now(self._on_due, executions)
-            if self._pg:
-                await self.db.execute(
-                    "SELECT pg_notify($1, $2)", CHANNEL, f"{self._sender} {earliest.isoformat()}"
-                )
+            await self._notify(self.db, earliest)
             await after_claim(claim)
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
@@ -392,6 +392,10 @@ class SqlQueue:
             )
         else:
             claimed, self._held_back = plain, False
+        return self._ordered(claimed)
+
+    def _ordered(self, claimed: Sequence[Row]) -> list[Execution]:
+        """Claimed rows as the worker takes them: best first."""
         found = [rows.execution_from_row(r, self._t) for r in claimed]
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
@@ -866,10 +870,7 @@ class _AddClaim:
             )
         else:
             self._claimed = plain, False
-        if queue._pg:
-            await conn.execute(
-                "SELECT pg_notify($1, $2)", CHANNEL, f"{queue._sender} {earliest.isoformat()}"
-            )
+        await queue._notify(conn, earliest)
 
     def ended(self, committed: bool) -> None:
         if not committed or self._claimed is None:
@@ -877,9 +878,7 @@ class _AddClaim:
             return
         queue = self._queue
         claimed, queue._held_back = self._claimed
-        found = [rows.execution_from_row(r, queue._t) for r in claimed]
-        found.sort(key=lambda e: (-e.priority, e.run_at, e.id))  # as `acquire` hands them
-        self._reservation.deliver(found)
+        self._reservation.deliver(queue._ordered(claimed))
         # An idle claim loop stays asleep when the claim took all it added and had room
         # to spare: whatever else is queued was due when the loop chose its sleep, and the
         # sleep ends by then. Otherwise (a full claim; an added job deferred by its
