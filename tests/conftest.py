@@ -111,6 +111,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'taskflowd.db'}"
 
 
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
+    """A started store on this test's own SQLite file."""
+    store = open_store(sqlite_url)
+    await store.start()
+    yield store
+    await store.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once per SQL backend."""

@@ -4,9 +4,10 @@ own, through the same claim as any other, so priorities and a task's limits stil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,17 +23,22 @@ from taskflowd.workflows.graph import StepSpec
 from taskflowd.workflows.records import WorkflowRecords
 from taskflowd.workflows.service import WorkflowService
 from tests.integration.engine.harness import Engine, EngineFactory, spec
-from tests.integration.engine.test_local_claims import IDLE, CountedClaims, idle, one_run
+from tests.integration.engine.test_local_claims import (
+    IDLE,
+    CountedClaims,
+    counted_idle,
+    idle,
+    one_run,
+)
 from tests.integration.engine.test_workflows import finished
+
+T = TypeVar("T")
 
 
 async def test_a_run_added_on_an_idle_node_is_claimed_in_its_own_transaction(
     make_engine: EngineFactory, admin: User
 ) -> None:
-    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
-    queue = engine.queue
-    assert isinstance(queue, CountedClaims)
-    await idle(engine, admin)
+    engine, queue = await counted_idle(make_engine, admin)
     task = await engine.tasks.create(admin, spec())
     await engine.wait_until_final(task.id)
     before = queue.claims_started
@@ -80,24 +86,35 @@ async def test_a_run_commits_once_on_sqlite(make_engine: EngineFactory, admin: U
         return
     await idle(engine, admin)
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
-    request = object()
+
+    async def run_to_its_end() -> Execution:
+        run = await engine.tasks.run_now(admin, task.id)
+        return await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
+
+    done, transactions = await _writer_transactions(db, run_to_its_end())
+
+    assert done.attempts == 1
+    assert transactions == 1, "the insert and the claim share one transaction"
+
+
+async def _writer_transactions(db: SqliteDatabase, act: Awaitable[T]) -> tuple[T, int]:
+    """What `act` returns, and how many transactions the SQLite writer committed for the
+    work it started while it ran (its claims included: they carry its tag)."""
+    tag = object()
     transactions: list[Span] = []
 
     def observe(span: Span) -> None:
-        if span.tag is request and span.committing is not None:
+        if span.tag is tag and span.committing is not None:
             transactions.append(span)
 
     db.observe_writer(observe)
-    token = span_tag.set(request)  # tags the writer's work this run starts, claims too
+    token = span_tag.set(tag)
     try:
-        run = await engine.tasks.run_now(admin, task.id)
+        result = await act
     finally:
         span_tag.reset(token)
-    done = await engine.wait_for_status(run.id, ExecutionStatus.COMPLETED)
     db.observe_writer(None)
-
-    assert done.attempts == 1
-    assert len(transactions) == 1, "the insert and the claim share one transaction"
+    return result, len(transactions)
 
 
 async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
@@ -129,10 +146,7 @@ async def _queue_quietly(engine: Engine, task_id: str) -> Execution:
 async def test_a_run_refused_in_its_transaction_leaves_the_worker_claiming(
     make_engine: EngineFactory, admin: User
 ) -> None:
-    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
-    queue = engine.queue
-    assert isinstance(queue, CountedClaims)
-    await idle(engine, admin)
+    engine, queue = await counted_idle(make_engine, admin)
     paused = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
     await engine.tasks.pause(admin, paused.id)
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
@@ -153,37 +167,57 @@ async def test_the_transaction_that_adds_and_claims_commits_synchronously(
     """A claim alone may commit without waiting for PostgreSQL's flush; a run accepted
     with 2xx may not, so the claim in its transaction must leave the flush on."""
     engine = await make_engine(start=False)
-    store, queue = engine.store, engine.queue
-    if store.db.dialect != "postgresql":
+    if engine.store.db.dialect != "postgresql":
         return
+
+    adding = await _claim_with_a_run(engine, admin)
+
+    assert adding.synchronous_commit == "on"
+    assert [e.id for e in adding.delivered] == [adding.run.id]
+    assert adding.delivered[0].status is ExecutionStatus.PROCESSING
+
+
+@dataclass
+class _AddingClaim:
+    run: Execution
+    delivered: list[Execution]
+    """The jobs the worker was handed."""
+    statements: list[str]
+    """The claim's statements (the notice to other nodes left out)."""
+    synchronous_commit: str
+    """The transaction's setting once the claim ran."""
+
+
+async def _claim_with_a_run(engine: Engine, admin: User) -> _AddingClaim:
+    """One run added, on an engine not started, with the claim of a worker of node-a
+    (room for 10) made in its transaction, as the API's run makes it."""
+    store, queue = engine.store, engine.queue
     delivered: list[Execution] = []
     queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
     adding = queue.claim_on_add()
     assert adding is not None
+    statements: list[str] = []
     settings: list[str] = []
 
     async def then(conn: Conn, added: Sequence[Execution]) -> None:
-        await adding.claim(conn, added)
+        counted = _Statements(conn)
+        await adding.claim(counted, added)  # type: ignore[arg-type]
+        statements.extend(s for s in counted.sent if "pg_notify" not in s)
         row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
         assert row is not None
         settings.append(row["s"])
 
     [run], _ = await store.add_runs(task.id, None, one_run, None, then)
     adding.ended(True)
-
-    assert settings == ["on"]
-    assert [e.id for e in delivered] == [run.id]
-    assert delivered[0].status is ExecutionStatus.PROCESSING
+    [setting] = settings
+    return _AddingClaim(run, delivered, statements, setting)
 
 
 async def test_a_task_created_with_a_job_due_now_is_claimed_in_its_transaction(
     make_engine: EngineFactory, admin: User
 ) -> None:
-    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
-    queue = engine.queue
-    assert isinstance(queue, CountedClaims)
-    await idle(engine, admin)
+    engine, queue = await counted_idle(make_engine, admin)
     before = queue.claims_started
 
     task = await engine.tasks.create(admin, spec())
@@ -199,10 +233,7 @@ async def test_a_task_created_with_a_job_due_now_is_claimed_in_its_transaction(
 async def test_tasks_created_in_a_batch_are_claimed_in_its_transaction(
     make_engine: EngineFactory, admin: User
 ) -> None:
-    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
-    queue = engine.queue
-    assert isinstance(queue, CountedClaims)
-    await idle(engine, admin)
+    engine, queue = await counted_idle(make_engine, admin)
     before = queue.claims_started
 
     tasks = await engine.tasks.create_many(admin, [spec(), spec(), spec()])
@@ -223,24 +254,16 @@ async def test_a_task_created_with_its_first_job_commits_once_on_sqlite(
     if not isinstance(db, SqliteDatabase):
         return
     await idle(engine, admin)
-    request = object()
-    transactions: list[Span] = []
 
-    def observe(span: Span) -> None:
-        if span.tag is request and span.committing is not None:
-            transactions.append(span)
-
-    db.observe_writer(observe)
-    token = span_tag.set(request)
-    try:
+    async def create_to_its_end() -> Execution:
         task = await engine.tasks.create(admin, spec())
-    finally:
-        span_tag.reset(token)
-    [done] = await engine.wait_until_final(task.id)
-    db.observe_writer(None)
+        [done] = await engine.wait_until_final(task.id)
+        return done
+
+    done, transactions = await _writer_transactions(db, create_to_its_end())
 
     assert done.attempts == 1
-    assert len(transactions) == 1, "the insert and the claim share one transaction"
+    assert transactions == 1, "the insert and the claim share one transaction"
 
 
 def _idempotency(key: str, admin: User) -> IdempotencyClaim:
@@ -255,10 +278,7 @@ def _idempotency(key: str, admin: User) -> IdempotencyClaim:
 async def test_a_replayed_create_hands_the_reserved_claim_back(
     make_engine: EngineFactory, admin: User
 ) -> None:
-    engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
-    queue = engine.queue
-    assert isinstance(queue, CountedClaims)
-    await idle(engine, admin)
+    engine, queue = await counted_idle(make_engine, admin)
     await engine.tasks.create(admin, spec(), claim=_idempotency("k1", admin))
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
     before = queue.claims_started
@@ -326,31 +346,14 @@ async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgr
     """As `acquire` claims jobs of one org without limits: in one statement, with the
     flush left on since the transaction adds work too."""
     engine = await make_engine(start=False)
-    store, queue = engine.store, engine.queue
-    if store.db.dialect != "postgresql":
+    if engine.store.db.dialect != "postgresql":
         return
-    delivered: list[Execution] = []
-    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
-    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
-    adding = queue.claim_on_add()
-    assert adding is not None
-    statements: list[str] = []
-    settings: list[str] = []
 
-    async def then(conn: Conn, added: Sequence[Execution]) -> None:
-        counted = _Statements(conn)
-        await adding.claim(counted, added)  # type: ignore[arg-type]
-        statements.extend(s for s in counted.sent if "pg_notify" not in s)
-        row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
-        assert row is not None
-        settings.append(row["s"])
+    adding = await _claim_with_a_run(engine, admin)
 
-    [run], _ = await store.add_runs(task.id, None, one_run, None, then)
-    adding.ended(True)
-
-    assert [e.id for e in delivered] == [run.id]
-    assert len(statements) == 1, statements
-    assert settings == ["on"]
+    assert [e.id for e in adding.delivered] == [adding.run.id]
+    assert len(adding.statements) == 1, adding.statements
+    assert adding.synchronous_commit == "on"
 
 
 async def test_a_workflow_run_retried_is_claimed_in_its_transaction(

@@ -37,13 +37,19 @@ async def idle(engine: Engine, admin: User) -> None:
     await engine.wait_until_final(task.id)
 
 
-async def test_a_job_announced_on_an_idle_node_is_claimed_by_the_announce_itself(
-    make_engine: EngineFactory, admin: User
-) -> None:
+async def counted_idle(make_engine: EngineFactory, admin: User) -> tuple[Engine, CountedClaims]:
+    """A started engine whose queue counts its claims, its claim loop asleep (`idle`)."""
     engine = await make_engine(worker=IDLE, queue_type=CountedClaims)
     queue = engine.queue
     assert isinstance(queue, CountedClaims)
     await idle(engine, admin)
+    return engine, queue
+
+
+async def test_a_job_announced_on_an_idle_node_is_claimed_by_the_announce_itself(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine, queue = await counted_idle(make_engine, admin)
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
     [run], _ = await engine.store.add_runs(task.id, None, one_run)
     before = queue.claims_started

@@ -12,18 +12,22 @@ from taskflowd.domain.enums import ExecutionStatus, TaskType
 from taskflowd.queue.base import AddClaim
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.db import Conn, Database
-from tests.integration.engine.harness import EngineFactory, spec
+from tests.integration.engine.harness import Engine, EngineFactory, spec
 from tests.integration.queue.polling import DEADLINE_S
 
 
-class HeldClaims(SqlQueue):
-    """A queue that holds each successful claim between its commit and the worker seeing
-    it, until `release_claims` is set: a stop can then arrive in the middle of a claim."""
+class _Holding(SqlQueue):
+    """A queue that holds claims until `release_claims` is set (`claimed` once it holds
+    one): a stop can then arrive in the middle of a claim."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self.claimed = asyncio.Event()
         self.release_claims = asyncio.Event()
+
+
+class HeldClaims(_Holding):
+    """Holds each successful claim between its commit and the worker seeing it."""
 
     def claim_on_add(self) -> None:
         """The claims held are `acquire`'s: none is made with the work added."""
@@ -37,14 +41,12 @@ class HeldClaims(SqlQueue):
         return found
 
 
-class HeldAddClaims(SqlQueue):
-    """A queue that holds the hand-over of each claim made with the work added (between
-    its transaction's end and the worker seeing its jobs) until `release_claims` is set."""
+class HeldAddClaims(_Holding):
+    """Holds the hand-over of each claim made with the work added (between its
+    transaction's end and the worker seeing its jobs)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        self.claimed = asyncio.Event()
-        self.release_claims = asyncio.Event()
         self._held: set[asyncio.Task[None]] = set()
 
     def claim_on_add(self) -> AddClaim | None:
@@ -160,18 +162,23 @@ async def test_stop_during_a_claim_does_not_strand_the_claimed_jobs(
     queue = engine.queue
     assert isinstance(queue, HeldClaims)
     task = await engine.tasks.create(admin, spec(payload={"n": 1}))
-    await asyncio.wait_for(queue.claimed.wait(), DEADLINE_S)
 
-    stopping = asyncio.create_task(engine.worker.stop())
-    await asyncio.sleep(0)  # let stop() begin while the claim is in flight
-    queue.release_claims.set()
-    await stopping
+    await _stop_while_the_claim_is_held(engine, queue)
 
     # The job was claimed as shutdown began: it must be run within the grace period or
     # handed back, not left under a lease nobody renews (an attempt burnt, a delay).
     [job] = await engine.executions(task.id)
     assert job.status in (ExecutionStatus.COMPLETED, ExecutionStatus.PENDING), job
     assert job.lease_owner is None
+
+
+async def _stop_while_the_claim_is_held(engine: Engine, queue: _Holding) -> None:
+    """Once `queue` holds a claim, stop the worker, releasing the claim as stop() begins."""
+    await asyncio.wait_for(queue.claimed.wait(), DEADLINE_S)
+    stopping = asyncio.create_task(engine.worker.stop())
+    await asyncio.sleep(0)  # let stop() begin while the claim is in flight
+    queue.release_claims.set()
+    await stopping
 
 
 async def test_stop_while_work_added_with_its_claim_is_handed_over_strands_no_job(
@@ -182,12 +189,8 @@ async def test_stop_while_work_added_with_its_claim_is_handed_over_strands_no_jo
     assert isinstance(queue, HeldAddClaims)
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, payload={"n": 1}))
     await engine.tasks.run_now(admin, task.id)
-    await asyncio.wait_for(queue.claimed.wait(), DEADLINE_S)
 
-    stopping = asyncio.create_task(engine.worker.stop())
-    await asyncio.sleep(0)  # let stop() begin while the reserved claim is in flight
-    queue.release_claims.set()
-    await stopping
+    await _stop_while_the_claim_is_held(engine, queue)
 
     [job] = await engine.executions(task.id)
     assert job.status in (ExecutionStatus.COMPLETED, ExecutionStatus.PENDING), job

@@ -6,13 +6,11 @@ any statement naming task_id unless told otherwise."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import pytest
-
 from taskflowd.queue import limits
-from taskflowd.store import SqlStore, open_store
+from taskflowd.store import SqlStore
 from taskflowd.store.db import Conn, Row
 from tests.integration.queue.factories import new_owner, new_task, now
 
@@ -37,14 +35,6 @@ class Recording:
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, args)
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
-    store = open_store(sqlite_url)
-    await store.start()
-    yield store
-    await store.stop()
 
 
 async def _plan(store: SqlStore, sql: str, args: tuple[Any, ...]) -> list[str]:

@@ -6,24 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
-
-from taskflowd.store import SqlStore, open_store
+from taskflowd.store import SqlStore
 from taskflowd.store.db import Row, SqliteDatabase, sqlite_path
 
 LIST = "SELECT value FROM settings WHERE key LIKE $1 ORDER BY key"
 PATTERN = "read-cache-%"
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
-    store = open_store(sqlite_url)
-    await store.start()
-    yield store
-    await store.stop()
 
 
 async def _values(store: SqlStore) -> list[str]:
