@@ -28,6 +28,7 @@ from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_tas
 from taskflowd.events import EventBus
 from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import JobQueue, claiming
+from taskflowd.services.create_group import Create, CreateGroup
 from taskflowd.services.quotas import QuotaBook
 from taskflowd.store.base import (
     ExecutionFilter,
@@ -77,6 +78,7 @@ class TaskService:
         self.events = events or EventBus()
         self.quotas = quotas
         self.journal = store.journal
+        self._creates = CreateGroup(self._write_creates)
 
     def _event(
         self,
@@ -164,17 +166,32 @@ class TaskService:
         claim: IdempotencyClaim | None = None,
     ) -> Task:
         """A new task, stored with its first job (and `claim`'s idempotency record) in one
-        transaction; raises ValidationFailed, Forbidden, or Replay for a used key."""
+        transaction, which without a claim it shares with the creates that came meanwhile
+        (`CreateGroup`); raises ValidationFailed, Forbidden, or Replay for a used key."""
         await self.handlers.load_models()
         task, first = self._new_task(_writer(actor), spec, utcnow(), request_id)
         if self.quotas is not None:
             await self.quotas.check_tasks(task.org_id, 1)
-        with self.journal.recording(self._task_event(actor, "task.created", None, task)):
+        event = self._task_event(actor, "task.created", None, task)
+        if claim is None:
+            await self._creates.create(task, first, event)
+            return task
+        with self.journal.recording(event):
             _, claimed = await claiming(
                 self.queue, lambda then: self.store.create_task(task, first, claim, then)
             )
         await self._announce([(task, first)], claimed)
         return task
+
+    async def _write_creates(self, group: Sequence[Create]) -> None:
+        """Creates without an idempotency claim, grouped (`CreateGroup`): one transaction
+        with every task, first job and audit event of the group."""
+        entries = [(create.task, create.first) for create in group]
+        with self.journal.recording(*(create.event for create in group)):
+            _, claimed = await claiming(
+                self.queue, lambda then: self.store.create_tasks(entries, None, then)
+            )
+        await self._announce(entries, claimed)
 
     async def create_many(
         self,
