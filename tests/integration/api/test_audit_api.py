@@ -4,6 +4,7 @@ may read which events, NDJSON export, and nothing written for a change that fail
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -248,3 +249,29 @@ async def test_the_trail_cannot_be_changed_through_the_api(
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         response = await client.request(method, AUDIT, json={}, headers=admin.headers)
         assert response.status in (404, 405)
+
+
+async def test_creates_sent_at_once_each_get_their_own_event(client: Client) -> None:
+    ada = await sign_up(client, "ada@example.com")
+    bob = await sign_up(client, "bob@example.com")
+
+    async def create(who: Session, i: int) -> Any:
+        headers = who.headers | {"X-Request-Id": f"req-at-once-{i}"}
+        response = await client.post(
+            TASKS, json={"name": f"t{i}", "type": "ON_DEMAND"}, headers=headers
+        )
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+    made = await asyncio.gather(*(create(ada if i % 2 else bob, i) for i in range(12)))
+
+    for who, email in ((ada, "ada@example.com"), (bob, "bob@example.com")):
+        mine = {t["id"]: t["name"] for t in made if t["createdBy"] == who.user["id"]}
+        listed = await (await client.get(TASKS, headers=who.headers)).json()
+        assert {t["id"] for t in listed["items"]} == set(mine)
+        trail = await events(client, who, action="task.created")
+        assert {e["target"]["id"] for e in trail} == set(mine)
+        for event in trail:
+            i = int(mine[event["target"]["id"]][1:])
+            assert event["requestId"] == f"req-at-once-{i}"
+            assert event["actor"]["email"] == email
