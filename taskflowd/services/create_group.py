@@ -49,7 +49,7 @@ class CreateGroup:
 
     async def create(self, task: Task, first: Execution | None, event: AuditEvent) -> None:
         """Return once `task` is committed with the group it joined; raise what its write
-        raised. A cancelled caller's task is still written (as a shielded write was)."""
+        raised. A cancelled caller's task is still written with its group."""
         done = asyncio.get_running_loop().create_future()
         self._queued.append(Create(task, first, event, done))
         if self._writer is None:

@@ -13,6 +13,7 @@ from taskflowd.queue.base import AddClaim
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.db import Conn, Database
 from tests.integration.engine.harness import Engine, EngineFactory, spec
+from tests.integration.engine.test_local_claims import idle
 from tests.integration.queue.polling import DEADLINE_S
 
 
@@ -42,16 +43,17 @@ class HeldClaims(_Holding):
 
 
 class HeldAddClaims(_Holding):
-    """Holds the hand-over of each claim made with the work added (between its
-    transaction's end and the worker seeing its jobs)."""
+    """Once `holding`, holds the hand-over of each claim made with the work added
+    (between its transaction's end and the worker seeing its jobs)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self._held: set[asyncio.Task[None]] = set()
+        self.holding = False
 
     def claim_on_add(self) -> AddClaim | None:
         adding = super().claim_on_add()
-        return None if adding is None else _Held(adding, self)
+        return _Held(adding, self) if adding is not None and self.holding else adding
 
     def hold(self, adding: AddClaim, committed: bool) -> None:
         self.claimed.set()
@@ -187,7 +189,11 @@ async def test_stop_while_work_added_with_its_claim_is_handed_over_strands_no_jo
     engine = await make_engine(queue_type=HeldAddClaims, worker={"shutdown_grace_s": 30.0})
     queue = engine.queue
     assert isinstance(queue, HeldAddClaims)
+    # The claim loop asleep (a claim of its own in flight leaves the worker no room for
+    # a claim with the run added), and the run's claim the one held, not the create's.
+    await idle(engine, admin)
     task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, payload={"n": 1}))
+    queue.holding = True
     await engine.tasks.run_now(admin, task.id)
 
     await _stop_while_the_claim_is_held(engine, queue)
