@@ -105,7 +105,8 @@ class RedisQueue:
         """`max_running_jobs`: the default cap of each org's running jobs (0: none); the
         orgs' overrides are read from the database every `caps_interval_s`."""
         self.db = db
-        self.sql = SqlQueue(db, max_running_jobs)
+        # Work added is announced through Redis (`RedisIndex.wake_ups`), not PostgreSQL.
+        self.sql = SqlQueue(db, max_running_jobs, notifies=False)
         self.max_running_jobs = max_running_jobs
         self.caps_interval_s = caps_interval_s
         self.index = RedisIndex(url, keys)

@@ -86,6 +86,22 @@ async def test_a_redis_queue_claim_in_postgresql_is_one_round_trip(pg_store: Sql
     assert len(db.trips) == 1, db.trips
 
 
+async def test_jobs_the_redis_queue_adds_are_one_round_trip_in_postgresql(
+    pg_store: SqlStore,
+) -> None:
+    """Its wake-ups go through Redis: the insert is not held in a transaction for a
+    PostgreSQL notice."""
+    task = await new_task(pg_store, await new_owner(pg_store))
+    jobs = [due_job(task, job_id=f"run-{i}") for i in range(3)]
+    db = CountingDatabase(pg_store.db)
+
+    await SqlQueue(db, notifies=False).add(jobs)  # type: ignore[arg-type]
+
+    assert len(db.trips) == 1, db.trips
+    stored = await pg_store.db.fetch("SELECT id, status FROM job_executions")
+    assert {(r["id"], r["status"]) for r in stored} == {(j.id, "PENDING") for j in jobs}
+
+
 async def test_a_claim_reads_a_tasks_backlog_in_claim_order(pg_store: SqlStore) -> None:
     """All the queued jobs of one task, analysed: the planner took every task as paused
     for its anti-join estimate (one task, one row), read every queued row and sorted
