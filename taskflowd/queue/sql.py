@@ -300,20 +300,14 @@ class SqlQueue:
         if not executions:
             return
         values = [rows.execution_insert_values(e, None, self._t) for e in executions]
-
-        async def insert(conn: Conn) -> None:
-            await conn.executemany(_INSERT, values)
-            await self._notify(conn)
-
-        if self._pg and not self._notifies:
+        if self._pg:
             # Atomic on its own: one round trip instead of three (BEGIN, insert, COMMIT).
             await self.db.executemany(_INSERT, values)
         else:
-            # With the notice in its transaction; on SQLite one hand-over to the writer's
-            # thread instead of three.
-            await self.db.atomic(insert)
-        self._wake.set()
-        await after_claim(claim_now(self._on_due, executions))
+            # One hand-over to SQLite's writer thread instead of three.
+            await self.db.atomic(lambda conn: conn.executemany(_INSERT, values))
+        # Committed: this node's worker claims while the other nodes are told.
+        await self.announce(executions)
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
