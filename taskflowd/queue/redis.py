@@ -105,7 +105,8 @@ class RedisQueue:
         """`max_running_jobs`: the default cap of each org's running jobs (0: none); the
         orgs' overrides are read from the database every `caps_interval_s`."""
         self.db = db
-        self.sql = SqlQueue(db, max_running_jobs)
+        # Work added is announced through Redis (`RedisIndex.wake_ups`), not PostgreSQL.
+        self.sql = SqlQueue(db, max_running_jobs, notifies=False)
         self.max_running_jobs = max_running_jobs
         self.caps_interval_s = caps_interval_s
         self.index = RedisIndex(url, keys)
@@ -345,13 +346,17 @@ class RedisQueue:
             for o in outcomes
             if o.execution_id in applied
         ]
+        waiting = True
         try:
-            await self.index.settle(to_us(utcnow()), rows)
+            waiting = await self.index.settle(to_us(utcnow()), rows)
         except StoreError as exc:
             self._index_failed(exc)
         else:
             self._index_answered()
-        self._wake.set()
+        # Only for work: a claim that finds nothing would delay the next job's claim.
+        retries = [o.run_at for o in outcomes if o.kind is OutcomeKind.RETRY and o.run_at]
+        if waiting or (retries and wakes_for(min(retries), self._sleeps_until)):
+            self._wake.set()
         return applied
 
     async def release(self, claims: Sequence[tuple[str, int]]) -> int:

@@ -186,10 +186,12 @@ class RedisIndex:
         out = await self._run("acquire", now_us, (limit, deadline_us, promote, default_cap))
         return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
 
-    async def settle(self, now_us: int, rows: Sequence[tuple[str, str, int]]) -> None:
-        """Rows of (execution id, kind C/R/D/X, retry time in µs)."""
-        if rows:
-            await self._run("settle", now_us, (_packed(rows),))
+    async def settle(self, now_us: int, rows: Sequence[tuple[str, str, int]]) -> bool:
+        """Rows of (execution id, kind C/R/D/X, retry time in µs); returns whether jobs
+        wait in the index (False when there was nothing to settle)."""
+        if not rows:
+            return False
+        return bool(await self._run("settle", now_us, (_packed(rows),)))
 
     async def sync(self, now_us: int, placements: Sequence[Placement], sender: str = "") -> int:
         """Apply placements; returns how many jobs were (re)queued. The wake-up sent for

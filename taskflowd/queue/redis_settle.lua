@@ -1,6 +1,7 @@
 -- Reflect outcomes the database applied: ARGV[3] packs rows of (id, kind, retry at µs),
 -- kind C completed, R retry, D dead-lettered, X cancelled. A retried job is queued
--- again at its retry time; the others leave the index.
+-- again at its retry time; the others leave the index. Returns 1 when jobs wait (those
+-- of an org at its cap of running jobs may be claimable now), else 0.
 local completed, failed, retried = 0, 0, 0
 for _, row in ipairs(unpack_rows(ARGV[3], 3)) do
   local id, kind = row[1], row[2]
@@ -31,4 +32,7 @@ end
 if retried > 0 then
   redis.call('PUBLISH', CHANNEL, 'retry')
 end
-return completed
+if redis.call('EXISTS', READY) == 1 or redis.call('EXISTS', WAITING) == 1 then
+  return 1
+end
+return 0

@@ -116,8 +116,10 @@ _marks = limits.marks
 class SqlQueue:
     """`JobQueue` over the store's own database (see `taskflowd.queue.base`)."""
 
-    def __init__(self, db: Database, max_running_jobs: int = 0) -> None:
-        """`max_running_jobs`: the default cap of each org's running jobs (0: none)."""
+    def __init__(self, db: Database, max_running_jobs: int = 0, *, notifies: bool = True) -> None:
+        """`max_running_jobs`: the default cap of each org's running jobs (0: none).
+        `notifies`: whether work added is announced to other nodes' workers over
+        PostgreSQL (False when the Redis queue, composing this one, announces it)."""
         self.db = db
         self.max_running_jobs = max_running_jobs
         self._t = db.codec
@@ -131,6 +133,7 @@ class SqlQueue:
         self._listener_lost = asyncio.Event()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._pg = db.dialect == "postgresql"
+        self._notifies = self._pg and notifies
         self._plain = self._pg
         """Whether the next claim tries `_claim_plain` first (PostgreSQL)."""
         self._sender = uuid.uuid4().hex
@@ -188,7 +191,8 @@ class SqlQueue:
                 # already has it back and releasing it does nothing.
                 with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresError):
                     listener.remove_termination_listener(self._on_listener_lost)
-                    await listener.remove_listener(CHANNEL, self._on_notify)
+                    if self._notifies:
+                        await listener.remove_listener(CHANNEL, self._on_notify)
                     await listener.remove_listener(SCHEDULE_CHANNEL, self._on_schedule)
             finally:
                 await self.db.pool.release(listener)
@@ -200,7 +204,8 @@ class SqlQueue:
             conn = await db.pool.acquire()
             try:
                 conn.add_termination_listener(self._on_listener_lost)
-                await conn.add_listener(CHANNEL, self._on_notify)
+                if self._notifies:
+                    await conn.add_listener(CHANNEL, self._on_notify)
                 await conn.add_listener(SCHEDULE_CHANNEL, self._on_schedule)
             except BaseException:
                 await db.pool.release(conn)
@@ -286,7 +291,7 @@ class SqlQueue:
     async def _notify(self, conn: Conn, earliest: datetime | None = None) -> None:
         """Tell the other nodes' workers (PostgreSQL) of work added, due at `earliest` at
         the soonest (None: not said, so every idle worker looks)."""
-        if self._pg:
+        if self._notifies:
             payload = self._sender if earliest is None else f"{self._sender} {earliest.isoformat()}"
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
@@ -295,15 +300,14 @@ class SqlQueue:
         if not executions:
             return
         values = [rows.execution_insert_values(e, None, self._t) for e in executions]
-
-        async def insert(conn: Conn) -> None:
-            await conn.executemany(_INSERT, values)
-            await self._notify(conn)
-
-        # One hand-over to SQLite's writer thread instead of three (BEGIN, insert, COMMIT).
-        await self.db.atomic(insert)
-        self._wake.set()
-        await after_claim(claim_now(self._on_due, executions))
+        if self._pg:
+            # Atomic on its own: one round trip instead of three (BEGIN, insert, COMMIT).
+            await self.db.executemany(_INSERT, values)
+        else:
+            # One hand-over to SQLite's writer thread instead of three.
+            await self.db.atomic(lambda conn: conn.executemany(_INSERT, values))
+        # Committed: this node's worker claims while the other nodes are told.
+        await self.announce(executions)
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:

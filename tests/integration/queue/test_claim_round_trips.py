@@ -86,6 +86,25 @@ async def test_a_redis_queue_claim_in_postgresql_is_one_round_trip(pg_store: Sql
     assert len(db.trips) == 1, db.trips
 
 
+async def test_jobs_added_in_postgresql_are_one_round_trip_and_then_a_notice(
+    pg_store: SqlStore,
+) -> None:
+    """Not BEGIN, insert, pg_notify and COMMIT: the insert is atomic on its own, and the
+    other nodes are told once it committed (the Redis queue tells them through Redis)."""
+    task = await new_task(pg_store, await new_owner(pg_store))
+    jobs = [due_job(task, job_id=f"run-{i}") for i in range(4)]
+    told, untold = CountingDatabase(pg_store.db), CountingDatabase(pg_store.db)
+
+    await SqlQueue(told).add(jobs[:2])  # type: ignore[arg-type]
+    await SqlQueue(untold, notifies=False).add(jobs[2:])  # type: ignore[arg-type]
+
+    assert [t.split()[0] for t in told.trips] == ["INSERT", "SELECT"], told.trips
+    assert "pg_notify" in told.trips[1]
+    assert len(untold.trips) == 1, untold.trips
+    stored = await pg_store.db.fetch("SELECT id, status FROM job_executions")
+    assert {(r["id"], r["status"]) for r in stored} == {(j.id, "PENDING") for j in jobs}
+
+
 async def test_a_claim_reads_a_tasks_backlog_in_claim_order(pg_store: SqlStore) -> None:
     """All the queued jobs of one task, analysed: the planner took every task as paused
     for its anti-join estimate (one task, one row), read every queued row and sorted
