@@ -52,17 +52,22 @@ def _tagged(tag: object) -> Iterator[None]:
 
 
 class _TaggedDatabase:
-    """The pruner's database, tagging its transactions and incremental vacuum steps."""
+    """The pruner's database, tagging its transactions and incremental vacuum steps, and
+    noting when each transaction ended and the executions it deleted."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.deleted: list[tuple[float, int]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
     async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
         with _tagged(PRUNE):
-            return await self._db.atomic(body)
+            result = await self._db.atomic(body)
+        if isinstance(result, dict):
+            self.deleted.append((time.perf_counter(), result.get("job_executions", 0)))
+        return result
 
     async def incremental_vacuum(self, pages: int, budget_s: float) -> int:
         assert isinstance(self._db, SqliteDatabase)
@@ -180,7 +185,13 @@ async def prune_rows(bench: _Bench, count: int, jobs: int) -> list[tuple[str, st
     before_mb = await _file_mb(db)
     tagged = _TaggedDatabase(db)
     vacuum = tagged.incremental_vacuum if isinstance(db, SqliteDatabase) else None
-    pruner = Pruner(tagged, bench.settings.retention, "bench-pruner", vacuum=vacuum)
+    pruner = Pruner(
+        tagged,
+        bench.settings.retention,
+        "bench-pruner",
+        vacuum=vacuum,
+        busy=lambda: bench.worker.backlogged(),
+    )
 
     async def prune() -> dict[str, int] | None:
         with _tagged(PRUNER):
@@ -205,6 +216,7 @@ async def prune_rows(bench: _Bench, count: int, jobs: int) -> list[tuple[str, st
         (f"pruned of {count:,} old executions", f"{done:,}"),
         ("pruned while the drain ran (share of the prune time)", f"{drained_s / prune_s:.0%}"),
         ("pruning time (s), rows/s", f"{prune_s:,.1f}, {done / prune_s:,.0f}"),
+        *_rates(tagged.deleted, began, drained_at),
         ("claim p50 / p99 / max without pruning (ms)", _spread(plain_claims)),
         ("claim p50 / p99 / max while pruning (ms)", _spread(claims)),
     ]
@@ -239,6 +251,21 @@ def _writer_rows(plain: list[Span], spans: list[Span], drained_at: float) -> lis
         ("claim wait for the writer p50 / p99 / max while pruning (ms)", _spread(waits)),
         ("claim wait behind the pruner p50 / p99 / max (ms)", _spread(behind)),
         (f"claims waiting > {_LIMIT_S * 1e3:.0f} ms behind the pruner", f"{over:,}"),
+    ]
+
+
+def _rates(
+    deleted: list[tuple[float, int]], began: float, drained_at: float
+) -> list[tuple[str, str]]:
+    """The executions pruned per second while the drain ran (the worker backlogged) and
+    after it, until the last prune transaction (the worker idle)."""
+    during = sum(n for at, n in deleted if at <= drained_at)
+    after = [(at, n) for at, n in deleted if at > drained_at]
+    quiet_s = after[-1][0] - drained_at if after else 0.0
+    quiet = f"{sum(n for _, n in after) / quiet_s:,.0f}" if quiet_s else "-"
+    return [
+        ("pruned rows/s while the drain ran", f"{during / (drained_at - began):,.0f}"),
+        ("pruned rows/s after the drain (worker idle)", quiet),
     ]
 
 

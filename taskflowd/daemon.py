@@ -183,6 +183,7 @@ class Daemon:
             daemon.supervisor,
             idempotency_keep=KEEP,
             report=daemon.metrics,
+            busy=daemon.worker.backlogged if daemon.worker is not None else None,
         )
         # The watchdog follows an embedded database only: a PostgreSQL outage is no
         # reason for systemd to restart a node, which keeps running and says so on /ready.

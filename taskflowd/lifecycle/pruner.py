@@ -29,6 +29,11 @@ PACE = 9.0
 """After each batch the pruner rests `PACE` times as long as the batch took, so it holds
 the database's writer at most a tenth of the time however much there is to delete (a
 fifth cost a writer-bound drain about a fifth of its rate: `taskflowd bench --prune`)."""
+BUSY_PACE = 39.0
+"""While the node's worker has a backlog (`busy`), the pruner rests up to `BUSY_PACE`
+times as long as each batch took: it holds the writer at most a fortieth of the time, and
+still prunes at a quarter of its quiet rate, so a node that is never idle keeps a bounded
+database. It is back at `PACE` within one quiet rest of the backlog's end."""
 MIN_REST_S = 0.002
 INCREMENTAL = 2
 """`PRAGMA auto_vacuum` of a SQLite file that gives pages back on request."""
@@ -66,7 +71,10 @@ class Pruner:
         report: PruneReport | None = None,
         clock: Callable[[], datetime] = utcnow,
         vacuum: Callable[[int, float], Awaitable[int]] | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
+        """`busy`: whether the node's worker has work due now that it has not started
+        (`WorkerPool.backlogged`); the pruner yields more of the writer meanwhile."""
         self.db = db
         self.retention = retention
         self._supervisor = supervisor
@@ -77,6 +85,7 @@ class Pruner:
         self.lease = Lease(db, LEASE_NAME, node_id, lease_s, clock)
         self._warned_vacuum = False
         self._vacuum_step = vacuum
+        self._busy = busy
         if vacuum is None and isinstance(db, SqliteDatabase):
             self._vacuum_step = db.incremental_vacuum
 
@@ -147,7 +156,19 @@ class Pruner:
         return deleted
 
     async def _rest(self, began: float) -> None:
-        await asyncio.sleep(max(MIN_REST_S, (time.monotonic() - began) * PACE))
+        """Rest after a batch begun at `began`: `PACE` times as long as it took, and up to
+        `BUSY_PACE` times while the worker has a backlog (asked again every quiet rest)."""
+        took = time.monotonic() - began
+        quiet_s = max(MIN_REST_S, took * PACE)
+        await asyncio.sleep(quiet_s)
+        if self._busy is None:
+            return
+        until = time.monotonic() + took * (BUSY_PACE - PACE)
+        while self._busy():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, quiet_s))
 
     async def _sweep(self, sweep: sweeps.Sweep, cutoff: datetime, deleted: dict[str, int]) -> bool:
         """Delete `sweep`'s rows before `cutoff`; False when the lease was lost."""

@@ -99,10 +99,18 @@ class WorkerPool:
         """The claim in flight: started by the claim loop or by `_claim_now`, or reserved
         for a transaction that adds work (`_reserve`)."""
         self._claim_want = 0
+        self._claim_full = False
+        """Whether the last claim came back with all it asked for (more may be due)."""
 
     @property
     def active(self) -> int:
         return len(self._running)
+
+    def backlogged(self) -> bool:
+        """Whether work due now waits for this worker: its last claim came back full, or
+        claimed jobs wait in its buffer for a slot. Background work on the node (the
+        pruner) yields more of the database meanwhile."""
+        return self._claiming and (self._claim_full or len(self._ahead) > 0)
 
     async def start(self) -> None:
         self._claiming = True
@@ -171,6 +179,7 @@ class WorkerPool:
                 raise
             self._claim_done(claim)
             outage.succeeded()
+            self._claim_full = len(jobs) >= want
             if len(jobs) < want:
                 try:
                     idle_s = await self._idle_timeout()

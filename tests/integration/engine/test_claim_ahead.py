@@ -107,3 +107,20 @@ async def test_a_job_waiting_behind_a_slow_one_is_handed_back_for_another_node(
     assert (taken.lease_owner, taken.attempts) == ("other-node", 1)
     assert started == [first], "the first node never started it"
     assert (await engine.execution(first)).status is ExecutionStatus.PROCESSING
+
+
+async def test_the_worker_reports_a_backlog_while_a_job_waits_and_none_once_idle(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(worker={"concurrency": 1})
+    first, second = await buffered_behind(engine, admin, 2.0)
+
+    assert engine.worker.backlogged(), "a claimed job waits for the busy slot"
+
+    await engine.wait_for_status(second, ExecutionStatus.COMPLETED)
+
+    async def idle() -> bool:
+        return not engine.worker.backlogged()
+
+    await engine.wait_for(idle, "the worker reports no backlog once its claims come back short")
+    assert (await engine.execution(first)).status is ExecutionStatus.COMPLETED
