@@ -54,4 +54,5 @@ CONTEXT_KEY = web.AppKey("taskflowd.api.context", ApiContext)
 USER_KEY = web.RequestKey("taskflowd.user", User)
 PRINCIPAL_KEY = web.RequestKey("taskflowd.principal", Principal)
 REQUEST_ID_KEY = web.RequestKey("taskflowd.request_id", str)
-RATE_KEY = web.RequestKey("taskflowd.rate", RateState)
+RATE_KEY: web.RequestKey[RateState | None] = web.RequestKey("taskflowd.rate")
+"""None until a rate limit decided (the front sets it first, for the headers' hook)."""

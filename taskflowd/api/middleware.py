@@ -133,6 +133,7 @@ def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:
         else:
             request_id = ids.next()
         request[REQUEST_ID_KEY] = request_id
+        request[RATE_KEY] = None  # the gate's rate limits set it; `get` misses cost more
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -226,10 +227,17 @@ def _domain_problem(exc: Exception) -> web.Response | None:
 
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+PathHeaders = Callable[[web.Request, web.StreamResponse], None]
+PATH_HEADERS_KEY = web.AppKey("taskflowd.api.path_headers", dict[str, PathHeaders])
+"""Headers of the responses under a path prefix (`/static/`: the dashboard's caching
+rules), added by the one `response_headers` hook: one hook per response rather than
+one for each part of the application."""
 
 
-def response_headers(http: HttpSettings) -> ResponseHook:
-    """An on_response_prepare hook adding security, request-id, CORS and RateLimit-* headers."""
+def response_headers(http: HttpSettings, by_prefix: dict[str, PathHeaders]) -> ResponseHook:
+    """An on_response_prepare hook adding security, request-id, CORS and RateLimit-*
+    headers, then those `by_prefix` adds to the responses under its prefixes (the dict is
+    read on each response: parts of the application fill it once the hook is made)."""
     origins = frozenset(http.cors_origins)
     always = {
         hdrs.SERVER: "taskflowd",  # no version banner
@@ -253,6 +261,10 @@ def response_headers(http: HttpSettings) -> ResponseHook:
                 headers[hdrs.CACHE_CONTROL] = "no-store"
             else:
                 headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
+        else:
+            for prefix, add in by_prefix.items():
+                if path.startswith(prefix):
+                    add(request, response)
         if origins:
             add_cors_headers(request, response, origins)
         rate = request.get(RATE_KEY)
