@@ -139,7 +139,10 @@ def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:
         status = 500
         response: web.StreamResponse | None = None
         try:
-            response = await _answer(request, handler)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = _answer(request, exc)
             status = response.status
             _compress(request, response)
             return response
@@ -172,29 +175,30 @@ def _compress(request: web.Request, response: web.StreamResponse) -> None:
         response.enable_compression(ContentCoding.gzip)
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for what the handler raised (a redirect or another status
+    below 400 is raised again). Called in the `except` block, so a 500 logs the error
+    with its traceback; not a coroutine around the handler, which would cost every
+    request one more frame."""
+    if isinstance(exc, ApiError):
         return exc.response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _http_problem(request, exc)
-    except Exception as exc:
-        mapped = _domain_problem(exc)
-        if mapped is not None:
-            return mapped
-        if isinstance(exc, ConnectionResetError) and _client_gone(request):
-            # The client hung up while its request was being read: nobody is there to
-            # answer, and it is not our error (reported as 499, like a cancelled request).
-            return web.Response(status=499)
-        error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
-        return problem_response(
-            500,
-            "internal_error",
-            detail="Something went wrong on our side; quote the requestId when reporting it.",
-        )
+    mapped = _domain_problem(exc)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, ConnectionResetError) and _client_gone(request):
+        # The client hung up while its request was being read: nobody is there to
+        # answer, and it is not our error (reported as 499, like a cancelled request).
+        return web.Response(status=499)
+    error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
+    return problem_response(
+        500,
+        "internal_error",
+        detail="Something went wrong on our side; quote the requestId when reporting it.",
+    )
 
 
 def _client_gone(request: web.Request) -> bool:
