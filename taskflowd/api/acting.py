@@ -72,6 +72,13 @@ async def _resolve(request: web.Request, principal: Principal) -> Actor:
     return Actor(user, membership.org_id, membership.role)
 
 
+async def resolve_actor(request: web.Request, principal: Principal) -> Actor:
+    """The caller's `Actor`, resolved and kept on the request by the gate, the first to
+    ask (`current_actor` then finds it)."""
+    actor = request[ACTOR_KEY] = await _resolve(request, principal)
+    return actor
+
+
 async def current_actor(request: web.Request) -> Actor:
     """The authenticated caller acting in its org (resolved once per request)."""
     if ACTOR_KEY not in request:

@@ -9,7 +9,12 @@ from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY, ApiContext, RouteInstaller
 from taskflowd.api.cors import cors_middleware
 from taskflowd.api.gate import gate_middleware
-from taskflowd.api.middleware import front_middleware, log_access, response_headers
+from taskflowd.api.middleware import (
+    PATH_HEADERS_KEY,
+    front_middleware,
+    log_access,
+    response_headers,
+)
 from taskflowd.api.openapi import REGISTRY_KEY, ApiRegistry
 from taskflowd.api.responses import PAGES_KEY, PageBodies
 from taskflowd.api.routes import api_keys, audit, auth, meta, orgs, users
@@ -43,7 +48,8 @@ def build_app(ctx: ApiContext) -> web.Application:
     app[PAGES_KEY] = PageBodies()
     registry = ApiRegistry(app, title="taskflowd", version=__version__)
     app[REGISTRY_KEY] = registry
-    app.on_response_prepare.append(response_headers(ctx.settings.http))
+    app[PATH_HEADERS_KEY] = {}
+    app.on_response_prepare.append(response_headers(ctx.settings.http, app[PATH_HEADERS_KEY]))
     if ctx.quotas is None:
         app[QUOTAS_KEY] = QuotaBook(ctx.store, ctx.settings.orgs.quotas())
         ctx.auth.events.on(PRINCIPAL_EVENT, app[QUOTAS_KEY].on_event)

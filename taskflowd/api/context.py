@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 
@@ -42,9 +42,9 @@ class ApiContext:
     """The node's quota book, shared with its services; None: the app makes its own."""
 
 
-@dataclass(frozen=True, slots=True)
-class RateState:
-    """The rate-limit decision that applies to this request, for the RateLimit-* headers."""
+class RateState(NamedTuple):
+    """The rate-limit decision that applies to this request, for the RateLimit-* headers
+    (a named tuple: one is made per rate-limited request)."""
 
     limit: int
     decision: Decision
@@ -54,4 +54,5 @@ CONTEXT_KEY = web.AppKey("taskflowd.api.context", ApiContext)
 USER_KEY = web.RequestKey("taskflowd.user", User)
 PRINCIPAL_KEY = web.RequestKey("taskflowd.principal", Principal)
 REQUEST_ID_KEY = web.RequestKey("taskflowd.request_id", str)
-RATE_KEY = web.RequestKey("taskflowd.rate", RateState)
+RATE_KEY: web.RequestKey[RateState | None] = web.RequestKey("taskflowd.rate")
+"""None until a rate limit decided (the front sets it first, for the headers' hook)."""

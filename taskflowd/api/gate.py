@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from taskflowd.api.acting import QUOTAS_KEY, current_actor
+from taskflowd.api.acting import QUOTAS_KEY, resolve_actor
 from taskflowd.api.context import CONTEXT_KEY, ApiContext
 from taskflowd.api.openapi import REGISTRY_KEY, Access, Operation
 from taskflowd.api.origin import request_origin
@@ -22,7 +22,7 @@ from taskflowd.api.problems import ApiError
 from taskflowd.api.security import (
     IN_FLIGHT_KEY,
     apply_rate_limit,
-    authenticate,
+    bearer_principal,
     client_address,
     require_role,
 )
@@ -34,16 +34,16 @@ from taskflowd.domain.enums import Role
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     operation = app[REGISTRY_KEY].lookup(request)
-    ctx = app[CONTEXT_KEY]
-    journal = ctx.store.journal
     if operation is None or operation.access is Access.PUBLIC:
         if operation is not None and not operation.rate_limited:
             return await handler(request)  # a probe (/health, /ready, /metrics): it records nothing
+        ctx = app[CONTEXT_KEY]
         await _limit_address(request, ctx)
-        with journal.origin(request_origin(request)):
+        with ctx.store.journal.origin(request_origin(request)):
             return await handler(request)
+    ctx = app[CONTEXT_KEY]
     principal = await _admit(request, ctx, operation)
-    with journal.origin(request_origin(request, principal.api_key_id)):
+    with ctx.store.journal.origin(request_origin(request, principal.api_key_id)):
         if not operation.rate_limited:
             return await handler(request)
         in_flight = app[IN_FLIGHT_KEY]
@@ -65,7 +65,7 @@ async def _admit(request: web.Request, ctx: ApiContext, operation: Operation) ->
     """The authenticated caller (a 401 counts against its address's limit), whose role
     is checked at once on a route that is not rate limited."""
     try:
-        principal = await authenticate(request)
+        principal = await bearer_principal(request)
     except ApiError:
         if operation.rate_limited:
             await _limit_address(request, ctx)
@@ -94,7 +94,7 @@ async def _limit(
     if operation.access is Access.ADMIN:
         require_role(user, Role.ADMIN)
     try:
-        actor = await current_actor(request)
+        actor = await resolve_actor(request, principal)
     except ApiError:
         return
     limit = (await request.app[QUOTAS_KEY].of(actor.org_id)).api_limit_per_min or 0

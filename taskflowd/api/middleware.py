@@ -133,12 +133,16 @@ def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:
         else:
             request_id = ids.next()
         request[REQUEST_ID_KEY] = request_id
+        request[RATE_KEY] = None  # the gate's rate limits set it; `get` misses cost more
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
         response: web.StreamResponse | None = None
         try:
-            response = await _answer(request, handler)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = _answer(request, exc)
             status = response.status
             _compress(request, response)
             return response
@@ -171,29 +175,30 @@ def _compress(request: web.Request, response: web.StreamResponse) -> None:
         response.enable_compression(ContentCoding.gzip)
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for what the handler raised (a redirect or another status
+    below 400 is raised again). Called in the `except` block, so a 500 logs the error
+    with its traceback; not a coroutine around the handler, which would cost every
+    request one more frame."""
+    if isinstance(exc, ApiError):
         return exc.response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _http_problem(request, exc)
-    except Exception as exc:
-        mapped = _domain_problem(exc)
-        if mapped is not None:
-            return mapped
-        if isinstance(exc, ConnectionResetError) and _client_gone(request):
-            # The client hung up while its request was being read: nobody is there to
-            # answer, and it is not our error (reported as 499, like a cancelled request).
-            return web.Response(status=499)
-        error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
-        return problem_response(
-            500,
-            "internal_error",
-            detail="Something went wrong on our side; quote the requestId when reporting it.",
-        )
+    mapped = _domain_problem(exc)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, ConnectionResetError) and _client_gone(request):
+        # The client hung up while its request was being read: nobody is there to
+        # answer, and it is not our error (reported as 499, like a cancelled request).
+        return web.Response(status=499)
+    error_logger.exception("unhandled error in %s %s", request.method, route_template(request))
+    return problem_response(
+        500,
+        "internal_error",
+        detail="Something went wrong on our side; quote the requestId when reporting it.",
+    )
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -226,10 +231,17 @@ def _domain_problem(exc: Exception) -> web.Response | None:
 
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+PathHeaders = Callable[[web.Request, web.StreamResponse], None]
+PATH_HEADERS_KEY = web.AppKey("taskflowd.api.path_headers", dict[str, PathHeaders])
+"""Headers of the responses under a path prefix (`/static/`: the dashboard's caching
+rules), added by the one `response_headers` hook: one hook per response rather than
+one for each part of the application."""
 
 
-def response_headers(http: HttpSettings) -> ResponseHook:
-    """An on_response_prepare hook adding security, request-id, CORS and RateLimit-* headers."""
+def response_headers(http: HttpSettings, by_prefix: dict[str, PathHeaders]) -> ResponseHook:
+    """An on_response_prepare hook adding security, request-id, CORS and RateLimit-*
+    headers, then those `by_prefix` adds to the responses under its prefixes (the dict is
+    read on each response: parts of the application fill it once the hook is made)."""
     origins = frozenset(http.cors_origins)
     always = {
         hdrs.SERVER: "taskflowd",  # no version banner
@@ -253,6 +265,10 @@ def response_headers(http: HttpSettings) -> ResponseHook:
                 headers[hdrs.CACHE_CONTROL] = "no-store"
             else:
                 headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
+        else:
+            for prefix, add in by_prefix.items():
+                if path.startswith(prefix):
+                    add(request, response)
         if origins:
             add_cors_headers(request, response, origins)
         rate = request.get(RATE_KEY)

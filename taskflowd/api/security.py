@@ -61,6 +61,12 @@ async def authenticate(request: web.Request) -> Principal:
     """The caller, from the bearer credential; raises a 401 ApiError when there is none."""
     if PRINCIPAL_KEY in request:
         return request[PRINCIPAL_KEY]
+    return await bearer_principal(request)
+
+
+async def bearer_principal(request: web.Request) -> Principal:
+    """`authenticate` for the gate, the first to ask: the credential is checked, not
+    looked for on the request first."""
     token = bearer_token(request)
     if token is None:
         raise unauthorized(

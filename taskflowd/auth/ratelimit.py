@@ -12,8 +12,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from taskflowd.store.errors import StoreUnavailable
 
@@ -21,12 +20,12 @@ WINDOW_S = 60.0
 _EPSILON_S = 1e-9  # float sums of intervals must not refuse the N-th hit of a burst
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer for one hit: whether it may go ahead and what is left of the quota.
 
     `reset_s` is the time until the quota is whole again; `retry_after_s` the time until
-    a refused hit would be allowed (0 when allowed).
+    a refused hit would be allowed (0 when allowed). A named tuple: one is made for
+    nearly every request, at half the cost of a frozen dataclass.
     """
 
     allowed: bool

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from taskflowd.api.acting import QUOTAS_KEY
 from taskflowd.api.context import CONTEXT_KEY
+from taskflowd.api.middleware import PATH_HEADERS_KEY
 from taskflowd.api.openapi import deferred
 from taskflowd.api.parts import NodeParts
 from taskflowd.api.routes.audit import AUDIT_KEY
@@ -142,7 +143,7 @@ def install_dashboard(
     app.router.add_static("/static/", root / "static", name="static")
     app.router.add_get("/favicon.ico", _favicon(root / "static" / "favicon.svg"))
     app.router.add_get(EVENTS_PATH, events_socket)
-    app.on_response_prepare.append(static_headers)
+    app[PATH_HEADERS_KEY]["/static/"] = static_headers
 
     async def load_assets(_: web.Application) -> None:
         ctx.assets.update(await asyncio.to_thread(asset_versions, root / "static"))

@@ -215,10 +215,9 @@ async def dashboard_headers(request: web.Request, response: web.StreamResponse) 
     headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
 
 
-async def static_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Versioned static files are immutable; unversioned ones are revalidated."""
-    if not request.path.startswith("/static/"):
-        return
+def static_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Versioned static files are immutable; unversioned ones are revalidated (the
+    headers of `/static/`: see `taskflowd.api.middleware.PATH_HEADERS_KEY`)."""
     if "v" in request.query and response.status == 200:
         response.headers[hdrs.CACHE_CONTROL] = "public, max-age=31536000, immutable"
     else:

@@ -262,8 +262,9 @@ class TaskService:
     async def list_json(
         self, actor: User | Actor, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None
     ) -> Page[str]:
-        scoped = dataclasses.replace(filters, org_id=org_scope(actor))
-        return await self.store.list_tasks_json(scoped, shape, limit, cursor)
+        return await self.store.list_tasks_json(
+            filters.in_org(org_scope(actor)), shape, limit, cursor
+        )
 
     async def executions_json(
         self,

@@ -51,6 +51,11 @@ class TaskFilter:
     handler: str | None = None
     name_contains: str | None = None
 
+    def in_org(self, org_id: str | None) -> TaskFilter:
+        """This filter within `org_id` (None: every org). Made field by field: it runs on
+        every list request, where `dataclasses.replace` costs more than twice as much."""
+        return TaskFilter(org_id, self.status, self.type, self.handler, self.name_contains)
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:

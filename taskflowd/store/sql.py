@@ -286,7 +286,13 @@ class SqlStore(AccountRecords):
     async def list_tasks_json(
         self, filters: TaskFilter, shape: Shape, limit: int, cursor: str | None = None
     ) -> Page[str]:
-        return await self._json_page("tasks", shape, self._tasks_where(filters, cursor), limit)
+        return await self._kept_json_page(
+            ("tasks", filters, shape, limit, cursor),
+            "tasks",
+            shape,
+            lambda: self._tasks_where(filters, cursor),
+            limit,
+        )
 
     # --- executions ------------------------------------------------------------
     @staticmethod

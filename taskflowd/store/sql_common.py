@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskflowd.store import rows
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _MAX_SHAPES = 256  # `?fields=` chooses shapes: keep the cache of their SQL bounded
+_MAX_READS = 1024  # statements of list reads, by filters, shape, limit and cursor
+_JsonRead = tuple[Callable[[list[Row]], Page[str]], str, tuple[Any, ...]]
 
 
 class Where:
@@ -60,6 +62,7 @@ class SqlRecords:
         self.db = db
         self._t = db.codec
         self._shapes: dict[tuple[str, Shape], str] = {}
+        self._reads: dict[Hashable, _JsonRead] = {}
 
     @property
     def journal(self) -> Journal:
@@ -84,13 +87,32 @@ class SqlRecords:
         items = [build(r, self._t) for r in found[:limit]]
         return Page(items, self._next_cursor(found, limit))
 
-    async def _json_page(self, table: str, shape: Shape, where: Where, limit: int) -> Page[str]:
-        """A page of rows rendered by the database as JSON objects in `shape` (the same
-        page again, while nothing was committed, without reading it again)."""
+    def _json_read(self, table: str, shape: Shape, where: Where, limit: int) -> _JsonRead:
+        """The statement of a page of rows rendered by the database as JSON objects in
+        `shape`, its arguments, and what makes the page of its rows."""
         sql = f"SELECT {self._render(shape)} AS j, created_at, id FROM {table}"
         sql = f"{sql}{where.sql()}{where.limit(limit)}"
         page = functools.partial(self._rendered_page, shape.json_keys(), limit)
-        return await self.db.fetch_derived(page, sql, *where.args)
+        return page, sql, tuple(where.args)
+
+    async def _json_page(self, table: str, shape: Shape, where: Where, limit: int) -> Page[str]:
+        """A page of rows rendered by the database as JSON objects in `shape` (the same
+        page again, while nothing was committed, without reading it again)."""
+        page, sql, args = self._json_read(table, shape, where, limit)
+        return await self.db.fetch_derived(page, sql, *args)
+
+    async def _kept_json_page(
+        self, key: Hashable, table: str, shape: Shape, where: Callable[[], Where], limit: int
+    ) -> Page[str]:
+        """`_json_page` of a read asked again and again (a list's first page): its
+        statement is made once per `key`, which must name everything `where` depends on."""
+        read = self._reads.get(key)
+        if read is None:
+            if len(self._reads) >= _MAX_READS:
+                self._reads.clear()
+            read = self._reads[key] = self._json_read(table, shape, where(), limit)
+        page, sql, args = read
+        return await self.db.fetch_derived(page, sql, *args)
 
     def _rendered_page(self, json_keys: tuple[str, ...], limit: int, found: list[Row]) -> Page[str]:
         items = [self._t.open_rendered(str(r["j"]), json_keys) for r in found[:limit]]
