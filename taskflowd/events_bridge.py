@@ -43,6 +43,9 @@ REDIS_MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 1000
 SEND_BUFFER = 20_000  # a group commit publishes one event per outcome at once
 PING_S = 5.0
+GATHER_S = 0.01
+"""How long the sender lets events gather after the first of a batch: a drain publishes
+two events per job, a few at a time, and each send costs a round trip."""
 STOP_FLUSH_S = 2.0
 _BACKOFF_S = (0.5, 10.0)
 
@@ -124,6 +127,7 @@ class EventsBridge:
             return
         while True:
             first = await inbox.get()
+            await asyncio.sleep(GATHER_S)
             await self._send(self._drain([first]))
 
     async def _send(self, batch: list[Event]) -> None:

@@ -224,6 +224,7 @@ class Metrics:
         self._org_depths: dict[str, dict[str, int]] | None = None
         self._org_series = org_series
         self._org_labels: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._depths_read_at: float | None = None
         self._depth_lock = asyncio.Lock()
         self._subscription: contextlib.AsyncExitStack | None = None
@@ -476,12 +477,12 @@ class Metrics:
         if outcome not in OUTCOMES:
             return  # a state change that is not the end of an attempt (e.g. PROCESSING)
         handler = self._handler_label(data)
-        self.jobs.labels(outcome, handler).inc()
+        self._child(self.jobs, outcome, handler).inc()
         if self._org_series:
-            self.org_jobs.labels(self._org_label(data.get("orgId")), outcome).inc()
+            self._child(self.org_jobs, self._org_label(data.get("orgId")), outcome).inc()
         duration_ms = data.get("durationMs")
         if isinstance(duration_ms, int | float) and duration_ms >= 0:
-            self.job_duration.labels(handler).observe(duration_ms / 1000)
+            self._child(self.job_duration, handler).observe(duration_ms / 1000)
         wait_s = data.get("waitS")
         if isinstance(wait_s, int | float) and wait_s >= 0:
             self.queue_wait.observe(float(wait_s))
@@ -492,6 +493,15 @@ class Metrics:
             self.retries.inc()
         elif outcome == "DEAD":
             self.dead_lettered.inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: every job's end counts in these, and
+        `labels` checks and locks on each call."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _org_label(self, org_id: object) -> str:
         """`org_id` while fewer than `org_series` orgs have a label, else "other"."""

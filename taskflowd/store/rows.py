@@ -154,6 +154,12 @@ EXECUTION_INSERT_COLUMNS = (
     "attempts, handler, payload, max_retries, backoff_ms, timeout_ms, request_id, "
     "created_at, updated_at, idempotency_key, org_id"
 )
+EXECUTION_INSERT_TYPES = (
+    "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz",
+    "integer", "integer", "text", "text", "integer", "bigint", "bigint", "text",
+    "timestamptz", "timestamptz", "text", "text",
+)  # fmt: skip
+"""The PostgreSQL type of each of `EXECUTION_INSERT_COLUMNS`."""
 EXECUTION_INSERT = (
     f"INSERT INTO job_executions ({EXECUTION_INSERT_COLUMNS}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, 21))})"

@@ -33,10 +33,18 @@ _OPEN = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionS
 _TASK_INSERT = (
     f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 26))})"
 )
-_RUN_INSERT = (
-    rows.EXECUTION_INSERT
-    + " ON CONFLICT (task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+_RUN_CONFLICT = (
+    " ON CONFLICT (task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
+_RUN_INSERT = rows.EXECUTION_INSERT + _RUN_CONFLICT
+_RUN_INSERT_ARRAYS = (
+    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(rows.EXECUTION_INSERT_TYPES, 1))
+    + ")"
+    + _RUN_CONFLICT
+)
+"""PostgreSQL: a batch of runs in one statement, one array per column (`executemany`
+would execute the INSERT once per run)."""
 
 
 class SqlStore(AccountRecords):
@@ -158,9 +166,11 @@ class SqlStore(AccountRecords):
         self, conn: Conn, runs: Sequence[Execution]
     ) -> tuple[list[Execution], list[Execution]]:
         """Insert runs of one task: (every execution in order, those inserted now)."""
-        await conn.executemany(
-            _RUN_INSERT, [rows.execution_insert_values(r, None, self._t) for r in runs]
-        )
+        values = [rows.execution_insert_values(r, None, self._t) for r in runs]
+        if self.db.dialect == "postgresql" and values:
+            await conn.execute(_RUN_INSERT_ARRAYS, *map(list, zip(*values, strict=True)))
+        else:
+            await conn.executemany(_RUN_INSERT, values)
         keys = [r.idempotency_key for r in runs if r.idempotency_key]
         if not keys:
             return list(runs), list(runs)

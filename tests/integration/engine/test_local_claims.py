@@ -28,7 +28,7 @@ class CountedClaims(SqlQueue):
 def one_run(task: Task | None) -> RunPlan:
     """One run of `task`, now, as the task defines it."""
     assert task is not None
-    return RunPlan([TaskService._new_run(task, RunSpec(), task.payload, utcnow(), None)])
+    return RunPlan(TaskService._build_runs(task, [RunSpec()], [task.payload], utcnow(), None))
 
 
 async def idle(engine: Engine, admin: User) -> None:

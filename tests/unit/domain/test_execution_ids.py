@@ -59,3 +59,11 @@ def test_a_millisecond_full_of_ids_carries_into_the_next() -> None:
     later = ids.next()
     assert made == sorted(made) and made[-1] < later
     assert uuid.UUID(later).int >> 80 == 8
+
+
+def test_a_batch_of_ids_rises_between_the_ids_made_before_and_after_it() -> None:
+    ids = TimeOrderedIds(lambda: 7)
+    made = [ids.next(), *ids.take(1000), ids.next()]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    assert {uuid.UUID(m).version for m in made} == {7}
