@@ -383,7 +383,15 @@ def _writer_rows(plain: list[_Drain], pruned: list[_Drain]) -> list[tuple[str, s
     plain_waits, _ = _claim_waits([s for d in plain for s in d.spans], ())
     waits, behind = _claim_waits(spans, (PRUNE, VACUUM, PRUNER))
     over = sum(1 for w in behind if w > _LIMIT_S)
+    pruner = sum(
+        min(s.ended, d.ended) - max(s.started, d.began)
+        for d in pruned
+        for s in d.spans
+        if s.tag in (PRUNE, VACUUM, PRUNER) and s.started < d.ended
+    )
+    drained_s = sum(d.ended - d.began for d in pruned)
     return [
+        ("pruned drains' time the pruner held the writer", f"{pruner / drained_s:.1%}"),
         ("prune transactions", f"{len(held):,}"),
         ("prune transaction hold p50 / p99 / max (ms)", _spread(held)),
         ("  while the drain ran (ms)", _spread(draining)),

@@ -32,6 +32,7 @@ ROWS = [
     r"claims over 50 ms in plain / pruned drains +[\d,]+ / [\d,]+",
 ]
 SQLITE_FILE = [
+    r"pruned drains' time the pruner held the writer +[\d.]+%",
     r"prune transactions +[\d,]+",
     r"prune transaction hold p50 / p99 / max \(ms\)" + SPREAD,
     r"  while the drain ran \(ms\)" + SPREAD,
