@@ -151,14 +151,18 @@ class _Bench:
                 done[event.data["id"]] = time.time()
         return done
 
-    async def drain(self, count: int) -> dict[str, float]:
+    async def drain(
+        self, count: int, starting: Callable[[], object] | None = None
+    ) -> dict[str, float]:
         """Enqueue `count` due jobs with no worker running, then start the worker and
-        time until every job's outcome is committed."""
+        time until every job's outcome is committed; `starting` is called just before."""
         now = utcnow()
         jobs = self._jobs(count, lambda i: now)
         await self._set_active(True)
         enqueue_s = await self._add(jobs)
         async with self.events.subscribe() as events:
+            if starting is not None:
+                starting()
             started, cpu = time.perf_counter(), cpu_s()
             await self.worker.start()
             await self._wait_done({j.id for j in jobs}, events)
@@ -217,7 +221,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str,
         if getattr(args, "prune", 0):
             from taskflowd.bench_prune import prune_rows
 
-            return await prune_rows(bench, args.prune, args.jobs)
+            return await prune_rows(bench, args.prune, args.jobs, args.pairs)
         if getattr(args, "webhooks", False):
             from taskflowd.bench_webhooks import webhook_rows
 

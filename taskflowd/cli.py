@@ -176,7 +176,15 @@ def _parser(*, client: bool = True) -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="instead: drain --jobs jobs without, then with, the pruner deleting N old executions",
+        help="instead: drain --jobs jobs in pairs, plain then with the pruner deleting "
+        "some of N old executions",
+    )
+    bench.add_argument(
+        "--pairs",
+        type=_at_least(1),
+        default=5,
+        metavar="K",
+        help="--prune: pairs of drains, plain then pruned (the cost is their median)",
     )
     bench.add_argument(
         "--webhooks",

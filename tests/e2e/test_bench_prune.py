@@ -1,5 +1,5 @@
-"""`taskflowd bench --prune N` fills, drains, prunes and prints every row with tiny numbers
-(a smoke test: the figures themselves are for people, not assertions)."""
+"""`taskflowd bench --prune N` fills, drains in pairs (plain, pruned), and prints every row
+with tiny numbers (a smoke test: the figures themselves are for people, not assertions)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,27 @@ import pytest
 from taskflowd.store import open_store
 from tests.e2e.conftest import clean_env, run_cli
 
-TINY = ("--prune", "3000", "--jobs", "200")
+TINY = ("--prune", "3000", "--jobs", "200", "--pairs", "2")
+SPREAD = r" +[\d.]+ / [\d.]+ / [\d.]+"
+PAIR = [
+    r"pair {n}: drain plain / pruned \(jobs/s\), lost +[\d,]+ / [\d,]+, -?[\d.]+%",
+    r"pair {n}: CPU per job plain / pruned \(µs\), added +[\d,]+ / [\d,]+, -?[\d.]+%",
+    r"pair {n}: pruned rows/s while draining +[\d,]+",
+]
 ROWS = [
     r"fill: 3,000 old executions \(s\) +[\d.,]+",
-    r"drain without pruning \(jobs/s\) +[\d,]+",
-    r"drain while pruning \(jobs/s\) +[\d,]+",
-    r"drain rate lost to pruning +-?[\d.]+%",
-    r"pruned of 3,000 old executions +3,000",
-    r"pruned while the drain ran \(share of the prune time\) +\d+%",
-    r"pruning time \(s\), rows/s +[\d.,]+, [\d,]+",
-    r"claim p50 / p99 / max without pruning \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
-    r"claim p50 / p99 / max while pruning \(ms\) +[\d.]+ / [\d.]+ / [\d.]+",
+    r"warm-up drain, not counted \(jobs/s\) +[\d,]+",
+    *(row.format(n=n) for n in (1, 2) for row in PAIR),
+    r"drain rate lost to pruning, median of 2 pairs +-?[\d.]+%",
+    r"CPU per job added by pruning, median of 2 pairs +-?[\d.]+%",
+    r"pruned rows/s with the worker idle +[\d,]+",
+    r"pruned of 3,000; still pruning at each pruned drain's end +[\d,]+; (yes|no)",
+    r"claim p50 / p99 / max in plain drains \(ms\)" + SPREAD,
+    r"claim p50 / p99 / max in pruned drains \(ms\)" + SPREAD,
+    r"claims over 50 ms in plain / pruned drains +[\d,]+ / [\d,]+",
 ]
-SPREAD = r" +[\d.]+ / [\d.]+ / [\d.]+"
 SQLITE_FILE = [
+    r"pruned drains' time the pruner held the writer +[\d.]+%",
     r"prune transactions +[\d,]+",
     r"prune transaction hold p50 / p99 / max \(ms\)" + SPREAD,
     r"  while the drain ran \(ms\)" + SPREAD,
@@ -34,11 +41,10 @@ SQLITE_FILE = [
     r"incremental vacuum step hold p50 / p99 / max \(ms\)" + SPREAD,
     r"other pruner write hold p50 / p99 / max \(ms\)" + SPREAD,
     r"writer checkpoint catch-ups, hold max \(ms\) +[\d,]+, [\d.]+",
-    r"claim wait for the writer p50 / p99 / max without pruning \(ms\)" + SPREAD,
-    r"claim wait for the writer p50 / p99 / max while pruning \(ms\)" + SPREAD,
+    r"claim wait for the writer p50 / p99 / max in plain drains \(ms\)" + SPREAD,
+    r"claim wait for the writer p50 / p99 / max in pruned drains \(ms\)" + SPREAD,
     r"claim wait behind the pruner p50 / p99 / max \(ms\)" + SPREAD,
     r"claims waiting > 50 ms behind the pruner +[\d,]+",
-    r"SQLite file before / after pruning \(MB\) +[\d,]+ / [\d,]+",
 ]
 
 
@@ -68,14 +74,21 @@ def test_bench_prune_on_postgresql_leaves_nothing_behind(workdir: Path, pg_url: 
     assert done.returncode == 0, done.stderr
     assert_table(done.stdout, ROWS)
 
-    async def executions() -> int:
+    async def left() -> tuple[int, int]:
+        """Executions, and the pruner's lease (held by no node once the bench is done)."""
         store = open_store(pg_url)
         await store.start()
         try:
-            row = await store.db.fetchrow("SELECT COUNT(*) AS n FROM job_executions")
-            assert row is not None
-            return int(row["n"])
+            counts = []
+            for sql in (
+                "SELECT COUNT(*) AS n FROM job_executions",
+                "SELECT COUNT(*) AS n FROM leases",
+            ):
+                row = await store.db.fetchrow(sql)
+                assert row is not None
+                counts.append(int(row["n"]))
+            return counts[0], counts[1]
         finally:
             await store.stop()
 
-    assert asyncio.run(executions()) == 0
+    assert asyncio.run(left()) == (0, 0)
