@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,10 @@ from taskflowd.store.base import (
     Store,
     TaskFilter,
 )
+from taskflowd.store.errors import StoreError
 from taskflowd.store.render import Shape
+
+log = logging.getLogger("taskflowd.tasks")
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 AUDITED_FIELDS = (*SPEC_FIELDS, "status")
@@ -234,12 +238,18 @@ class TaskService:
         self, entries: Sequence[tuple[Task, Execution | None]], claimed: bool
     ) -> None:
         """Tell the queue of new tasks' work; their first jobs need no announcement when
-        the local worker claimed in the transaction that inserted them (`claiming`)."""
-        if any(task.type is TaskType.RECURRING for task, _ in entries):
-            await self.queue.schedule_changed()
-        firsts = [first for _, first in entries if first is not None]
-        if firsts and not claimed:
-            await self.queue.announce(firsts)
+        the local worker claimed in the transaction that inserted them (`claiming`).
+        The work is committed: when the notice fails, the request is still answered as
+        accepted (a failure would have its client create it again, and a create group
+        write its creates twice), and the timer's and workers' own polls find it."""
+        try:
+            if any(task.type is TaskType.RECURRING for task, _ in entries):
+                await self.queue.schedule_changed()
+            firsts = [first for _, first in entries if first is not None]
+            if firsts and not claimed:
+                await self.queue.announce(firsts)
+        except StoreError as exc:
+            log.warning("new work committed but not announced (%s); polls will find it", exc)
 
     async def get(self, actor: User | Actor, task_id: str) -> Task:
         task = await self.store.get_task(task_id, org_scope(actor))
