@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from typing import Any
 
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
@@ -56,9 +57,27 @@ def new_execution(
     task: Task, run_at: datetime, job_id: str, request_id: str | None = None
 ) -> Execution:
     """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
-    now = utcnow()
+    return pending_execution(
+        task, new_execution_id(), job_id, run_at, task.payload, task.priority, request_id, utcnow()
+    )
+
+
+def pending_execution(
+    task: Task,
+    execution_id: str,
+    job_id: str,
+    run_at: datetime,
+    payload: Any,
+    priority: int,
+    request_id: str | None,
+    created: datetime,
+    idempotency_key: str | None = None,
+) -> Execution:
+    """A PENDING execution of `task` with the task's other settings copied: what
+    `new_execution` makes, with its id, payload, priority and creation time given (the
+    runs of a batch are built together)."""
     return Execution(
-        id=new_execution_id(),
+        id=execution_id,
         task_id=task.id,
         job_id=job_id,
         owner_id=task.created_by,
@@ -66,14 +85,15 @@ def new_execution(
         status=ExecutionStatus.PENDING,
         scheduled_for=run_at,
         run_at=run_at,
-        priority=task.priority,
+        priority=priority,
         attempts=0,
         handler=task.handler,
-        payload=task.payload,
+        payload=payload,
         max_retries=task.max_retries,
         backoff_ms=task.backoff_ms,
         timeout_ms=task.timeout_ms,
         request_id=request_id,
-        created_at=now,
-        updated_at=now,
+        created_at=created,
+        updated_at=created,
+        idempotency_key=idempotency_key,
     )

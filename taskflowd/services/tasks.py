@@ -24,7 +24,7 @@ from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Tas
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.ids import new_execution_ids
-from taskflowd.domain.jobs import new_execution, own_job_id, run_job_ids
+from taskflowd.domain.jobs import new_execution, own_job_id, pending_execution, run_job_ids
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
@@ -452,27 +452,18 @@ class TaskService:
                 run_at = spec.run_at
             elif spec.delay_ms is not None:
                 run_at = now + timedelta(milliseconds=spec.delay_ms)
+            priority = task.priority if spec.priority is None else spec.priority
             executions.append(
-                Execution(
-                    id=execution_id,
-                    task_id=task.id,
-                    job_id=job_id,
-                    owner_id=task.created_by,
-                    org_id=task.org_id,
-                    status=ExecutionStatus.PENDING,
-                    scheduled_for=run_at,
-                    run_at=run_at,
-                    priority=task.priority if spec.priority is None else spec.priority,
-                    attempts=0,
-                    handler=task.handler,
-                    payload=payload,
-                    max_retries=task.max_retries,
-                    backoff_ms=task.backoff_ms,
-                    timeout_ms=task.timeout_ms,
-                    request_id=request_id,
-                    created_at=created,
-                    updated_at=created,
-                    idempotency_key=spec.idempotency_key,
+                pending_execution(
+                    task,
+                    execution_id,
+                    job_id,
+                    run_at,
+                    payload,
+                    priority,
+                    request_id,
+                    created,
+                    spec.idempotency_key,
                 )
             )
         return executions
