@@ -8,7 +8,6 @@ task), or a run asked for through the API (`<task>@run-<random>`).
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -30,14 +29,9 @@ def tick_job_id(task_id: str, instant: datetime) -> str:
     return f"{task_id}@{int(instant.timestamp() * 1000)}"
 
 
-def run_job_id(task_id: str) -> str:
-    """A fresh job id for a run of a task asked for through the API."""
-    return f"{task_id}{RUN_MARK}{uuid.uuid4().hex[:12]}"
-
-
 def run_job_ids(task_id: str, count: int) -> list[str]:
-    """`count` fresh job ids for runs of a task, as `run_job_id` makes them one by one
-    (the same 48 random bits each), from one draw."""
+    """`count` fresh job ids for runs of a task asked for through the API, 48 random
+    bits each, from one draw."""
     digits = secrets.token_hex(6 * count)
     return [f"{task_id}{RUN_MARK}{digits[i : i + 12]}" for i in range(0, 12 * count, 12)]
 
