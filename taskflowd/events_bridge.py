@@ -84,6 +84,8 @@ class EventsBridge:
         self._supervisor = supervisor
         self._subscription: contextlib.AsyncExitStack | None = None
         self._inbox: asyncio.Queue[Event] | None = None
+        self._gathering: list[Event] = []
+        """Events the send loop took from the inbox and has not sent yet."""
         self._send_failing = False
         self._listen_failing = False
         self.sent = 0
@@ -107,7 +109,8 @@ class EventsBridge:
         await self._supervisor.cancel("events.send")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_FLUSH_S):
-                await self._send(self._drain([]))
+                batch, self._gathering = self._gathering, []
+                await self._send(self._drain(batch))
         if self._subscription is not None:
             await self._subscription.aclose()
         self._subscription = None
@@ -126,9 +129,10 @@ class EventsBridge:
         if inbox is None:
             return
         while True:
-            first = await inbox.get()
-            await asyncio.sleep(GATHER_S)
-            await self._send(self._drain([first]))
+            self._gathering = [await inbox.get()]
+            await asyncio.sleep(GATHER_S)  # stop() sends what was taken meanwhile
+            batch, self._gathering = self._gathering, []
+            await self._send(self._drain(batch))
 
     async def _send(self, batch: list[Event]) -> None:
         mine = [e for e in batch if e.kind in BRIDGED_KINDS]

@@ -8,8 +8,8 @@ task), or a run asked for through the API (`<task>@run-<random>`).
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime
+from typing import Any
 
 from taskflowd.domain.entities import Execution, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus
@@ -29,14 +29,9 @@ def tick_job_id(task_id: str, instant: datetime) -> str:
     return f"{task_id}@{int(instant.timestamp() * 1000)}"
 
 
-def run_job_id(task_id: str) -> str:
-    """A fresh job id for a run of a task asked for through the API."""
-    return f"{task_id}{RUN_MARK}{uuid.uuid4().hex[:12]}"
-
-
 def run_job_ids(task_id: str, count: int) -> list[str]:
-    """`count` fresh job ids for runs of a task, as `run_job_id` makes them one by one
-    (the same 48 random bits each), from one draw."""
+    """`count` fresh job ids for runs of a task asked for through the API, 48 random
+    bits each, from one draw."""
     digits = secrets.token_hex(6 * count)
     return [f"{task_id}{RUN_MARK}{digits[i : i + 12]}" for i in range(0, 12 * count, 12)]
 
@@ -56,9 +51,27 @@ def new_execution(
     task: Task, run_at: datetime, job_id: str, request_id: str | None = None
 ) -> Execution:
     """A PENDING execution of `task` due at `run_at`, with the task's settings copied."""
-    now = utcnow()
+    return pending_execution(
+        task, new_execution_id(), job_id, run_at, task.payload, task.priority, request_id, utcnow()
+    )
+
+
+def pending_execution(
+    task: Task,
+    execution_id: str,
+    job_id: str,
+    run_at: datetime,
+    payload: Any,
+    priority: int,
+    request_id: str | None,
+    created: datetime,
+    idempotency_key: str | None = None,
+) -> Execution:
+    """A PENDING execution of `task` with the task's other settings copied: what
+    `new_execution` makes, with its id, payload, priority and creation time given (the
+    runs of a batch are built together)."""
     return Execution(
-        id=new_execution_id(),
+        id=execution_id,
         task_id=task.id,
         job_id=job_id,
         owner_id=task.created_by,
@@ -66,14 +79,15 @@ def new_execution(
         status=ExecutionStatus.PENDING,
         scheduled_for=run_at,
         run_at=run_at,
-        priority=task.priority,
+        priority=priority,
         attempts=0,
         handler=task.handler,
-        payload=task.payload,
+        payload=payload,
         max_retries=task.max_retries,
         backoff_ms=task.backoff_ms,
         timeout_ms=task.timeout_ms,
         request_id=request_id,
-        created_at=now,
-        updated_at=now,
+        created_at=created,
+        updated_at=created,
+        idempotency_key=idempotency_key,
     )

@@ -13,6 +13,7 @@ transaction at once: a lone request waits for nobody.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,11 @@ class CreateGroup:
         done = asyncio.get_running_loop().create_future()
         self._queued.append(Create(task, first, event, done))
         if self._writer is None:
-            self._writer = asyncio.create_task(self._drain(), name="taskflowd-create-group")
+            # In a context of its own: it writes for many requests, not for this one
+            # (its logs must not carry this request's id, nor its audit origin).
+            self._writer = asyncio.create_task(
+                self._drain(), name="taskflowd-create-group", context=contextvars.Context()
+            )
         await done
 
     async def _drain(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from taskflowd.domain.entities import DeadLetterJob, Execution, RetryRecord, Tas
 from taskflowd.domain.enums import ExecutionStatus, Role, TaskStatus, TaskType
 from taskflowd.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from taskflowd.domain.ids import new_execution_ids
-from taskflowd.domain.jobs import new_execution, own_job_id, run_job_ids
+from taskflowd.domain.jobs import new_execution, own_job_id, pending_execution, run_job_ids
 from taskflowd.domain.orgs import Actor, OrgRole, as_actor
 from taskflowd.domain.rules import RunSpec, TaskSpec, validate_run, validate_task
 from taskflowd.events import EventBus
@@ -39,7 +40,10 @@ from taskflowd.store.base import (
     Store,
     TaskFilter,
 )
+from taskflowd.store.errors import StoreError
 from taskflowd.store.render import Shape
+
+log = logging.getLogger("taskflowd.tasks")
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))
 AUDITED_FIELDS = (*SPEC_FIELDS, "status")
@@ -234,12 +238,18 @@ class TaskService:
         self, entries: Sequence[tuple[Task, Execution | None]], claimed: bool
     ) -> None:
         """Tell the queue of new tasks' work; their first jobs need no announcement when
-        the local worker claimed in the transaction that inserted them (`claiming`)."""
-        if any(task.type is TaskType.RECURRING for task, _ in entries):
-            await self.queue.schedule_changed()
-        firsts = [first for _, first in entries if first is not None]
-        if firsts and not claimed:
-            await self.queue.announce(firsts)
+        the local worker claimed in the transaction that inserted them (`claiming`).
+        The work is committed: when the notice fails, the request is still answered as
+        accepted (a failure would have its client create it again, and a create group
+        write its creates twice), and the timer's and workers' own polls find it."""
+        try:
+            if any(task.type is TaskType.RECURRING for task, _ in entries):
+                await self.queue.schedule_changed()
+            firsts = [first for _, first in entries if first is not None]
+            if firsts and not claimed:
+                await self.queue.announce(firsts)
+        except StoreError as exc:
+            log.warning("new work committed but not announced (%s); polls will find it", exc)
 
     async def get(self, actor: User | Actor, task_id: str) -> Task:
         task = await self.store.get_task(task_id, org_scope(actor))
@@ -442,27 +452,18 @@ class TaskService:
                 run_at = spec.run_at
             elif spec.delay_ms is not None:
                 run_at = now + timedelta(milliseconds=spec.delay_ms)
+            priority = task.priority if spec.priority is None else spec.priority
             executions.append(
-                Execution(
-                    id=execution_id,
-                    task_id=task.id,
-                    job_id=job_id,
-                    owner_id=task.created_by,
-                    org_id=task.org_id,
-                    status=ExecutionStatus.PENDING,
-                    scheduled_for=run_at,
-                    run_at=run_at,
-                    priority=task.priority if spec.priority is None else spec.priority,
-                    attempts=0,
-                    handler=task.handler,
-                    payload=payload,
-                    max_retries=task.max_retries,
-                    backoff_ms=task.backoff_ms,
-                    timeout_ms=task.timeout_ms,
-                    request_id=request_id,
-                    created_at=created,
-                    updated_at=created,
-                    idempotency_key=spec.idempotency_key,
+                pending_execution(
+                    task,
+                    execution_id,
+                    job_id,
+                    run_at,
+                    payload,
+                    priority,
+                    request_id,
+                    created,
+                    spec.idempotency_key,
                 )
             )
         return executions

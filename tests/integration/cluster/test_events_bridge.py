@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -253,3 +253,45 @@ async def test_flow_resumes_after_postgresql_restarts(
     await wait_connected(a, b)
     await exchange(a, b)
     await exchange(b, a)
+
+
+class _Recorded:
+    """A transport that keeps what it sends and never hears anything."""
+
+    name = "recorded"
+    max_payload = PG_MAX_PAYLOAD
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def send(self, payloads: Sequence[bytes]) -> None:
+        self.sent += payloads
+
+    async def listen(self, deliver: Callable[[bytes], None], connected: Callable[[], None]) -> None:
+        connected()
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_stop_sends_an_event_the_sender_was_gathering() -> None:
+    """An event published just before stop() goes out, even when the send loop has taken
+    it and is letting others gather when it is cancelled."""
+    bus, transport = EventBus(), _Recorded()
+    bridge = EventsBridge(transport, bus, "me", Supervisor(lambda n, e: None))
+    await bridge.start()
+    bus.publish("execution", id="first", taskId="t", status="COMPLETED")
+    inbox = bridge._inbox
+    assert inbox is not None
+
+    async def taken() -> bool:
+        return inbox.empty()
+
+    await eventually(taken, "the send loop to take the event", interval_s=0)
+    await bridge.stop()
+    sent = [e.data["id"] for p in transport.sent for e in decode(p, "other")]
+    assert sent == ["first"]

@@ -15,7 +15,7 @@ import pytest
 
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
-from taskflowd.domain.jobs import run_job_id
+from taskflowd.domain.jobs import run_job_ids
 from taskflowd.queue.base import JobQueue, OutcomeKind, Reaped
 from taskflowd.store import SqlStore
 from tests.integration.queue.factories import (
@@ -238,7 +238,7 @@ async def test_settle_ends_the_one_time_tasks_of_the_own_jobs_it_applied(
     queue: JobQueue, store: SqlStore, owner: User
 ) -> None:
     ending, stale, with_run = [await new_task(store, owner) for _ in range(3)]
-    run = due_job(with_run, job_id=run_job_id(with_run.id))
+    run = due_job(with_run, job_id=run_job_ids(with_run.id, 1)[0])
     await queue.add([due_job(ending), due_job(stale), run])
     jobs = {j.task_id: j for j in await claim(queue)}
     applied = {jobs[ending.id].id, jobs[with_run.id].id}

@@ -14,7 +14,7 @@ import pytest
 from taskflowd.api.schemas_tasks import DEAD_LETTER_SHAPE, EXECUTION_SHAPE, TASK_SHAPE
 from taskflowd.api.shapes import as_dict
 from taskflowd.domain.entities import ApiKey, Execution, utcnow
-from taskflowd.domain.jobs import run_job_id
+from taskflowd.domain.jobs import run_job_ids
 from taskflowd.store import SqlStore
 from taskflowd.store.base import (
     ExecutionFilter,
@@ -45,7 +45,10 @@ def planned(runs: list[Execution]) -> Planner:
 
 def run_of(execution: Execution, key: str | None = None) -> Execution:
     return dataclasses.replace(
-        execution, id=str(uuid.uuid4()), job_id=run_job_id(execution.task_id), idempotency_key=key
+        execution,
+        id=str(uuid.uuid4()),
+        job_id=run_job_ids(execution.task_id, 1)[0],
+        idempotency_key=key,
     )
 
 

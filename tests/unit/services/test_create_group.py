@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from taskflowd.logs import request_id_var
 from taskflowd.services.create_group import Create, CreateGroup
 from taskflowd.store.errors import StoreError, StoreUnavailable
 
@@ -90,3 +91,22 @@ async def test_a_cancelled_caller_s_task_is_still_written() -> None:
 
     assert await settle(writes, later) == ["b"]
     assert writes.groups == [["a"], ["b"]]
+
+
+async def test_a_group_is_written_in_no_one_request_s_context() -> None:
+    """The write of a group serves several requests: what it logs carries none's id (it
+    carried the first caller's, for that group and every later one)."""
+    seen: list[str | None] = []
+
+    async def write(group: Sequence[Create]) -> None:
+        seen.append(request_id_var.get())
+
+    group = CreateGroup(write)
+
+    async def create_as(request_id: str, task: str) -> str:
+        request_id_var.set(request_id)
+        return await create(group, task)
+
+    calls = [asyncio.create_task(create_as(f"req-{t}", t)) for t in "ab"]
+    assert await asyncio.gather(*calls) == ["a", "b"]
+    assert seen == [None]
