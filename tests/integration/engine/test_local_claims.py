@@ -10,6 +10,7 @@ from taskflowd.queue.sql import SqlQueue
 from taskflowd.services.tasks import RunSpec, TaskService
 from taskflowd.store.base import RunPlan
 from tests.integration.engine.harness import Engine, EngineFactory, spec
+from tests.integration.queue.polling import eventually
 
 IDLE = {"safety_poll_s": 300.0}
 """The claim loop never looks by itself during a test: only the create path wakes it."""
@@ -32,9 +33,16 @@ def one_run(task: Task | None) -> RunPlan:
 
 
 async def idle(engine: Engine, admin: User) -> None:
-    """Run one job to its end: the claim loop is then asleep, nothing left to claim."""
+    """Run one job to its end, then wait until the claim loop sleeps in the queue's wait,
+    nothing left to claim (a wake-up that came while a claim was in flight sends it
+    round once more first)."""
     task = await engine.tasks.create(admin, spec())
     await engine.wait_until_final(task.id)
+
+    async def asleep() -> bool:
+        return engine.queue._sleeps_until is not None
+
+    await eventually(asleep, "the claim loop asleep")
 
 
 async def counted_idle(make_engine: EngineFactory, admin: User) -> tuple[Engine, CountedClaims]:
