@@ -99,6 +99,12 @@ class WorkerPool:
         """The claim in flight: started by the claim loop or by `_claim_now`, or reserved
         for a transaction that adds work (`_reserve`)."""
         self._claim_want = 0
+        self._ended = 0
+        """Jobs that ended running here so far."""
+        self._ended_at_claim = 0
+        self._ending_per_claim = 0
+        """Jobs that ended while the last claim was in flight: as many are expected to end
+        while the next one is (see `_room`)."""
 
     @property
     def active(self) -> int:
@@ -180,8 +186,15 @@ class WorkerPool:
                 await self.queue.wait_for_work(idle_s)
 
     def _room(self) -> int:
-        """How many more jobs a claim may take: free slots and free room in the buffer."""
-        return self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
+        """How many more jobs a claim may take: free slots and free room in the buffer, and
+        the room that the jobs expected to end before the claim commits leave. Short jobs
+        end within a claim's round trips: room counted only as the claim starts would
+        leave slots empty while it is in flight, and claims would alternate between a
+        full batch and the few slots that freed meanwhile. A wrong guess is corrected by
+        the next claim, and a job held too long is handed back (`_hand_back_held_since`)."""
+        held = self.active + len(self._ahead)
+        ending = min(self._ending_per_claim, held)
+        return self.settings.concurrency + self._ahead_size - held + ending
 
     def _begin_claim(self) -> asyncio.Future[list[Execution]] | None:
         """Start a claim for the free room, or None when too little is free. Its jobs are
@@ -199,6 +212,7 @@ class WorkerPool:
         if room < self._claim_min:
             return None
         self._claim_want = min(room, self.settings.batch_size)
+        self._ended_at_claim = self._ended
         return self._claim_want
 
     def _track(self, claim: asyncio.Future[list[Execution]]) -> None:
@@ -233,6 +247,7 @@ class WorkerPool:
         if claim.cancelled() or claim.exception() is not None or not self._claiming:
             return
         self._claim_done(claim)
+        self._ending_per_claim = self._ended - self._ended_at_claim
         self._ahead.add(claim.result(), claimed_at)
         self._fill_slots()
 
@@ -336,6 +351,7 @@ class WorkerPool:
         entry = self._running.get(job.id)
         if entry is not None and entry.execution is job:
             del self._running[job.id]
+        self._ended += 1
         self._fill_slots()
         # The claim loop waits for room enough for a claim: waking it for every finished
         # job would cost a loop turn per job that finds too little room.
