@@ -101,6 +101,12 @@ class WorkerPool:
         self._claim_want = 0
         self._claim_full = False
         """Whether the last claim came back with all it asked for (more may be due)."""
+        self._ended = 0
+        """Jobs that ended running here so far."""
+        self._ended_at_claim = 0
+        self._ending_per_claim = 0
+        """Jobs that ended while the last claim was in flight: as many are expected to end
+        while the next one is (see `_room`)."""
 
     @property
     def active(self) -> int:
@@ -189,8 +195,15 @@ class WorkerPool:
                 await self.queue.wait_for_work(idle_s)
 
     def _room(self) -> int:
-        """How many more jobs a claim may take: free slots and free room in the buffer."""
-        return self.settings.concurrency + self._ahead_size - self.active - len(self._ahead)
+        """How many more jobs a claim may take: free slots and free room in the buffer, and
+        the room that the jobs expected to end before the claim commits leave. Short jobs
+        end within a claim's round trips: room counted only as the claim starts would
+        leave slots empty while it is in flight, and claims would alternate between a
+        full batch and the few slots that freed meanwhile. A wrong guess is corrected by
+        the next claim, and a job held too long is handed back (`_hand_back_held_since`)."""
+        held = self.active + len(self._ahead)
+        ending = min(self._ending_per_claim, held)
+        return self.settings.concurrency + self._ahead_size - held + ending
 
     def _begin_claim(self) -> asyncio.Future[list[Execution]] | None:
         """Start a claim for the free room, or None when too little is free. Its jobs are
@@ -208,6 +221,7 @@ class WorkerPool:
         if room < self._claim_min:
             return None
         self._claim_want = min(room, self.settings.batch_size)
+        self._ended_at_claim = self._ended
         return self._claim_want
 
     def _track(self, claim: asyncio.Future[list[Execution]]) -> None:
@@ -242,6 +256,7 @@ class WorkerPool:
         if claim.cancelled() or claim.exception() is not None or not self._claiming:
             return
         self._claim_done(claim)
+        self._ending_per_claim = self._ended - self._ended_at_claim
         self._ahead.add(claim.result(), claimed_at)
         self._fill_slots()
 
@@ -345,6 +360,7 @@ class WorkerPool:
         entry = self._running.get(job.id)
         if entry is not None and entry.execution is job:
             del self._running[job.id]
+        self._ended += 1
         self._fill_slots()
         # The claim loop waits for room enough for a claim: waking it for every finished
         # job would cost a loop turn per job that finds too little room.

@@ -5,12 +5,19 @@ was lost never starts, and at shutdown buffered jobs are handed back unstarted."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from taskflowd.domain.entities import User, utcnow
+from taskflowd.domain.entities import JSON, Execution, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus
+from taskflowd.handlers.base import HandlerSpec, JobContext
+from taskflowd.handlers.builtin import builtin_specs, validate_echo
+from taskflowd.handlers.registry import HandlerRegistry
+from taskflowd.queue.base import Outcome
+from taskflowd.queue.sql import SqlQueue
 from tests.integration.engine.harness import Engine, EngineFactory, spec
+from tests.integration.queue.polling import eventually
 
 
 def started_here(engine: Engine) -> list[str]:
@@ -124,3 +131,70 @@ async def test_the_worker_reports_a_backlog_while_a_job_waits_and_none_once_idle
 
     await engine.wait_for(idle, "the worker reports no backlog once its claims come back short")
     assert (await engine.execution(first)).status is ExecutionStatus.COMPLETED
+
+
+class SlowClaims(SqlQueue):
+    """A store so slow that every job claimed before a claim ends (and its outcome is
+    committed) while that claim is in flight; records how many jobs each claim asks for."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.limits: list[int] = []
+        self.claimed = 0
+        self.settled = 0
+
+    async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        self.limits.append(limit)
+
+        async def all_settled() -> bool:
+            return self.settled == self.claimed
+
+        await eventually(all_settled, "the outcomes of the jobs claimed before", interval_s=0.005)
+        found = await super().acquire(owner, limit, lease_s)
+        self.claimed += len(found)
+        return found
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> set[str]:
+        applied = await super().settle(outcomes)
+        self.settled += len(applied)
+        return applied
+
+
+async def test_claims_count_the_slots_that_free_while_a_claim_is_in_flight(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    queues: list[SlowClaims] = []
+
+    async def until_next_claim(payload: JSON, ctx: JobContext) -> JSON:
+        """Runs until the worker starts its next claim."""
+        [queue] = queues
+        claims = len(queue.limits)
+
+        async def next_claim_started() -> bool:
+            return len(queue.limits) > claims
+
+        await eventually(next_claim_started, "the next claim", interval_s=0.005)
+        return None
+
+    handlers = HandlerRegistry(
+        [*builtin_specs(), HandlerSpec("until_next_claim", until_next_claim, validate_echo)]
+    )
+    # Concurrency 4 and 2 more jobs held ahead: 6 jobs at most when a claim starts.
+    engine = await make_engine(
+        start=False,
+        worker={"concurrency": 4, "batch_size": 4},
+        queue_type=SlowClaims,
+        handlers=handlers,
+    )
+    assert isinstance(engine.queue, SlowClaims)
+    queues.append(engine.queue)
+    tasks = [await engine.tasks.create(admin, spec(handler="until_next_claim")) for _ in range(24)]
+    await engine.start()
+    for task in tasks:
+        await engine.wait_until_final(task.id)
+
+    # The second claim starts with 4 slots busy and asks for the 2 jobs there is room
+    # for; those 4 jobs end while it is in flight, so the claims after it ask for 4 more
+    # each, rather than for the room left beside the jobs the one before just brought.
+    assert queues[0].limits[:2] == [4, 2]
+    assert set(queues[0].limits[2:]) == {4}
