@@ -844,7 +844,7 @@ class SqlQueue:
 
 class _AddClaim:
     """`AddClaim` of the SQL queue: the claim shares the adding transaction (its commit,
-    on PostgreSQL its NOTIFY to the other nodes)."""
+    on PostgreSQL its NOTIFY to the other nodes of the jobs it did not take)."""
 
     def __init__(self, queue: SqlQueue, reservation: Reservation) -> None:
         self._queue = queue
@@ -874,7 +874,16 @@ class _AddClaim:
             )
         else:
             self._claimed = plain, False
-        await queue._notify(conn, earliest)
+        # Other nodes are told only of work this claim left: one round trip less when it
+        # took all it added, which is the idle node's every run.
+        if self._left_some():
+            await queue._notify(conn, earliest)
+
+    def _left_some(self) -> bool:
+        """Whether the claim left some of the jobs added (deferred by their task's limits,
+        held back at their org's cap, beyond the worker's room)."""
+        claimed = set() if self._claimed is None else {row["id"] for row in self._claimed[0]}
+        return any(e.id not in claimed for e in self._added)
 
     def ended(self, committed: bool) -> None:
         if not committed or self._claimed is None:
@@ -887,8 +896,7 @@ class _AddClaim:
         # to spare: whatever else is queued was due when the loop chose its sleep, and the
         # sleep ends by then. Otherwise (a full claim; an added job deferred by its
         # task's limits or held back at its org's cap) it looks again.
-        ids = {row["id"] for row in claimed}
-        if len(claimed) >= self._reservation.limit or any(e.id not in ids for e in self._added):
+        if len(claimed) >= self._reservation.limit or self._left_some():
             queue._wake.set()
 
     @property

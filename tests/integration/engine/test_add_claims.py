@@ -184,34 +184,42 @@ class _AddingClaim:
     """The jobs the worker was handed."""
     statements: list[str]
     """The claim's statements (the notice to other nodes left out)."""
+    notices: list[str]
+    """The claim's notices to other nodes."""
     synchronous_commit: str
     """The transaction's setting once the claim ran."""
 
 
-async def _claim_with_a_run(engine: Engine, admin: User) -> _AddingClaim:
-    """One run added, on an engine not started, with the claim of a worker of node-a
-    (room for 10) made in its transaction, as the API's run makes it."""
+async def _claim_with_a_run(
+    engine: Engine, admin: User, room: int = 10, task_id: str | None = None
+) -> _AddingClaim:
+    """One run added (of a new task unless `task_id`), on an engine not started, with the
+    claim of a worker of node-a (`room` for so many jobs) made in its transaction, as the
+    API's run makes it."""
     store, queue = engine.store, engine.queue
     delivered: list[Execution] = []
-    queue.set_reserve(lambda: Reservation("node-a", 10, 30.0, delivered.extend))
-    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    queue.set_reserve(lambda: Reservation("node-a", room, 30.0, delivered.extend))
+    if task_id is None:
+        task_id = (await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))).id
     adding = queue.claim_on_add()
     assert adding is not None
     statements: list[str] = []
+    notices: list[str] = []
     settings: list[str] = []
 
     async def then(conn: Conn, added: Sequence[Execution]) -> None:
         counted = _Statements(conn)
         await adding.claim(counted, added)  # type: ignore[arg-type]
         statements.extend(s for s in counted.sent if "pg_notify" not in s)
+        notices.extend(s for s in counted.sent if "pg_notify" in s)
         row = await conn.fetchrow("SELECT current_setting('synchronous_commit') AS s")
         assert row is not None
         settings.append(row["s"])
 
-    [run], _ = await store.add_runs(task.id, None, one_run, None, then)
+    [run], _ = await store.add_runs(task_id, None, one_run, None, then)
     adding.ended(True)
     [setting] = settings
-    return _AddingClaim(run, delivered, statements, setting)
+    return _AddingClaim(run, delivered, statements, notices, setting)
 
 
 async def test_a_task_created_with_a_job_due_now_is_claimed_in_its_transaction(
@@ -356,6 +364,36 @@ async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgr
     assert [e.id for e in adding.delivered] == [adding.run.id]
     assert len(adding.statements) == 1, adding.statements
     assert adding.synchronous_commit == "on"
+
+
+async def test_a_run_the_claim_takes_is_not_announced_to_other_nodes(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """Other nodes would wake to claim nothing: the NOTIFY's round trip is spared."""
+    engine = await make_engine(start=False)
+    if engine.store.db.dialect != "postgresql":
+        return
+
+    adding = await _claim_with_a_run(engine, admin)
+
+    assert [e.id for e in adding.delivered] == [adding.run.id]
+    assert adding.notices == []
+
+
+async def test_a_run_the_claim_leaves_is_announced_to_other_nodes(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    engine = await make_engine(start=False)
+    if engine.store.db.dialect != "postgresql":
+        return
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND))
+    earlier = await engine.tasks.run_now(admin, task.id)
+
+    adding = await _claim_with_a_run(engine, admin, room=1, task_id=task.id)
+
+    assert [e.id for e in adding.delivered] == [earlier.id], "the earliest due first"
+    assert len(adding.notices) == 1, adding.notices
+    assert (await engine.execution(adding.run.id)).status is ExecutionStatus.PENDING
 
 
 async def test_a_workflow_run_retried_is_claimed_in_its_transaction(
