@@ -10,12 +10,13 @@ response. A record older than its keeping time is replaced as if it were absent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from taskflowd.domain.errors import Conflict
 from taskflowd.store.base import IdempotencyClaim, IdempotentResponse, Replay
 from taskflowd.store.codec import RowCodec
-from taskflowd.store.db import Conn, Database, Step
+from taskflowd.store.db import Conn, Database, Row, Step
 from taskflowd.store.errors import NothingChanged
 
 
@@ -60,17 +61,51 @@ async def _read(
     )
     if row is None:
         return None
+    return _response(row, codec, "")
+
+
+def _response(row: Row, codec: RowCodec, prefix: str) -> IdempotentResponse:
     return IdempotentResponse(
-        row["fingerprint"], row["status"], codec.open_text(row["body"]), codec(row["created_at"])
+        row[prefix + "fingerprint"],
+        row[prefix + "status"],
+        codec.open_text(row[prefix + "body"]),
+        codec(row[prefix + "created_at"]),
     )
 
 
 async def refuse_used(conn: Conn, claim: IdempotencyClaim, codec: RowCodec) -> None:
     """Raise the first request's Replay, inside the caller's transaction, when `claim`'s
     key holds a fresh record (checked first, so a replay answers before anything else)."""
-    found = await _read(conn, codec, claim.org_id, claim.user_id, claim.key)
+    _refuse(await _read(conn, codec, claim.org_id, claim.user_id, claim.key), claim)
+
+
+def _refuse(found: IdempotentResponse | None, claim: IdempotencyClaim) -> None:
     if found is not None and found.created_at >= claim.stale_before:
         raise Replay(found)
+
+
+def with_key(sql: str, args: Sequence[Any], claim: IdempotencyClaim) -> tuple[str, list[Any]]:
+    """PostgreSQL: `sql` (a SELECT of at most one row, with `args`) and `claim`'s record
+    read in one statement, for `refuse_found`; one row even when neither exists."""
+    n = len(args)
+    joined = (
+        f"SELECT {_KEY_COLUMNS}, found.* FROM (SELECT 1) AS one "
+        f"LEFT JOIN idempotency_keys AS k ON k.org_id = ${n + 1} AND k.user_id = ${n + 2} "
+        f"AND k.key = ${n + 3} LEFT JOIN ({sql}) AS found ON true"
+    )
+    return joined, [*args, claim.org_id, claim.user_id, claim.key]
+
+
+def refuse_found(row: Row, claim: IdempotencyClaim, codec: RowCodec) -> None:
+    """`refuse_used` for a row `with_key` read."""
+    if row[_KEY + "created_at"] is not None:
+        _refuse(_response(row, codec, _KEY), claim)
+
+
+_KEY = "idempotency_"
+_KEY_COLUMNS = ", ".join(
+    f"k.{c} AS {_KEY}{c}" for c in ("fingerprint", "status", "body", "created_at")
+)
 
 
 async def record(conn: Conn, claim: IdempotencyClaim, result: Any, codec: RowCodec) -> None:

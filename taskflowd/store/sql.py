@@ -142,12 +142,18 @@ class SqlStore(AccountRecords):
         then: Then | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
         async def body(conn: Conn) -> tuple[list[Execution], list[Execution], list[AuditEvent]]:
-            if claim is not None:
-                await idempotency.refuse_used(conn, claim, self._t)
             where = self._one_task(task_id, org_id)
-            row = await conn.fetchrow(
-                f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}", *where.args
-            )
+            sql = f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}"
+            if claim is not None and self.db.dialect == "postgresql":
+                joined, args = idempotency.with_key(sql, where.args, claim)
+                row = await conn.fetchrow(joined, *args)
+                assert row is not None
+                idempotency.refuse_found(row, claim, self._t)
+                row = row if row["id"] is not None else None
+            else:
+                if claim is not None:
+                    await idempotency.refuse_used(conn, claim, self._t)
+                row = await conn.fetchrow(sql, *where.args)
             planned = plan(rows.task_from_row(row, self._t) if row else None)
             result, inserted = await self._insert_runs(conn, planned.runs)
             if claim is not None:
