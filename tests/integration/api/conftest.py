@@ -25,6 +25,7 @@ from taskflowd.auth.ratelimit import GcraRateLimiter
 from taskflowd.auth.service import AuthService, ensure_admin
 from taskflowd.config import AuthSettings, HttpSettings, Settings
 from taskflowd.events import EventBus
+from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.services.tasks import TaskService
 from taskflowd.store import SqlStore
 from taskflowd.webhooks.service import WebhookService
@@ -43,6 +44,22 @@ def hasher() -> Iterator[PasswordHasher]:
     hasher = PasswordHasher(rounds=4, threads=2)
     yield hasher
     hasher.close()
+
+
+@pytest.fixture
+async def handlers() -> AsyncIterator[HandlerRegistry]:
+    """The built-in handlers, the shell off, no plugins."""
+    registry = HandlerRegistry.build(
+        shell_enabled=False,
+        http_allow_private=False,
+        http_allowed_networks=(),
+        http_timeout_s=5.0,
+        http_max_response_bytes=1024,
+        shell_max_output_bytes=1024,
+        load_plugins=False,
+    )
+    yield registry
+    await registry.close()
 
 
 def make_settings(**overrides: Any) -> Settings:

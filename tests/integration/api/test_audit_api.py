@@ -5,7 +5,6 @@ may read which events, NDJSON export, and nothing written for a change that fail
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -35,21 +34,6 @@ from tests.integration.api.conftest import (
 
 AUDIT = "/api/v1/audit"
 TASKS = "/api/v1/tasks"
-
-
-@pytest.fixture
-async def handlers() -> AsyncIterator[HandlerRegistry]:
-    registry = HandlerRegistry.build(
-        shell_enabled=False,
-        http_allow_private=False,
-        http_allowed_networks=(),
-        http_timeout_s=5.0,
-        http_max_response_bytes=1024,
-        shell_max_output_bytes=1024,
-        load_plugins=False,
-    )
-    yield registry
-    await registry.close()
 
 
 @pytest.fixture

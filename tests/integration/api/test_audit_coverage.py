@@ -10,10 +10,10 @@ from typing import Any
 from taskflowd.domain.entities import utcnow
 from taskflowd.store import SqlStore
 from tests.integration.api.conftest import PASSWORD, Client, Session, bearer, sign_in_admin, sign_up
-from tests.integration.api.test_audit_api import client, handlers
+from tests.integration.api.test_audit_api import client
 from tests.integration.store.factories import make_dead_letter
 
-__all__ = ["client", "handlers"]
+__all__ = ["client"]
 WRITES = {"post", "patch", "put", "delete"}
 
 

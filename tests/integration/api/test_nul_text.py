@@ -32,18 +32,12 @@ from tests.integration.api.conftest import (
 
 @pytest.fixture
 async def task_client(
-    aiohttp_client: Callable[..., Awaitable[Client]], store: SqlStore, hasher: PasswordHasher
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    store: SqlStore,
+    hasher: PasswordHasher,
+    handlers: HandlerRegistry,
 ) -> AsyncIterator[Client]:
     """The API with the task and execution routes over the parametrised store."""
-    handlers = HandlerRegistry.build(
-        shell_enabled=False,
-        http_allow_private=False,
-        http_allowed_networks=(),
-        http_timeout_s=5.0,
-        http_max_response_bytes=1024,
-        shell_max_output_bytes=1024,
-        load_plugins=False,
-    )
     settings = make_settings()
     auth = AuthService(store, hasher, settings.auth, SECRET)
     ctx = ApiContext(
@@ -56,7 +50,6 @@ async def task_client(
     app = build_app(ctx)
     app[tasks.TASKS_KEY] = TaskService(store, SqlQueue(store.db), handlers)
     yield await aiohttp_client(app)
-    await handlers.close()
 
 
 @pytest.fixture

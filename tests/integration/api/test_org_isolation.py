@@ -17,11 +17,10 @@ from tests.integration.api.test_orgs import (
     WORKFLOWS,
     call,
     client,
-    handlers,
 )
 from tests.integration.store.factories import make_dead_letter
 
-__all__ = ["client", "handlers"]
+__all__ = ["client"]
 
 # A valid body for each operation that takes one, so validation cannot answer first.
 BODIES: dict[str, Any] = {

@@ -5,7 +5,6 @@ changed membership."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -40,21 +39,6 @@ WORKFLOWS = "/api/v1/workflows"
 WORKFLOW = {"name": "w", "steps": [{"key": "a"}]}
 WORKFLOW_QUOTA = {"quotas": {"maxWorkflows": 1, "maxTasks": 1}}
 ORG_HEADER = "X-Taskflow-Org"
-
-
-@pytest.fixture
-async def handlers() -> AsyncIterator[HandlerRegistry]:
-    registry = HandlerRegistry.build(
-        shell_enabled=False,
-        http_allow_private=False,
-        http_allowed_networks=(),
-        http_timeout_s=5.0,
-        http_max_response_bytes=1024,
-        shell_max_output_bytes=1024,
-        load_plugins=False,
-    )
-    yield registry
-    await registry.close()
 
 
 @pytest.fixture

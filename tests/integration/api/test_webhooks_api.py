@@ -18,9 +18,7 @@ from taskflowd.store import SqlStore
 from taskflowd.webhooks.records import WebhookRecords
 from taskflowd.webhooks.service import WebhookService
 from tests.integration.api.conftest import Client, MakeClient, Session, assert_problem, sign_up
-from tests.integration.api.test_orgs import ORG_HEADER, ORGS, handlers
-
-__all__ = ["handlers"]
+from tests.integration.api.test_orgs import ORG_HEADER, ORGS
 
 HOOKS = "/api/v1/webhooks"
 BODY = {"url": "https://example.com/hook", "events": ["execution.completed", "task.created"]}
