@@ -104,8 +104,9 @@ class SqlRecords:
     async def _kept_json_page(
         self, key: Hashable, table: str, shape: Shape, where: Callable[[], Where], limit: int
     ) -> Page[str]:
-        """`_json_page` of a read asked again and again (a list's first page): its
-        statement is made once per `key`, which must name everything `where` depends on."""
+        """`_json_page` of a read asked again and again (a list's pages, the cursor in
+        `key`): its statement is made once per `key`, which must name everything `where`
+        depends on."""
         read = self._reads.get(key)
         if read is None:
             if len(self._reads) >= _MAX_READS:
