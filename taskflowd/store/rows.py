@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -117,6 +118,11 @@ TASK_COLUMNS = (
 
 
 def execution_from_row(row: Row, t: RowCodec) -> Execution:
+    if isinstance(row, sqlite3.Row):
+        # sqlite3.Row finds a column by name by comparing it with each column name in
+        # turn: one dict made at once reads the 28 columns below in half the time (every
+        # job a worker claims is read here, on the event loop).
+        row = dict(zip(row.keys(), row, strict=True))
     return Execution(
         id=row["id"],
         task_id=row["task_id"],
