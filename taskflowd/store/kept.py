@@ -1,0 +1,63 @@
+"""Values derived from repeated PostgreSQL reads, answered again on the event loop for a
+short while (`Database.fetch_kept`).
+
+Nothing tells a node of another node's commits without a round trip that costs as much
+as the read, so a kept value is answered again for `KEPT_S` at most, counted from the
+moment its read began: other nodes' commits show within that. This node's own
+statements go through the same `Database`, which calls `changed()` when each one
+starts and when it ends (any statement: `UPDATE … RETURNING` is fetched like a read): a
+value is never answered again once a statement of this node began after its read did,
+nor kept when a statement began or ended while it was read. So a node reads its own
+writes, the worker's and scheduler's included, at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+KEPT_S = 0.5
+"""How long a kept value is answered again: another node's commit shows within this."""
+MAX_CHARS = 8 << 20
+"""Text of the kept values accounted for before they are all dropped."""
+
+Key = tuple[str, tuple[Any, ...]]
+
+
+class KeptReads:
+    """Derived values by (SQL, arguments), each answered again until its deadline or
+    this node's next statement. Used on the event loop only."""
+
+    def __init__(self, kept_s: float = KEPT_S, max_chars: int = MAX_CHARS) -> None:
+        self.kept_s = kept_s
+        self.max_chars = max_chars
+        self.generation = 0
+        """Changes on every `changed()`: a read that saw it change keeps nothing."""
+        self._values: dict[Key, tuple[float, Any]] = {}
+        self._chars = 0
+
+    def changed(self) -> None:
+        """A statement of this node begins or ends: forget every value."""
+        self.generation += 1
+        if self._values:
+            self._values.clear()
+            self._chars = 0
+
+    def get(self, key: Key) -> tuple[bool, Any]:
+        """(True, value) when `key`'s value is kept and not past its deadline."""
+        found = self._values.get(key)
+        if found is None or found[0] <= time.monotonic():
+            return False, None
+        return True, found[1]
+
+    def put(self, key: Key, began: float, generation: int, chars: int, value: Any) -> None:
+        """Keep `value`, whose read began at `began` (monotonic) when the generation was
+        `generation`: nothing when a statement began or ended since, or when it is too
+        large."""
+        if generation != self.generation or chars > self.max_chars:
+            return
+        if self._chars + chars > self.max_chars:
+            self._values.clear()
+            self._chars = 0
+        self._values[key] = (began + self.kept_s, value)
+        self._chars += chars
