@@ -41,6 +41,15 @@ Dialect = Literal["sqlite", "postgresql"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_READ = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
+_WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY|CALL|DO)\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=2048)
+def reads_only(sql: str) -> bool:
+    """Whether `sql` cannot change a row: a SELECT (or WITH) naming no statement that
+    writes, not even as a lock (`FOR UPDATE`): a word test that errs towards writing."""
+    return _READ.match(sql) is not None and _WRITE_WORD.search(sql) is None
 
 
 class Conn(Protocol):
@@ -682,7 +691,9 @@ class PostgresDatabase:
         return self._pool
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        self._kept.changed()  # it may be an UPDATE … RETURNING
+        if reads_only(sql):
+            return await _PgConn(self.pool).fetch(sql, *args)
+        self._kept.changed()  # an UPDATE … RETURNING, a claim
         try:
             return await _PgConn(self.pool).fetch(sql, *args)
         finally:
@@ -707,6 +718,8 @@ class PostgresDatabase:
         return derived
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        if reads_only(sql):
+            return await _PgConn(self.pool).fetchrow(sql, *args)
         self._kept.changed()
         try:
             return await _PgConn(self.pool).fetchrow(sql, *args)

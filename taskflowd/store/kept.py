@@ -4,11 +4,12 @@ short while (`Database.fetch_kept`).
 Nothing tells a node of another node's commits without a round trip that costs as much
 as the read, so a kept value is answered again for `KEPT_S` at most, counted from the
 moment its read began: other nodes' commits show within that. This node's own
-statements go through the same `Database`, which calls `changed()` when each one
-starts and when it ends (any statement: `UPDATE … RETURNING` is fetched like a read): a
-value is never answered again once a statement of this node began after its read did,
-nor kept when a statement began or ended while it was read. So a node reads its own
-writes, the worker's and scheduler's included, at once.
+statements go through the same `Database`, which calls `changed()` when each one that
+may write starts and when it ends (every transaction and `execute`, and each fetch but
+those `db.reads_only` clears: `UPDATE … RETURNING` is fetched like a read): a value is
+never answered again once such a statement of this node began after its read did, nor
+kept when one began or ended while it was read. So a node reads its own writes, the
+worker's and scheduler's included, at once.
 """
 
 from __future__ import annotations

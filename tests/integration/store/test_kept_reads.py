@@ -41,22 +41,25 @@ async def test_a_kept_read_sees_every_statement_of_its_node(store: SqlStore) -> 
     assert await _kept(store) == ["changed", "second"]
 
 
-async def test_postgresql_answers_a_kept_read_again_until_a_statement_of_the_node(
+async def test_postgresql_answers_a_kept_read_again_until_a_write_of_the_node(
     pg_url: str,
 ) -> None:
     store = open_store(pg_url)
     await store.start()
     try:
         await _put(store, "kept-a", "first")
+        await _put(store, "kept-b", "second")
         before = await _kept(store)
         assert await _kept(store) is before
-        await store.db.fetchrow("SELECT 1")
-        after = await _kept(store)
-        assert after is not before
-        assert after == ["first"]
-        # A write sent as a fetch, as the worker's claims are (UPDATE … RETURNING).
+        assert await store.db.fetchrow("SELECT value FROM settings WHERE key = $1", "kept-a")
+        assert await _kept(store) is before
+        # Writes sent as fetches, as the worker's claims are (UPDATE … RETURNING).
         await store.db.fetch(
             "UPDATE settings SET value = 'claimed' WHERE key = $1 RETURNING key", "kept-a"
+        )
+        assert await _kept(store) == ["claimed", "second"]
+        await store.db.fetchrow(
+            "WITH gone AS (DELETE FROM settings WHERE key = $1) SELECT 1", "kept-b"
         )
         assert await _kept(store) == ["claimed"]
     finally:
