@@ -710,6 +710,20 @@ class PostgresDatabase:
         hit, value = kept.get(key)
         if hit:
             return cast(T, value)
+        read = kept.reading(key)
+        if read is None:
+            read = asyncio.ensure_future(self._read_kept(key, derive, sql, args))
+            kept.begin(key, read)
+        return cast(T, await asyncio.shield(read))
+
+    async def _read_kept(
+        self,
+        key: tuple[str, tuple[Any, ...]],
+        derive: Callable[[list[Row]], T],
+        sql: str,
+        args: tuple[Any, ...],
+    ) -> T:
+        kept = self._kept
         began, generation = time.monotonic(), kept.generation
         found = await _PgConn(self.pool).fetch(sql, *args)
         derived = derive(found)

@@ -14,6 +14,7 @@ worker's and scheduler's included, at once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -36,13 +37,35 @@ class KeptReads:
         """Changes on every `changed()`: a read that saw it change keeps nothing."""
         self._values: dict[Key, tuple[float, Any]] = {}
         self._chars = 0
+        self._reading: dict[Key, asyncio.Future[Any]] = {}
 
     def changed(self) -> None:
-        """A statement of this node begins or ends: forget every value."""
+        """A statement of this node begins or ends: forget every value, and let the next
+        read of each key begin afresh rather than join one that began before."""
         self.generation += 1
         if self._values:
             self._values.clear()
             self._chars = 0
+        self._reading.clear()
+
+    def reading(self, key: Key) -> asyncio.Future[Any] | None:
+        """The read of `key` under way, begun since this node's last statement began or
+        ended: a caller that misses may wait for it rather than read again (a flood of
+        requests would otherwise read the page once per request in flight each time a
+        statement drops it)."""
+        return self._reading.get(key)
+
+    def begin(self, key: Key, read: asyncio.Future[Any]) -> None:
+        """`read` of `key` is under way (see `reading`)."""
+        self._reading[key] = read
+
+        def done(_: asyncio.Future[Any]) -> None:
+            if self._reading.get(key) is read:
+                del self._reading[key]
+            if not read.cancelled():
+                read.exception()  # retrieved here: every waiter may have gone meanwhile
+
+        read.add_done_callback(done)
 
     def get(self, key: Key) -> tuple[bool, Any]:
         """(True, value) when `key`'s value is kept and not past its deadline."""

@@ -82,3 +82,26 @@ async def test_postgresql_shows_another_nodes_commit_within_the_kept_time(pg_url
     finally:
         await there.stop()
         await here.stop()
+
+
+async def test_postgresql_reads_a_page_missed_together_once(pg_url: str) -> None:
+    store = open_store(pg_url)
+    await store.start()
+    try:
+        await _put(store, "kept-a", "first")
+        reads: list[int] = []
+
+        def counted(rows: list[Row]) -> list[str]:
+            reads.append(len(rows))
+            return _values_of(rows)
+
+        pages = await asyncio.gather(
+            *(store.db.fetch_kept(counted, LIST, PATTERN) for _ in range(8))
+        )
+        assert pages == [["first"]] * 8
+        assert reads == [1]
+        await _put(store, "kept-a", "changed")
+        assert await store.db.fetch_kept(counted, LIST, PATTERN) == ["changed"]
+        assert reads == [1, 1]
+    finally:
+        await store.stop()
