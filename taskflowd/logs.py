@@ -226,7 +226,7 @@ def resolve_format(fmt: str, stream: Any) -> str:
     return "text" if interactive else "json"
 
 
-BATCH_WINDOW_S = 0.02
+BATCH_WINDOW_S = 0.1
 """How long the log thread lets lines gather once woken: one write per batch, and no GIL
 hand-over per line between the event loop and the log thread."""
 

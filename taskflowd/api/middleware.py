@@ -17,6 +17,8 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from logging import LogRecord
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -101,19 +103,36 @@ def log_access(request: web.Request, status: int, seconds: float, _: object) -> 
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
     }
-    # The record is made here rather than by `Logger.log`, which would look up the
-    # calling frame on every request for a source location no format shows.
-    record = access_logger.makeRecord(
-        access_logger.name,
-        level,
-        __file__,
-        0,
-        "%s %s %s",
-        (method, route, status),
-        None,
-        extra={"fields": fields, VERBATIM: True},
-    )
-    access_logger.handle(record)
+    access_logger.handle(_access_record(level, (method, route, status), fields))
+
+
+_ACCESS_RECORDS: dict[int, dict[str, Any]] = {}
+"""The attributes of a first access record of each level, which every later one copies."""
+
+
+def _access_record(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> LogRecord:
+    """An access log record: a copy of the level's first record (made by `makeRecord`)
+    with its own time, arguments and fields. Not `Logger.log`, which would look up the
+    calling frame on every request for a source location no format shows, nor a new
+    `LogRecord`, whose constructor works out a dozen attributes that are the same on
+    every line (the logger, level, file, thread and process)."""
+    made = _ACCESS_RECORDS.get(level)
+    if made is None:
+        first = access_logger.makeRecord(
+            access_logger.name, level, __file__, 0, "%s %s %s", (), None, extra={VERBATIM: True}
+        )
+        made = _ACCESS_RECORDS[level] = dict(first.__dict__)
+    record = LogRecord.__new__(LogRecord)
+    attributes = record.__dict__
+    attributes.update(made)
+    now = time.time()  # the three times as LogRecord works them out
+    since_first = (now - attributes["created"]) * 1000
+    attributes["created"] = now
+    attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
+    attributes["relativeCreated"] += since_first
+    attributes["args"] = args
+    attributes["fields"] = fields
+    return record
 
 
 def front_middleware(reports: Sequence[Report] = (log_access,)) -> Middleware:

@@ -88,8 +88,8 @@ def json_bytes(
 class PageBodies:
     """The body and ETag of each page of a list, made once per page object.
 
-    The store answers a repeated read with the very page it made before while nothing
-    was committed (`Database.fetch_derived`), so a page seen again is the same object:
+    The store answers a repeated read with the very page it made before while it keeps
+    it (`Database.fetch_derived`, `fetch_kept`), so a page seen again is the same object:
     its document and digest are not made again for every request. Up to `size` pages
     are kept (each with a reference, so an id is never mistaken for another's)."""
 

@@ -8,10 +8,13 @@ issued before ends.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from taskflowd.audit.model import ActorRef, AuditEvent
 from taskflowd.auth.api_keys import ApiKeys, is_api_key
@@ -115,7 +118,9 @@ class AuthService:
         self._clock = clock
         self.events = events or EventBus()
         self.principals = PrincipalCache(settings.principal_cache_ttl_s)
-        self.events.on(PRINCIPAL_EVENT, self.principals.on_event)
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
+        self._principal_events = 0
+        self.events.on(PRINCIPAL_EVENT, self._principal_changed)
         self.api_keys = ApiKeys(store, self._key_revoked, clock)
         self._access = AccessTokens(
             jwt_secret,
@@ -309,10 +314,21 @@ class AuthService:
         """The caller of a bearer credential: an API key (`tfk_…`) that is usable, or a
         valid access token whose user is live, active and of the token's version.
         Raises InvalidToken otherwise. Answers come from the principal cache when they
-        can (see `taskflowd.auth.principals`)."""
+        can (see `taskflowd.auth.principals`); requests that miss it together share one
+        look-up (a flood of them would otherwise read the key or user each, every time
+        its cached principal expires)."""
         cached = self.principals.get(credential)
         if cached is not None:
             return cached
+        lookup = self._lookups.get(credential)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(credential))
+            self._lookups[credential] = lookup
+            lookup.add_done_callback(functools.partial(self._looked_up, credential))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, credential: str) -> Principal:
+        events = self._principal_events
         if is_api_key(credential):
             principal, expires_in = await self.api_keys.authenticate(credential)
         else:
@@ -323,8 +339,22 @@ class AuthService:
                 raise InvalidToken("the access token is no longer valid")
             principal = Principal(user, memberships=tuple(await self._store.memberships(user.id)))
             expires_in = (claims.expires_at - self._clock()).total_seconds()
-        self.principals.put(credential, principal, expires_in)
+        if events == self._principal_events:  # what it read may predate a change told since
+            self.principals.put(credential, principal, expires_in)
         return principal
+
+    def _looked_up(self, credential: str, lookup: asyncio.Future[Principal]) -> None:
+        if self._lookups.get(credential) is lookup:
+            del self._lookups[credential]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here: every waiter may have gone meanwhile
+
+    def _principal_changed(self, data: dict[str, Any]) -> None:
+        """A `principal` event: forget the cached principals it names, and let the next
+        request look up afresh rather than join a look-up that began before it."""
+        self._principal_events += 1
+        self._lookups.clear()
+        self.principals.on_event(data)
 
     async def me(self, user: User) -> User:
         """The caller's account as stored now."""

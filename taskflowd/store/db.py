@@ -27,6 +27,7 @@ from taskflowd.audit.model import AuditEvent
 from taskflowd.store import checkpoint
 from taskflowd.store.codec import Keyring, RowCodec
 from taskflowd.store.errors import DuplicateKey, NothingChanged, StoreError, StoreUnavailable
+from taskflowd.store.kept import KeptReads
 from taskflowd.store.read_cache import ReadCache, WalHeader, read_job
 from taskflowd.store.sqlite_thread import Span, SqliteThread
 
@@ -40,6 +41,15 @@ Dialect = Literal["sqlite", "postgresql"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_READ = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
+_WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY|CALL|DO)\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=2048)
+def reads_only(sql: str) -> bool:
+    """Whether `sql` cannot change a row: a SELECT (or WITH) naming no statement that
+    writes, not even as a lock (`FOR UPDATE`): a word test that errs towards writing."""
+    return _READ.match(sql) is not None and _WRITE_WORD.search(sql) is None
 
 
 class Conn(Protocol):
@@ -93,6 +103,12 @@ class Database(Conn, Protocol):
         was committed to the database since, so it is never older than the last commit
         before the call, on any connection. `derive` must be a pure function of the rows
         that `sql` and `args` determine; it may run in a database thread."""
+
+    async def fetch_kept(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        """`fetch_derived` for a read that may lag other nodes' commits a little: where
+        the database cannot tell a node of them without a round trip (PostgreSQL), the
+        node answers the value again for up to `kept.KEPT_S` after its read began, but
+        never once a statement of its own began since (see `taskflowd.store.kept`)."""
 
     def decode_time(self, value: Any) -> datetime: ...
 
@@ -425,6 +441,10 @@ class SqliteDatabase:
         self._cache.put(key, seen, chars, derived)
         return derived
 
+    async def fetch_kept(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        # Every commit of any process shows in the wal-index header: nothing lags.
+        return await self.fetch_derived(derive, sql, *args)
+
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self._read_conn().fetchrow(sql, *args)
 
@@ -637,6 +657,7 @@ class PostgresDatabase:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._kept = KeptReads()
 
     async def connect(self) -> None:
         import asyncpg
@@ -670,28 +691,75 @@ class PostgresDatabase:
         return self._pool
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return await _PgConn(self.pool).fetch(sql, *args)
+        if reads_only(sql):
+            return await _PgConn(self.pool).fetch(sql, *args)
+        self._kept.changed()  # an UPDATE … RETURNING, a claim
+        try:
+            return await _PgConn(self.pool).fetch(sql, *args)
+        finally:
+            self._kept.changed()
 
     async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
         # Another node may commit at any time, and nothing tells this one without a
         # round trip that costs as much as the read: every read goes to the server.
-        return derive(await self.fetch(sql, *args))
+        return derive(await _PgConn(self.pool).fetch(sql, *args))
+
+    async def fetch_kept(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
+        key = (sql, args)
+        kept = self._kept
+        hit, value = kept.get(key)
+        if hit:
+            return cast(T, value)
+        read = kept.reading(key)
+        if read is None:
+            read = asyncio.ensure_future(self._read_kept(key, derive, sql, args))
+            kept.begin(key, read)
+        return cast(T, await asyncio.shield(read))
+
+    async def _read_kept(
+        self,
+        key: tuple[str, tuple[Any, ...]],
+        derive: Callable[[list[Row]], T],
+        sql: str,
+        args: tuple[Any, ...],
+    ) -> T:
+        kept = self._kept
+        began, generation = time.monotonic(), kept.generation
+        found = await _PgConn(self.pool).fetch(sql, *args)
+        derived = derive(found)
+        chars = sum(len(v) for row in found for v in row.values() if isinstance(v, str))
+        kept.put(key, began, generation, chars, derived)
+        return derived
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await _PgConn(self.pool).fetchrow(sql, *args)
+        if reads_only(sql):
+            return await _PgConn(self.pool).fetchrow(sql, *args)
+        self._kept.changed()
+        try:
+            return await _PgConn(self.pool).fetchrow(sql, *args)
+        finally:
+            self._kept.changed()
 
     async def execute(self, sql: str, *args: Any) -> int:
         if self.journal.pending() is not None:
             async with self.transaction() as conn:
                 return await conn.execute(sql, *args)
-        return await _PgConn(self.pool).execute(sql, *args)
+        self._kept.changed()
+        try:
+            return await _PgConn(self.pool).execute(sql, *args)
+        finally:
+            self._kept.changed()
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         if self.journal.pending() is not None:
             async with self.transaction() as conn:
                 await conn.executemany(sql, args)
             return
-        await _PgConn(self.pool).executemany(sql, args)
+        self._kept.changed()
+        try:
+            await _PgConn(self.pool).executemany(sql, args)
+        finally:
+            self._kept.changed()
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
         async with self.transaction() as conn:
@@ -699,6 +767,7 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
+        self._kept.changed()
         try:
             async with (
                 self.pool.acquire() as conn,
@@ -708,6 +777,8 @@ class PostgresDatabase:
                 yield audited
         except _pg_errors() as exc:
             raise _translate_pg(exc) from exc
+        finally:
+            self._kept.changed()
         self.journal.committed()
 
     async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:

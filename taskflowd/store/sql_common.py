@@ -106,14 +106,15 @@ class SqlRecords:
     ) -> Page[str]:
         """`_json_page` of a read asked again and again (a list's pages, the cursor in
         `key`): its statement is made once per `key`, which must name everything `where`
-        depends on."""
+        depends on, and its page may lag other nodes' commits a little
+        (`Database.fetch_kept`)."""
         read = self._reads.get(key)
         if read is None:
             if len(self._reads) >= _MAX_READS:
                 self._reads.clear()
             read = self._reads[key] = self._json_read(table, shape, where(), limit)
         page, sql, args = read
-        return await self.db.fetch_derived(page, sql, *args)
+        return await self.db.fetch_kept(page, sql, *args)
 
     def _rendered_page(self, json_keys: tuple[str, ...], limit: int, found: list[Row]) -> Page[str]:
         items = [self._t.open_rendered(str(r["j"]), json_keys) for r in found[:limit]]

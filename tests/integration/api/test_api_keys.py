@@ -3,6 +3,7 @@ their user, revoked at once; and the principal cache never outlives a change."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from datetime import timedelta
@@ -163,3 +164,25 @@ async def test_a_change_behind_the_services_back_holds_within_the_cache_ttl(
         return (await client.get("/api/v1/auth/me", headers=user.headers)).status == 401
 
     await eventually(refused, "the deactivation to reach the cache")
+
+
+async def test_requests_that_miss_the_cache_together_read_the_key_once(
+    client: Client, store: SqlStore, monkeypatch: Any
+) -> None:
+    """A flood of requests with one key, arriving as its cached principal expires, reads
+    the key once rather than once per request in flight."""
+    user = await sign_up(client, "flood@example.com")
+    raw = (await new_key(client, user))["key"]
+    reads: list[str] = []
+    read_key = store.get_api_key_by_hash
+
+    async def counted(key_hash: str) -> Any:
+        reads.append(key_hash)
+        return await read_key(key_hash)
+
+    monkeypatch.setattr(store, "get_api_key_by_hash", counted)
+    answers = await asyncio.gather(
+        *(client.get("/api/v1/auth/me", headers=bearer(raw)) for _ in range(8))
+    )
+    assert [a.status for a in answers] == [200] * 8
+    assert len(reads) == 1
