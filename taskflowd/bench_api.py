@@ -6,9 +6,11 @@ PostgreSQL database, under a bench user whose rows are deleted afterwards), with
 per-user limits raised: the bench is a deliberate flood. The reference, a bare aiohttp
 handler on uvloop, runs in a process of its own. HTTP load comes from wrk when it is
 installed (else a built-in aiohttp load generator in separate processes), one request
-kind at a time. Then the client enqueues runs one per request over one connection, and
-in batches of 1,000 (accepted, and drained by the node's workers), and measures
-create-to-start latency on the idle node: from sending a run to its `startedAt`.
+kind at a time (`--client-only` leaves that out). Then the client enqueues runs one per
+request over one connection (with the CPU time each run cost the daemon, accepting and
+running it, and the client), and in batches of 1,000 (accepted, and drained by the
+node's workers), and measures create-to-start latency on the idle node: from sending a
+run to its `startedAt`.
 
 With `--orgs N`, what org scoping costs as the number of orgs grows: the org-scoped
 requests (list and create tasks) and the drain of batched runs are measured with the
@@ -325,16 +327,29 @@ async def _on_demand(client: AsyncClient, name: str) -> str:
     return task.id
 
 
-async def _one_by_one(base_url: str, api_key: str, count: int) -> float:
-    """Runs per second, one `tasks.run` per request over one keep-alive connection."""
+@dataclass(frozen=True)
+class _OneByOne:
+    """Runs sent one `tasks.run` per request: their rate, and the CPU time each cost the
+    daemon (accepting and running it) and the client (sending it), in microseconds."""
+
+    per_s: float
+    daemon_us: float
+    client_us: float
+
+
+async def _one_by_one(base_url: str, api_key: str, count: int, daemon_pid: int) -> _OneByOne:
+    """Runs one `tasks.run` per request over one keep-alive connection, until drained."""
     async with AsyncClient(base_url, api_key=api_key, connections=1) as client:
         task_id = await _on_demand(client, "bench-run")
+        daemon_cpu, client_cpu = _cpu_s(daemon_pid), time.process_time()
         started = time.perf_counter()
         for i in range(count):
             await client.tasks.run(task_id, {"i": i})
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
         await _drained(client, task_id)
-    return count / elapsed
+        daemon_cpu = _cpu_s(daemon_pid) - daemon_cpu
+    return _OneByOne(count / elapsed, daemon_cpu / count * 1e6, client_cpu / count * 1e6)
 
 
 async def _batched(client: AsyncClient, batches: int) -> tuple[float, float]:
@@ -384,13 +399,16 @@ async def _prepare(base_url: str, account: Account) -> Session:
     return Session(key.key, len(listed))
 
 
-async def _client_rows(base_url: str, api_key: str, args: argparse.Namespace) -> list[Row]:
+async def _client_rows(
+    base_url: str, api_key: str, args: argparse.Namespace, daemon_pid: int
+) -> list[Row]:
     rows: list[Row] = []
     async with AsyncClient(base_url, api_key=api_key) as client:
         await _drained(client)  # the tasks POST /api/v1/tasks created run first
-        per_s = await _one_by_one(base_url, api_key, args.runs)
+        one = await _one_by_one(base_url, api_key, args.runs, daemon_pid)
         label = f"enqueue: {args.runs:,} runs, one tasks.run() per request, one connection"
-        rows.append(Row(label, per_s, "jobs/s"))
+        note = f"(CPU per run: daemon {one.daemon_us:,.0f} µs, client {one.client_us:,.0f} µs)"
+        rows.append(Row(label, one.per_s, "jobs/s", note=note))
         accepted, drained = await _batched(client, args.batches)
         label = f"enqueue: {args.batches} tasks.runs() of {BATCH:,}"
         rows.append(Row(f"{label}, accepted", accepted, "jobs/s"))
@@ -594,8 +612,10 @@ def _measure(
         node_url = f"http://127.0.0.1:{node.wait_for(_SERVING, START_TIMEOUT_S)[1]}"
         bare_url = f"http://127.0.0.1:{bare.wait_for(_LISTENING, START_TIMEOUT_S)[1]}"
         session = run_loop(_prepare(node_url, account))
-        rows = _http_rows(bare_url, node_url, session, args, kind, workdir)
-        rows += run_loop(_client_rows(node_url, session.api_key, args))
+        rows = (
+            [] if args.client_only else _http_rows(bare_url, node_url, session, args, kind, workdir)
+        )
+        rows += run_loop(_client_rows(node_url, session.api_key, args, node.proc.pid))
         if args.orgs:
             rows += _org_rows(database, node, node_url, session, args, kind, workdir)
     finally:
@@ -628,10 +648,15 @@ def run_api_bench(settings: Settings, args: argparse.Namespace) -> int:
         if kind == "wrk"
         else f"built-in aiohttp, {args.threads} processes"
     )
+    load = (
+        ""
+        if args.client_only
+        else f"; load generator {generator}, {args.connections} connections, "
+        f"{args.duration} s per request kind"
+    )
     _print(
         rows,
         f"taskflowd bench --api — store {database.split(':', 1)[0]}, queue {settings.queue}, "
-        f"worker concurrency {settings.worker.concurrency}; load generator {generator}, "
-        f"{args.connections} connections, {args.duration} s per request kind",
+        f"worker concurrency {settings.worker.concurrency}{load}",
     )
     return 0

@@ -68,6 +68,12 @@ def _bench_api_args(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--batches", type=int, default=20, help="--api: batches of 1,000 runs")
     bench.add_argument("--latency-runs", type=int, default=200, help="--api: latency samples")
     bench.add_argument(
+        "--client-only",
+        action="store_true",
+        help="--api: only what the client gets (runs one per request and batched, latency), "
+        "without the HTTP load of each request kind",
+    )
+    bench.add_argument(
         "--orgs",
         type=int,
         default=0,

@@ -106,11 +106,31 @@ def decode(cls: type[T], data: Any) -> T:
     return cls(**values)
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+"""Types that are JSON as they are (exactly these: an enum deriving from str or int is not)."""
+
+
+@functools.cache
+def _json_names(cls: Any) -> tuple[tuple[str, str], ...]:
+    """(attribute, JSON name) for each field of the dataclass `cls`, worked out once."""
+    return tuple((f.name, json_name(f)) for f in dataclasses.fields(cls))
+
+
 def encode(value: Any) -> Any:
     """`value` as JSON-ready data: dataclasses become objects with the API's field names,
     datetimes ISO 8601 text, enums their values."""
+    kind = type(value)
+    # Plain JSON first: a request body is mostly that, and each call runs per value.
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k: encode(v) for k, v in value.items()}
+    if kind is list:
+        return [encode(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {json_name(f): encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            key: encode(getattr(value, attr)) for attr, key in _json_names(cast(Hashable, kind))
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):

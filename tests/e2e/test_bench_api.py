@@ -27,6 +27,10 @@ ROWS = [
 ]
 
 
+CLIENT_ROWS = ROWS[4:]
+"""What `--client-only` prints: no HTTP load rows."""
+
+
 def assert_table(stdout: str, generator: str) -> None:
     heading, *lines = stdout.strip().splitlines()
     assert heading.startswith("taskflowd bench --api"), stdout
@@ -44,6 +48,22 @@ def test_bench_api_on_a_temporary_sqlite_database(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert_table(done.stdout, "wrk" if shutil.which("wrk") else "built-in aiohttp")
     assert list(workdir.iterdir()) == [], "nothing left in the working directory"
+
+
+@pytest.mark.slow
+def test_bench_api_client_only_prints_the_client_rows_with_cpu_per_run(workdir: Path) -> None:
+    done = run_cli(
+        "bench", "--api", "--client-only", *TINY,
+        cwd=workdir, env=clean_env(fast=False), timeout_s=600,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    heading, *lines = done.stdout.strip().splitlines()
+    assert heading.startswith("taskflowd bench --api"), done.stdout
+    assert len(lines) == len(CLIENT_ROWS), done.stdout
+    for line, row in zip(lines, CLIENT_ROWS, strict=True):
+        assert re.search(row, line), (row, line)
+    assert re.search(r"\(CPU per run: daemon [\d,]+ µs, client [\d,]+ µs\)", lines[0]), lines[0]
 
 
 @pytest.mark.slow
