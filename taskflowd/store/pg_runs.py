@@ -5,7 +5,8 @@ The key's record is written first and guards the rest: when the key holds a fres
 (a concurrent request with the same key committed first; the statement waited for it on
 the key's unique index), no event is linked and the caller rolls the transaction back
 and replays that request's response. The audit chain's head is taken after the key, as
-the separate statements took it.
+the separate statements took it, and held to the commit: what the transaction does after
+this statement must not wait for row locks (`store.base.Then`).
 """
 
 from __future__ import annotations

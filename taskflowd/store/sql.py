@@ -147,13 +147,10 @@ class SqlStore(AccountRecords):
                 row = await conn.fetchrow(sql, *where.args)
             planned = plan(rows.task_from_row(row, self._t) if row else None)
             if self._folds(planned.runs):
-                # A local claim (`then`) may wait for locks: it comes before the audit
-                # chain's head is taken, as every other writer takes them.
-                events = () if then is not None else planned.events
+                events = planned.events
                 written = await pg_runs.write(conn, planned.runs, claim, events, self._t)
                 if then is not None:
                     await then(conn, planned.runs)
-                    written = await self.journal.append(conn, planned.events)
                 return planned.runs, planned.runs, written
             result, inserted = await self._insert_runs(conn, planned.runs)
             if claim is not None:

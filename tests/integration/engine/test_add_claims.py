@@ -366,6 +366,23 @@ async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgr
     assert adding.synchronous_commit == "on"
 
 
+async def test_a_run_of_a_limited_task_is_left_to_the_claim_loop_on_postgresql(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """A claim in steps waits for task and org locks, which must not happen while the
+    adding transaction holds the audit chain's head: the run is announced instead."""
+    engine = await make_engine(start=False)
+    if engine.store.db.dialect != "postgresql":
+        return
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, concurrency=1))
+
+    adding = await _claim_with_a_run(engine, admin, task_id=task.id)
+
+    assert adding.delivered == []
+    assert not any("FOR UPDATE" in s and "SKIP LOCKED" not in s for s in adding.statements)
+    assert (await engine.execution(adding.run.id)).status is ExecutionStatus.PENDING
+
+
 async def test_a_run_the_claim_takes_is_not_announced_to_other_nodes(
     make_engine: EngineFactory, admin: User
 ) -> None:
