@@ -11,9 +11,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from taskflowd.domain.entities import Execution, User, utcnow
+from taskflowd.domain.entities import JSON, Execution, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus, TaskType
 from taskflowd.domain.errors import Conflict
+from taskflowd.domain.rules import RunSpec
+from taskflowd.handlers.base import HandlerSpec, JobContext
+from taskflowd.handlers.builtin import builtin_specs, validate_echo
+from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import Reservation
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.base import IdempotencyClaim, Replay
@@ -115,6 +119,27 @@ async def _writer_transactions(db: SqliteDatabase, act: Awaitable[T]) -> tuple[T
         span_tag.reset(token)
     db.observe_writer(None)
     return result, len(transactions)
+
+
+async def test_a_run_claimed_as_it_was_added_has_started_when_the_call_returns(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """The claim's jobs are launched as its transaction ends, before the caller goes on
+    (to render its response), not a turn of the event loop after it."""
+    started: list[JSON] = []
+
+    async def note(payload: JSON, ctx: JobContext) -> JSON:
+        started.append(payload)
+        return payload
+
+    handlers = HandlerRegistry([*builtin_specs(), HandlerSpec("note", note, validate_echo)])
+    engine = await make_engine(worker=IDLE, handlers=handlers)
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, handler="note"))
+
+    await engine.tasks.run(admin, task.id, [RunSpec(payload="first", has_payload=True)])
+
+    assert started == ["first"]
 
 
 async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
