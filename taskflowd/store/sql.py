@@ -147,8 +147,7 @@ class SqlStore(AccountRecords):
                 row = await conn.fetchrow(sql, *where.args)
             planned = plan(rows.task_from_row(row, self._t) if row else None)
             if self._folds(planned.runs):
-                events = planned.events
-                written = await pg_runs.write(conn, planned.runs, claim, events, self._t)
+                written = await pg_runs.write(conn, planned.runs, claim, planned.events, self._t)
                 if then is not None:
                     await then(conn, planned.runs)
                 return planned.runs, planned.runs, written
