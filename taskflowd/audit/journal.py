@@ -40,30 +40,46 @@ _COLUMNS = (
 )
 _WIDTH = 16
 INSERT = _COLUMNS + "(" + ",".join(f"${i}" for i in range(1, _WIDTH + 1)) + ")"
-_PG_APPEND = (
-    "WITH RECURSIVE head AS (SELECT seq, hash FROM audit_chain WHERE id = 1 FOR UPDATE), "
-    "e AS (SELECT * FROM unnest($1::bytea[], $2::text[], $3::timestamptz[], $4::text[], "
-    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-    "$12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS e(doc, id, at, actor_type, "
-    "actor_id, actor_email, org_id, action, target_type, target_id, changes, request_id, ip, "
-    "user_agent, n)), "
-    "chain(n, seq, prev_hash, hash) AS (SELECT 0::bigint, seq, ''::text, hash FROM head "
-    "UNION ALL SELECT e.n, chain.seq + 1, chain.hash, "
-    "encode(sha256(convert_to(chain.hash || E'\\n', 'UTF8') || e.doc), 'hex') "
-    "FROM chain JOIN e ON e.n = chain.n + 1), "
-    "moved AS (UPDATE audit_chain SET seq = last.seq, hash = last.hash "
-    "FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last "
-    "WHERE audit_chain.id = 1) "
-    + _COLUMNS.removesuffix("VALUES ")
-    + "SELECT chain.seq, e.id, e.at, e.actor_type, e.actor_id, e.actor_email, e.org_id, "
-    "e.action, e.target_type, e.target_id, e.changes, e.request_id, e.ip, e.user_agent, "
-    "chain.prev_hash, chain.hash FROM chain JOIN e ON e.n = chain.n "
-    "RETURNING seq, prev_hash, hash"
-)
-"""PostgreSQL: take the chain's head, link the events after it (the hash of each is
-`model.link_hash`, computed by the server from the canonical document sent for it),
-insert them and move the head, in one statement: the head stays locked for that
-statement and the commit, not for a round trip more with the events' hashes."""
+
+
+def pg_chain(first: int, guard: str = "") -> tuple[str, str]:
+    """PostgreSQL: (the CTEs that take the chain's head, link the events after it and move
+    it; the INSERT of the linked events, returning their `seq, prev_hash, hash`), for a
+    `WITH RECURSIVE` statement. The events are 14 arrays (`pg_chain_args`), parameters
+    `$first` on; the hash of each is `model.link_hash`, computed by the server from the
+    canonical document sent for it. `guard`: a condition the head is taken under (none
+    taken, nothing linked, when it is false)."""
+    arrays = ", ".join(
+        f"${first + i}::{kind}[]"
+        for i, kind in enumerate(("bytea", "text", "timestamptz", *("text",) * 11))
+    )
+    ctes = (
+        f"head AS (SELECT seq, hash FROM audit_chain WHERE id = 1{guard} FOR UPDATE), "
+        f"e AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS e(doc, id, at, actor_type, "
+        "actor_id, actor_email, org_id, action, target_type, target_id, changes, request_id, "
+        "ip, user_agent, n)), "
+        "chain(n, seq, prev_hash, hash) AS (SELECT 0::bigint, seq, ''::text, hash FROM head "
+        "UNION ALL SELECT e.n, chain.seq + 1, chain.hash, "
+        "encode(sha256(convert_to(chain.hash || E'\\n', 'UTF8') || e.doc), 'hex') "
+        "FROM chain JOIN e ON e.n = chain.n + 1), "
+        "moved AS (UPDATE audit_chain SET seq = last.seq, hash = last.hash "
+        "FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last "
+        "WHERE audit_chain.id = 1)"
+    )
+    insert = (
+        _COLUMNS.removesuffix("VALUES ")
+        + "SELECT chain.seq, e.id, e.at, e.actor_type, e.actor_id, e.actor_email, e.org_id, "
+        "e.action, e.target_type, e.target_id, e.changes, e.request_id, e.ip, e.user_agent, "
+        "chain.prev_hash, chain.hash FROM chain JOIN e ON e.n = chain.n "
+        "RETURNING seq, prev_hash, hash"
+    )
+    return ctes, insert
+
+
+_PG_APPEND = "WITH RECURSIVE {} {}".format(*pg_chain(1))
+"""PostgreSQL: the events linked, inserted and the head moved in one statement: the head
+stays locked for that statement and the commit, not for a round trip more with the
+events' hashes."""
 
 
 class Transactional(Protocol):
@@ -277,16 +293,25 @@ class Journal:
 
 
 async def _pg_append(conn: Conn, events: Sequence[AuditEvent]) -> list[AuditEvent]:
-    rows = [_values(0, e) for e in events]
-    columns = [list(column) for column in zip(*rows, strict=True)][1:14]
-    documents = [canonical(e.document()) for e in events]
-    linked = await conn.fetch(_PG_APPEND, documents, *columns)
+    linked = await conn.fetch(_PG_APPEND, *pg_chain_args(events))
     if len(linked) != len(events):
         raise RuntimeError("the audit chain has no head row; run the migrations")
-    linked.sort(key=lambda row: int(row["seq"]))
+    return pg_linked(events, linked)
+
+
+def pg_chain_args(events: Sequence[AuditEvent]) -> list[Any]:
+    """The arrays `pg_chain`'s statement takes for `events`."""
+    rows = [_values(0, e) for e in events]
+    columns: list[Any] = [list(column) for column in zip(*rows, strict=True)][1:14]
+    return [[canonical(e.document()) for e in events], *columns]
+
+
+def pg_linked(events: Sequence[AuditEvent], linked: Sequence[Row]) -> list[AuditEvent]:
+    """`events` with the hashes of the rows `pg_chain`'s INSERT returned for them."""
+    ordered = sorted(linked, key=lambda row: int(row["seq"]))
     return [
         dataclasses.replace(e, prev_hash=str(row["prev_hash"]), hash=str(row["hash"]))
-        for e, row in zip(events, linked, strict=True)
+        for e, row in zip(events, ordered, strict=True)
     ]
 
 

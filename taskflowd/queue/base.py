@@ -128,7 +128,8 @@ class AddClaim(Protocol):
 
     async def claim(self, conn: Conn, added: Sequence[Execution]) -> None:
         """Inside the adding transaction, after its inserts: when some of `added` are due
-        now, claim for the worker with the same rules as `JobQueue.acquire`."""
+        now, claim for the worker with the same rules as `JobQueue.acquire`, or leave the
+        claim to the claim loop when it would wait for row locks (see `Then`)."""
 
     def ended(self, committed: bool) -> None:
         """The adding transaction ended: hand the jobs claimed to the worker if it

@@ -41,6 +41,7 @@ from taskflowd.queue.redis_claims import RecordClaims
 from taskflowd.queue.redis_index import (
     PRIORITY_SPAN,
     Placement,
+    Popped,
     RedisIndex,
     RedisKeys,
     from_us,
@@ -123,6 +124,8 @@ class RedisQueue:
         """Names this queue in the wake-ups its changes publish (it skips its own)."""
         self._sleeps_until: datetime | None = None
         self._on_due: Callable[[], asyncio.Future[Any] | None] | None = None
+        self._reserve: Callable[[], Reservation | None] | None = None
+        self._claims: set[asyncio.Future[list[Execution]]] = set()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
         self._index_outage = Outage(
@@ -204,7 +207,9 @@ class RedisQueue:
         self._on_due = callback
 
     def set_reserve(self, reserve: Callable[[], Reservation | None]) -> None:
-        """Unused: a claim here is a Redis script, which no store transaction can hold."""
+        """Room for the claim `announce` makes: a claim here is a Redis script, which no
+        store transaction can hold, so it follows the commit (`claim_on_add` is None)."""
+        self._reserve = reserve
 
     def claim_on_add(self) -> None:
         return None
@@ -262,13 +267,65 @@ class RedisQueue:
         await self.announce(executions)
 
     async def announce(self, executions: Sequence[Execution]) -> None:
-        if executions:
-            await self._reflect([_queued(e) for e in executions])
-            # Its own wake-up skipped (see `_on_wake_up`), this node's worker is woken
-            # here, unless it will look again before the earliest of them is due.
-            if wakes_for(min(e.run_at for e in executions), self._sleeps_until):
-                self._wake.set()
-            await after_claim(claim_now(self._on_due, executions))
+        if not executions:
+            return
+        earliest = min(e.run_at for e in executions)
+        reservation = None
+        if self._reserve is not None and earliest <= utcnow():
+            reservation = self._reserve()
+        if reservation is not None:
+            # This node's worker has room: the jobs are indexed and its claim popped in
+            # one round trip, and claimed without a turn through its claim loop.
+            claim = asyncio.ensure_future(self._index_and_claim(executions, reservation))
+            self._claims.add(claim)  # the event loop holds tasks only weakly
+            claim.add_done_callback(self._claims.discard)
+            claim.add_done_callback(lambda done: self._delivered(done, reservation, executions))
+            await after_claim(claim)
+            return
+        await self._reflect([_queued(e) for e in executions])
+        # Its own wake-up skipped (see `_on_wake_up`), this node's worker is woken
+        # here, unless it will look again before the earliest of them is due.
+        if wakes_for(earliest, self._sleeps_until):
+            self._wake.set()
+        await after_claim(claim_now(self._on_due, executions))
+
+    async def _index_and_claim(
+        self, executions: Sequence[Execution], held: Reservation
+    ) -> list[Execution]:
+        """Index `executions` and claim what is due for the reserved room (not only
+        these: the best due jobs, as `acquire` takes them)."""
+        now = utcnow()
+        now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=held.lease_s))
+        try:
+            popped = await self.index.sync_and_acquire(
+                now_us,
+                [_queued(e) for e in executions],
+                self._sender,
+                held.limit,
+                deadline_us,
+                self.max_running_jobs,
+            )
+        except StoreError as exc:
+            self._index_failed(exc)
+            return []
+        self._index_answered()
+        return await self._claim_popped(popped, now, held.owner, held.limit, held.lease_s)
+
+    def _delivered(
+        self, done: asyncio.Future[list[Execution]], held: Reservation, added: Sequence[Execution]
+    ) -> None:
+        """Hand the claim's jobs to the worker; its claim loop looks again when the claim
+        failed, filled the room, or left some of the jobs `added`."""
+        claimed: list[Execution] = []
+        if not done.cancelled():
+            if done.exception() is None:
+                claimed = done.result()
+            else:
+                log.warning("claiming the jobs just added failed: %s", done.exception())
+        held.deliver(claimed)
+        taken = {e.id for e in claimed}
+        if len(claimed) >= held.limit or any(e.id not in taken for e in added):
+            self._wake.set()
 
     async def reschedule(self, task: Task, run_at: datetime | None) -> int:
         changed = await self.sql.reschedule(task, run_at)
@@ -298,6 +355,14 @@ class RedisQueue:
         now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
         cap = self.max_running_jobs
         popped = await self.index.acquire(now_us, limit, deadline_us, cap)
+        return await self._claim_popped(popped, now, owner, limit, lease_s)
+
+    async def _claim_popped(
+        self, popped: Popped, now: datetime, owner: str, limit: int, lease_s: float
+    ) -> list[Execution]:
+        """Claim in the database the jobs `popped` (at `now`, for up to `limit`)."""
+        now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
+        cap = self.max_running_jobs
         if not popped.epoch_present:
             self.reconciler.kick()
         ids = popped.ids

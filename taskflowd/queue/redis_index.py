@@ -100,6 +100,21 @@ def _packed(rows: Iterable[Iterable[Any]]) -> str:
     return "".join(f"{field}\x1f" for row in rows for field in row)
 
 
+def _acquire_args(limit: int, deadline_us: int, default_cap: int) -> tuple[int, ...]:
+    """The `acquire` script's arguments after the channel and time."""
+    return (limit, deadline_us, max(_PROMOTE_AT_LEAST, 4 * limit), default_cap)
+
+
+def _popped(out: Sequence[Any]) -> Popped:
+    return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
+
+
+def _unknown_script(reply: Any) -> bool:
+    from redis.exceptions import NoScriptError
+
+    return isinstance(reply, NoScriptError)
+
+
 def _load(name: str) -> str:
     return resources.files("taskflowd.queue").joinpath(f"redis_{name}.lua").read_text()
 
@@ -182,9 +197,8 @@ class RedisIndex:
     ) -> Popped:
         """Pop up to `limit` due jobs round-robin across orgs, none of an org beyond its
         cap of running jobs (its override set by `set_caps`, else `default_cap`; 0: none)."""
-        promote = max(_PROMOTE_AT_LEAST, 4 * limit)
-        out = await self._run("acquire", now_us, (limit, deadline_us, promote, default_cap))
-        return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
+        out = await self._run("acquire", now_us, _acquire_args(limit, deadline_us, default_cap))
+        return _popped(out)
 
     async def settle(self, now_us: int, rows: Sequence[tuple[str, str, int]]) -> bool:
         """Rows of (execution id, kind C/R/D/X, retry time in µs); returns whether jobs
@@ -198,6 +212,48 @@ class RedisIndex:
         them names `sender` (see `wake_ups`)."""
         if not placements:
             return 0
+        args, extra = self._sync_args(placements, sender)
+        return int(await self._run("sync", now_us, args, extra))
+
+    async def sync_and_acquire(
+        self,
+        now_us: int,
+        placements: Sequence[Placement],
+        sender: str,
+        limit: int,
+        deadline_us: int,
+        default_cap: int = 0,
+    ) -> Popped:
+        """`sync` then `acquire`, sent together: one round trip instead of two (the
+        scripts run one after the other, as the two calls would)."""
+        client = self._open()
+        sync_args, extra = self._sync_args(placements, sender)
+        calls = (
+            ("sync", [*self._fixed, *extra], sync_args),
+            ("acquire", self._fixed, _acquire_args(limit, deadline_us, default_cap)),
+        )
+        with _translated():
+            async with client.pipeline(transaction=False) as pipe:
+                for name, keys, args in calls:
+                    sha = self._scripts[name].sha
+                    pipe.evalsha(sha, len(keys), *keys, self.keys.channel, now_us, *args)
+                synced, out = await pipe.execute(raise_on_error=False)
+        if _unknown_script(synced):
+            # Redis lost its scripts (a restart): the plain calls load them again.
+            await self.sync(now_us, placements, sender)
+            return await self.acquire(now_us, limit, deadline_us, default_cap)
+        if _unknown_script(out):
+            return await self.acquire(now_us, limit, deadline_us, default_cap)
+        for reply in (synced, out):
+            if isinstance(reply, Exception):
+                with _translated():
+                    raise reply
+        return _popped(out)
+
+    def _sync_args(
+        self, placements: Sequence[Placement], sender: str
+    ) -> tuple[tuple[Any, ...], list[str]]:
+        """The `sync` script's arguments after the channel and time, and its extra keys."""
         parking: dict[str, int] = {}
         rows: list[tuple[Any, ...]] = []
         for p in placements:
@@ -207,7 +263,7 @@ class RedisIndex:
             priority = "" if p.priority is None else p.priority
             rows.append((p.execution_id, p.state, priority, p.score_us, p.task_id, index, p.org_id))
         extra = [self.keys.parked(t) for t in parking]
-        return int(await self._run("sync", now_us, (_packed(rows), sender), extra))
+        return (_packed(rows), sender), extra
 
     async def unpark(self, now_us: int, task_ids: Sequence[str]) -> int:
         if not task_ids:

@@ -862,18 +862,23 @@ class _AddClaim:
             return
         queue, held = self._queue, self._reservation
         self._added = added
-        # As `acquire`: in one statement while the due jobs are plain, else in steps.
+        # As `acquire`: in one statement while the due jobs are plain, else in steps. On
+        # PostgreSQL not in steps: they wait for task and org locks, and the adding
+        # transaction may hold the audit chain's head (`Store.add_runs`), which the
+        # holders of those locks may be waiting for; the claim loop takes the jobs then.
         plain = None
         if queue._plain:
             plain = await queue._claim_plain(
                 conn, held.owner, held.limit, held.lease_s, alone=False
             )
-        if plain is None:
+        if plain is not None:
+            self._claimed = plain, False
+        elif not queue._pg:
             self._claimed = await queue._claim(
                 conn, held.owner, held.limit, held.lease_s, alone=False
             )
         else:
-            self._claimed = plain, False
+            return
         # Other nodes are told only of work this claim left: one round trip less when it
         # took all it added, which is the idle node's every run.
         if self._left_some():

@@ -102,7 +102,8 @@ class RunPlan:
 
 Then = Callable[["Conn", Sequence[Execution]], Awaitable[None]]
 """Called inside the transaction that inserted executions (those inserted now), after
-the inserts: more work for the same commit (the local worker's claim of them)."""
+the inserts: more work for the same commit (the local worker's claim of them). It must
+not wait for row locks: on PostgreSQL the transaction may hold the audit chain's head."""
 
 Planner = Callable[[Task | None], RunPlan]
 """Plans the runs of the task read (None: no such live task), or raises to refuse them

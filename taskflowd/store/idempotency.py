@@ -23,23 +23,34 @@ from taskflowd.store.errors import NothingChanged
 def claim_step(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec) -> Step:
     """The statement that records `claim` with its response; it changes no row (and the
     script aborts) when a fresh record for the key exists."""
-    return Step(
+    return Step(claim_sql(1), claim_args(claim, status, body, codec), required=True)
+
+
+def claim_sql(first: int) -> str:
+    """`claim_step`'s statement with its 8 parameters numbered from `first`: it inserts or
+    replaces a stale record, and changes no row when the key holds a fresh one."""
+    p = [f"${first + i}" for i in range(8)]
+    return (
         "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at, "
-        "org_id) VALUES ($1, $2, $3, $4, $5, $6, $8) ON CONFLICT (org_id, user_id, key) "
+        f"org_id) VALUES ({p[0]}, {p[1]}, {p[2]}, {p[3]}, {p[4]}, {p[5]}, {p[7]}) "
+        "ON CONFLICT (org_id, user_id, key) "
         "DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status, "
         "body = excluded.body, created_at = excluded.created_at "
-        "WHERE idempotency_keys.created_at < $7",
-        (
-            claim.user_id,
-            claim.key,
-            claim.fingerprint,
-            status,
-            codec.seal_text(body),
-            claim.created_at,
-            claim.stale_before,
-            claim.org_id,
-        ),
-        required=True,
+        f"WHERE idempotency_keys.created_at < {p[6]}"
+    )
+
+
+def claim_args(claim: IdempotencyClaim, status: int, body: str, codec: RowCodec) -> tuple[Any, ...]:
+    """`claim_sql`'s parameters for `claim` and its response."""
+    return (
+        claim.user_id,
+        claim.key,
+        claim.fingerprint,
+        status,
+        codec.seal_text(body),
+        claim.created_at,
+        claim.stale_before,
+        claim.org_id,
     )
 
 
@@ -115,6 +126,12 @@ async def record(conn: Conn, claim: IdempotencyClaim, result: Any, codec: RowCod
     step = claim_step(claim, *claim.render(result), codec)
     if not await conn.execute(step.sql, *step.args):
         raise await _winner(conn, codec, claim)
+
+
+async def winner(conn: Conn, claim: IdempotencyClaim, codec: RowCodec) -> Replay:
+    """`record`'s Replay for a claim whose record a concurrent request wrote first,
+    read inside the caller's transaction (which the caller then rolls back)."""
+    return await _winner(conn, codec, claim)
 
 
 async def replay(db: Database, claim: IdempotencyClaim) -> Replay:

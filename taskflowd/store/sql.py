@@ -9,7 +9,7 @@ from typing import Any
 from taskflowd.audit.model import AuditEvent
 from taskflowd.domain.entities import DeadLetterJob, Execution, Node, RetryRecord, Task, utcnow
 from taskflowd.domain.enums import ExecutionStatus, TaskStatus
-from taskflowd.store import idempotency, rows
+from taskflowd.store import idempotency, pg_runs, rows
 from taskflowd.store.base import (
     ExecutionFilter,
     IdempotencyClaim,
@@ -33,18 +33,7 @@ _OPEN = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionS
 _TASK_INSERT = (
     f"INSERT INTO tasks ({rows.TASK_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 26))})"
 )
-_RUN_CONFLICT = (
-    " ON CONFLICT (task_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-)
-_RUN_INSERT = rows.EXECUTION_INSERT + _RUN_CONFLICT
-_RUN_INSERT_ARRAYS = (
-    f"INSERT INTO job_executions ({rows.EXECUTION_INSERT_COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(rows.EXECUTION_INSERT_TYPES, 1))
-    + ")"
-    + _RUN_CONFLICT
-)
-"""PostgreSQL: a batch of runs in one statement, one array per column (`executemany`
-would execute the INSERT once per run)."""
+_RUN_INSERT = rows.EXECUTION_INSERT + pg_runs.CONFLICT
 
 
 class SqlStore(AccountRecords):
@@ -141,7 +130,9 @@ class SqlStore(AccountRecords):
         claim: IdempotencyClaim | None = None,
         then: Then | None = None,
     ) -> tuple[list[Execution], list[Execution]]:
-        async def body(conn: Conn) -> tuple[list[Execution], list[Execution], list[AuditEvent]]:
+        async def body(
+            conn: Conn,
+        ) -> tuple[Sequence[Execution], Sequence[Execution], list[AuditEvent]]:
             where = self._one_task(task_id, org_id)
             sql = f"SELECT {rows.TASK_COLUMNS} FROM tasks{where.sql()}"
             if claim is not None and self.db.dialect == "postgresql":
@@ -155,6 +146,11 @@ class SqlStore(AccountRecords):
                     await idempotency.refuse_used(conn, claim, self._t)
                 row = await conn.fetchrow(sql, *where.args)
             planned = plan(rows.task_from_row(row, self._t) if row else None)
+            if self._folds(planned.runs):
+                written = await pg_runs.write(conn, planned.runs, claim, planned.events, self._t)
+                if then is not None:
+                    await then(conn, planned.runs)
+                return planned.runs, planned.runs, written
             result, inserted = await self._insert_runs(conn, planned.runs)
             if claim is not None:
                 await idempotency.record(conn, claim, result, self._t)
@@ -166,7 +162,16 @@ class SqlStore(AccountRecords):
 
         result, inserted, written = await self.db.atomic(body)
         self.journal.appended(written)
-        return result, inserted
+        return list(result), list(inserted)
+
+    def _folds(self, runs: Sequence[Execution]) -> bool:
+        """Whether `pg_runs` writes these runs: on PostgreSQL, when none has a key of its
+        own (a stored execution would then stand for it, read after the insert)."""
+        return (
+            self.db.dialect == "postgresql"
+            and bool(runs)
+            and not any(r.idempotency_key for r in runs)
+        )
 
     async def _insert_runs(
         self, conn: Conn, runs: Sequence[Execution]
@@ -174,7 +179,7 @@ class SqlStore(AccountRecords):
         """Insert runs of one task: (every execution in order, those inserted now)."""
         values = [rows.execution_insert_values(r, None, self._t) for r in runs]
         if self.db.dialect == "postgresql" and values:
-            await conn.execute(_RUN_INSERT_ARRAYS, *map(list, zip(*values, strict=True)))
+            await conn.execute(pg_runs.INSERT_ARRAYS, *map(list, zip(*values, strict=True)))
         else:
             await conn.executemany(_RUN_INSERT, values)
         keys = [r.idempotency_key for r in runs if r.idempotency_key]

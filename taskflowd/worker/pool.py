@@ -239,7 +239,8 @@ class WorkerPool:
         if want is None:
             return None
         claim: asyncio.Future[list[Execution]] = asyncio.get_running_loop().create_future()
-        self._track(claim)
+        self._claim = claim
+        claimed_at = time.monotonic()
 
         def deliver(jobs: list[Execution]) -> None:
             # No longer in flight at once: work announced right after may start a claim.
@@ -248,6 +249,9 @@ class WorkerPool:
                 self._claim_done(claim)
             if not claim.done():
                 claim.set_result(jobs)
+            # Launched now, not a loop turn later from a callback of `claim`: the handler
+            # starts before the adding request goes on to render its response.
+            self._claimed(claim, claimed_at)
 
         return Reservation(self.node_id, want, self.settings.lease_s, deliver)
 

@@ -11,9 +11,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from taskflowd.domain.entities import Execution, User, utcnow
+from taskflowd.domain.entities import JSON, Execution, User, utcnow
 from taskflowd.domain.enums import ExecutionStatus, RunStatus, TaskType
 from taskflowd.domain.errors import Conflict
+from taskflowd.domain.rules import RunSpec
+from taskflowd.handlers.base import HandlerSpec, JobContext
+from taskflowd.handlers.builtin import builtin_specs, validate_echo
+from taskflowd.handlers.registry import HandlerRegistry
 from taskflowd.queue.base import Reservation
 from taskflowd.queue.sql import SqlQueue
 from taskflowd.store.base import IdempotencyClaim, Replay
@@ -115,6 +119,27 @@ async def _writer_transactions(db: SqliteDatabase, act: Awaitable[T]) -> tuple[T
         span_tag.reset(token)
     db.observe_writer(None)
     return result, len(transactions)
+
+
+async def test_a_run_claimed_as_it_was_added_has_started_when_the_call_returns(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """The claim's jobs are launched as its transaction ends, before the caller goes on
+    (to render its response), not a turn of the event loop after it."""
+    started: list[JSON] = []
+
+    async def note(payload: JSON, ctx: JobContext) -> JSON:
+        started.append(payload)
+        return payload
+
+    handlers = HandlerRegistry([*builtin_specs(), HandlerSpec("note", note, validate_echo)])
+    engine = await make_engine(worker=IDLE, handlers=handlers)
+    await idle(engine, admin)
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, handler="note"))
+
+    await engine.tasks.run(admin, task.id, [RunSpec(payload="first", has_payload=True)])
+
+    assert started == ["first"]
 
 
 async def test_a_job_queued_before_with_a_higher_priority_is_claimed_first(
@@ -364,6 +389,23 @@ async def test_a_plain_claim_made_with_the_work_added_is_one_statement_on_postgr
     assert [e.id for e in adding.delivered] == [adding.run.id]
     assert len(adding.statements) == 1, adding.statements
     assert adding.synchronous_commit == "on"
+
+
+async def test_a_run_of_a_limited_task_is_left_to_the_claim_loop_on_postgresql(
+    make_engine: EngineFactory, admin: User
+) -> None:
+    """A claim in steps waits for task and org locks, which must not happen while the
+    adding transaction holds the audit chain's head: the run is announced instead."""
+    engine = await make_engine(start=False)
+    if engine.store.db.dialect != "postgresql":
+        return
+    task = await engine.tasks.create(admin, spec(TaskType.ON_DEMAND, concurrency=1))
+
+    adding = await _claim_with_a_run(engine, admin, task_id=task.id)
+
+    assert adding.delivered == []
+    assert not any("FOR UPDATE" in s and "SKIP LOCKED" not in s for s in adding.statements)
+    assert (await engine.execution(adding.run.id)).status is ExecutionStatus.PENDING
 
 
 async def test_a_run_the_claim_takes_is_not_announced_to_other_nodes(
