@@ -93,6 +93,8 @@ class Popped:
     epoch_present: bool
     paused_tasks: int
     ids: list[str]
+    due_us: list[int]
+    """Each popped job's due time (µs, to the millisecond): where `requeue` puts it back."""
 
 
 def _packed(rows: Iterable[Iterable[Any]]) -> str:
@@ -184,7 +186,9 @@ class RedisIndex:
         cap of running jobs (its override set by `set_caps`, else `default_cap`; 0: none)."""
         promote = max(_PROMOTE_AT_LEAST, 4 * limit)
         out = await self._run("acquire", now_us, (limit, deadline_us, promote, default_cap))
-        return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
+        ids, scores = out[2::2], out[3::2]
+        due_us = [int(float(s)) % PRIORITY_SPAN * 1000 for s in scores]
+        return Popped(bool(out[0]), int(out[1]), [str(i) for i in ids], due_us)
 
     async def settle(self, now_us: int, rows: Sequence[tuple[str, str, int]]) -> bool:
         """Rows of (execution id, kind C/R/D/X, retry time in µs); returns whether jobs
