@@ -88,6 +88,15 @@ def wakes(message: str, sender: str, sleeps_until: datetime | None) -> bool:
     return wakes_for(due, sleeps_until)
 
 
+def queued_elsewhere(message: str, sender: str) -> bool:
+    """Whether a wake-up (see `wakes`) tells of jobs queued by someone other than the
+    queue named `sender`."""
+    if not message:
+        return False
+    kind, _, rest = message.partition(" ")
+    return kind != "sync" or rest.partition(" ")[0] != sender
+
+
 def _queued(e: Execution) -> Placement:
     return Placement(e.id, "Q", to_us(e.run_at), e.priority, e.task_id, e.org_id)
 
@@ -214,8 +223,8 @@ class RedisQueue:
         self._wake.set()
 
     def _on_wake_up(self, message: str) -> None:
-        if message:
-            # Jobs queued (or queued again) anywhere may outrank those popped ahead.
+        if queued_elsewhere(message, self._sender):
+            # They may outrank the jobs popped ahead (this queue's own adds said so already).
             self._popped_at = -_POPPED_KEEP_S
         if wakes(message, self._sender, self._sleeps_until):
             self._wake.set()

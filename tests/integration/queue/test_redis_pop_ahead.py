@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from taskflowd.domain.entities import Execution, Task, User
-from taskflowd.queue.redis import RedisQueue
+from taskflowd.queue.redis import RedisQueue, queued_elsewhere
 from taskflowd.store import SqlStore
 from tests.conftest import RedisTarget
 from tests.integration.queue.factories import ago, due_job, new_owner, new_task
@@ -122,3 +122,14 @@ async def test_jobs_popped_ahead_by_a_node_that_died_run_elsewhere(
     assert len(held) == 2
     assert {j.id for j in claimed} == {j.id for j in jobs}
     assert all(j.lease_owner == "other" for j in claimed)
+
+
+def test_only_jobs_queued_by_others_can_outrank_those_popped_ahead() -> None:
+    # A queue's own adds and hand-backs are known to it without a wake-up: were they to
+    # count, each hand-back's wake-up would hand back the jobs popped ahead next.
+    assert not queued_elsewhere("", "me")
+    assert not queued_elsewhere("sync me 1765000000000000", "me")
+    assert queued_elsewhere("sync other 1765000000000000", "me")
+    assert queued_elsewhere("sync  1765000000000000", "me"), "the reconciler's repairs"
+    assert queued_elsewhere("retry", "me")
+    assert queued_elsewhere("wake", "me")
