@@ -224,7 +224,7 @@ class RedisQueue:
 
     def _on_wake_up(self, message: str) -> None:
         if queued_elsewhere(message, self._sender):
-            # They may outrank the jobs popped ahead (this queue's own adds said so already).
+            # They may outrank the jobs popped ahead (this queue's own did so in `_reflect`).
             self._popped_at = -_POPPED_KEEP_S
         if wakes(message, self._sender, self._sleeps_until):
             self._wake.set()
@@ -257,8 +257,12 @@ class RedisQueue:
         """Show committed changes in Redis; if it cannot be reached, the reconciler will."""
         if not placements:
             return
+        now_us = to_us(utcnow())
+        if any(p.state == "Q" and p.score_us <= now_us for p in placements):
+            # Due now, they may outrank the jobs popped ahead.
+            self._popped_at = -_POPPED_KEEP_S
         try:
-            await self.index.sync(to_us(utcnow()), placements, self._sender)
+            await self.index.sync(now_us, placements, self._sender)
         except StoreError as exc:
             self._index_failed(exc)
         else:
@@ -292,7 +296,6 @@ class RedisQueue:
 
     async def announce(self, executions: Sequence[Execution]) -> None:
         if executions:
-            self._popped_at = -_POPPED_KEEP_S
             await self._reflect([_queued(e) for e in executions])
             # Its own wake-up skipped (see `_on_wake_up`), this node's worker is woken
             # here, unless it will look again before the earliest of them is due.
