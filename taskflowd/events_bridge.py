@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,6 +48,9 @@ GATHER_S = 0.01
 """How long the sender lets events gather after the first of a batch: a drain publishes
 two events per job, a few at a time, and each send costs a round trip."""
 STOP_FLUSH_S = 2.0
+ALONE_S = 1.0
+"""How long a node that found no other node listening sends nothing before it looks
+again (by sending): a node that joins hears events within that time."""
 _BACKOFF_S = (0.5, 10.0)
 
 Deliver = Callable[[bytes], None]
@@ -64,6 +68,9 @@ class Transport(Protocol):
     async def send(self, payloads: Sequence[bytes]) -> None:
         """Broadcast payloads, in order, in one round trip; raises when the transport
         cannot be reached (some may have gone out)."""
+
+    def alone(self) -> bool:
+        """Whether a recent send reached no other node: sending can wait."""
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         """Connect, call `connected()`, then pass each payload to `deliver` until the
@@ -135,6 +142,8 @@ class EventsBridge:
             await self._send(self._drain(batch))
 
     async def _send(self, batch: list[Event]) -> None:
+        if self.transport.alone():
+            return
         mine = [e for e in batch if e.kind in BRIDGED_KINDS]
         payloads = encode(self.node_id, mine, self.transport.max_payload)
         if not payloads:
@@ -197,7 +206,7 @@ class EventsBridge:
 def encode(origin: str, events: list[Event], max_payload: int) -> list[bytes]:
     """Payloads of at most `max_payload` bytes, each `{"o": origin, "e": [[kind, data]…]}`.
     An event too large for one payload on its own is left out."""
-    head = b'{"o":' + orjson.dumps(origin) + b',"e":['
+    head = _head(origin)
     tail = b"]}"
     payloads: list[bytes] = []
     items: list[bytes] = []
@@ -217,8 +226,17 @@ def encode(origin: str, events: list[Event], max_payload: int) -> list[bytes]:
     return payloads
 
 
+def _head(origin: str) -> bytes:
+    """How every payload `encode` writes for `origin` begins."""
+    return b'{"o":' + orjson.dumps(origin) + b',"e":['
+
+
 def decode(payload: bytes | str, own_node_id: str) -> list[Event]:
     """The events of another node's payload; nothing for this node's own or bad ones."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if raw.startswith(_head(own_node_id)):
+        # Every node hears its own payloads too: known by their head, they are not parsed.
+        return []
     try:
         message = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -261,6 +279,10 @@ class PostgresTransport:
             self.channel,
             [p.decode() for p in payloads],
         )
+
+    def alone(self) -> bool:
+        """Never known: `NOTIFY` does not say who listens."""
+        return False
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         conn = await self.db.pool.acquire()
@@ -316,6 +338,8 @@ class RedisTransport:
         self.store = store
         self.channel = ""
         self._publisher: Redis = redis_client(url, timeout_s=2.0)
+        self._listening = False
+        self._alone_until = 0.0
 
     async def open(self) -> None:
         cluster_id = await self.store.put_setting_if_absent(CLUSTER_ID_SETTING, uuid.uuid4().hex)
@@ -325,7 +349,13 @@ class RedisTransport:
         async with self._publisher.pipeline(transaction=False) as pipe:
             for payload in payloads:
                 pipe.publish(self.channel, payload)
-            await pipe.execute()
+            receivers = await pipe.execute()
+        # PUBLISH answers how many subscribers got it, this node's own listener included.
+        if max(receivers, default=0) <= int(self._listening):
+            self._alone_until = time.monotonic() + ALONE_S
+
+    def alone(self) -> bool:
+        return time.monotonic() < self._alone_until
 
     async def listen(self, deliver: Deliver, connected: Callable[[], None]) -> None:
         from redis.asyncio import Redis
@@ -341,12 +371,14 @@ class RedisTransport:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)
+            self._listening = True
             connected()
             while True:
                 message = await pubsub.get_message(timeout=PING_S)
                 if message is not None and message.get("type") == "message":
                     deliver(message["data"])
         finally:
+            self._listening = False
             with contextlib.suppress(Exception):
                 await pubsub.reset()
             with contextlib.suppress(Exception):

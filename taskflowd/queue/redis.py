@@ -37,7 +37,7 @@ from taskflowd.queue.base import (
     TickBatch,
 )
 from taskflowd.queue.reconcile import Reconciler
-from taskflowd.queue.redis_claims import RecordClaims
+from taskflowd.queue.redis_claims import ClaimResult, RecordClaims
 from taskflowd.queue.redis_index import (
     PRIORITY_SPAN,
     Placement,
@@ -55,6 +55,10 @@ from taskflowd.store.outbox import Outbox
 log = logging.getLogger("taskflowd.queue.redis")
 
 _OVERDUE_BATCH = 500
+_POPPED_KEEP_S = 0.1
+"""How long jobs popped ahead of a claim (`RedisQueue.acquire`) wait here for it: a claim
+that comes later puts them back to waiting first, and so does a quiet moment, so that
+other nodes may take them and newly queued jobs of a higher priority go before them."""
 _UNPARK_CHECK_S = 1.0
 _RESUBSCRIBE_S = 1.0
 _KIND = {
@@ -83,6 +87,15 @@ def wakes(message: str, sender: str, sleeps_until: datetime | None) -> bool:
     except ValueError:
         return True
     return wakes_for(due, sleeps_until)
+
+
+def queued_elsewhere(message: str, sender: str) -> bool:
+    """Whether a wake-up (see `wakes`) tells of jobs queued by someone other than the
+    queue named `sender`."""
+    if not message:
+        return False
+    kind, _, rest = message.partition(" ")
+    return kind != "sync" or rest.partition(" ")[0] != sender
 
 
 def _queued(e: Execution) -> Placement:
@@ -128,6 +141,12 @@ class RedisQueue:
         self._claims: set[asyncio.Future[list[Execution]]] = set()
         self._supervisor = Supervisor(lambda name, exc: None)
         self._unpark_checked = 0.0
+        self._popped: list[tuple[str, int]] = []
+        """Jobs popped from the index for the next claim (id, due µs), not claimed yet."""
+        self._popped_at = 0.0
+        self._popped_added = asyncio.Event()
+        self._backlog = False
+        """Whether the last pop found all it asked for: more may wait, worth popping ahead."""
         self._index_outage = Outage(
             log,
             "Redis queue index not updated (%s); the reconciler will repair it",
@@ -153,9 +172,16 @@ class RedisQueue:
         self._supervisor.spawn("queue.redis.wake-ups", self._wake_ups)
         self._supervisor.spawn("queue.redis.reconciler", self.reconciler.run)
         self._supervisor.spawn("queue.redis.caps", self._keep_caps)
+        self._supervisor.spawn("queue.redis.popped", self._requeue_unclaimed)
 
     async def stop(self) -> None:
         await self._supervisor.cancel_all()
+        try:
+            await self._requeue_popped()
+        finally:
+            await self._stop_stores()
+
+    async def _stop_stores(self) -> None:
         try:
             await self.sql.stop()
         finally:
@@ -200,6 +226,9 @@ class RedisQueue:
         self._wake.set()
 
     def _on_wake_up(self, message: str) -> None:
+        if queued_elsewhere(message, self._sender):
+            # They may outrank the jobs popped ahead (this queue's own did so in `_reflect`).
+            self._popped_at = -_POPPED_KEEP_S
         if wakes(message, self._sender, self._sleeps_until):
             self._wake.set()
 
@@ -233,8 +262,12 @@ class RedisQueue:
         """Show committed changes in Redis; if it cannot be reached, the reconciler will."""
         if not placements:
             return
+        now_us = to_us(utcnow())
+        if any(p.state == "Q" and p.score_us <= now_us for p in placements):
+            # Due now, they may outrank the jobs popped ahead.
+            self._popped_at = -_POPPED_KEEP_S
         try:
-            await self.index.sync(to_us(utcnow()), placements, self._sender)
+            await self.index.sync(now_us, placements, self._sender)
         except StoreError as exc:
             self._index_failed(exc)
         else:
@@ -296,6 +329,8 @@ class RedisQueue:
         these: the best due jobs, as `acquire` takes them)."""
         now = utcnow()
         now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=held.lease_s))
+        # Due now, they may outrank the jobs popped ahead (see `_reflect`).
+        self._popped_at = -_POPPED_KEEP_S
         try:
             popped = await self.index.sync_and_acquire(
                 now_us,
@@ -309,7 +344,10 @@ class RedisQueue:
             self._index_failed(exc)
             return []
         self._index_answered()
-        return await self._claim_popped(popped, now, held.owner, held.limit, held.lease_s)
+        found = await self._found(popped, now, held.limit, deadline_us)
+        result = await self._claim([i for i, _ in found], held.owner, now, held.lease_s)
+        await self._reflect(result.placements)
+        return result.claimed
 
     def _delivered(
         self, done: asyncio.Future[list[Execution]], held: Reservation, added: Sequence[Execution]
@@ -351,36 +389,102 @@ class RedisQueue:
 
     # --- claiming ----------------------------------------------------------------------
     async def acquire(self, owner: str, limit: int, lease_s: float) -> list[Execution]:
+        """Pop due jobs from the index and claim them in the database. While a backlog
+        lasts, a claim pops the next claim's jobs (as many, in the same fair order) while
+        it claims its own, which the previous claim popped: one round trip's wait rather
+        than two. Jobs popped ahead are claimed like any others (the database decides);
+        left unclaimed for `_POPPED_KEEP_S`, or outranked by jobs queued since, they go
+        back to waiting."""
+        if self._popped and time.monotonic() - self._popped_at > _POPPED_KEEP_S:
+            await self._requeue_popped()
         now = utcnow()
-        now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
-        cap = self.max_running_jobs
-        popped = await self.index.acquire(now_us, limit, deadline_us, cap)
-        return await self._claim_popped(popped, now, owner, limit, lease_s)
+        deadline_us = to_us(now + timedelta(seconds=lease_s))
+        ahead, self._popped = self._popped[:limit], self._popped[limit:]
+        ids = [i for i, _ in ahead]
+        if len(ids) < limit:
+            ids += [i for i, _ in await self._pop(now, limit - len(ids), deadline_us)]
+        popping = None
+        if self._backlog:
+            popping = asyncio.ensure_future(self._pop(now, limit, deadline_us))
+        try:
+            result = await self._claim(ids, owner, now, lease_s)
+        finally:
+            if popping is not None:
+                self._keep_popped(await self._popped_ahead(popping))
+        await self._reflect(result.placements)
+        return result.claimed
 
-    async def _claim_popped(
-        self, popped: Popped, now: datetime, owner: str, limit: int, lease_s: float
-    ) -> list[Execution]:
-        """Claim in the database the jobs `popped` (at `now`, for up to `limit`)."""
-        now_us, deadline_us = to_us(now), to_us(now + timedelta(seconds=lease_s))
-        cap = self.max_running_jobs
+    async def _pop(self, now: datetime, count: int, deadline_us: int) -> list[tuple[str, int]]:
+        """Pop up to `count` due jobs (id, due µs)."""
+        popped = await self.index.acquire(to_us(now), count, deadline_us, self.max_running_jobs)
+        return await self._found(popped, now, count, deadline_us)
+
+    async def _found(
+        self, popped: Popped, now: datetime, count: int, deadline_us: int
+    ) -> list[tuple[str, int]]:
+        """The jobs `popped` (id, due µs), with the parked jobs of resumed tasks queued
+        again and popped too when fewer were found (or now and then)."""
+        now_us, cap = to_us(now), self.max_running_jobs
         if not popped.epoch_present:
             self.reconciler.kick()
-        ids = popped.ids
-        unpark = popped.paused_tasks and self._unpark_due(len(ids) < limit)
+        found = list(zip(popped.ids, popped.due_us, strict=True))
+        unpark = popped.paused_tasks and self._unpark_due(len(found) < count)
         if unpark and await self._unpark(now):
-            more = await self.index.acquire(now_us, limit - len(ids), deadline_us, cap)
-            ids = [*ids, *more.ids]
-        if not ids:
-            return []
+            more = await self.index.acquire(now_us, count - len(found), deadline_us, cap)
+            found += zip(more.ids, more.due_us, strict=True)
+        self._backlog = len(found) >= count
+        return found
+
+    async def _popped_ahead(
+        self, popping: asyncio.Future[list[tuple[str, int]]]
+    ) -> list[tuple[str, int]]:
+        """The jobs a pop ahead found; none if it failed (the index is then repaired
+        from the database: whatever it popped is reaped once its deadline passes)."""
         try:
-            result = await self.records.claim(ids, owner, now, lease_s)
+            return await popping
+        except StoreError as exc:
+            self._index_failed(exc)
+            return []
+
+    def _keep_popped(self, popped: list[tuple[str, int]]) -> None:
+        if popped:
+            if not self._popped:
+                self._popped_at = time.monotonic()
+            self._popped += popped
+            self._popped_added.set()
+
+    async def _claim(
+        self, ids: list[str], owner: str, now: datetime, lease_s: float
+    ) -> ClaimResult:
+        if not ids:
+            return ClaimResult()
+        try:
+            return await self.records.claim(ids, owner, now, lease_s)
         except BaseException:
             # Back to waiting rather than stuck in active until the lease runs out; a
             # claim that did commit is corrected when these are popped again.
-            await self._reflect([Placement(i, "Q", now_us) for i in ids])
+            await self._reflect([Placement(i, "Q", to_us(now)) for i in ids])
             raise
-        await self._reflect(result.placements)
-        return result.claimed
+
+    async def _requeue_popped(self) -> None:
+        """Put the jobs popped ahead back to waiting, where they were."""
+        popped, self._popped = self._popped, []
+        if popped:
+            await self._reflect([Placement(i, "Q", due_us) for i, due_us in popped])
+            # This node's own wake-up does not wake its claim loop (see `wakes`).
+            self._wake.set()
+
+    async def _requeue_unclaimed(self) -> None:
+        """Put jobs popped ahead back once no claim took them in time."""
+        while True:
+            await self._popped_added.wait()
+            self._popped_added.clear()
+            while self._popped:
+                left = self._popped_at + _POPPED_KEEP_S - time.monotonic()
+                if left > 0:
+                    await asyncio.sleep(left)
+                else:
+                    await self._requeue_popped()
 
     def _unpark_due(self, short: bool) -> bool:
         return short or time.monotonic() - self._unpark_checked >= _UNPARK_CHECK_S
@@ -471,8 +575,10 @@ class RedisQueue:
         return await self.sql.depths_by_org()
 
     async def next_due(self) -> datetime | None:
-        """The earliest delayed job, exactly; with jobs waiting, a due time at or before
-        now (the first waiting job's, to the millisecond)."""
+        """The earliest delayed job, exactly; with jobs waiting (or popped ahead), a due
+        time at or before now (the first waiting job's, to the millisecond)."""
+        if self._popped:
+            return utcnow()
         waiting, delayed = await self.index.heads()
         found = [] if delayed is None else [from_us(delayed)]
         if waiting is not None:

@@ -3,7 +3,8 @@
 -- Jobs are taken round-robin across the orgs with waiting jobs, those served longest ago
 -- first, each org taking an equal share of what is left per round, up to its room under
 -- its cap of running jobs (its CAPS override, else ARGV[6]; 0: no cap).
--- Returns {epoch present (0/1), tasks with parked jobs, popped ids...}.
+-- Returns {epoch present (0/1), tasks with parked jobs, then each popped id followed by
+-- its waiting score}.
 local limit, deadline, promote_max = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local default_cap = tonumber(ARGV[6])
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW_ARG, 'WITHSCORES',
@@ -63,6 +64,7 @@ while taken < limit and #open > 0 do
     for i = 1, #popped, 2 do
       added = added + redis.call('ZADD', ACTIVE, deadline, popped[i])
       out[#out + 1] = popped[i]
+      out[#out + 1] = popped[i + 1]
     end
     if added > 0 and org ~= '' then
       redis.call('HINCRBY', RUNNING, org, added)

@@ -93,6 +93,8 @@ class Popped:
     epoch_present: bool
     paused_tasks: int
     ids: list[str]
+    due_us: list[int]
+    """Each popped job's due time (µs, to the millisecond): where `requeue` puts it back."""
 
 
 def _packed(rows: Iterable[Iterable[Any]]) -> str:
@@ -106,7 +108,10 @@ def _acquire_args(limit: int, deadline_us: int, default_cap: int) -> tuple[int, 
 
 
 def _popped(out: Sequence[Any]) -> Popped:
-    return Popped(bool(out[0]), int(out[1]), [str(i) for i in out[2:]])
+    """The `acquire` script's reply: epoch present, paused tasks, then (id, score) pairs."""
+    ids, scores = out[2::2], out[3::2]
+    due_us = [int(float(s)) % PRIORITY_SPAN * 1000 for s in scores]
+    return Popped(bool(out[0]), int(out[1]), [str(i) for i in ids], due_us)
 
 
 def _unknown_script(reply: Any) -> bool:

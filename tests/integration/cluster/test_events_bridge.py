@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from taskflowd import events_bridge
 from taskflowd.background import Supervisor
 from taskflowd.events import Event, EventBus
 from taskflowd.events_bridge import (
@@ -210,6 +211,54 @@ async def test_events_cross_nodes_over_redis(
     await exchange(b, a)
 
 
+async def sent_out(node: Node) -> None:
+    """Wait until `node`'s bridge took every event published so far and sent (or let go
+    of) them."""
+    inbox = node.bridge._inbox
+    assert inbox is not None
+
+    async def done() -> bool:
+        return inbox.empty() and not node.bridge._gathering
+
+    await eventually(done, f"{node.name} to send what it published", interval_s=0.02)
+
+
+async def test_a_node_no_other_node_hears_sends_nothing_over_redis(
+    pg_url: str, redis_url: str, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_bridge, "ALONE_S", 600.0)
+    a = await make_node(pg_url, redis_url)
+
+    async def found_alone() -> bool:
+        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
+        await sent_out(a)
+        return a.bridge.transport.alone()
+
+    await eventually(found_alone, "a send to find no other node listening")
+    sent = a.bridge.sent
+    for i in range(20):
+        a.bus.publish("execution", id=f"e{i}", taskId="t", status="COMPLETED")
+        await sent_out(a)
+
+    assert a.bridge.sent == sent
+
+
+async def test_a_node_that_joins_hears_a_node_that_was_alone(
+    pg_url: str, redis_url: str, make_node: MakeNode
+) -> None:
+    a = await make_node(pg_url, redis_url)
+
+    async def found_alone() -> bool:
+        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
+        await sent_out(a)
+        return a.bridge.transport.alone()
+
+    await eventually(found_alone, "a send to find no other node listening")
+    b = await make_node(pg_url, redis_url)
+    await wait_connected(a, b)
+    await exchange(a, b)
+
+
 async def test_clusters_sharing_a_redis_do_not_hear_each_other(
     tmp_path: Path, redis_url: str, make_node: MakeNode
 ) -> None:
@@ -269,6 +318,9 @@ class _Recorded:
 
     async def send(self, payloads: Sequence[bytes]) -> None:
         self.sent += payloads
+
+    def alone(self) -> bool:
+        return False
 
     async def listen(self, deliver: Callable[[bytes], None], connected: Callable[[], None]) -> None:
         connected()
