@@ -122,7 +122,11 @@ async def test_the_worker_reports_a_backlog_while_a_job_waits_and_none_once_idle
     engine = await make_engine(worker={"concurrency": 1})
     first, second = await buffered_behind(engine, admin, 2.0)
 
-    assert engine.worker.backlogged(), "a claimed job waits for the busy slot"
+    async def backlogged() -> bool:
+        # Claimed (PROCESSING) a moment before its claim is handed to the worker.
+        return engine.worker.backlogged()
+
+    await engine.wait_for(backlogged, "a claimed job waits for the busy slot")
 
     await engine.wait_for_status(second, ExecutionStatus.COMPLETED)
 
