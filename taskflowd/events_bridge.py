@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskflowd.events")
 
 BRIDGED_KINDS = frozenset({"execution", "principal"})
+LOSABLE_KINDS = frozenset({"execution"})
+"""Events a node that finds no other node listening may leave unsent (`ALONE_S`): a
+dashboard's live view, which its next page load shows anyway."""
 PG_CHANNEL = "taskflow_events"
 REDIS_CHANNEL_PREFIX = "taskflow:events:"
 CLUSTER_ID_SETTING = "cluster_id"
@@ -49,8 +52,9 @@ GATHER_S = 0.01
 two events per job, a few at a time, and each send costs a round trip."""
 STOP_FLUSH_S = 2.0
 ALONE_S = 1.0
-"""How long a node that found no other node listening sends nothing before it looks
-again (by sending): a node that joins hears events within that time."""
+"""How long a node that found no other node listening sends only events that must not
+be lost before it looks again (by sending): a node that joins hears all events within
+that time."""
 _BACKOFF_S = (0.5, 10.0)
 
 Deliver = Callable[[bytes], None]
@@ -142,9 +146,11 @@ class EventsBridge:
             await self._send(self._drain(batch))
 
     async def _send(self, batch: list[Event]) -> None:
-        if self.transport.alone():
-            return
         mine = [e for e in batch if e.kind in BRIDGED_KINDS]
+        if self.transport.alone() and all(e.kind in LOSABLE_KINDS for e in mine):
+            # A node that joined since may not hear these; a principal event still goes
+            # out, or a credential it cached would outlive its revocation.
+            return
         payloads = encode(self.node_id, mine, self.transport.max_payload)
         if not payloads:
             return
@@ -351,8 +357,8 @@ class RedisTransport:
                 pipe.publish(self.channel, payload)
             receivers = await pipe.execute()
         # PUBLISH answers how many subscribers got it, this node's own listener included.
-        if max(receivers, default=0) <= int(self._listening):
-            self._alone_until = time.monotonic() + ALONE_S
+        alone = max(receivers, default=0) <= int(self._listening)
+        self._alone_until = time.monotonic() + ALONE_S if alone else 0.0
 
     def alone(self) -> bool:
         return time.monotonic() < self._alone_until

@@ -259,6 +259,36 @@ async def test_a_node_that_joins_hears_a_node_that_was_alone(
     await exchange(a, b)
 
 
+async def test_a_node_that_was_alone_still_sends_a_principal_event_to_a_node_that_joined(
+    pg_url: str, redis_url: str, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_bridge, "ALONE_S", 600.0)
+    a = await make_node(pg_url, redis_url)
+
+    async def found_alone() -> bool:
+        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
+        await sent_out(a)
+        return a.bridge.transport.alone()
+
+    await eventually(found_alone, "a send to find no other node listening")
+    b = await make_node(pg_url, redis_url)
+
+    async def b_heard_by_a() -> bool:
+        b.bus.publish("execution", id="probe", taskId="probe", status="PENDING")
+        await sent_out(b)
+        return any(e.data.get("id") == "probe" for e in a.remote())
+
+    await eventually(b_heard_by_a, "both nodes to listen")
+    assert a.bridge.transport.alone(), "a still believes it is alone"
+    a.bus.publish("principal", apiKeyId="k1", userId="u1")
+
+    async def revoked_on_b() -> bool:
+        return any(e.kind == "principal" and e.data.get("apiKeyId") == "k1" for e in b.remote())
+
+    await eventually(revoked_on_b, "the key's revocation on the node that joined")
+    assert not a.bridge.transport.alone(), "that send found b listening"
+
+
 async def test_clusters_sharing_a_redis_do_not_hear_each_other(
     tmp_path: Path, redis_url: str, make_node: MakeNode
 ) -> None:
