@@ -23,6 +23,7 @@ from taskflowd.background import Supervisor
 from taskflowd.bench_jobs import bench_registry
 from taskflowd.bench_measure import cpu_s, next_event, percentile, rss_mb
 from taskflowd.config import SecuritySettings, Settings, known_keys
+from taskflowd.daemon import run_loop, tune_collector
 from taskflowd.domain.entities import Execution, Task, User, utcnow
 from taskflowd.domain.enums import MisfirePolicy, Role, TaskStatus, TaskType
 from taskflowd.domain.jobs import new_execution
@@ -216,6 +217,8 @@ class _Bench:
 async def _main(settings: Settings, args: argparse.Namespace) -> list[tuple[str, str]]:
     bench = _Bench(settings, args.handler, args.redis_url)
     await bench.setup()
+    # As `serve` does once the node is built: the figures are the daemon's.
+    tune_collector()
     rows: list[tuple[str, str]] = []
     try:
         if getattr(args, "prune", 0):
@@ -269,8 +272,6 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         from taskflowd.bench_audit import run_audit_bench
 
         return run_audit_bench(settings, args)
-    from taskflowd.daemon import run_loop
-
     if getattr(args, "encrypt", False):
         key = base64.b64encode(os.urandom(32)).decode()
         settings = dataclasses.replace(settings, security=SecuritySettings((key,)))

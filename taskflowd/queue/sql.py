@@ -400,7 +400,7 @@ class SqlQueue:
 
     def _ordered(self, claimed: Sequence[Row]) -> list[Execution]:
         """Claimed rows as the worker takes them: best first."""
-        found = [rows.execution_from_row(r, self._t) for r in claimed]
+        found = rows.executions_from_rows(claimed, self._t)
         found.sort(key=lambda e: (-e.priority, e.run_at, e.id))
         return found
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,6 +118,21 @@ TASK_COLUMNS = (
 
 
 def execution_from_row(row: Row, t: RowCodec) -> Execution:
+    return executions_from_rows([row], t)[0]
+
+
+def executions_from_rows(found: Sequence[Row], t: RowCodec) -> list[Execution]:
+    """The executions of `found`, rows of one statement. sqlite3.Row finds a column by
+    comparing its name with each column's in turn: the rows are read as dicts with the
+    statement's column names, which reads the 28 columns in less than half the time
+    (every job a worker claims is read here, on the event loop)."""
+    if found and isinstance(found[0], sqlite3.Row):
+        names = found[0].keys()
+        return [_execution(dict(zip(names, row, strict=True)), t) for row in found]
+    return [_execution(row, t) for row in found]
+
+
+def _execution(row: Row, t: RowCodec) -> Execution:
     return Execution(
         id=row["id"],
         task_id=row["task_id"],
