@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,8 @@ class AuthService:
         self._clock = clock
         self.events = events or EventBus()
         self.principals = PrincipalCache(settings.principal_cache_ttl_s)
-        self._lookups: dict[str, asyncio.Future[Principal]] = {}
+        self._lookups: dict[str, tuple[float, asyncio.Future[Principal]]] = {}
+        """The look-up under way for each credential and when it began (monotonic)."""
         self._principal_events = 0
         self.events.on(PRINCIPAL_EVENT, self._principal_changed)
         self.api_keys = ApiKeys(store, self._key_revoked, clock)
@@ -316,14 +318,16 @@ class AuthService:
         Raises InvalidToken otherwise. Answers come from the principal cache when they
         can (see `taskflowd.auth.principals`); requests that miss it together share one
         look-up (a flood of them would otherwise read the key or user each, every time
-        its cached principal expires)."""
+        its cached principal expires), one begun less than the cache's TTL ago: what it
+        read is no older than a cached principal could be (none with the cache off)."""
         cached = self.principals.get(credential)
         if cached is not None:
             return cached
-        lookup = self._lookups.get(credential)
-        if lookup is None:
+        now = time.monotonic()
+        began, lookup = self._lookups.get(credential, (now, None))
+        if lookup is None or now - began >= self.principals.ttl_s:
             lookup = asyncio.ensure_future(self._look_up(credential))
-            self._lookups[credential] = lookup
+            self._lookups[credential] = (now, lookup)
             lookup.add_done_callback(functools.partial(self._looked_up, credential))
         return await asyncio.shield(lookup)
 
@@ -344,7 +348,7 @@ class AuthService:
         return principal
 
     def _looked_up(self, credential: str, lookup: asyncio.Future[Principal]) -> None:
-        if self._lookups.get(credential) is lookup:
+        if self._lookups.get(credential, (0.0, None))[1] is lookup:
             del self._lookups[credential]
         if not lookup.cancelled():
             lookup.exception()  # retrieved here: every waiter may have gone meanwhile

@@ -37,7 +37,7 @@ class KeptReads:
         """Changes on every `changed()`: a read that saw it change keeps nothing."""
         self._values: dict[Key, tuple[float, Any]] = {}
         self._chars = 0
-        self._reading: dict[Key, asyncio.Future[Any]] = {}
+        self._reading: dict[Key, tuple[float, asyncio.Future[Any]]] = {}
 
     def changed(self) -> None:
         """A statement of this node begins or ends: forget every value, and let the next
@@ -50,17 +50,22 @@ class KeptReads:
 
     def reading(self, key: Key) -> asyncio.Future[Any] | None:
         """The read of `key` under way, begun since this node's last statement began or
-        ended: a caller that misses may wait for it rather than read again (a flood of
-        requests would otherwise read the page once per request in flight each time a
-        statement drops it)."""
-        return self._reading.get(key)
+        ended and less than `kept_s` ago: a caller that misses may wait for it rather than
+        read again (a flood of requests would otherwise read the page once per request in
+        flight each time a statement drops it), and what it gets lags other nodes'
+        commits no more than a kept value may (a slow read may have begun long before)."""
+        found = self._reading.get(key)
+        if found is None or found[0] + self.kept_s <= time.monotonic():
+            return None
+        return found[1]
 
     def begin(self, key: Key, read: asyncio.Future[Any]) -> None:
-        """`read` of `key` is under way (see `reading`)."""
-        self._reading[key] = read
+        """`read` of `key` is under way from now (see `reading`)."""
+        self._reading[key] = (time.monotonic(), read)
 
         def done(_: asyncio.Future[Any]) -> None:
-            if self._reading.get(key) is read:
+            found = self._reading.get(key)
+            if found is not None and found[1] is read:
                 del self._reading[key]
             if not read.cancelled():
                 read.exception()  # retrieved here: every waiter may have gone meanwhile

@@ -186,3 +186,33 @@ async def test_requests_that_miss_the_cache_together_read_the_key_once(
     )
     assert [a.status for a in answers] == [200] * 8
     assert len(reads) == 1
+
+
+async def test_a_request_joins_no_look_up_older_than_the_cache_ttl(
+    make_client: MakeClient, store: SqlStore, monkeypatch: Any
+) -> None:
+    """With the principal cache off (TTL 0) every request reads the user itself: one that
+    comes after a deactivation behind the service's back is refused, even while an
+    earlier request's look-up, which read the user before it, is still under way."""
+    client = await make_client(auth_principal_cache_ttl_s=0.0)
+    user = await sign_up(client, "slow@example.com")
+    entered, gate = asyncio.Event(), asyncio.Event()
+    read_memberships = store.memberships
+
+    async def held(user_id: str) -> Any:
+        if not gate.is_set():
+            entered.set()
+            await gate.wait()
+        return await read_memberships(user_id)
+
+    monkeypatch.setattr(store, "memberships", held)
+    first = asyncio.create_task(client.get("/api/v1/auth/me", headers=user.headers))
+    await asyncio.wait_for(entered.wait(), 5.0)  # the first look-up has read the user
+    found = await store.get_user(user.user["id"])
+    assert found is not None
+    await store.update_user(dataclasses.replace(found, is_active=False))
+    later = asyncio.create_task(client.get("/api/v1/auth/me", headers=user.headers))
+    await asyncio.wait({later}, timeout=5.0)  # it returns at once unless it waits on the first
+    gate.set()
+    assert (await later).status == 401
+    assert (await first).status == 200

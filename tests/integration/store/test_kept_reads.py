@@ -105,3 +105,32 @@ async def test_postgresql_reads_a_page_missed_together_once(pg_url: str) -> None
         assert reads == [1, 1]
     finally:
         await store.stop()
+
+
+async def test_postgresql_joins_no_read_begun_longer_ago_than_the_kept_time(pg_url: str) -> None:
+    """A read under way (slow: a saturated pool, a busy server) is shared only while it
+    began less than `KEPT_S` ago: a later request shows another node's commit made more
+    than `KEPT_S` before it, as a kept page would."""
+    here, there = open_store(pg_url), open_store(pg_url)
+    await here.start()
+    await there.start()
+    slow = "SELECT value FROM settings, pg_sleep($2) WHERE key LIKE $1 ORDER BY key"
+    try:
+        await _put(here, "kept-a", "first")
+        first = asyncio.create_task(here.db.fetch_kept(_values_of, slow, PATTERN, 1.5))
+        deadline = time.monotonic() + 5.0
+        while not await there.db.fetchrow(
+            "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1 "
+            "AND pid <> pg_backend_pid()",
+            "%pg_sleep($2)%",
+        ):
+            assert time.monotonic() < deadline, "the slow read never began"
+            await asyncio.sleep(0.01)
+        await _put(there, "kept-a", "elsewhere")
+        await asyncio.sleep(KEPT_S + 0.05)  # the commit is older than a kept page may lag
+        assert not first.done()
+        assert await here.db.fetch_kept(_values_of, slow, PATTERN, 1.5) == ["elsewhere"]
+        assert await first == ["first"]
+    finally:
+        await there.stop()
+        await here.stop()
