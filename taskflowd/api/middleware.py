@@ -10,13 +10,14 @@ front middleware builds and responses aiohttp produces itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from logging import LogRecord
 from typing import Any
 
@@ -106,8 +107,14 @@ def log_access(request: web.Request, status: int, seconds: float, _: object) -> 
     access_logger.handle(_access_record(level, (method, route, status), fields))
 
 
-_ACCESS_RECORDS: dict[int, dict[str, Any]] = {}
-"""The attributes of a first access record of each level, which every later one copies."""
+@functools.cache
+def _first_record(level: int) -> Mapping[str, Any]:
+    """The attributes of a first access record of `level`, which every later one copies
+    (never changed: each copy is a dict of its own)."""
+    first = access_logger.makeRecord(
+        access_logger.name, level, __file__, 0, "%s %s %s", (), None, extra={VERBATIM: True}
+    )
+    return dict(first.__dict__)
 
 
 def _access_record(level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> LogRecord:
@@ -116,12 +123,7 @@ def _access_record(level: int, args: tuple[str, str, int], fields: dict[str, Any
     calling frame on every request for a source location no format shows, nor a new
     `LogRecord`, whose constructor works out a dozen attributes that are the same on
     every line (the logger, level, file, thread and process)."""
-    made = _ACCESS_RECORDS.get(level)
-    if made is None:
-        first = access_logger.makeRecord(
-            access_logger.name, level, __file__, 0, "%s %s %s", (), None, extra={VERBATIM: True}
-        )
-        made = _ACCESS_RECORDS[level] = dict(first.__dict__)
+    made = _first_record(level)
     record = LogRecord.__new__(LogRecord)
     attributes = record.__dict__
     attributes.update(made)
