@@ -223,18 +223,23 @@ async def sent_out(node: Node) -> None:
     await eventually(done, f"{node.name} to send what it published", interval_s=0.02)
 
 
+async def alone(node: Node) -> None:
+    """Wait until a send of `node` found no other node listening."""
+
+    async def found_alone() -> bool:
+        node.bus.publish("execution", id="hello", taskId="t", status="PENDING")
+        await sent_out(node)
+        return node.bridge.transport.alone()
+
+    await eventually(found_alone, "a send to find no other node listening")
+
+
 async def test_a_node_no_other_node_hears_sends_nothing_over_redis(
     pg_url: str, redis_url: str, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(events_bridge, "ALONE_S", 600.0)
     a = await make_node(pg_url, redis_url)
-
-    async def found_alone() -> bool:
-        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
-        await sent_out(a)
-        return a.bridge.transport.alone()
-
-    await eventually(found_alone, "a send to find no other node listening")
+    await alone(a)
     sent = a.bridge.sent
     for i in range(20):
         a.bus.publish("execution", id=f"e{i}", taskId="t", status="COMPLETED")
@@ -247,13 +252,7 @@ async def test_a_node_that_joins_hears_a_node_that_was_alone(
     pg_url: str, redis_url: str, make_node: MakeNode
 ) -> None:
     a = await make_node(pg_url, redis_url)
-
-    async def found_alone() -> bool:
-        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
-        await sent_out(a)
-        return a.bridge.transport.alone()
-
-    await eventually(found_alone, "a send to find no other node listening")
+    await alone(a)
     b = await make_node(pg_url, redis_url)
     await wait_connected(a, b)
     await exchange(a, b)
@@ -264,13 +263,7 @@ async def test_a_node_that_was_alone_still_sends_a_principal_event_to_a_node_tha
 ) -> None:
     monkeypatch.setattr(events_bridge, "ALONE_S", 600.0)
     a = await make_node(pg_url, redis_url)
-
-    async def found_alone() -> bool:
-        a.bus.publish("execution", id="hello", taskId="t", status="PENDING")
-        await sent_out(a)
-        return a.bridge.transport.alone()
-
-    await eventually(found_alone, "a send to find no other node listening")
+    await alone(a)
     b = await make_node(pg_url, redis_url)
 
     async def b_heard_by_a() -> bool:
