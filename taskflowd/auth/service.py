@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +33,7 @@ from taskflowd.domain.errors import (
     ValidationFailed,
 )
 from taskflowd.events import EventBus
+from taskflowd.joined import Joined
 from taskflowd.store.base import Page, Store
 from taskflowd.store.errors import DuplicateKey
 
@@ -119,8 +118,7 @@ class AuthService:
         self._clock = clock
         self.events = events or EventBus()
         self.principals = PrincipalCache(settings.principal_cache_ttl_s)
-        self._lookups: dict[str, tuple[float, asyncio.Future[Principal]]] = {}
-        """The look-up under way for each credential and when it began (monotonic)."""
+        self._lookups: Joined[Principal] = Joined()
         self._principal_events = 0
         self.events.on(PRINCIPAL_EVENT, self._principal_changed)
         self.api_keys = ApiKeys(store, self._key_revoked, clock)
@@ -323,12 +321,9 @@ class AuthService:
         cached = self.principals.get(credential)
         if cached is not None:
             return cached
-        now = time.monotonic()
-        began, lookup = self._lookups.get(credential, (now, None))
-        if lookup is None or now - began >= self.principals.ttl_s:
-            lookup = asyncio.ensure_future(self._look_up(credential))
-            self._lookups[credential] = (now, lookup)
-            lookup.add_done_callback(functools.partial(self._looked_up, credential))
+        lookup = self._lookups.under_way(credential, self.principals.ttl_s)
+        if lookup is None:
+            lookup = self._lookups.start(credential, self._look_up(credential))
         return await asyncio.shield(lookup)
 
     async def _look_up(self, credential: str) -> Principal:
@@ -347,17 +342,11 @@ class AuthService:
             self.principals.put(credential, principal, expires_in)
         return principal
 
-    def _looked_up(self, credential: str, lookup: asyncio.Future[Principal]) -> None:
-        if self._lookups.get(credential, (0.0, None))[1] is lookup:
-            del self._lookups[credential]
-        if not lookup.cancelled():
-            lookup.exception()  # retrieved here: every waiter may have gone meanwhile
-
     def _principal_changed(self, data: dict[str, Any]) -> None:
         """A `principal` event: forget the cached principals it names, and let the next
         request look up afresh rather than join a look-up that began before it."""
         self._principal_events += 1
-        self._lookups.clear()
+        self._lookups.forget()
         self.principals.on_event(data)
 
     async def me(self, user: User) -> User:

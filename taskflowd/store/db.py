@@ -693,11 +693,8 @@ class PostgresDatabase:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         if reads_only(sql):
             return await _PgConn(self.pool).fetch(sql, *args)
-        self._kept.changed()  # an UPDATE … RETURNING, a claim
-        try:
+        with self._kept.writing():  # an UPDATE … RETURNING, a claim
             return await _PgConn(self.pool).fetch(sql, *args)
-        finally:
-            self._kept.changed()
 
     async def fetch_derived(self, derive: Callable[[list[Row]], T], sql: str, *args: Any) -> T:
         # Another node may commit at any time, and nothing tells this one without a
@@ -712,8 +709,7 @@ class PostgresDatabase:
             return cast(T, value)
         read = kept.reading(key)
         if read is None:
-            read = asyncio.ensure_future(self._read_kept(key, derive, sql, args))
-            kept.begin(key, read)
+            read = kept.begin(key, self._read_kept(key, derive, sql, args))
         return cast(T, await asyncio.shield(read))
 
     async def _read_kept(
@@ -734,32 +730,23 @@ class PostgresDatabase:
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         if reads_only(sql):
             return await _PgConn(self.pool).fetchrow(sql, *args)
-        self._kept.changed()
-        try:
+        with self._kept.writing():
             return await _PgConn(self.pool).fetchrow(sql, *args)
-        finally:
-            self._kept.changed()
 
     async def execute(self, sql: str, *args: Any) -> int:
         if self.journal.pending() is not None:
             async with self.transaction() as conn:
                 return await conn.execute(sql, *args)
-        self._kept.changed()
-        try:
+        with self._kept.writing():
             return await _PgConn(self.pool).execute(sql, *args)
-        finally:
-            self._kept.changed()
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         if self.journal.pending() is not None:
             async with self.transaction() as conn:
                 await conn.executemany(sql, args)
             return
-        self._kept.changed()
-        try:
+        with self._kept.writing():
             await _PgConn(self.pool).executemany(sql, args)
-        finally:
-            self._kept.changed()
 
     async def script(self, steps: Sequence[Step]) -> list[int]:
         async with self.transaction() as conn:
@@ -767,18 +754,16 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        self._kept.changed()
-        try:
-            async with (
-                self.pool.acquire() as conn,
-                conn.transaction(),
-                self.journal.bound(_PgConn(conn)) as audited,
-            ):
-                yield audited
-        except _pg_errors() as exc:
-            raise _translate_pg(exc) from exc
-        finally:
-            self._kept.changed()
+        with self._kept.writing():
+            try:
+                async with (
+                    self.pool.acquire() as conn,
+                    conn.transaction(),
+                    self.journal.bound(_PgConn(conn)) as audited,
+                ):
+                    yield audited
+            except _pg_errors() as exc:
+                raise _translate_pg(exc) from exc
         self.journal.committed()
 
     async def atomic(self, body: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:

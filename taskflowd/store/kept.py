@@ -15,8 +15,12 @@ worker's and scheduler's included, at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Coroutine, Iterator
 from typing import Any
+
+from taskflowd.joined import Joined
 
 KEPT_S = 0.5
 """How long a kept value is answered again: another node's commit shows within this."""
@@ -37,7 +41,7 @@ class KeptReads:
         """Changes on every `changed()`: a read that saw it change keeps nothing."""
         self._values: dict[Key, tuple[float, Any]] = {}
         self._chars = 0
-        self._reading: dict[Key, tuple[float, asyncio.Future[Any]]] = {}
+        self._reading: Joined[Any] = Joined()
 
     def changed(self) -> None:
         """A statement of this node begins or ends: forget every value, and let the next
@@ -46,7 +50,17 @@ class KeptReads:
         if self._values:
             self._values.clear()
             self._chars = 0
-        self._reading.clear()
+        self._reading.forget()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """A statement of this node that may write runs inside: `changed()` as it begins
+        and as it ends."""
+        self.changed()
+        try:
+            yield
+        finally:
+            self.changed()
 
     def reading(self, key: Key) -> asyncio.Future[Any] | None:
         """The read of `key` under way, begun since this node's last statement began or
@@ -54,23 +68,11 @@ class KeptReads:
         read again (a flood of requests would otherwise read the page once per request in
         flight each time a statement drops it), and what it gets lags other nodes'
         commits no more than a kept value may (a slow read may have begun long before)."""
-        found = self._reading.get(key)
-        if found is None or found[0] + self.kept_s <= time.monotonic():
-            return None
-        return found[1]
+        return self._reading.under_way(key, self.kept_s)
 
-    def begin(self, key: Key, read: asyncio.Future[Any]) -> None:
-        """`read` of `key` is under way from now (see `reading`)."""
-        self._reading[key] = (time.monotonic(), read)
-
-        def done(_: asyncio.Future[Any]) -> None:
-            found = self._reading.get(key)
-            if found is not None and found[1] is read:
-                del self._reading[key]
-            if not read.cancelled():
-                read.exception()  # retrieved here: every waiter may have gone meanwhile
-
-        read.add_done_callback(done)
+    def begin(self, key: Key, read: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Run `read` of `key` from now (see `reading`)."""
+        return self._reading.start(key, read)
 
     def get(self, key: Key) -> tuple[bool, Any]:
         """(True, value) when `key`'s value is kept and not past its deadline."""
